@@ -1,0 +1,73 @@
+//! Command-line flags, named like the Prometheus exporters' (`--config.file`,
+//! `--web.listen-address`, …) so operators' habits carry over.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ims-exporter", version, about = "Prometheus exporter for Huawei Cloud IMS image sharing: who can boot your images")]
+pub struct Cli {
+    /// Path to the configuration file.
+    #[arg(long = "config.file", value_name = "FILE", default_value = "config.yaml")]
+    pub config_file: PathBuf,
+
+    /// Validate the configuration (and say where credentials come from), then exit.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address to listen on for HTTP requests (`:PORT` means all interfaces).
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":10027")]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    pub telemetry_path: String,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+
+    /// Poll every image once, print the metrics to stdout and exit: 0 if every image
+    /// succeeded, 1 otherwise (for cron and the node_exporter textfile collector).
+    #[arg(long)]
+    pub once: bool,
+
+    /// Run against a built-in fake IMS with generated images and members; needs no
+    /// cloud account and ignores --config.file.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Poll interval in demo mode.
+    #[arg(long = "demo.poll-interval", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub demo_poll_interval: std::time::Duration,
+}

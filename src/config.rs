@@ -1,0 +1,380 @@
+//! The configuration file: serde types, defaults and validation.
+//!
+//! Everything a user can get wrong is caught here, at start or reload, with the key
+//! path and the file in the message. Nothing downstream re-validates.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::credentials::{self, Credentials, CredentialsConfig};
+use crate::ids::{ImageId, ProjectId};
+
+pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_page_size() -> i64 {
+    1000
+}
+fn default_max_concurrent_requests() -> i64 {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    request_timeout: Duration,
+    #[serde(default = "default_page_size")]
+    page_size: i64,
+    #[serde(default = "default_max_concurrent_requests")]
+    max_concurrent_requests: i64,
+    #[serde(default)]
+    credentials: Option<CredentialsConfig>,
+    #[serde(default)]
+    targets: Vec<FileTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTarget {
+    region: String,
+    project_id: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    credentials: Option<CredentialsConfig>,
+    #[serde(default)]
+    images: Vec<FileImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileImage {
+    id: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub poll_interval: Duration,
+    pub request_timeout: Duration,
+    pub page_size: u32,
+    pub max_concurrent_requests: usize,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub region: String,
+    pub project_id: ProjectId,
+    /// Base URL of the IMS endpoint, without a trailing slash.
+    pub endpoint: Url,
+    pub credentials: Arc<Credentials>,
+    pub images: Vec<ImageConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageConfig {
+    pub id: ImageId,
+}
+
+impl Config {
+    pub fn image_count(&self) -> usize {
+        self.targets.iter().map(|t| t.images.len()).sum()
+    }
+
+    /// Where each distinct set of credentials comes from, for `--config.check`.
+    pub fn credential_sources(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} (access key {})",
+                    t.credentials.source, t.credentials.access_key_id
+                )
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// Reads and validates a config file. `env` looks up environment variables (the
+/// credentials fallback); tests pass their own.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file, env)
+}
+
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        key,
+        message,
+    };
+
+    if raw.poll_interval < Duration::from_secs(1) {
+        return Err(invalid("poll_interval".into(), "must be at least 1s".into()));
+    }
+    if raw.request_timeout.is_zero() || raw.request_timeout > Duration::from_secs(600) {
+        return Err(invalid(
+            "request_timeout".into(),
+            "must be between 1ms and 10m".into(),
+        ));
+    }
+    if !(1..=1000).contains(&raw.page_size) {
+        return Err(invalid(
+            "page_size".into(),
+            format!("must be between 1 and 1000, got {}", raw.page_size),
+        ));
+    }
+    if !(1..=256).contains(&raw.max_concurrent_requests) {
+        return Err(invalid(
+            "max_concurrent_requests".into(),
+            format!("must be between 1 and 256, got {}", raw.max_concurrent_requests),
+        ));
+    }
+    if raw.targets.is_empty() {
+        return Err(invalid(
+            "targets".into(),
+            "at least one target is required".into(),
+        ));
+    }
+
+    // Top-level credentials, else the SDK environment variables; per-target blocks override.
+    let global = match &raw.credentials {
+        Some(c) => Some(Arc::new(c.resolve("credentials").map_err(|e| invalid(e.key, e.message))?)),
+        None => credentials::from_env(env).map(Arc::new),
+    };
+
+    let mut seen: HashMap<(ProjectId, ImageId), String> = HashMap::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+    for (ti, t) in raw.targets.iter().enumerate() {
+        let key = |k: &str| format!("targets[{ti}].{k}");
+        if t.region.is_empty()
+            || !t
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid(
+                key("region"),
+                format!("must be a region name like cn-north-4, got {:?}", t.region),
+            ));
+        }
+        let project_id =
+            ProjectId::parse(&t.project_id).map_err(|e| invalid(key("project_id"), e.0))?;
+        let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
+            .map_err(|m| invalid(key("endpoint"), m))?;
+        let credentials = match &t.credentials {
+            Some(c) => Arc::new(
+                c.resolve(&key("credentials"))
+                    .map_err(|e| invalid(e.key, e.message))?,
+            ),
+            None => global.clone().ok_or_else(|| {
+                invalid(
+                    "credentials".into(),
+                    format!(
+                        "no credentials for targets[{ti}]: set credentials.access_key_id and \
+                         credentials.secret_access_key (or their _file variants), or the {} and {} \
+                         environment variables",
+                        credentials::ENV_AK,
+                        credentials::ENV_SK
+                    ),
+                )
+            })?,
+        };
+        if t.images.is_empty() {
+            return Err(invalid(key("images"), "at least one image is required".into()));
+        }
+        let mut images = Vec::with_capacity(t.images.len());
+        for (ii, img) in t.images.iter().enumerate() {
+            let path = key(&format!("images[{ii}].id"));
+            let id = ImageId::parse(&img.id).map_err(|e| invalid(path.clone(), e.0))?;
+            if let Some(first) = seen.insert((project_id.clone(), id.clone()), path.clone()) {
+                return Err(invalid(
+                    path,
+                    format!("image {id} in project {project_id} is already listed at {first}"),
+                ));
+            }
+            images.push(ImageConfig { id });
+        }
+        targets.push(Target {
+            region: t.region.clone(),
+            project_id,
+            endpoint,
+            credentials,
+            images,
+        });
+    }
+
+    Ok(Config {
+        poll_interval: raw.poll_interval,
+        request_timeout: raw.request_timeout,
+        page_size: raw.page_size as u32,
+        max_concurrent_requests: raw.max_concurrent_requests as usize,
+        targets,
+    })
+}
+
+/// An endpoint URL, `{region}` substituted; http(s) only, no query or fragment.
+fn parse_endpoint(template: &str, region: &str) -> Result<Url, String> {
+    let text = template.replace("{region}", region);
+    let url = Url::parse(&text).map_err(|e| format!("not a URL ({e}): {text:?}"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(format!("must be an http or https URL, got {text:?}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
+        return Err(format!("must be a base URL without query or fragment, got {text:?}"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+poll_interval: 1m
+credentials:
+  access_key_id: AK
+  secret_access_key: SK
+targets:
+  - region: cn-north-4
+    project_id: 1bed856811654c1cb661a6ca845ebc77
+    images:
+      - id: d164b5df-1bc3-4c3f-893e-3e471fd16e64
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, "config.yaml", &no_env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = parse(GOOD, "config.yaml", &no_env).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(60));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.page_size, 1000);
+        assert_eq!(c.max_concurrent_requests, 8);
+        assert_eq!(
+            c.targets[0].endpoint.as_str(),
+            "https://ims.cn-north-4.myhuaweicloud.com/"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err(&GOOD.replace("poll_interval", "poll_intervall"));
+        assert!(e.starts_with("config.yaml: unknown field `poll_intervall`"), "{e}");
+    }
+
+    #[test]
+    fn nested_unknown_key_has_its_path() {
+        let e = err(&GOOD.replace("      - id:", "      - idd:"));
+        assert!(e.contains("targets[0].images[0]"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let e = err(&GOOD.replace("1m", "soon"));
+        assert!(e.contains("poll_interval"), "{e}");
+    }
+
+    #[test]
+    fn page_size_range() {
+        let e = err(&format!("page_size: 1001\n{GOOD}"));
+        assert_eq!(e, "config.yaml: page_size: must be between 1 and 1000, got 1001");
+    }
+
+    #[test]
+    fn malformed_project_id() {
+        let e = err(&GOOD.replace("1bed856811654c1cb661a6ca845ebc77", "nope"));
+        assert!(e.starts_with("config.yaml: targets[0].project_id: must be 32 hex characters"), "{e}");
+    }
+
+    #[test]
+    fn malformed_image_id() {
+        let e = err(&GOOD.replace("d164b5df-1bc3-4c3f-893e-3e471fd16e64", "../x?y"));
+        assert!(e.starts_with("config.yaml: targets[0].images[0].id: must be a UUID"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_image() {
+        let text = format!("{GOOD}      - id: d164b5df-1bc3-4c3f-893e-3e471fd16e64\n");
+        let e = err(&text);
+        assert!(e.contains("targets[0].images[1].id") && e.contains("already listed at targets[0].images[0].id"), "{e}");
+    }
+
+    #[test]
+    fn missing_credentials() {
+        let text = GOOD.replace("credentials:\n  access_key_id: AK\n  secret_access_key: SK\n", "");
+        let e = err(&text);
+        assert!(e.starts_with("config.yaml: credentials: no credentials"), "{e}");
+        let env = |k: &str| match k {
+            "HUAWEICLOUD_SDK_AK" => Some("EAK".to_string()),
+            "HUAWEICLOUD_SDK_SK" => Some("ESK".to_string()),
+            _ => None,
+        };
+        let c = parse(&text, "config.yaml", &env).unwrap();
+        assert_eq!(c.targets[0].credentials.access_key_id, "EAK");
+    }
+
+    #[test]
+    fn endpoint_template_and_scheme() {
+        let text = GOOD.replace(
+            "    images:",
+            "    endpoint: https://ims.{region}.myhuaweicloud.eu\n    images:",
+        );
+        let c = parse(&text, "config.yaml", &no_env).unwrap();
+        assert_eq!(c.targets[0].endpoint.host_str(), Some("ims.cn-north-4.myhuaweicloud.eu"));
+        let e = err(&GOOD.replace("    images:", "    endpoint: ftp://x\n    images:"));
+        assert!(e.contains("targets[0].endpoint: must be an http or https URL"), "{e}");
+    }
+}

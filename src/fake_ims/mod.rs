@@ -1,0 +1,387 @@
+//! A fake of the IMS API on loopback, for the tests, the demo and the benchmark.
+//!
+//! It speaks the real wire format (checked against the official Python SDK): it
+//! verifies SDK-HMAC-SHA256 signatures (wrong SK, missing header, stale date and a
+//! missing security token are refused as the API gateway does), pages member lists
+//! with opaque Base64 markers, and can inject faults per image.
+
+pub mod demo;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use serde_json::json;
+
+use crate::credentials::Secret;
+use crate::ims::model::{Member, MemberList, PageInfo};
+use crate::signer::{self, RequestParts};
+
+/// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_LIMIT: usize = 500;
+
+/// A fault to inject into the answers for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer every request with this status and an IMS-style error body.
+    Status(u16),
+    /// Answer 429 with the gateway's throttling error `APIGW.0308`.
+    Throttle,
+    /// Wait this long before answering normally.
+    Delay(Duration),
+    /// Answer 200 with a truncated JSON body.
+    BrokenBody,
+    /// Answer the `n`th page (0-based) of a member list with a 500; other pages are fine.
+    FailPage(usize),
+}
+
+#[derive(Debug, Default)]
+struct FakeImage {
+    name: String,
+    members: BTreeMap<String, Member>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// AK → (SK, required security token).
+    accounts: HashMap<String, (Secret, Option<String>)>,
+    /// (project_id, image_id) → image.
+    images: BTreeMap<(String, String), FakeImage>,
+    faults: HashMap<String, Fault>,
+    requests: u64,
+    rejected_signatures: u64,
+}
+
+/// Shared, mutable state of the fake; tests change it while the exporter polls.
+#[derive(Debug, Default, Clone)]
+pub struct FakeState(Arc<Mutex<Inner>>);
+
+impl FakeState {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock must not hide its own failure.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add_account(&self, access_key: &str, secret_key: &str, security_token: Option<&str>) {
+        self.lock()
+            .accounts
+            .insert(access_key.into(), (Secret::new(secret_key), security_token.map(str::to_string)));
+    }
+
+    pub fn remove_account(&self, access_key: &str) {
+        self.lock().accounts.remove(access_key);
+    }
+
+    pub fn add_image(&self, project_id: &str, image_id: &str, name: &str) {
+        self.lock()
+            .images
+            .entry((project_id.into(), image_id.into()))
+            .or_default()
+            .name = name.into();
+    }
+
+    pub fn remove_image(&self, project_id: &str, image_id: &str) {
+        self.lock().images.remove(&(project_id.into(), image_id.into()));
+    }
+
+    /// Adds or replaces a member; the image is created if needed.
+    pub fn put_member(&self, project_id: &str, member: Member) {
+        let image_id = member.image_id.clone().unwrap_or_default();
+        self.lock()
+            .images
+            .entry((project_id.into(), image_id))
+            .or_default()
+            .members
+            .insert(member.member_id.clone(), member);
+    }
+
+    pub fn remove_member(&self, project_id: &str, image_id: &str, member_id: &str) -> bool {
+        self.lock()
+            .images
+            .get_mut(&(project_id.into(), image_id.into()))
+            .and_then(|i| i.members.remove(member_id))
+            .is_some()
+    }
+
+    pub fn members(&self, project_id: &str, image_id: &str) -> Vec<Member> {
+        self.lock()
+            .images
+            .get(&(project_id.into(), image_id.into()))
+            .map(|i| i.members.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_fault(&self, image_id: &str, fault: Option<Fault>) {
+        let mut inner = self.lock();
+        match fault {
+            Some(f) => inner.faults.insert(image_id.into(), f),
+            None => inner.faults.remove(image_id),
+        };
+    }
+
+    /// Requests answered so far (any outcome).
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// Requests refused for a bad or missing signature.
+    pub fn rejected_signatures(&self) -> u64 {
+        self.lock().rejected_signatures
+    }
+}
+
+/// A member as IMS returns it, for building fixtures.
+pub fn member(image_id: &str, member_id: &str, member_type: &str, status: &str, created_at: &str, updated_at: &str, urn: Option<&str>) -> Member {
+    Member {
+        member_id: member_id.into(),
+        member_type: Some(member_type.into()),
+        status: Some(status.into()),
+        created_at: Some(created_at.into()),
+        updated_at: Some(updated_at.into()),
+        image_id: Some(image_id.into()),
+        schema: Some("/v2/schemas/member".into()),
+        urn: urn.map(str::to_string),
+    }
+}
+
+/// A running fake; stopped by [`FakeIms::stop`] or, at the latest, when dropped.
+pub struct FakeIms {
+    addr: SocketAddr,
+    pub state: FakeState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeIms {
+    /// Starts the fake on an ephemeral port of 127.0.0.1.
+    pub async fn start(state: FakeState) -> std::io::Result<FakeIms> {
+        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, state).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, state: FakeState) -> std::io::Result<FakeIms> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "fake IMS server failed");
+            }
+        });
+        Ok(FakeIms { addr, state, shutdown: Some(tx), task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL to use as a target's `endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Delayed answers would hold graceful shutdown; don't wait for them forever.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for FakeIms {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn router(state: FakeState) -> Router {
+    Router::new()
+        .route("/v1/{project_id}/cloudimages/{image_id}/members", get(list_members))
+        .route("/v1/{project_id}/cloudimages/{image_id}/members/{member_id}", get(get_member))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn json_response(status: StatusCode, request_id: &str, body: String) -> Response {
+    (
+        status,
+        [("content-type", "application/json"), ("x-request-id", request_id)],
+        body,
+    )
+        .into_response()
+}
+
+fn ims_error(status: StatusCode, request_id: &str, code: &str, message: &str) -> Response {
+    json_response(status, request_id, json!({"error": {"code": code, "message": message}}).to_string())
+}
+
+fn gateway_error(status: StatusCode, request_id: &str, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        request_id,
+        json!({"error_code": code, "error_msg": message, "request_id": request_id}).to_string(),
+    )
+}
+
+async fn not_found(uri: Uri) -> Response {
+    ims_error(StatusCode::NOT_FOUND, &request_id(), "IMG.0001", &format!("no such API: {}", uri.path()))
+}
+
+fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Checks the signature like the API gateway; `Err` is the response to send.
+fn authenticate(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderMap, rid: &str) -> Result<(), Response> {
+    let deny = |message: &str| {
+        state.lock().rejected_signatures += 1;
+        Err(gateway_error(StatusCode::UNAUTHORIZED, rid, "APIGW.0301", message))
+    };
+    let Some(auth) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(signer::parse_authorization)
+    else {
+        return deny("Incorrect IAM authentication information: Authorization header missing or malformed");
+    };
+    let Some(date) = headers.get(signer::DATE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return deny("Incorrect IAM authentication information: X-Sdk-Date missing");
+    };
+    let Ok(when) = time::PrimitiveDateTime::parse(date, signer::DATE_FORMAT) else {
+        return deny("Incorrect IAM authentication information: X-Sdk-Date malformed");
+    };
+    let skew = (time::OffsetDateTime::now_utc() - when.assume_utc()).unsigned_abs();
+    if skew > MAX_CLOCK_SKEW {
+        return deny("Incorrect IAM authentication information: request expired (X-Sdk-Date too far from now)");
+    }
+    let account = state.lock().accounts.get(&auth.access_key).cloned();
+    let Some((sk, token)) = account else {
+        return deny("Incorrect IAM authentication information: unknown access key");
+    };
+    if let Some(required) = token {
+        let given = headers.get("x-security-token").and_then(|v| v.to_str().ok());
+        if given != Some(required.as_str()) || !auth.signed_headers.iter().any(|h| h == "x-security-token") {
+            return deny("Incorrect IAM authentication information: security token missing or wrong");
+        }
+    }
+    let all_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let query = parse_query(uri.query());
+    let parts = RequestParts { method: method.as_str(), path: uri.path(), query: &query, headers: &all_headers, body: b"" };
+    if !signer::verify(&auth, &sk, &parts) {
+        return deny("Incorrect IAM authentication information: verify aksk signature fail");
+    }
+    Ok(())
+}
+
+/// Common prologue: count, authenticate, apply the image's fault. `Err` is the answer.
+async fn prologue(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderMap, image_id: &str, rid: &str) -> Result<Option<Fault>, Response> {
+    state.lock().requests += 1;
+    authenticate(state, method, uri, headers, rid)?;
+    let fault = state.lock().faults.get(image_id).cloned();
+    match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Err(ims_error(status, rid, "IMG.0999", "injected fault"))
+        }
+        Some(Fault::Throttle) => Err(gateway_error(StatusCode::TOO_MANY_REQUESTS, rid, "APIGW.0308", "The throttling threshold has been reached")),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(None)
+        }
+        Some(Fault::BrokenBody) => Err(json_response(StatusCode::OK, rid, r#"{"members": [{"member_id": "trunc"#.into())),
+        other => Ok(other),
+    }
+}
+
+async fn list_members(
+    State(state): State<FakeState>,
+    Path((project_id, image_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id();
+    let fault = match prologue(&state, &method, &uri, &headers, &image_id, &rid).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let query = parse_query(uri.query());
+    let get = |k: &str| query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str());
+    let limit = match get("limit").map(str::parse::<usize>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => return ims_error(StatusCode::BAD_REQUEST, &rid, "IMG.0001", "limit must be between 1 and 1000"),
+    };
+    // Markers are opaque to clients: Base64 of the last member ID of the previous page.
+    let after = match get("marker") {
+        None | Some("") => None,
+        Some(m) => match base64::engine::general_purpose::STANDARD.decode(m).ok().and_then(|b| String::from_utf8(b).ok()) {
+            Some(id) => Some(id),
+            None => return ims_error(StatusCode::BAD_REQUEST, &rid, "IMG.0001", "marker is not valid Base64"),
+        },
+    };
+    let inner = state.lock();
+    let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
+        return ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0027", &format!("image {image_id} not found"));
+    };
+    let page_index = after.as_ref().map(|a| image.members.range(..=a.clone()).count().div_ceil(limit)).unwrap_or(0);
+    if fault == Some(Fault::FailPage(page_index)) {
+        return ims_error(StatusCode::INTERNAL_SERVER_ERROR, &rid, "IMG.0999", "injected page fault");
+    }
+    let rest: Vec<&Member> = match &after {
+        Some(a) => image.members.range::<String, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, m)| m).collect(),
+        None => image.members.values().collect(),
+    };
+    let page: Vec<Member> = rest.iter().take(limit).map(|m| (*m).clone()).collect();
+    let more = rest.len() > limit;
+    let next_marker = more.then(|| base64::engine::general_purpose::STANDARD.encode(page.last().map(|m| m.member_id.as_str()).unwrap_or("")));
+    // Like the real API, a listing that fits one page may carry no page_info at all.
+    let page_info = (after.is_some() || more).then(|| PageInfo { next_marker, current_count: Some(page.len() as u64) });
+    let body = MemberList { members: page, schema: Some("/v2/schemas/members".into()), page_info };
+    drop(inner);
+    json_response(StatusCode::OK, &rid, serde_json::to_string(&body).unwrap_or_default())
+}
+
+async fn get_member(
+    State(state): State<FakeState>,
+    Path((project_id, image_id, member_id)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id();
+    if let Err(resp) = prologue(&state, &method, &uri, &headers, &image_id, &rid).await {
+        return resp;
+    }
+    let inner = state.lock();
+    let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
+        return ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0027", &format!("image {image_id} not found"));
+    };
+    match image.members.get(&member_id) {
+        Some(m) => json_response(StatusCode::OK, &rid, serde_json::to_string(m).unwrap_or_default()),
+        None => ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0206", &format!("image {image_id} is not shared with {member_id}")),
+    }
+}

@@ -1,0 +1,319 @@
+//! The IMS HTTP client: builds paths from validated IDs, signs every request,
+//! follows paging, caps response bodies, and turns every failure into [`ApiError`].
+//!
+//! It counts requests in the self-metrics but owns no state about images: what a
+//! result means is the poller's business.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::Url;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::error::ApiError;
+use super::model::{Member, MemberList};
+use crate::config::Target;
+use crate::credentials::Credentials;
+use crate::ids::{ImageId, MemberId};
+use crate::metrics::SelfMetrics;
+use crate::signer::{self, RequestParts};
+
+pub const OP_LIST_MEMBERS: &str = "list_members";
+pub const OP_GET_MEMBER: &str = "get_member";
+
+/// Largest response body accepted; a bigger one fails that call, not the daemon.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Upper bound on members listed for one image; with the page size it bounds the
+/// number of pages a misbehaving marker can make us fetch.
+pub const MAX_MEMBERS_PER_IMAGE: usize = 1_000_000;
+
+#[derive(Clone)]
+pub struct ImsClient {
+    http: reqwest::Client,
+    limiter: Arc<Semaphore>,
+    metrics: Arc<SelfMetrics>,
+}
+
+/// Percent-encodes one path segment. `.` and `..` cannot be made safe in a URL path
+/// (parsers resolve them even when encoded), so they are refused.
+fn push_segment(path: &mut String, segment: &str) -> Result<(), String> {
+    if segment.is_empty() || segment == "." || segment == ".." {
+        return Err(format!("{segment:?} cannot be used as a path segment"));
+    }
+    path.push('/');
+    path.push_str(&signer::encode(segment));
+    Ok(())
+}
+
+/// The URL of `segments` under the target's endpoint, with `query` encoded the way
+/// the SDKs encode it (`%20` for space, `%2B` for `+`).
+pub fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
+    let mut path = base.path().trim_end_matches('/').to_string();
+    for s in segments {
+        push_segment(&mut path, s)?;
+    }
+    let mut url = base.clone();
+    url.set_path(&path);
+    if query.is_empty() {
+        url.set_query(None);
+    } else {
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", signer::encode(k), signer::encode(v)))
+            .collect();
+        url.set_query(Some(&q.join("&")));
+    }
+    Ok(url)
+}
+
+/// `host` or `host:port`, as hyper will send it in the Host header.
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+impl ImsClient {
+    pub fn new(
+        request_timeout: Duration,
+        max_concurrent_requests: usize,
+        metrics: Arc<SelfMetrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ImsClient {
+            http,
+            limiter: Arc::new(Semaphore::new(max_concurrent_requests)),
+            metrics,
+        })
+    }
+
+    /// All members of an image, following `page_info.next_marker`.
+    pub async fn list_members(
+        &self,
+        target: &Target,
+        image: &ImageId,
+        page_size: u32,
+    ) -> Result<Vec<Member>, ApiError> {
+        let op = OP_LIST_MEMBERS;
+        let segments = [
+            "v1",
+            target.project_id.as_str(),
+            "cloudimages",
+            image.as_str(),
+            "members",
+        ];
+        let limit = page_size.to_string();
+        let max_pages = MAX_MEMBERS_PER_IMAGE / page_size.max(1) as usize + 1;
+        let mut members = Vec::new();
+        let mut seen_markers = HashSet::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut query = vec![("limit", limit.as_str())];
+            if let Some(m) = &marker {
+                query.push(("marker", m.as_str()));
+            }
+            let url = build_url(&target.endpoint, &segments, &query)
+                .map_err(|message| ApiError::Signing { operation: op, message })?;
+            let page: MemberList = self.get_json(op, &target.credentials, url).await?;
+            members.extend(page.members);
+            match page.page_info.and_then(|p| p.next_marker).filter(|m| !m.is_empty()) {
+                None => return Ok(members),
+                Some(next) => {
+                    if !seen_markers.insert(next.clone()) {
+                        return Err(ApiError::Paging {
+                            operation: op,
+                            message: format!("next_marker {next:?} repeats after {} members", members.len()),
+                        });
+                    }
+                    marker = Some(next);
+                }
+            }
+        }
+        Err(ApiError::Paging {
+            operation: op,
+            message: format!("more than {max_pages} pages"),
+        })
+    }
+
+    /// One member of an image; `None` when the image is not shared with it (404).
+    pub async fn get_member(
+        &self,
+        target: &Target,
+        image: &ImageId,
+        member: &MemberId,
+    ) -> Result<Option<Member>, ApiError> {
+        let op = OP_GET_MEMBER;
+        let segments = [
+            "v1",
+            target.project_id.as_str(),
+            "cloudimages",
+            image.as_str(),
+            "members",
+            member.as_str(),
+        ];
+        let url = build_url(&target.endpoint, &segments, &[])
+            .map_err(|message| ApiError::Signing { operation: op, message })?;
+        match self.get_json(op, &target.credentials, url).await {
+            Ok(m) => Ok(Some(m)),
+            Err(ApiError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one signed GET and decodes a 2xx JSON body; counts and times it.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        credentials: &Credentials,
+        url: Url,
+    ) -> Result<T, ApiError> {
+        // Closed only if the client is dropped, which cannot happen while `self` lives.
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Transport { operation, message: "client shut down".into() })?;
+        let started = Instant::now();
+        let result = self.send(operation, credentials, url).await;
+        let code = match &result {
+            Ok((status, _, _)) => status.to_string(),
+            Err(ApiError::Timeout { .. }) => "timeout".to_string(),
+            Err(_) => "error".to_string(),
+        };
+        self.metrics.observe_request(operation, &code, started.elapsed());
+        let (status, request_id, body) = result?;
+        if !(200..300).contains(&status) {
+            return Err(ApiError::from_response(operation, status, request_id, &body));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(de).map_err(|e| ApiError::Decode {
+            operation,
+            message: format!("at {}: {}", e.path(), e.inner()),
+            request_id,
+        })
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        credentials: &Credentials,
+        url: Url,
+    ) -> Result<(u16, Option<String>, Vec<u8>), ApiError> {
+        let date = time::OffsetDateTime::now_utc()
+            .format(signer::DATE_FORMAT)
+            .map_err(|e| ApiError::Signing { operation, message: e.to_string() })?;
+        let mut signed: Vec<(String, String)> = vec![
+            ("host".into(), host_header(&url)),
+            (signer::DATE_HEADER.into(), date),
+        ];
+        if let Some(token) = &credentials.security_token {
+            signed.push(("x-security-token".into(), token.expose().to_string()));
+        }
+        let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let parts = RequestParts {
+            method: "GET",
+            path: url.path(),
+            query: &query,
+            headers: &signed,
+            body: b"",
+        };
+        let authorization = signer::authorization(&credentials.access_key_id, &credentials.secret_access_key, &parts)
+            .map_err(|e| ApiError::Signing { operation, message: e.to_string() })?;
+
+        let mut headers = HeaderMap::new();
+        for (name, value) in signed.iter().filter(|(n, _)| n != "host") {
+            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+                return Err(ApiError::Signing { operation, message: format!("header {name} is not valid") });
+            };
+            headers.insert(n, v);
+        }
+        let mut auth = HeaderValue::from_str(&authorization)
+            .map_err(|_| ApiError::Signing { operation, message: "access key is not a valid header value".into() })?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        if let Some(v) = headers.get_mut("x-security-token") {
+            v.set_sensitive(true);
+        }
+
+        let mut response = self
+            .http
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| transport_error(operation, e))?;
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+            return Err(ApiError::TooLarge { operation, limit: MAX_RESPONSE_BYTES, request_id });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(operation, e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ApiError::TooLarge { operation, limit: MAX_RESPONSE_BYTES, request_id });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, request_id, body))
+    }
+}
+
+fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {
+    // reqwest's message names the URL, which holds no secret (those travel in headers).
+    let message = error_chain(&e);
+    if e.is_timeout() {
+        ApiError::Timeout { operation }
+    } else if e.is_connect() {
+        ApiError::Connect { operation, message }
+    } else {
+        ApiError::Transport { operation, message }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_change_path_or_query() {
+        let base = Url::parse("https://ims.example.com").unwrap();
+        let url = build_url(&base, &["v1", "p", "cloudimages", "../x?y", "members"], &[]).unwrap();
+        assert_eq!(url.path(), "/v1/p/cloudimages/..%2Fx%3Fy/members");
+        assert_eq!(url.query(), None);
+        assert!(build_url(&base, &["v1", ".."], &[]).is_err());
+    }
+
+    #[test]
+    fn marker_is_encoded_like_the_sdk() {
+        let base = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
+        let url = build_url(&base, &["v1"], &[("limit", "2"), ("marker", "YW+/Yw==")]).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/prefix/v1?limit=2&marker=YW%2B%2FYw%3D%3D");
+        let pairs: Vec<_> = url.query_pairs().collect();
+        assert_eq!(pairs[1].1, "YW+/Yw==");
+        assert_eq!(host_header(&url), "127.0.0.1:8080");
+    }
+}

@@ -1,0 +1,10 @@
+//! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]) and
+//! the signing, paging HTTP client ([`client`]).
+
+pub mod client;
+pub mod error;
+pub mod model;
+
+pub use client::ImsClient;
+pub use error::ApiError;
+pub use model::{Member, MemberList, PageInfo};

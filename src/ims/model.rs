@@ -1,0 +1,153 @@
+//! Serde types for IMS responses. Lenient by design: unknown fields are ignored,
+//! optional fields may be absent or null, any `status`/`member_type` string is kept,
+//! and a timestamp that does not parse leaves the member in place without it.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/{project_id}/cloudimages/{image_id}/members`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MemberList {
+    #[serde(default)]
+    pub members: Vec<Member>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_info: Option<PageInfo>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PageInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_count: Option<u64>,
+}
+
+/// One image member (recipient), as listed or as returned by the detail call.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Member {
+    pub member_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urn: Option<String>,
+}
+
+/// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
+/// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
+pub fn parse_timestamp(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    let tod = time::Time::from_hms(u8::try_from(hour).ok()?, u8::try_from(minute).ok()?, u8::try_from(second).ok()?).ok()?;
+    let mut rest = &s[19..];
+    let mut fraction = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        fraction = format!("0.{}", &r[..digits]).parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset_secs: i64 = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = rest[1..].replace(':', "");
+            if hm.len() != 4 || !hm.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let h: i64 = hm[..2].parse().ok()?;
+            let m: i64 = hm[2..].parse().ok()?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let unix = time::PrimitiveDateTime::new(date, tod).assume_utc().unix_timestamp() - offset_secs;
+    Some(unix as f64 + fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        let base = 1_692_763_672.0; // 2023-08-23T04:07:52Z
+        assert_eq!(parse_timestamp("2023-08-23T04:07:52Z"), Some(base));
+        assert_eq!(parse_timestamp("2023-08-23T04:07:52"), Some(base));
+        assert_eq!(parse_timestamp("2023-08-23 04:07:52"), Some(base));
+        assert_eq!(parse_timestamp("2023-08-23T04:07:52.5Z"), Some(base + 0.5));
+        assert_eq!(parse_timestamp("2023-08-23T04:07:52.000000Z"), Some(base));
+        assert_eq!(parse_timestamp("2023-08-23T12:07:52+08:00"), Some(base));
+        assert_eq!(parse_timestamp("2023-08-23T12:07:52+0800"), Some(base));
+        for bad in ["", "yesterday", "2023-13-23T04:07:52Z", "2023-08-23T04:07:52Q", "2023-08-23T04:07:5x", "2023-08-23T04:07:52.Z", "２０２３-08-23T04:07:52Z"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn seed_example_without_page_info_decodes() {
+        let body = r#"{
+            "members": [{
+                "status": "accepted",
+                "created_at": "2023-08-23T04:07:52Z",
+                "updated_at": "2023-08-23T04:07:52Z",
+                "image_id": "370befec-a369-475e-a224-44a45927a8fe",
+                "member_id": "ou-5x1bvygwrplokk622i9gbn3f5ftfb2l9",
+                "schema": "/v2/schemas/member",
+                "member_type": "organization",
+                "urn": "organizations::3a2d95404f964a6aba78819bf8ddc1e3:ou:o-wvntq58r3poyv180t5df1mdna4uwy9se/ou-5x1bvygwrplokk622i9gbn3f5ftfb2l9",
+                "some_new_field": {"x": 1}
+            }],
+            "schema": "/v2/schemas/members"
+        }"#;
+        let list: MemberList = serde_json::from_str(body).unwrap();
+        assert!(list.page_info.is_none());
+        assert_eq!(list.members[0].member_type.as_deref(), Some("organization"));
+    }
+
+    #[test]
+    fn nulls_and_missing_optionals_are_fine() {
+        let list: MemberList = serde_json::from_str(
+            r#"{"members":[{"member_id":"p1","status":"weird","urn":null,"created_at":null}],"page_info":{"next_marker":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(list.members[0].status.as_deref(), Some("weird"));
+        assert_eq!(list.page_info.unwrap().next_marker, None);
+    }
+}

@@ -1,0 +1,294 @@
+//! Everything on `/metrics`: the exporter's own counters (API requests and their
+//! latency) and, at scrape time, the families rendered from one [`Snapshot`].
+//!
+//! The snapshot families are encoded by a `Collector` that reads the store once per
+//! scrape and computes ages then, so no series outlives its image and nothing is
+//! half-updated. Encoding is prometheus-client's OpenMetrics; the classic text format
+//! 0.0.4 is derived from it (see [`openmetrics_to_text`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::snapshot::{now_unix, ImageState, Snapshot, Store};
+
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The member types and statuses IMS documents; their counts are exported even when
+/// zero so that graphs and alerts see a drop to 0 rather than a vanished series.
+pub const KNOWN_MEMBER_TYPES: [&str; 3] = ["project", "domain", "organization"];
+pub const KNOWN_STATUSES: [&str; 3] = ["accepted", "pending", "rejected"];
+
+const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Text,
+}
+
+impl Format {
+    /// Like the Go client: OpenMetrics only when the scraper asks for it.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Text => TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The exporter's own metrics, shared by the client (writer) and the renderer.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    api_requests: Family<RequestLabels, Counter>,
+    api_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+}
+
+impl SelfMetrics {
+    pub fn new() -> Self {
+        SelfMetrics {
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+
+    pub fn observe_request(&self, operation: &'static str, code: &str, elapsed: Duration) {
+        self.api_requests.get_or_create(&RequestLabels { operation, code: code.to_string() }).inc();
+        self.api_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The registry behind `/metrics` (and `--once`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new(store: Arc<Store>, self_metrics: &SelfMetrics) -> Self {
+        let mut registry = Registry::default();
+        // register() appends the final period to HELP itself.
+        registry.register(
+            "ims_api_requests",
+            "IMS API requests by operation and HTTP status code (timeout or error when no response)",
+            self_metrics.api_requests.clone(),
+        );
+        registry.register(
+            "ims_api_request_duration_seconds",
+            "IMS API request latency by operation",
+            self_metrics.api_duration.clone(),
+        );
+        registry.register_collector(Box::new(SnapshotCollector { store }));
+        Metrics { registry }
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        let mut om = String::with_capacity(64 * 1024);
+        // Writing to a String cannot fail; an Err here would be a bug in an encoder.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        match format {
+            Format::OpenMetrics => om,
+            Format::Text => openmetrics_to_text(&om),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SnapshotCollector {
+    store: Arc<Store>,
+}
+
+type Fam<'a> = prometheus_client::encoding::MetricEncoder<'a>;
+
+fn gauge(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: f64) -> std::fmt::Result {
+    ConstGauge::new(value).encode(family.encode_family(labels)?)
+}
+
+fn image_labels(s: &ImageState) -> [(&'static str, &str); 3] {
+    [("region", &s.key.region), ("project_id", &s.key.project_id), ("image_id", &s.key.image_id)]
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let snap: Snapshot = self.store.snapshot();
+        let now = now_unix();
+
+        let build = [("version", env!("CARGO_PKG_VERSION")), ("revision", option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown"))];
+        let mut f = encoder.encode_descriptor("ims_exporter_build_info", "Build information; value is always 1.", None, MetricType::Gauge)?;
+        gauge(&mut f, &build, 1.0)?;
+
+        let f = encoder.encode_descriptor("ims_images_monitored", "Images this exporter monitors.", None, MetricType::Gauge)?;
+        ConstGauge::new(snap.images.len() as i64).encode(f)?;
+
+        if let Some(secs) = snap.last_cycle_seconds {
+            let f = encoder.encode_descriptor("ims_poll_duration_seconds", "Wall time of the last complete poll cycle over all images.", None, MetricType::Gauge)?;
+            ConstGauge::new(secs).encode(f)?;
+        }
+
+        let mut f = encoder.encode_descriptor("ims_image_poll_success", "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).", None, MetricType::Gauge)?;
+        for s in &snap.images {
+            if let Some(ok) = s.last_poll_ok {
+                gauge(&mut f, &image_labels(s), if ok { 1.0 } else { 0.0 })?;
+            }
+        }
+
+        let mut f = encoder.encode_descriptor("ims_image_last_success_timestamp_seconds", "Unix time of the last successful poll of the image.", None, MetricType::Gauge)?;
+        for s in &snap.images {
+            if let Some(t) = s.last_success_unix {
+                gauge(&mut f, &image_labels(s), t)?;
+            }
+        }
+
+        let mut f = encoder.encode_descriptor("ims_image_poll_errors", "Failed polls of the image by reason.", None, MetricType::Counter)?;
+        for s in &snap.images {
+            for (reason, n) in &s.errors {
+                let [r, p, i] = image_labels(s);
+                let labels = [r, p, i, ("reason", reason.as_str())];
+                ConstCounter::new(*n).encode(f.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut f = encoder.encode_descriptor("ims_image_members", "Members (recipients) of the image by member type and status, from the last good poll.", None, MetricType::Gauge)?;
+        for s in &snap.images {
+            let Some(set) = &s.members else { continue };
+            let [r, p, i] = image_labels(s);
+            for t in KNOWN_MEMBER_TYPES {
+                for st in KNOWN_STATUSES {
+                    let n = set.counts.get(&(t.to_string(), st.to_string())).copied().unwrap_or(0);
+                    gauge(&mut f, &[r, p, i, ("member_type", t), ("status", st)], n as f64)?;
+                }
+            }
+            for ((t, st), n) in &set.counts {
+                if !(KNOWN_MEMBER_TYPES.contains(&t.as_str()) && KNOWN_STATUSES.contains(&st.as_str())) {
+                    gauge(&mut f, &[r, p, i, ("member_type", t.as_str()), ("status", st.as_str())], *n as f64)?;
+                }
+            }
+        }
+
+        let mut f = encoder.encode_descriptor("ims_image_member_info", "One series per member of the image; value is always 1.", None, MetricType::Gauge)?;
+        for s in &snap.images {
+            let Some(set) = &s.members else { continue };
+            let [r, p, i] = image_labels(s);
+            for m in &set.members {
+                let labels = [r, p, i, ("member_id", m.member_id.as_str()), ("member_type", m.member_type.as_str()), ("status", m.status.as_str()), ("urn", m.urn.as_str())];
+                gauge(&mut f, &labels, 1.0)?;
+            }
+        }
+
+        type Pick = fn(&crate::snapshot::MemberRecord, f64) -> Option<f64>;
+        let per_member: [(&str, &str, Pick); 3] = [
+            ("ims_image_member_created_timestamp_seconds", "Unix time the image was shared with the member (created_at).", |m, _| m.created_at),
+            ("ims_image_member_updated_timestamp_seconds", "Unix time the share was last updated (updated_at), e.g. accepted or rejected.", |m, _| m.updated_at),
+            ("ims_image_member_update_age_seconds", "Seconds since the share was last updated, computed at scrape time.", |m, now| m.updated_at.map(|u| (now - u).max(0.0))),
+        ];
+        for (name, help, pick) in per_member {
+            let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &snap.images {
+                let Some(set) = &s.members else { continue };
+                let [r, p, i] = image_labels(s);
+                for m in &set.members {
+                    if let Some(v) = pick(m, now) {
+                        gauge(&mut f, &[r, p, i, ("member_id", m.member_id.as_str())], v)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: no `# EOF` or `# UNIT`,
+/// counter families named with their `_total` suffix, `unknown` as `untyped`.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_string(), "untyped"),
+                other => (name.to_string(), other),
+            };
+            if let Some((_, text)) = help.take() {
+                // OpenMetrics escapes `"` in HELP; 0.0.4 does not.
+                out.push_str(&format!("# HELP {name} {}\n", text.replace("\\\"", "\"")));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn text_format_conversion() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 3\n# HELP b Some \\\"b\\\".\n# TYPE b gauge\n# UNIT b seconds\nb 1.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 3\n# HELP b Some \"b\".\n# TYPE b gauge\nb 1.5\n"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! The state shared between the poller (the only writer) and the metrics renderer.
+//!
+//! Each monitored image has a slot holding an immutable [`ImageState`] behind an
+//! `ArcSwap`; the poller replaces it whole when a poll ends. A scrape takes one
+//! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
+//! never sees half an update and never waits for the poller.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use crate::ims::error::Reason;
+use crate::ims::model::{parse_timestamp, Member};
+
+/// Seconds since the Unix epoch, as metrics carry time.
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Identifies one monitored image; the label values every per-image series carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageKey {
+    pub region: Arc<str>,
+    pub project_id: Arc<str>,
+    pub image_id: Arc<str>,
+}
+
+/// One member as exported. Missing strings become `""` (urn) or `"unknown"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRecord {
+    pub member_id: String,
+    pub member_type: String,
+    pub status: String,
+    pub urn: String,
+    pub created_at: Option<f64>,
+    pub updated_at: Option<f64>,
+}
+
+impl MemberRecord {
+    pub fn from_api(m: Member) -> Self {
+        MemberRecord {
+            created_at: m.created_at.as_deref().and_then(parse_timestamp),
+            updated_at: m.updated_at.as_deref().and_then(parse_timestamp),
+            member_id: m.member_id,
+            member_type: m.member_type.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into()),
+            status: m.status.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into()),
+            urn: m.urn.unwrap_or_default(),
+        }
+    }
+}
+
+/// The complete member list of an image from one successful poll.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberSet {
+    /// Sorted by member ID, one entry per member ID.
+    pub members: Vec<MemberRecord>,
+    /// Members per (member_type, status).
+    pub counts: BTreeMap<(String, String), u64>,
+    /// Timestamps that were present but did not parse (the members are kept).
+    pub bad_timestamps: usize,
+}
+
+impl MemberSet {
+    pub fn from_api(members: Vec<Member>) -> Self {
+        let mut bad_timestamps = 0;
+        let mut records: Vec<MemberRecord> = members
+            .into_iter()
+            .map(|m| {
+                bad_timestamps += [&m.created_at, &m.updated_at]
+                    .iter()
+                    .filter(|t| t.as_deref().is_some_and(|s| parse_timestamp(s).is_none()))
+                    .count();
+                MemberRecord::from_api(m)
+            })
+            .collect();
+        records.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        // A member listed twice (pages shifting under us) counts once.
+        records.dedup_by(|a, b| a.member_id == b.member_id);
+        let mut counts = BTreeMap::new();
+        for r in &records {
+            *counts.entry((r.member_type.clone(), r.status.clone())).or_insert(0) += 1;
+        }
+        MemberSet { members: records, counts, bad_timestamps }
+    }
+}
+
+/// Everything known about one image. Replaced whole, never mutated.
+#[derive(Debug, Clone)]
+pub struct ImageState {
+    pub key: ImageKey,
+    /// The last good member list; `None` until a poll has succeeded.
+    pub members: Option<Arc<MemberSet>>,
+    /// `None` before the first poll ended.
+    pub last_poll_ok: Option<bool>,
+    pub last_success_unix: Option<f64>,
+    /// Failed polls by reason, since the exporter started.
+    pub errors: BTreeMap<Reason, u64>,
+}
+
+impl ImageState {
+    pub fn new(key: ImageKey) -> Self {
+        ImageState { key, members: None, last_poll_ok: None, last_success_unix: None, errors: BTreeMap::new() }
+    }
+
+    pub fn succeeded(&self, members: MemberSet, now_unix: f64) -> Self {
+        ImageState {
+            members: Some(Arc::new(members)),
+            last_poll_ok: Some(true),
+            last_success_unix: Some(now_unix),
+            ..self.clone()
+        }
+    }
+
+    /// Keeps the last good members and records why this poll failed.
+    pub fn failed(&self, reason: Reason) -> Self {
+        let mut next = self.clone();
+        next.last_poll_ok = Some(false);
+        *next.errors.entry(reason).or_insert(0) += 1;
+        next
+    }
+}
+
+/// A slot per monitored image. The `Arc<Slot>` is what the poller holds while polling.
+#[derive(Debug)]
+pub struct Slot {
+    pub key: ImageKey,
+    state: ArcSwap<ImageState>,
+}
+
+impl Slot {
+    pub fn load(&self) -> Arc<ImageState> {
+        self.state.load_full()
+    }
+    pub fn store(&self, state: ImageState) {
+        self.state.store(Arc::new(state));
+    }
+}
+
+/// What a scrape renders from.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub images: Vec<Arc<ImageState>>,
+    /// Wall time of the last complete poll cycle.
+    pub last_cycle_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    slots: ArcSwap<Vec<Arc<Slot>>>,
+    last_cycle_micros: AtomicU64,
+    cycle_done: AtomicBool,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets which images are monitored. Images that stay keep their state; images no
+    /// longer listed stop being exported at once.
+    pub fn set_images(&self, keys: &[ImageKey]) -> Vec<Arc<Slot>> {
+        let old = self.slots.load();
+        let slots: Vec<Arc<Slot>> = keys
+            .iter()
+            .map(|k| {
+                old.iter().find(|s| &s.key == k).cloned().unwrap_or_else(|| {
+                    Arc::new(Slot { key: k.clone(), state: ArcSwap::from_pointee(ImageState::new(k.clone())) })
+                })
+            })
+            .collect();
+        self.slots.store(Arc::new(slots.clone()));
+        slots
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let images = self.slots.load().iter().map(|s| s.load()).collect();
+        let last_cycle_seconds = self
+            .cycle_done
+            .load(Ordering::Acquire)
+            .then(|| self.last_cycle_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        Snapshot { images, last_cycle_seconds }
+    }
+
+    pub fn cycle_finished(&self, seconds: f64) {
+        self.last_cycle_micros.store((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.cycle_done.store(true, Ordering::Release);
+    }
+
+    /// True once a full poll cycle has finished (readiness).
+    pub fn ready(&self) -> bool {
+        self.cycle_done.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ImageKey {
+        ImageKey { region: "r".into(), project_id: "p".into(), image_id: id.into() }
+    }
+
+    fn member(id: &str, status: &str, created: Option<&str>) -> Member {
+        Member {
+            member_id: id.into(),
+            member_type: Some("project".into()),
+            status: Some(status.into()),
+            created_at: created.map(str::to_string),
+            updated_at: None,
+            image_id: None,
+            schema: None,
+            urn: None,
+        }
+    }
+
+    #[test]
+    fn bad_timestamp_keeps_member() {
+        let set = MemberSet::from_api(vec![
+            member("b", "accepted", Some("garbage")),
+            member("a", "pending", Some("2023-08-23T04:07:52Z")),
+        ]);
+        assert_eq!(set.members.len(), 2);
+        assert_eq!(set.members[0].member_id, "a");
+        assert_eq!(set.members[1].created_at, None);
+        assert_eq!(set.bad_timestamps, 1);
+        assert_eq!(set.counts[&("project".to_string(), "accepted".to_string())], 1);
+    }
+
+    #[test]
+    fn failure_keeps_last_good_members() {
+        let s = ImageState::new(key("i")).succeeded(MemberSet::from_api(vec![member("a", "accepted", None)]), 10.0);
+        let f = s.failed(Reason::Http5xx).failed(Reason::Http5xx);
+        assert_eq!(f.members, s.members);
+        assert_eq!(f.last_poll_ok, Some(false));
+        assert_eq!(f.last_success_unix, Some(10.0));
+        assert_eq!(f.errors[&Reason::Http5xx], 2);
+    }
+
+    #[test]
+    fn set_images_carries_state_and_drops_removed() {
+        let store = Store::new();
+        let slots = store.set_images(&[key("a"), key("b")]);
+        slots[0].store(ImageState::new(key("a")).failed(Reason::Timeout));
+        store.set_images(&[key("a"), key("c")]);
+        let snap = store.snapshot();
+        let ids: Vec<_> = snap.images.iter().map(|s| s.key.image_id.to_string()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(snap.images[0].last_poll_ok, Some(false));
+        assert!(!store.ready());
+    }
+}
