@@ -31,10 +31,18 @@ impl LogLevel {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ims-exporter", version, about = "Prometheus exporter for Huawei Cloud IMS image sharing: who can boot your images")]
+#[command(
+    name = "ims-exporter",
+    version,
+    about = "Prometheus exporter for Huawei Cloud IMS image sharing: who can boot your images"
+)]
 pub struct Cli {
     /// Path to the configuration file.
-    #[arg(long = "config.file", value_name = "FILE", default_value = "config.yaml")]
+    #[arg(
+        long = "config.file",
+        value_name = "FILE",
+        default_value = "config.yaml"
+    )]
     pub config_file: PathBuf,
 
     /// Validate the configuration (and say where credentials come from), then exit.
@@ -42,11 +50,19 @@ pub struct Cli {
     pub config_check: bool,
 
     /// Address to listen on for HTTP requests (`:PORT` means all interfaces).
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":10027")]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":10027"
+    )]
     pub listen_address: String,
 
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
     pub telemetry_path: String,
 
     /// Only log messages with the given severity or above.

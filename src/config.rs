@@ -156,7 +156,10 @@ pub fn parse(
     };
 
     if raw.poll_interval < Duration::from_secs(1) {
-        return Err(invalid("poll_interval".into(), "must be at least 1s".into()));
+        return Err(invalid(
+            "poll_interval".into(),
+            "must be at least 1s".into(),
+        ));
     }
     if raw.request_timeout.is_zero() || raw.request_timeout > Duration::from_secs(600) {
         return Err(invalid(
@@ -173,7 +176,10 @@ pub fn parse(
     if !(1..=256).contains(&raw.max_concurrent_requests) {
         return Err(invalid(
             "max_concurrent_requests".into(),
-            format!("must be between 1 and 256, got {}", raw.max_concurrent_requests),
+            format!(
+                "must be between 1 and 256, got {}",
+                raw.max_concurrent_requests
+            ),
         ));
     }
     if raw.targets.is_empty() {
@@ -185,7 +191,10 @@ pub fn parse(
 
     // Top-level credentials, else the SDK environment variables; per-target blocks override.
     let global = match &raw.credentials {
-        Some(c) => Some(Arc::new(c.resolve("credentials").map_err(|e| invalid(e.key, e.message))?)),
+        Some(c) => Some(Arc::new(
+            c.resolve("credentials")
+                .map_err(|e| invalid(e.key, e.message))?,
+        )),
         None => credentials::from_env(env).map(Arc::new),
     };
 
@@ -227,7 +236,10 @@ pub fn parse(
             })?,
         };
         if t.images.is_empty() {
-            return Err(invalid(key("images"), "at least one image is required".into()));
+            return Err(invalid(
+                key("images"),
+                "at least one image is required".into(),
+            ));
         }
         let mut images = Vec::with_capacity(t.images.len());
         for (ii, img) in t.images.iter().enumerate() {
@@ -267,7 +279,9 @@ fn parse_endpoint(template: &str, region: &str) -> Result<Url, String> {
         return Err(format!("must be an http or https URL, got {text:?}"));
     }
     if url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
-        return Err(format!("must be a base URL without query or fragment, got {text:?}"));
+        return Err(format!(
+            "must be a base URL without query or fragment, got {text:?}"
+        ));
     }
     Ok(url)
 }
@@ -312,7 +326,10 @@ targets:
     #[test]
     fn unknown_key_is_named() {
         let e = err(&GOOD.replace("poll_interval", "poll_intervall"));
-        assert!(e.starts_with("config.yaml: unknown field `poll_intervall`"), "{e}");
+        assert!(
+            e.starts_with("config.yaml: unknown field `poll_intervall`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -330,33 +347,52 @@ targets:
     #[test]
     fn page_size_range() {
         let e = err(&format!("page_size: 1001\n{GOOD}"));
-        assert_eq!(e, "config.yaml: page_size: must be between 1 and 1000, got 1001");
+        assert_eq!(
+            e,
+            "config.yaml: page_size: must be between 1 and 1000, got 1001"
+        );
     }
 
     #[test]
     fn malformed_project_id() {
         let e = err(&GOOD.replace("1bed856811654c1cb661a6ca845ebc77", "nope"));
-        assert!(e.starts_with("config.yaml: targets[0].project_id: must be 32 hex characters"), "{e}");
+        assert!(
+            e.starts_with("config.yaml: targets[0].project_id: must be 32 hex characters"),
+            "{e}"
+        );
     }
 
     #[test]
     fn malformed_image_id() {
         let e = err(&GOOD.replace("d164b5df-1bc3-4c3f-893e-3e471fd16e64", "../x?y"));
-        assert!(e.starts_with("config.yaml: targets[0].images[0].id: must be a UUID"), "{e}");
+        assert!(
+            e.starts_with("config.yaml: targets[0].images[0].id: must be a UUID"),
+            "{e}"
+        );
     }
 
     #[test]
     fn duplicate_image() {
         let text = format!("{GOOD}      - id: d164b5df-1bc3-4c3f-893e-3e471fd16e64\n");
         let e = err(&text);
-        assert!(e.contains("targets[0].images[1].id") && e.contains("already listed at targets[0].images[0].id"), "{e}");
+        assert!(
+            e.contains("targets[0].images[1].id")
+                && e.contains("already listed at targets[0].images[0].id"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_credentials() {
-        let text = GOOD.replace("credentials:\n  access_key_id: AK\n  secret_access_key: SK\n", "");
+        let text = GOOD.replace(
+            "credentials:\n  access_key_id: AK\n  secret_access_key: SK\n",
+            "",
+        );
         let e = err(&text);
-        assert!(e.starts_with("config.yaml: credentials: no credentials"), "{e}");
+        assert!(
+            e.starts_with("config.yaml: credentials: no credentials"),
+            "{e}"
+        );
         let env = |k: &str| match k {
             "HUAWEICLOUD_SDK_AK" => Some("EAK".to_string()),
             "HUAWEICLOUD_SDK_SK" => Some("ESK".to_string()),
@@ -373,8 +409,14 @@ targets:
             "    endpoint: https://ims.{region}.myhuaweicloud.eu\n    images:",
         );
         let c = parse(&text, "config.yaml", &no_env).unwrap();
-        assert_eq!(c.targets[0].endpoint.host_str(), Some("ims.cn-north-4.myhuaweicloud.eu"));
+        assert_eq!(
+            c.targets[0].endpoint.host_str(),
+            Some("ims.cn-north-4.myhuaweicloud.eu")
+        );
         let e = err(&GOOD.replace("    images:", "    endpoint: ftp://x\n    images:"));
-        assert!(e.contains("targets[0].endpoint: must be an http or https URL"), "{e}");
+        assert!(
+            e.contains("targets[0].endpoint: must be an http or https URL"),
+            "{e}"
+        );
     }
 }

@@ -162,10 +162,13 @@ mod tests {
             security_token: Some(Secret::new("super-secret-token")),
             source: "test".into(),
         };
-        let shown = format!("{c:?} {:?}", CredentialsConfig {
-            secret_access_key: Some(Secret::new("super-secret-sk")),
-            ..Default::default()
-        });
+        let shown = format!(
+            "{c:?} {:?}",
+            CredentialsConfig {
+                secret_access_key: Some(Secret::new("super-secret-sk")),
+                ..Default::default()
+            }
+        );
         assert!(!shown.contains("super-secret"), "{shown}");
         assert!(shown.contains("AK1"));
     }
@@ -183,7 +186,10 @@ mod tests {
 
     #[test]
     fn missing_secret_names_the_key() {
-        let cfg = CredentialsConfig { access_key_id: Some("AK".into()), ..Default::default() };
+        let cfg = CredentialsConfig {
+            access_key_id: Some("AK".into()),
+            ..Default::default()
+        };
         let err = cfg.resolve("credentials").unwrap_err();
         assert_eq!(err.to_string(), "credentials.secret_access_key: missing: set secret_access_key or secret_access_key_file");
     }
@@ -198,7 +204,13 @@ mod tests {
             secret_access_key_file: Some(sk),
             ..Default::default()
         };
-        assert_eq!(cfg.resolve("credentials").unwrap().secret_access_key.expose(), "the-sk");
+        assert_eq!(
+            cfg.resolve("credentials")
+                .unwrap()
+                .secret_access_key
+                .expose(),
+            "the-sk"
+        );
     }
 
     #[test]

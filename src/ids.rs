@@ -58,7 +58,8 @@ impl MemberId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         if !s.is_empty()
             && s.len() <= 128
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             Ok(MemberId(s.to_string()))
         } else {

@@ -38,9 +38,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the exporter as the command line says and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     logging::init(cli.log_level, cli.log_format);
-    // reqwest is built without a default TLS provider; ring builds fast and small.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -88,7 +89,11 @@ async fn run_async(cli: Cli) -> u8 {
     if cli.config_check {
         println!(
             "{}: OK: {} target(s), {} image(s)",
-            if cli.demo { "demo".to_string() } else { cli.config_file.display().to_string() },
+            if cli.demo {
+                "demo".to_string()
+            } else {
+                cli.config_file.display().to_string()
+            },
             config.targets.len(),
             config.image_count()
         );
@@ -109,7 +114,11 @@ fn build(config: &Arc<Config>) -> Result<(Arc<Store>, Arc<Metrics>, Poller), req
     let self_metrics = Arc::new(SelfMetrics::new());
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
-    let client = ImsClient::new(config.request_timeout, config.max_concurrent_requests, self_metrics)?;
+    let client = ImsClient::new(
+        config.request_timeout,
+        config.max_concurrent_requests,
+        self_metrics,
+    )?;
     let poller = Poller::new(config.clone(), client, store.clone());
     Ok((store, metrics, poller))
 }
@@ -137,7 +146,10 @@ async fn serve(cli: Cli, config: Arc<Config>) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(address);
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(address);
     tracing::info!(
         address = %local,
         telemetry_path = %cli.telemetry_path,
@@ -153,7 +165,11 @@ async fn serve(cli: Cli, config: Arc<Config>) -> u8 {
         async move { poller.run(stop_rx).await }
     });
 
-    let app = server::router(server::AppState { metrics, store, telemetry_path: cli.telemetry_path.clone() });
+    let app = server::router(server::AppState {
+        metrics,
+        store,
+        telemetry_path: cli.telemetry_path.clone(),
+    });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

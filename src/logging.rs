@@ -14,10 +14,21 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Logfmt => registry
-            .with(tracing_logfmt::builder().with_span_name(false).with_span_path(false).layer().with_writer(std::io::stderr))
+            .with(
+                tracing_logfmt::builder()
+                    .with_span_name(false)
+                    .with_span_path(false)
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     if let Err(e) = result {

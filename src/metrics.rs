@@ -20,7 +20,8 @@ use prometheus_client::registry::Registry;
 
 use crate::snapshot::{now_unix, ImageState, Snapshot, Store};
 
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The member types and statuses IMS documents; their counts are exported even when
@@ -28,7 +29,9 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const KNOWN_MEMBER_TYPES: [&str; 3] = ["project", "domain", "organization"];
 pub const KNOWN_STATUSES: [&str; 3] = ["accepted", "pending", "rejected"];
 
-const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -84,8 +87,15 @@ impl SelfMetrics {
     }
 
     pub fn observe_request(&self, operation: &'static str, code: &str, elapsed: Duration) {
-        self.api_requests.get_or_create(&RequestLabels { operation, code: code.to_string() }).inc();
-        self.api_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                operation,
+                code: code.to_string(),
+            })
+            .inc();
+        self.api_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -144,7 +154,11 @@ fn gauge(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: f64) -> std:
 }
 
 fn image_labels(s: &ImageState) -> [(&'static str, &str); 3] {
-    [("region", &s.key.region), ("project_id", &s.key.project_id), ("image_id", &s.key.image_id)]
+    [
+        ("region", &s.key.region),
+        ("project_id", &s.key.project_id),
+        ("image_id", &s.key.image_id),
+    ]
 }
 
 impl Collector for SnapshotCollector {
@@ -152,15 +166,36 @@ impl Collector for SnapshotCollector {
         let snap: Snapshot = self.store.snapshot();
         let now = now_unix();
 
-        let build = [("version", env!("CARGO_PKG_VERSION")), ("revision", option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown"))];
-        let mut f = encoder.encode_descriptor("ims_exporter_build_info", "Build information; value is always 1.", None, MetricType::Gauge)?;
+        let build = [
+            ("version", env!("CARGO_PKG_VERSION")),
+            (
+                "revision",
+                option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown"),
+            ),
+        ];
+        let mut f = encoder.encode_descriptor(
+            "ims_exporter_build_info",
+            "Build information; value is always 1.",
+            None,
+            MetricType::Gauge,
+        )?;
         gauge(&mut f, &build, 1.0)?;
 
-        let f = encoder.encode_descriptor("ims_images_monitored", "Images this exporter monitors.", None, MetricType::Gauge)?;
+        let f = encoder.encode_descriptor(
+            "ims_images_monitored",
+            "Images this exporter monitors.",
+            None,
+            MetricType::Gauge,
+        )?;
         ConstGauge::new(snap.images.len() as i64).encode(f)?;
 
         if let Some(secs) = snap.last_cycle_seconds {
-            let f = encoder.encode_descriptor("ims_poll_duration_seconds", "Wall time of the last complete poll cycle over all images.", None, MetricType::Gauge)?;
+            let f = encoder.encode_descriptor(
+                "ims_poll_duration_seconds",
+                "Wall time of the last complete poll cycle over all images.",
+                None,
+                MetricType::Gauge,
+            )?;
             ConstGauge::new(secs).encode(f)?;
         }
 
@@ -171,14 +206,24 @@ impl Collector for SnapshotCollector {
             }
         }
 
-        let mut f = encoder.encode_descriptor("ims_image_last_success_timestamp_seconds", "Unix time of the last successful poll of the image.", None, MetricType::Gauge)?;
+        let mut f = encoder.encode_descriptor(
+            "ims_image_last_success_timestamp_seconds",
+            "Unix time of the last successful poll of the image.",
+            None,
+            MetricType::Gauge,
+        )?;
         for s in &snap.images {
             if let Some(t) = s.last_success_unix {
                 gauge(&mut f, &image_labels(s), t)?;
             }
         }
 
-        let mut f = encoder.encode_descriptor("ims_image_poll_errors", "Failed polls of the image by reason.", None, MetricType::Counter)?;
+        let mut f = encoder.encode_descriptor(
+            "ims_image_poll_errors",
+            "Failed polls of the image by reason.",
+            None,
+            MetricType::Counter,
+        )?;
         for s in &snap.images {
             for (reason, n) in &s.errors {
                 let [r, p, i] = image_labels(s);
@@ -187,38 +232,88 @@ impl Collector for SnapshotCollector {
             }
         }
 
-        let mut f = encoder.encode_descriptor("ims_image_members", "Members (recipients) of the image by member type and status, from the last good poll.", None, MetricType::Gauge)?;
+        let mut f = encoder.encode_descriptor(
+            "ims_image_members",
+            "Members (recipients) of the image by member type and status, from the last good poll.",
+            None,
+            MetricType::Gauge,
+        )?;
         for s in &snap.images {
             let Some(set) = &s.members else { continue };
             let [r, p, i] = image_labels(s);
             for t in KNOWN_MEMBER_TYPES {
                 for st in KNOWN_STATUSES {
-                    let n = set.counts.get(&(t.to_string(), st.to_string())).copied().unwrap_or(0);
-                    gauge(&mut f, &[r, p, i, ("member_type", t), ("status", st)], n as f64)?;
+                    let n = set
+                        .counts
+                        .get(&(t.to_string(), st.to_string()))
+                        .copied()
+                        .unwrap_or(0);
+                    gauge(
+                        &mut f,
+                        &[r, p, i, ("member_type", t), ("status", st)],
+                        n as f64,
+                    )?;
                 }
             }
             for ((t, st), n) in &set.counts {
-                if !(KNOWN_MEMBER_TYPES.contains(&t.as_str()) && KNOWN_STATUSES.contains(&st.as_str())) {
-                    gauge(&mut f, &[r, p, i, ("member_type", t.as_str()), ("status", st.as_str())], *n as f64)?;
+                if !(KNOWN_MEMBER_TYPES.contains(&t.as_str())
+                    && KNOWN_STATUSES.contains(&st.as_str()))
+                {
+                    gauge(
+                        &mut f,
+                        &[
+                            r,
+                            p,
+                            i,
+                            ("member_type", t.as_str()),
+                            ("status", st.as_str()),
+                        ],
+                        *n as f64,
+                    )?;
                 }
             }
         }
 
-        let mut f = encoder.encode_descriptor("ims_image_member_info", "One series per member of the image; value is always 1.", None, MetricType::Gauge)?;
+        let mut f = encoder.encode_descriptor(
+            "ims_image_member_info",
+            "One series per member of the image; value is always 1.",
+            None,
+            MetricType::Gauge,
+        )?;
         for s in &snap.images {
             let Some(set) = &s.members else { continue };
             let [r, p, i] = image_labels(s);
             for m in &set.members {
-                let labels = [r, p, i, ("member_id", m.member_id.as_str()), ("member_type", m.member_type.as_str()), ("status", m.status.as_str()), ("urn", m.urn.as_str())];
+                let labels = [
+                    r,
+                    p,
+                    i,
+                    ("member_id", m.member_id.as_str()),
+                    ("member_type", m.member_type.as_str()),
+                    ("status", m.status.as_str()),
+                    ("urn", m.urn.as_str()),
+                ];
                 gauge(&mut f, &labels, 1.0)?;
             }
         }
 
         type Pick = fn(&crate::snapshot::MemberRecord, f64) -> Option<f64>;
         let per_member: [(&str, &str, Pick); 3] = [
-            ("ims_image_member_created_timestamp_seconds", "Unix time the image was shared with the member (created_at).", |m, _| m.created_at),
-            ("ims_image_member_updated_timestamp_seconds", "Unix time the share was last updated (updated_at), e.g. accepted or rejected.", |m, _| m.updated_at),
-            ("ims_image_member_update_age_seconds", "Seconds since the share was last updated, computed at scrape time.", |m, now| m.updated_at.map(|u| (now - u).max(0.0))),
+            (
+                "ims_image_member_created_timestamp_seconds",
+                "Unix time the image was shared with the member (created_at).",
+                |m, _| m.created_at,
+            ),
+            (
+                "ims_image_member_updated_timestamp_seconds",
+                "Unix time the share was last updated (updated_at), e.g. accepted or rejected.",
+                |m, _| m.updated_at,
+            ),
+            (
+                "ims_image_member_update_age_seconds",
+                "Seconds since the share was last updated, computed at scrape time.",
+                |m, now| m.updated_at.map(|u| (now - u).max(0.0)),
+            ),
         ];
         for (name, help, pick) in per_member {
             let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -276,9 +371,14 @@ mod tests {
     #[test]
     fn negotiation() {
         assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Format::Text);
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")),
+            Format::negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
             Format::OpenMetrics
         );
     }

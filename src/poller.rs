@@ -60,9 +60,21 @@ impl Poller {
         let jobs = planned
             .into_iter()
             .zip(slots)
-            .map(|((target_index, target, image), slot)| Arc::new(ImageJob { target_index, target, image, slot }))
+            .map(|((target_index, target, image), slot)| {
+                Arc::new(ImageJob {
+                    target_index,
+                    target,
+                    image,
+                    slot,
+                })
+            })
             .collect();
-        Poller { config, client, store, jobs }
+        Poller {
+            config,
+            client,
+            store,
+            jobs,
+        }
     }
 
     /// Polls every image once. Returns true when every image succeeded.
@@ -79,7 +91,8 @@ impl Poller {
             } else {
                 Duration::ZERO
             };
-            let (job, client, page_size) = (job.clone(), self.client.clone(), self.config.page_size);
+            let (job, client, page_size) =
+                (job.clone(), self.client.clone(), self.config.page_size);
             set.spawn(async move {
                 tokio::time::sleep(delay).await;
                 poll_image(&client, &job, page_size).await
@@ -97,7 +110,12 @@ impl Poller {
         }
         let secs = started.elapsed().as_secs_f64();
         self.store.cycle_finished(secs);
-        tracing::debug!(images = self.jobs.len(), seconds = secs, all_ok, "poll cycle finished");
+        tracing::debug!(
+            images = self.jobs.len(),
+            seconds = secs,
+            all_ok,
+            "poll cycle finished"
+        );
         all_ok
     }
 

@@ -49,14 +49,21 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
     if state.store.ready() {
         (StatusCode::OK, "Ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: the first poll cycle has not finished\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the first poll cycle has not finished\n",
+        )
+            .into_response()
     }
 }
 
@@ -79,8 +86,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let rendered = tokio::task::spawn_blocking(move || {
         let text = state.metrics.render(format);
         if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 8), flate2::Compression::fast());
-            enc.write_all(text.as_bytes()).and_then(|_| enc.finish()).map(|b| (b, true))
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(text.len() / 8),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(text.as_bytes())
+                .and_then(|_| enc.finish())
+                .map(|b| (b, true))
         } else {
             Ok((text.into_bytes(), false))
         }
@@ -88,20 +100,39 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     .await;
     match rendered {
         Ok(Ok((body, gzipped))) => {
-            let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], body).into_response();
-            resp.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Accept-Encoding"));
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, format.content_type())],
+                body,
+            )
+                .into_response();
+            resp.headers_mut().insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept-Encoding"),
+            );
             if gzipped {
-                resp.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+                resp.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
             }
             resp
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "compressing metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "compressing metrics failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "compressing metrics failed\n",
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "rendering metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "rendering metrics failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed\n",
+            )
+                .into_response()
         }
     }
 }
@@ -114,7 +145,10 @@ mod tests {
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, "deflate, gzip;q=1.0, *;q=0.5".parse().unwrap());
+        h.insert(
+            header::ACCEPT_ENCODING,
+            "deflate, gzip;q=1.0, *;q=0.5".parse().unwrap(),
+        );
         assert!(accepts_gzip(&h));
         h.insert(header::ACCEPT_ENCODING, "gzip;q=0".parse().unwrap());
         assert!(!accepts_gzip(&h));

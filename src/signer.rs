@@ -82,7 +82,11 @@ fn signed_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 fn header_names(headers: &[(String, String)]) -> String {
-    headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";")
+    headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 pub fn canonical_request(parts: &RequestParts<'_>) -> String {
@@ -179,11 +183,7 @@ pub fn parse_authorization(value: &str) -> Option<ParsedAuthorization> {
 
 /// Recomputes the signature over the headers the client said it signed and compares
 /// in constant time. `headers` are all headers the server received.
-pub fn verify(
-    auth: &ParsedAuthorization,
-    secret_key: &Secret,
-    parts: &RequestParts<'_>,
-) -> bool {
+pub fn verify(auth: &ParsedAuthorization, secret_key: &Secret, parts: &RequestParts<'_>) -> bool {
     let Some(date) = find_header(parts.headers, DATE_HEADER) else {
         return false;
     };
@@ -195,8 +195,7 @@ pub fn verify(
         }
     }
     headers.sort();
-    if !headers.iter().any(|(k, _)| k == "host") || !headers.iter().any(|(k, _)| k == DATE_HEADER)
-    {
+    if !headers.iter().any(|(k, _)| k == "host") || !headers.iter().any(|(k, _)| k == DATE_HEADER) {
         return false;
     }
     let canonical = canonical_request_with(parts, &headers);
@@ -233,14 +232,32 @@ mod tests {
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
-    fn check(headers: &[(String, String)], query: &[(String, String)], creq_hash: Option<&str>, expected: &str) {
-        let parts = RequestParts { method: "GET", path: PATH, query, headers, body: b"" };
+    fn check(
+        headers: &[(String, String)],
+        query: &[(String, String)],
+        creq_hash: Option<&str>,
+        expected: &str,
+    ) {
+        let parts = RequestParts {
+            method: "GET",
+            path: PATH,
+            query,
+            headers,
+            body: b"",
+        };
         if let Some(hash) = creq_hash {
             let creq = canonical_request(&parts);
-            assert_eq!(hex::encode(Sha256::digest(creq.as_bytes())), hash, "canonical request:\n{creq}");
+            assert_eq!(
+                hex::encode(Sha256::digest(creq.as_bytes())),
+                hash,
+                "canonical request:\n{creq}"
+            );
         }
         let auth = authorization(AK, &sk(), &parts).unwrap();
         assert_eq!(auth, expected);
@@ -277,7 +294,10 @@ mod tests {
 
     #[test]
     fn vector_c_marker_needs_encoding() {
-        assert_eq!(canonical_query(&q("YW+/Yw==")), "limit=2&marker=YW%2B%2FYw%3D%3D");
+        assert_eq!(
+            canonical_query(&q("YW+/Yw==")),
+            "limit=2&marker=YW%2B%2FYw%3D%3D"
+        );
         check(
             &h(&[("Host", HOST), ("X-Sdk-Date", DATE)]),
             &q("YW+/Yw=="),
@@ -305,7 +325,13 @@ mod tests {
     #[test]
     fn headers_with_underscore_are_not_signed() {
         let headers = h(&[("Host", HOST), ("X-Sdk-Date", DATE), ("x_custom", "1")]);
-        let parts = RequestParts { method: "GET", path: PATH, query: &[], headers: &headers, body: b"" };
+        let parts = RequestParts {
+            method: "GET",
+            path: PATH,
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
         let auth = authorization(AK, &sk(), &parts).unwrap();
         assert!(auth.contains("SignedHeaders=host;x-sdk-date,"), "{auth}");
     }
@@ -313,18 +339,36 @@ mod tests {
     #[test]
     fn missing_date_is_an_error() {
         let headers = h(&[("Host", HOST)]);
-        let parts = RequestParts { method: "GET", path: PATH, query: &[], headers: &headers, body: b"" };
-        assert_eq!(authorization(AK, &sk(), &parts), Err(SignError::MissingDate));
+        let parts = RequestParts {
+            method: "GET",
+            path: PATH,
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        assert_eq!(
+            authorization(AK, &sk(), &parts),
+            Err(SignError::MissingDate)
+        );
     }
 
     #[test]
     fn tampered_query_fails_verification() {
         let headers = h(&[("Host", HOST), ("X-Sdk-Date", DATE)]);
         let query = q("YWJj");
-        let parts = RequestParts { method: "GET", path: PATH, query: &query, headers: &headers, body: b"" };
+        let parts = RequestParts {
+            method: "GET",
+            path: PATH,
+            query: &query,
+            headers: &headers,
+            body: b"",
+        };
         let parsed = parse_authorization(&authorization(AK, &sk(), &parts).unwrap()).unwrap();
         let other = q("ZZZZ");
-        let tampered = RequestParts { query: &other, ..parts };
+        let tampered = RequestParts {
+            query: &other,
+            ..parts
+        };
         assert!(!verify(&parsed, &sk(), &tampered));
     }
 }

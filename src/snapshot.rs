@@ -17,7 +17,10 @@ use crate::ims::model::{parse_timestamp, Member};
 
 /// Seconds since the Unix epoch, as metrics carry time.
 pub fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Identifies one monitored image; the label values every per-image series carries.
@@ -45,8 +48,14 @@ impl MemberRecord {
             created_at: m.created_at.as_deref().and_then(parse_timestamp),
             updated_at: m.updated_at.as_deref().and_then(parse_timestamp),
             member_id: m.member_id,
-            member_type: m.member_type.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into()),
-            status: m.status.filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into()),
+            member_type: m
+                .member_type
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
+            status: m
+                .status
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
             urn: m.urn.unwrap_or_default(),
         }
     }
@@ -81,9 +90,15 @@ impl MemberSet {
         records.dedup_by(|a, b| a.member_id == b.member_id);
         let mut counts = BTreeMap::new();
         for r in &records {
-            *counts.entry((r.member_type.clone(), r.status.clone())).or_insert(0) += 1;
+            *counts
+                .entry((r.member_type.clone(), r.status.clone()))
+                .or_insert(0) += 1;
         }
-        MemberSet { members: records, counts, bad_timestamps }
+        MemberSet {
+            members: records,
+            counts,
+            bad_timestamps,
+        }
     }
 }
 
@@ -102,7 +117,13 @@ pub struct ImageState {
 
 impl ImageState {
     pub fn new(key: ImageKey) -> Self {
-        ImageState { key, members: None, last_poll_ok: None, last_success_unix: None, errors: BTreeMap::new() }
+        ImageState {
+            key,
+            members: None,
+            last_poll_ok: None,
+            last_success_unix: None,
+            errors: BTreeMap::new(),
+        }
     }
 
     pub fn succeeded(&self, members: MemberSet, now_unix: f64) -> Self {
@@ -166,9 +187,15 @@ impl Store {
         let slots: Vec<Arc<Slot>> = keys
             .iter()
             .map(|k| {
-                old.iter().find(|s| &s.key == k).cloned().unwrap_or_else(|| {
-                    Arc::new(Slot { key: k.clone(), state: ArcSwap::from_pointee(ImageState::new(k.clone())) })
-                })
+                old.iter()
+                    .find(|s| &s.key == k)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Slot {
+                            key: k.clone(),
+                            state: ArcSwap::from_pointee(ImageState::new(k.clone())),
+                        })
+                    })
             })
             .collect();
         self.slots.store(Arc::new(slots.clone()));
@@ -181,11 +208,15 @@ impl Store {
             .cycle_done
             .load(Ordering::Acquire)
             .then(|| self.last_cycle_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        Snapshot { images, last_cycle_seconds }
+        Snapshot {
+            images,
+            last_cycle_seconds,
+        }
     }
 
     pub fn cycle_finished(&self, seconds: f64) {
-        self.last_cycle_micros.store((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.last_cycle_micros
+            .store((seconds * 1e6) as u64, Ordering::Relaxed);
         self.cycle_done.store(true, Ordering::Release);
     }
 
@@ -200,7 +231,11 @@ mod tests {
     use super::*;
 
     fn key(id: &str) -> ImageKey {
-        ImageKey { region: "r".into(), project_id: "p".into(), image_id: id.into() }
+        ImageKey {
+            region: "r".into(),
+            project_id: "p".into(),
+            image_id: id.into(),
+        }
     }
 
     fn member(id: &str, status: &str, created: Option<&str>) -> Member {
@@ -226,12 +261,18 @@ mod tests {
         assert_eq!(set.members[0].member_id, "a");
         assert_eq!(set.members[1].created_at, None);
         assert_eq!(set.bad_timestamps, 1);
-        assert_eq!(set.counts[&("project".to_string(), "accepted".to_string())], 1);
+        assert_eq!(
+            set.counts[&("project".to_string(), "accepted".to_string())],
+            1
+        );
     }
 
     #[test]
     fn failure_keeps_last_good_members() {
-        let s = ImageState::new(key("i")).succeeded(MemberSet::from_api(vec![member("a", "accepted", None)]), 10.0);
+        let s = ImageState::new(key("i")).succeeded(
+            MemberSet::from_api(vec![member("a", "accepted", None)]),
+            10.0,
+        );
         let f = s.failed(Reason::Http5xx).failed(Reason::Http5xx);
         assert_eq!(f.members, s.members);
         assert_eq!(f.last_poll_ok, Some(false));
@@ -246,7 +287,11 @@ mod tests {
         slots[0].store(ImageState::new(key("a")).failed(Reason::Timeout));
         store.set_images(&[key("a"), key("c")]);
         let snap = store.snapshot();
-        let ids: Vec<_> = snap.images.iter().map(|s| s.key.image_id.to_string()).collect();
+        let ids: Vec<_> = snap
+            .images
+            .iter()
+            .map(|s| s.key.image_id.to_string())
+            .collect();
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(snap.images[0].last_poll_ok, Some(false));
         assert!(!store.ready());

@@ -16,8 +16,14 @@ pub const ACCESS_KEY: &str = "DEMOACCESSKEY0000000";
 
 /// (image ID, name)
 pub const IMAGES: [(&str, &str); 4] = [
-    ("d164b5df-1bc3-4c3f-893e-3e471fd16e64", "golden-ubuntu-22.04"),
-    ("370befec-a369-475e-a224-44a45927a8fe", "golden-windows-2022"),
+    (
+        "d164b5df-1bc3-4c3f-893e-3e471fd16e64",
+        "golden-ubuntu-22.04",
+    ),
+    (
+        "370befec-a369-475e-a224-44a45927a8fe",
+        "golden-windows-2022",
+    ),
     ("5b1f8e0a-6c1e-4a53-9d7e-2f0b8c1d9e21", "hardened-debian-12"),
     ("9c3d2e1f-0a4b-4c5d-8e6f-7a8b9c0d1e2f", "base-centos-7"),
 ];
@@ -27,12 +33,18 @@ pub const LARGE_IMAGE_MEMBERS: usize = 1200;
 
 fn ts(days_ago: u64, seconds: u64) -> String {
     let t = time::OffsetDateTime::now_utc() - Duration::from_secs(days_ago * 86_400 + seconds);
-    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into())
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into())
 }
 
 fn hex_id(seed: u64) -> String {
-    format!("{:016x}{:016x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), seed.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+    format!(
+        "{:016x}{:016x}",
+        seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        seed.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+    )
 }
 
 /// Fills `state` with the demo images and returns the secret key of the demo account.
@@ -48,24 +60,106 @@ pub fn populate(state: &FakeState) -> String {
     let org = "ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
     let org_urn = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
     let fixtures = [
-        (ubuntu, "edc89b490d7d4392898e19b2deb34797", "project", "accepted", 90, 88, None),
-        (ubuntu, "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "project", "pending", 2, 2, None),
-        (ubuntu, "5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d", "domain", "accepted", 40, 39, None),
-        (ubuntu, "a1b2c3d4e5f60718293a4b5c6d7e8f90", "domain", "rejected", 30, 12, None),
-        (ubuntu, org, "organization", "accepted", 60, 60, Some(org_urn)),
+        (
+            ubuntu,
+            "edc89b490d7d4392898e19b2deb34797",
+            "project",
+            "accepted",
+            90,
+            88,
+            None,
+        ),
+        (
+            ubuntu,
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "project",
+            "pending",
+            2,
+            2,
+            None,
+        ),
+        (
+            ubuntu,
+            "5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
+            "domain",
+            "accepted",
+            40,
+            39,
+            None,
+        ),
+        (
+            ubuntu,
+            "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "domain",
+            "rejected",
+            30,
+            12,
+            None,
+        ),
+        (
+            ubuntu,
+            org,
+            "organization",
+            "accepted",
+            60,
+            60,
+            Some(org_urn),
+        ),
         (debian, org, "organization", "pending", 5, 5, Some(org_urn)),
-        (debian, "3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f", "project", "accepted", 20, 19, None),
+        (
+            debian,
+            "3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f",
+            "project",
+            "accepted",
+            20,
+            19,
+            None,
+        ),
         // A share nobody planned for: shows up as unexpected once allowlists exist.
-        (debian, "deadbeefdeadbeefdeadbeefdeadbeef", "domain", "accepted", 1, 1, None),
+        (
+            debian,
+            "deadbeefdeadbeefdeadbeefdeadbeef",
+            "domain",
+            "accepted",
+            1,
+            1,
+            None,
+        ),
     ];
     for (image, id, kind, status, created, updated, urn) in fixtures {
-        state.put_member(p, member(image, id, kind, status, &ts(created, 0), &ts(updated, 0), urn));
+        state.put_member(
+            p,
+            member(
+                image,
+                id,
+                kind,
+                status,
+                &ts(created, 0),
+                &ts(updated, 0),
+                urn,
+            ),
+        );
     }
     let statuses = ["accepted", "accepted", "accepted", "pending", "rejected"];
     for i in 0..LARGE_IMAGE_MEMBERS as u64 {
-        let (kind, id) = if i % 10 == 0 { ("domain", hex_id(i + 1)) } else { ("project", hex_id(i + 10_000)) };
+        let (kind, id) = if i % 10 == 0 {
+            ("domain", hex_id(i + 1))
+        } else {
+            ("project", hex_id(i + 10_000))
+        };
         let status = statuses[((i / 3 + i) % statuses.len() as u64) as usize];
-        state.put_member(p, member(windows, &id, kind, status, &ts(i % 365, i), &ts(i % 30, i), None));
+        state.put_member(
+            p,
+            member(
+                windows,
+                &id,
+                kind,
+                status,
+                &ts(i % 365, i),
+                &ts(i % 30, i),
+                None,
+            ),
+        );
     }
     secret
 }
@@ -75,7 +169,11 @@ pub fn config(endpoint: &str, secret: &str, poll_interval: Duration) -> Result<C
     let endpoint = reqwest::Url::parse(endpoint).map_err(|e| e.to_string())?;
     let images = IMAGES
         .iter()
-        .map(|(id, _)| ImageId::parse(id).map(|id| ImageConfig { id }).map_err(|e| e.0))
+        .map(|(id, _)| {
+            ImageId::parse(id)
+                .map(|id| ImageConfig { id })
+                .map_err(|e| e.0)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Config {
         poll_interval,

@@ -5,6 +5,9 @@
 //! missing security token are refused as the API gateway does), pages member lists
 //! with opaque Base64 markers, and can inject faults per image.
 
+// Handlers return a ready `Response` as their error: it is what gets sent.
+#![allow(clippy::result_large_err)]
+
 pub mod demo;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,9 +74,10 @@ impl FakeState {
     }
 
     pub fn add_account(&self, access_key: &str, secret_key: &str, security_token: Option<&str>) {
-        self.lock()
-            .accounts
-            .insert(access_key.into(), (Secret::new(secret_key), security_token.map(str::to_string)));
+        self.lock().accounts.insert(
+            access_key.into(),
+            (Secret::new(secret_key), security_token.map(str::to_string)),
+        );
     }
 
     pub fn remove_account(&self, access_key: &str) {
@@ -89,7 +93,9 @@ impl FakeState {
     }
 
     pub fn remove_image(&self, project_id: &str, image_id: &str) {
-        self.lock().images.remove(&(project_id.into(), image_id.into()));
+        self.lock()
+            .images
+            .remove(&(project_id.into(), image_id.into()));
     }
 
     /// Adds or replaces a member; the image is created if needed.
@@ -139,7 +145,15 @@ impl FakeState {
 }
 
 /// A member as IMS returns it, for building fixtures.
-pub fn member(image_id: &str, member_id: &str, member_type: &str, status: &str, created_at: &str, updated_at: &str, urn: Option<&str>) -> Member {
+pub fn member(
+    image_id: &str,
+    member_id: &str,
+    member_type: &str,
+    status: &str,
+    created_at: &str,
+    updated_at: &str,
+    urn: Option<&str>,
+) -> Member {
     Member {
         member_id: member_id.into(),
         member_type: Some(member_type.into()),
@@ -179,7 +193,12 @@ impl FakeIms {
                 tracing::error!(error = %e, "fake IMS server failed");
             }
         });
-        Ok(FakeIms { addr, state, shutdown: Some(tx), task })
+        Ok(FakeIms {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -196,7 +215,10 @@ impl FakeIms {
             let _ = tx.send(());
         }
         // Delayed answers would hold graceful shutdown; don't wait for them forever.
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
             self.task.abort();
         }
     }
@@ -210,8 +232,14 @@ impl Drop for FakeIms {
 
 pub fn router(state: FakeState) -> Router {
     Router::new()
-        .route("/v1/{project_id}/cloudimages/{image_id}/members", get(list_members))
-        .route("/v1/{project_id}/cloudimages/{image_id}/members/{member_id}", get(get_member))
+        .route(
+            "/v1/{project_id}/cloudimages/{image_id}/members",
+            get(list_members),
+        )
+        .route(
+            "/v1/{project_id}/cloudimages/{image_id}/members/{member_id}",
+            get(get_member),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -223,14 +251,21 @@ fn request_id() -> String {
 fn json_response(status: StatusCode, request_id: &str, body: String) -> Response {
     (
         status,
-        [("content-type", "application/json"), ("x-request-id", request_id)],
+        [
+            ("content-type", "application/json"),
+            ("x-request-id", request_id),
+        ],
         body,
     )
         .into_response()
 }
 
 fn ims_error(status: StatusCode, request_id: &str, code: &str, message: &str) -> Response {
-    json_response(status, request_id, json!({"error": {"code": code, "message": message}}).to_string())
+    json_response(
+        status,
+        request_id,
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
 }
 
 fn gateway_error(status: StatusCode, request_id: &str, code: &str, message: &str) -> Response {
@@ -242,7 +277,12 @@ fn gateway_error(status: StatusCode, request_id: &str, code: &str, message: &str
 }
 
 async fn not_found(uri: Uri) -> Response {
-    ims_error(StatusCode::NOT_FOUND, &request_id(), "IMG.0001", &format!("no such API: {}", uri.path()))
+    ims_error(
+        StatusCode::NOT_FOUND,
+        &request_id(),
+        "IMG.0001",
+        &format!("no such API: {}", uri.path()),
+    )
 }
 
 fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
@@ -252,19 +292,35 @@ fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Checks the signature like the API gateway; `Err` is the response to send.
-fn authenticate(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderMap, rid: &str) -> Result<(), Response> {
+fn authenticate(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    rid: &str,
+) -> Result<(), Response> {
     let deny = |message: &str| {
         state.lock().rejected_signatures += 1;
-        Err(gateway_error(StatusCode::UNAUTHORIZED, rid, "APIGW.0301", message))
+        Err(gateway_error(
+            StatusCode::UNAUTHORIZED,
+            rid,
+            "APIGW.0301",
+            message,
+        ))
     };
     let Some(auth) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(signer::parse_authorization)
     else {
-        return deny("Incorrect IAM authentication information: Authorization header missing or malformed");
+        return deny(
+            "Incorrect IAM authentication information: Authorization header missing or malformed",
+        );
     };
-    let Some(date) = headers.get(signer::DATE_HEADER).and_then(|v| v.to_str().ok()) else {
+    let Some(date) = headers
+        .get(signer::DATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
         return deny("Incorrect IAM authentication information: X-Sdk-Date missing");
     };
     let Ok(when) = time::PrimitiveDateTime::parse(date, signer::DATE_FORMAT) else {
@@ -279,9 +335,15 @@ fn authenticate(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderM
         return deny("Incorrect IAM authentication information: unknown access key");
     };
     if let Some(required) = token {
-        let given = headers.get("x-security-token").and_then(|v| v.to_str().ok());
-        if given != Some(required.as_str()) || !auth.signed_headers.iter().any(|h| h == "x-security-token") {
-            return deny("Incorrect IAM authentication information: security token missing or wrong");
+        let given = headers
+            .get("x-security-token")
+            .and_then(|v| v.to_str().ok());
+        if given != Some(required.as_str())
+            || !auth.signed_headers.iter().any(|h| h == "x-security-token")
+        {
+            return deny(
+                "Incorrect IAM authentication information: security token missing or wrong",
+            );
         }
     }
     let all_headers: Vec<(String, String)> = headers
@@ -289,7 +351,13 @@ fn authenticate(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderM
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let query = parse_query(uri.query());
-    let parts = RequestParts { method: method.as_str(), path: uri.path(), query: &query, headers: &all_headers, body: b"" };
+    let parts = RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: &query,
+        headers: &all_headers,
+        body: b"",
+    };
     if !signer::verify(&auth, &sk, &parts) {
         return deny("Incorrect IAM authentication information: verify aksk signature fail");
     }
@@ -297,7 +365,14 @@ fn authenticate(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderM
 }
 
 /// Common prologue: count, authenticate, apply the image's fault. `Err` is the answer.
-async fn prologue(state: &FakeState, method: &Method, uri: &Uri, headers: &HeaderMap, image_id: &str, rid: &str) -> Result<Option<Fault>, Response> {
+async fn prologue(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    image_id: &str,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
     state.lock().requests += 1;
     authenticate(state, method, uri, headers, rid)?;
     let fault = state.lock().faults.get(image_id).cloned();
@@ -306,12 +381,21 @@ async fn prologue(state: &FakeState, method: &Method, uri: &Uri, headers: &Heade
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Err(ims_error(status, rid, "IMG.0999", "injected fault"))
         }
-        Some(Fault::Throttle) => Err(gateway_error(StatusCode::TOO_MANY_REQUESTS, rid, "APIGW.0308", "The throttling threshold has been reached")),
+        Some(Fault::Throttle) => Err(gateway_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            rid,
+            "APIGW.0308",
+            "The throttling threshold has been reached",
+        )),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             Ok(None)
         }
-        Some(Fault::BrokenBody) => Err(json_response(StatusCode::OK, rid, r#"{"members": [{"member_id": "trunc"#.into())),
+        Some(Fault::BrokenBody) => Err(json_response(
+            StatusCode::OK,
+            rid,
+            r#"{"members": [{"member_id": "trunc"#.into(),
+        )),
         other => Ok(other),
     }
 }
@@ -329,40 +413,94 @@ async fn list_members(
         Err(resp) => return resp,
     };
     let query = parse_query(uri.query());
-    let get = |k: &str| query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(qk, _)| qk == k)
+            .map(|(_, v)| v.as_str())
+    };
     let limit = match get("limit").map(str::parse::<usize>) {
         None => DEFAULT_LIMIT,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => return ims_error(StatusCode::BAD_REQUEST, &rid, "IMG.0001", "limit must be between 1 and 1000"),
+        Some(_) => {
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                &rid,
+                "IMG.0001",
+                "limit must be between 1 and 1000",
+            )
+        }
     };
     // Markers are opaque to clients: Base64 of the last member ID of the previous page.
     let after = match get("marker") {
         None | Some("") => None,
-        Some(m) => match base64::engine::general_purpose::STANDARD.decode(m).ok().and_then(|b| String::from_utf8(b).ok()) {
+        Some(m) => match base64::engine::general_purpose::STANDARD
+            .decode(m)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        {
             Some(id) => Some(id),
-            None => return ims_error(StatusCode::BAD_REQUEST, &rid, "IMG.0001", "marker is not valid Base64"),
+            None => {
+                return ims_error(
+                    StatusCode::BAD_REQUEST,
+                    &rid,
+                    "IMG.0001",
+                    "marker is not valid Base64",
+                )
+            }
         },
     };
     let inner = state.lock();
     let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
-        return ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0027", &format!("image {image_id} not found"));
+        return ims_error(
+            StatusCode::NOT_FOUND,
+            &rid,
+            "IMG.0027",
+            &format!("image {image_id} not found"),
+        );
     };
-    let page_index = after.as_ref().map(|a| image.members.range(..=a.clone()).count().div_ceil(limit)).unwrap_or(0);
+    let page_index = after
+        .as_ref()
+        .map(|a| image.members.range(..=a.clone()).count().div_ceil(limit))
+        .unwrap_or(0);
     if fault == Some(Fault::FailPage(page_index)) {
-        return ims_error(StatusCode::INTERNAL_SERVER_ERROR, &rid, "IMG.0999", "injected page fault");
+        return ims_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &rid,
+            "IMG.0999",
+            "injected page fault",
+        );
     }
     let rest: Vec<&Member> = match &after {
-        Some(a) => image.members.range::<String, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, m)| m).collect(),
+        Some(a) => image
+            .members
+            .range::<String, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+            .map(|(_, m)| m)
+            .collect(),
         None => image.members.values().collect(),
     };
     let page: Vec<Member> = rest.iter().take(limit).map(|m| (*m).clone()).collect();
     let more = rest.len() > limit;
-    let next_marker = more.then(|| base64::engine::general_purpose::STANDARD.encode(page.last().map(|m| m.member_id.as_str()).unwrap_or("")));
+    let next_marker = more.then(|| {
+        base64::engine::general_purpose::STANDARD
+            .encode(page.last().map(|m| m.member_id.as_str()).unwrap_or(""))
+    });
     // Like the real API, a listing that fits one page may carry no page_info at all.
-    let page_info = (after.is_some() || more).then(|| PageInfo { next_marker, current_count: Some(page.len() as u64) });
-    let body = MemberList { members: page, schema: Some("/v2/schemas/members".into()), page_info };
+    let page_info = (after.is_some() || more).then_some(PageInfo {
+        next_marker,
+        current_count: Some(page.len() as u64),
+    });
+    let body = MemberList {
+        members: page,
+        schema: Some("/v2/schemas/members".into()),
+        page_info,
+    };
     drop(inner);
-    json_response(StatusCode::OK, &rid, serde_json::to_string(&body).unwrap_or_default())
+    json_response(
+        StatusCode::OK,
+        &rid,
+        serde_json::to_string(&body).unwrap_or_default(),
+    )
 }
 
 async fn get_member(
@@ -378,10 +516,24 @@ async fn get_member(
     }
     let inner = state.lock();
     let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
-        return ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0027", &format!("image {image_id} not found"));
+        return ims_error(
+            StatusCode::NOT_FOUND,
+            &rid,
+            "IMG.0027",
+            &format!("image {image_id} not found"),
+        );
     };
     match image.members.get(&member_id) {
-        Some(m) => json_response(StatusCode::OK, &rid, serde_json::to_string(m).unwrap_or_default()),
-        None => ims_error(StatusCode::NOT_FOUND, &rid, "IMG.0206", &format!("image {image_id} is not shared with {member_id}")),
+        Some(m) => json_response(
+            StatusCode::OK,
+            &rid,
+            serde_json::to_string(m).unwrap_or_default(),
+        ),
+        None => ims_error(
+            StatusCode::NOT_FOUND,
+            &rid,
+            "IMG.0206",
+            &format!("image {image_id} is not shared with {member_id}"),
+        ),
     }
 }

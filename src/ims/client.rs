@@ -84,6 +84,8 @@ impl ImsClient {
         max_concurrent_requests: usize,
         metrics: Arc<SelfMetrics>,
     ) -> Result<Self, reqwest::Error> {
+        // reqwest is built without a default TLS provider; ring builds fast and small.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout)
@@ -121,17 +123,28 @@ impl ImsClient {
             if let Some(m) = &marker {
                 query.push(("marker", m.as_str()));
             }
-            let url = build_url(&target.endpoint, &segments, &query)
-                .map_err(|message| ApiError::Signing { operation: op, message })?;
+            let url = build_url(&target.endpoint, &segments, &query).map_err(|message| {
+                ApiError::Signing {
+                    operation: op,
+                    message,
+                }
+            })?;
             let page: MemberList = self.get_json(op, &target.credentials, url).await?;
             members.extend(page.members);
-            match page.page_info.and_then(|p| p.next_marker).filter(|m| !m.is_empty()) {
+            match page
+                .page_info
+                .and_then(|p| p.next_marker)
+                .filter(|m| !m.is_empty())
+            {
                 None => return Ok(members),
                 Some(next) => {
                     if !seen_markers.insert(next.clone()) {
                         return Err(ApiError::Paging {
                             operation: op,
-                            message: format!("next_marker {next:?} repeats after {} members", members.len()),
+                            message: format!(
+                                "next_marker {next:?} repeats after {} members",
+                                members.len()
+                            ),
                         });
                     }
                     marker = Some(next);
@@ -160,8 +173,11 @@ impl ImsClient {
             "members",
             member.as_str(),
         ];
-        let url = build_url(&target.endpoint, &segments, &[])
-            .map_err(|message| ApiError::Signing { operation: op, message })?;
+        let url =
+            build_url(&target.endpoint, &segments, &[]).map_err(|message| ApiError::Signing {
+                operation: op,
+                message,
+            })?;
         match self.get_json(op, &target.credentials, url).await {
             Ok(m) => Ok(Some(m)),
             Err(ApiError::Http { status: 404, .. }) => Ok(None),
@@ -181,7 +197,10 @@ impl ImsClient {
             .limiter
             .acquire()
             .await
-            .map_err(|_| ApiError::Transport { operation, message: "client shut down".into() })?;
+            .map_err(|_| ApiError::Transport {
+                operation,
+                message: "client shut down".into(),
+            })?;
         let started = Instant::now();
         let result = self.send(operation, credentials, url).await;
         let code = match &result {
@@ -189,10 +208,13 @@ impl ImsClient {
             Err(ApiError::Timeout { .. }) => "timeout".to_string(),
             Err(_) => "error".to_string(),
         };
-        self.metrics.observe_request(operation, &code, started.elapsed());
+        self.metrics
+            .observe_request(operation, &code, started.elapsed());
         let (status, request_id, body) = result?;
         if !(200..300).contains(&status) {
-            return Err(ApiError::from_response(operation, status, request_id, &body));
+            return Err(ApiError::from_response(
+                operation, status, request_id, &body,
+            ));
         }
         let de = &mut serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(de).map_err(|e| ApiError::Decode {
@@ -210,7 +232,10 @@ impl ImsClient {
     ) -> Result<(u16, Option<String>, Vec<u8>), ApiError> {
         let date = time::OffsetDateTime::now_utc()
             .format(signer::DATE_FORMAT)
-            .map_err(|e| ApiError::Signing { operation, message: e.to_string() })?;
+            .map_err(|e| ApiError::Signing {
+                operation,
+                message: e.to_string(),
+            })?;
         let mut signed: Vec<(String, String)> = vec![
             ("host".into(), host_header(&url)),
             (signer::DATE_HEADER.into(), date),
@@ -218,7 +243,10 @@ impl ImsClient {
         if let Some(token) = &credentials.security_token {
             signed.push(("x-security-token".into(), token.expose().to_string()));
         }
-        let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let query: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         let parts = RequestParts {
             method: "GET",
             path: url.path(),
@@ -226,18 +254,33 @@ impl ImsClient {
             headers: &signed,
             body: b"",
         };
-        let authorization = signer::authorization(&credentials.access_key_id, &credentials.secret_access_key, &parts)
-            .map_err(|e| ApiError::Signing { operation, message: e.to_string() })?;
+        let authorization = signer::authorization(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            &parts,
+        )
+        .map_err(|e| ApiError::Signing {
+            operation,
+            message: e.to_string(),
+        })?;
 
         let mut headers = HeaderMap::new();
         for (name, value) in signed.iter().filter(|(n, _)| n != "host") {
-            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
-                return Err(ApiError::Signing { operation, message: format!("header {name} is not valid") });
+            let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                return Err(ApiError::Signing {
+                    operation,
+                    message: format!("header {name} is not valid"),
+                });
             };
             headers.insert(n, v);
         }
-        let mut auth = HeaderValue::from_str(&authorization)
-            .map_err(|_| ApiError::Signing { operation, message: "access key is not a valid header value".into() })?;
+        let mut auth = HeaderValue::from_str(&authorization).map_err(|_| ApiError::Signing {
+            operation,
+            message: "access key is not a valid header value".into(),
+        })?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         if let Some(v) = headers.get_mut("x-security-token") {
@@ -257,13 +300,28 @@ impl ImsClient {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
-            return Err(ApiError::TooLarge { operation, limit: MAX_RESPONSE_BYTES, request_id });
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(ApiError::TooLarge {
+                operation,
+                limit: MAX_RESPONSE_BYTES,
+                request_id,
+            });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(operation, e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(operation, e))?
+        {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(ApiError::TooLarge { operation, limit: MAX_RESPONSE_BYTES, request_id });
+                return Err(ApiError::TooLarge {
+                    operation,
+                    limit: MAX_RESPONSE_BYTES,
+                    request_id,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -311,7 +369,10 @@ mod tests {
     fn marker_is_encoded_like_the_sdk() {
         let base = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
         let url = build_url(&base, &["v1"], &[("limit", "2"), ("marker", "YW+/Yw==")]).unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:8080/prefix/v1?limit=2&marker=YW%2B%2FYw%3D%3D");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8080/prefix/v1?limit=2&marker=YW%2B%2FYw%3D%3D"
+        );
         let pairs: Vec<_> = url.query_pairs().collect();
         assert_eq!(pairs[1].1, "YW+/Yw==");
         assert_eq!(host_header(&url), "127.0.0.1:8080");

@@ -5,7 +5,11 @@ use std::fmt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{operation}: HTTP {status}{}{}", fmt_code(code, message), fmt_request_id(request_id))]
+    #[error(
+        "{operation}: HTTP {status}{}{}",
+        fmt_code(code, message),
+        fmt_request_id(request_id)
+    )]
     Http {
         operation: &'static str,
         status: u16,
@@ -25,13 +29,19 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
-    #[error("{operation}: cannot decode response{}: {message}", fmt_request_id(request_id))]
+    #[error(
+        "{operation}: cannot decode response{}: {message}",
+        fmt_request_id(request_id)
+    )]
     Decode {
         operation: &'static str,
         message: String,
         request_id: Option<String>,
     },
-    #[error("{operation}: response larger than {limit} bytes{}", fmt_request_id(request_id))]
+    #[error(
+        "{operation}: response larger than {limit} bytes{}",
+        fmt_request_id(request_id)
+    )]
     TooLarge {
         operation: &'static str,
         limit: usize,
@@ -109,7 +119,10 @@ impl ApiError {
                 let code = code.as_deref().unwrap_or("");
                 if *status == 429 || code == "APIGW.0308" {
                     Reason::Throttled
-                } else if *status == 401 || code == "APIGW.0301" || (*status == 403 && code.starts_with("APIGW")) {
+                } else if *status == 401
+                    || code == "APIGW.0301"
+                    || (*status == 403 && code.starts_with("APIGW"))
+                {
                     Reason::Auth
                 } else if *status == 404 {
                     Reason::NotFound
@@ -138,7 +151,12 @@ impl ApiError {
 
     /// Builds the error for a non-2xx answer from either error body format:
     /// IMS `{"error":{"code","message"}}` or API gateway `{"error_code","error_msg","request_id"}`.
-    pub fn from_response(operation: &'static str, status: u16, header_request_id: Option<String>, body: &[u8]) -> Self {
+    pub fn from_response(
+        operation: &'static str,
+        status: u16,
+        header_request_id: Option<String>,
+        body: &[u8],
+    ) -> Self {
         #[derive(serde::Deserialize)]
         struct Inner {
             code: Option<String>,
@@ -187,8 +205,16 @@ mod tests {
 
     #[test]
     fn ims_error_body() {
-        let e = ApiError::from_response("list_members", 404, Some("req-1".into()), br#"{"error":{"code":"IMG.0027","message":"image not found"}}"#);
-        assert_eq!(e.to_string(), "list_members: HTTP 404 IMG.0027: image not found (request id req-1)");
+        let e = ApiError::from_response(
+            "list_members",
+            404,
+            Some("req-1".into()),
+            br#"{"error":{"code":"IMG.0027","message":"image not found"}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "list_members: HTTP 404 IMG.0027: image not found (request id req-1)"
+        );
         assert_eq!(e.reason(), Reason::NotFound);
     }
 
@@ -197,13 +223,23 @@ mod tests {
         let e = ApiError::from_response("list_members", 401, None, br#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information","request_id":"abc"}"#);
         assert_eq!(e.reason(), Reason::Auth);
         assert_eq!(e.request_id(), Some("abc"));
-        let t = ApiError::from_response("list_members", 429, None, br#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#);
+        let t = ApiError::from_response(
+            "list_members",
+            429,
+            None,
+            br#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#,
+        );
         assert_eq!(t.reason(), Reason::Throttled);
     }
 
     #[test]
     fn html_body_becomes_message() {
-        let e = ApiError::from_response("get_member", 502, None, b"<html>\n<h1>Bad Gateway</h1></html>");
+        let e = ApiError::from_response(
+            "get_member",
+            502,
+            None,
+            b"<html>\n<h1>Bad Gateway</h1></html>",
+        );
         assert_eq!(e.reason(), Reason::Http5xx);
         assert!(e.to_string().contains("Bad Gateway"), "{e}");
     }

@@ -59,14 +59,26 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
             None
         }
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
-    let tod = time::Time::from_hms(u8::try_from(hour).ok()?, u8::try_from(minute).ok()?, u8::try_from(second).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+    let tod = time::Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
     let mut rest = &s[19..];
     let mut fraction = 0.0;
     if let Some(r) = rest.strip_prefix('.') {
@@ -97,7 +109,10 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
             sign * (h * 3600 + m * 60)
         }
     };
-    let unix = time::PrimitiveDateTime::new(date, tod).assume_utc().unix_timestamp() - offset_secs;
+    let unix = time::PrimitiveDateTime::new(date, tod)
+        .assume_utc()
+        .unix_timestamp()
+        - offset_secs;
     Some(unix as f64 + fraction)
 }
 
@@ -115,7 +130,15 @@ mod tests {
         assert_eq!(parse_timestamp("2023-08-23T04:07:52.000000Z"), Some(base));
         assert_eq!(parse_timestamp("2023-08-23T12:07:52+08:00"), Some(base));
         assert_eq!(parse_timestamp("2023-08-23T12:07:52+0800"), Some(base));
-        for bad in ["", "yesterday", "2023-13-23T04:07:52Z", "2023-08-23T04:07:52Q", "2023-08-23T04:07:5x", "2023-08-23T04:07:52.Z", "２０２３-08-23T04:07:52Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-23T04:07:52Z",
+            "2023-08-23T04:07:52Q",
+            "2023-08-23T04:07:5x",
+            "2023-08-23T04:07:52.Z",
+            "２０２３-08-23T04:07:52Z",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }

@@ -1,0 +1,204 @@
+//! The command line: config errors, --config.check, --once and --demo, as a user runs them.
+
+mod support;
+
+use std::process::Command;
+
+use ims_exporter::fake_ims::{member, Fault};
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .output()
+        .expect("run ims-exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config_with(dir: &std::path::Path, from: &str, to: &str) -> String {
+    let path = write_config(dir, "http://127.0.0.1:9", &[IMG], "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "fixture has {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn config_errors_name_the_file_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "poll_interval: 1s",
+            "poll_intervall: 1s",
+            "unknown field `poll_intervall`",
+        ),
+        ("poll_interval: 1s", "poll_interval: often", "poll_interval"),
+        (
+            "request_timeout: 5s",
+            "request_timeout: 5s\npage_size: 0",
+            "page_size: must be between 1 and 1000, got 0",
+        ),
+        (
+            "request_timeout: 5s",
+            "request_timeout: 5s\nmax_concurrent_requests: 0",
+            "max_concurrent_requests: must be between 1 and 256",
+        ),
+        (
+            PROJECT,
+            "not-a-project",
+            "targets[0].project_id: must be 32 hex characters",
+        ),
+        (IMG, "../x?y", "targets[0].images[0].id: must be a UUID"),
+        (
+            &format!("      - id: {IMG}\n"),
+            &format!("      - id: {IMG}\n      - id: {IMG}\n"),
+            "targets[0].images[1].id: image",
+        ),
+        (
+            &format!("  secret_access_key: {SK}\n"),
+            "",
+            "credentials.secret_access_key: missing",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let path = config_with(dir.path(), from, to);
+        let (code, _, stderr) = run(&["--config.file", &path, "--config.check"]);
+        assert_eq!(code, 2, "{want}: {stderr}");
+        assert!(
+            stderr.contains(&path) && stderr.contains(want),
+            "expected {want:?} with the file name in:\n{stderr}"
+        );
+        assert!(!stderr.contains(SK), "secret in error output");
+    }
+    let (code, _, stderr) = run(&["--config.file", "/nonexistent/config.yaml"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("/nonexistent/config.yaml: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_says_ok_and_where_credentials_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_with(dir.path(), "poll_interval: 1s", "poll_interval: 2m");
+    let (code, stdout, _) = run(&["--config.file", &path, "--config.check"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("OK: 1 target(s), 1 image(s)"), "{stdout}");
+    assert!(
+        stdout.contains("credentials: config file (credentials)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SK));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_prints_metrics_and_exits_by_outcome() {
+    let fake = start_fake().await;
+    fake.state.put_member(
+        PROJECT,
+        member(
+            IMG,
+            "edc89b490d7d4392898e19b2deb34797",
+            "project",
+            "accepted",
+            "2023-08-23T04:07:52Z",
+            "2023-08-23T04:07:52Z",
+            None,
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let path = path.to_str().unwrap().to_string();
+
+    let p = path.clone();
+    let (code, stdout, _) =
+        tokio::task::spawn_blocking(move || run(&["--config.file", &p, "--once"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0);
+    let samples = parse_exposition(&stdout);
+    assert_eq!(
+        value(
+            &samples,
+            "ims_image_members",
+            &[
+                ("image_id", IMG),
+                ("member_type", "project"),
+                ("status", "accepted")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !stdout.contains("# EOF"),
+        "text format for the textfile collector"
+    );
+
+    fake.state.set_fault(IMG, Some(Fault::Throttle));
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&["--config.file", &path, "--once"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    let samples = parse_exposition(&stdout);
+    assert_eq!(
+        value(&samples, "ims_image_poll_success", &[("image_id", IMG)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ims_image_poll_errors_total",
+            &[("image_id", IMG), ("reason", "throttled")]
+        ),
+        Some(1.0)
+    );
+    fake.stop().await;
+}
+
+#[test]
+fn demo_once_shows_every_type_and_status_and_pages() {
+    let (code, stdout, stderr) = run(&["--demo", "--once"]);
+    assert_eq!(code, 0, "{stderr}");
+    let samples = parse_exposition(&stdout);
+    for kind in ["project", "domain", "organization"] {
+        for status in ["accepted", "pending", "rejected"] {
+            if kind == "organization" && status == "rejected" {
+                continue;
+            }
+            let n: f64 = find(
+                &samples,
+                "ims_image_members",
+                &[("member_type", kind), ("status", status)],
+            )
+            .iter()
+            .map(|s| s.value)
+            .sum();
+            assert!(n >= 1.0, "demo has a {status} {kind} member");
+        }
+    }
+    assert!(find(
+        &samples,
+        "ims_image_member_info",
+        &[("member_type", "organization")]
+    )
+    .iter()
+    .all(|s| s.label("urn").starts_with("organizations::")));
+    // The large demo image needs several pages at the demo's page size.
+    let pages = value(
+        &samples,
+        "ims_api_requests_total",
+        &[("operation", "list_members"), ("code", "200")],
+    )
+    .unwrap();
+    assert!(pages >= 6.0, "pages fetched: {pages}");
+}

@@ -1,0 +1,288 @@
+//! Helpers shared by the end-to-end tests: start the real binary against a fake IMS on
+//! loopback, scrape it, parse the exposition, and poll for conditions with a deadline.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ims_exporter::fake_ims::{FakeIms, FakeState};
+
+pub const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
+pub const AK: &str = "AKTESTEXAMPLE000";
+pub const SK: &str = "SKTESTEXAMPLE0000000000000000000000000000";
+pub const REGION: &str = "cn-north-4";
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ims-exporter")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// reqwest here has no built-in TLS provider; tests' own clients need one installed.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fake IMS with the test account.
+pub async fn start_fake() -> FakeIms {
+    init_tls();
+    let state = FakeState::default();
+    state.add_account(AK, SK, None);
+    FakeIms::start(state).await.expect("start fake IMS")
+}
+
+/// A config file for `images` of the test project at `endpoint`.
+pub fn write_config(dir: &Path, endpoint: &str, images: &[&str], extra: &str) -> PathBuf {
+    let mut text = format!(
+        "poll_interval: 1s\nrequest_timeout: 5s\n{extra}\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
+         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n"
+    );
+    for id in images {
+        text.push_str(&format!("      - id: {id}\n"));
+    }
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The real binary, running. Killed when dropped, so no test leaves it behind.
+pub struct Exporter {
+    child: Child,
+    pub addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    /// Starts `ims-exporter` with `args` (plus a loopback listen address) and waits
+    /// until it says where it listens.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Exporter {
+        init_tls();
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .env_remove("HUAWEICLOUD_SDK_AK")
+            .env_remove("HUAWEICLOUD_SDK_SK")
+            .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ims-exporter");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut exporter = Exporter {
+            child,
+            addr: String::new(),
+            logs,
+        };
+        let addr = wait_for("the exporter to listen", async || {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("exporter exited early with {status}:\n{}", exporter.logs());
+            }
+            exporter.logs.lock().unwrap().iter().find_map(|l| {
+                if !l.contains("listening") {
+                    return None;
+                }
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix("address="))
+                    .map(str::to_string)
+            })
+        })
+        .await;
+        exporter.addr = addr;
+        exporter
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(self.url(path))
+            .await
+            .expect("GET from exporter")
+    }
+
+    pub async fn scrape(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    pub async fn scrape_samples(&self) -> Vec<Sample> {
+        parse_exposition(&self.scrape().await)
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_for("readiness", async || {
+            (self.get("/-/ready").await.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        wait_for("the exporter to exit", async || {
+            self.child.try_wait().expect("try_wait")
+        })
+        .await
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One sample of the text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, k: &str) -> &str {
+        self.labels.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A small parser of the text format, enough for assertions (handles escapes).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (name_end, mut labels) = match line.find('{') {
+            Some(i) => (i, BTreeMap::new()),
+            None => (line.find(' ').expect("sample has a value"), BTreeMap::new()),
+        };
+        let name = line[..name_end].to_string();
+        let mut rest = &line[name_end..];
+        if rest.starts_with('{') {
+            let mut chars = rest[1..].char_indices();
+            let mut key = String::new();
+            let end;
+            loop {
+                let Some((i, c)) = chars.next() else {
+                    panic!("unterminated labels: {line}")
+                };
+                match c {
+                    '}' => {
+                        end = i + 2;
+                        break;
+                    }
+                    ',' => continue,
+                    '=' => {
+                        let mut value = String::new();
+                        chars.next(); // opening quote
+                        while let Some((_, c)) = chars.next() {
+                            match c {
+                                '\\' => match chars.next().map(|(_, c)| c) {
+                                    Some('n') => value.push('\n'),
+                                    Some(c) => value.push(c),
+                                    None => {}
+                                },
+                                '"' => break,
+                                c => value.push(c),
+                            }
+                        }
+                        labels.insert(std::mem::take(&mut key), value);
+                    }
+                    c => key.push(c),
+                }
+            }
+            rest = &rest[end..];
+        }
+        let value = rest.split_whitespace().next().expect("value");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// Samples named `name` whose labels include all of `labels`.
+pub fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == *v))
+        .collect()
+}
+
+/// The value of the one sample named `name` with `labels`, if there is exactly one.
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    match find(samples, name, labels).as_slice() {
+        [s] => Some(s.value),
+        _ => None,
+    }
+}
+
+/// Whether a tool the tests need is on PATH; under CI=true its absence is a failure.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required under CI=true; run the README's test command, which installs it"
+        );
+        eprintln!("SKIPPED: {tool} not installed (run the README's test command to install it)");
+    }
+    found
+}
