@@ -4,15 +4,16 @@
 //! path and the file in the message. Nothing downstream re-validates.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::credentials::{self, Credentials, CredentialsConfig};
-use crate::ids::{ImageId, ProjectId};
+use crate::ids::{ImageId, MemberId, ProjectId};
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
 
@@ -45,6 +46,15 @@ fn default_page_size() -> i64 {
 fn default_max_concurrent_requests() -> i64 {
     8
 }
+fn default_discovery_interval() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_imagetype() -> String {
+    "private".into()
+}
+fn default_true() -> bool {
+    true
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,8 +67,14 @@ struct FileConfig {
     page_size: i64,
     #[serde(default = "default_max_concurrent_requests")]
     max_concurrent_requests: i64,
+    #[serde(default = "default_discovery_interval", with = "humantime_serde")]
+    discovery_interval: Duration,
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
+    #[serde(default)]
+    allowed_members: Vec<String>,
+    #[serde(default)]
+    allowed_members_file: Option<PathBuf>,
     #[serde(default)]
     targets: Vec<FileTarget>,
 }
@@ -73,13 +89,42 @@ struct FileTarget {
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
     #[serde(default)]
+    allowed_members: Vec<String>,
+    #[serde(default)]
+    allowed_members_file: Option<PathBuf>,
+    #[serde(default)]
+    discover: Option<FileDiscover>,
+    #[serde(default)]
     images: Vec<FileImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDiscover {
+    #[serde(default = "default_imagetype")]
+    imagetype: String,
+    #[serde(default)]
+    name_regex: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    visibility: Option<String>,
+    #[serde(default)]
+    exclude_ids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileImage {
     id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    expected_members: Vec<String>,
+    #[serde(default)]
+    watch_members: Vec<String>,
+    #[serde(default = "default_true")]
+    list_members: bool,
 }
 
 /// A validated configuration.
@@ -89,6 +134,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub page_size: u32,
     pub max_concurrent_requests: usize,
+    pub discovery_interval: Duration,
     pub targets: Vec<Target>,
 }
 
@@ -99,12 +145,61 @@ pub struct Target {
     /// Base URL of the IMS endpoint, without a trailing slash.
     pub endpoint: Url,
     pub credentials: Arc<Credentials>,
+    /// Entries that apply to every image of the target (top level + target).
+    pub allowlist: Allowlist,
+    pub discover: Option<Discover>,
     pub images: Vec<ImageConfig>,
+}
+
+/// Where an image to monitor came from; the `source` label of `ims_image_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Config,
+    Discovery,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Discovery => "discovery",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ImageConfig {
     pub id: ImageId,
+    pub name: Option<String>,
+    pub source: Source,
+    /// Everything that applies to this image: top level, target and `expected_members`.
+    pub allowlist: Allowlist,
+    pub watch_members: Vec<MemberId>,
+    pub list_members: bool,
+}
+
+impl ImageConfig {
+    /// A discovered image: the target's allowlist, listed, nothing watched.
+    pub fn discovered(target: &Target, id: ImageId, name: String) -> Self {
+        ImageConfig {
+            id,
+            name: Some(name),
+            source: Source::Discovery,
+            allowlist: target.allowlist.clone(),
+            watch_members: Vec::new(),
+            list_members: true,
+        }
+    }
+}
+
+/// Filters for listing a target's own images (`GET /v2/cloudimages`).
+#[derive(Debug, Clone)]
+pub struct Discover {
+    pub imagetype: String,
+    pub name_regex: Option<regex::Regex>,
+    pub tag: Option<String>,
+    pub visibility: Option<String>,
+    pub exclude_ids: Vec<ImageId>,
 }
 
 impl Config {
@@ -182,6 +277,9 @@ pub fn parse(
             ),
         ));
     }
+    if raw.discovery_interval < Duration::from_secs(10) {
+        return Err(invalid("discovery_interval".into(), "must be at least 10s".into()));
+    }
     if raw.targets.is_empty() {
         return Err(invalid(
             "targets".into(),
@@ -197,6 +295,9 @@ pub fn parse(
         )),
         None => credentials::from_env(env).map(Arc::new),
     };
+
+    let global_allow = allowlist(&raw.allowed_members, raw.allowed_members_file.as_deref(), "")
+        .map_err(|(k, m)| invalid(k, m))?;
 
     let mut seen: HashMap<(ProjectId, ImageId), String> = HashMap::new();
     let mut targets = Vec::with_capacity(raw.targets.len());
@@ -235,15 +336,25 @@ pub fn parse(
                 )
             })?,
         };
-        if t.images.is_empty() {
+        if t.images.is_empty() && t.discover.is_none() {
             return Err(invalid(
                 key("images"),
-                "at least one image is required".into(),
+                "at least one image is required (or a discover: block)".into(),
             ));
         }
+        let target_allow = Allowlist::merge(&[
+            &global_allow,
+            &allowlist(&t.allowed_members, t.allowed_members_file.as_deref(), &format!("targets[{ti}]."))
+                .map_err(|(k, m)| invalid(k, m))?,
+        ]);
+        let discover = match &t.discover {
+            None => None,
+            Some(d) => Some(discover(d, &key("discover")).map_err(|(k, m)| invalid(k, m))?),
+        };
         let mut images = Vec::with_capacity(t.images.len());
         for (ii, img) in t.images.iter().enumerate() {
-            let path = key(&format!("images[{ii}].id"));
+            let ikey = |k: &str| key(&format!("images[{ii}].{k}"));
+            let path = ikey("id");
             let id = ImageId::parse(&img.id).map_err(|e| invalid(path.clone(), e.0))?;
             if let Some(first) = seen.insert((project_id.clone(), id.clone()), path.clone()) {
                 return Err(invalid(
@@ -251,13 +362,39 @@ pub fn parse(
                     format!("image {id} in project {project_id} is already listed at {first}"),
                 ));
             }
-            images.push(ImageConfig { id });
+            let expected = allowlist(&img.expected_members, None, &format!("targets[{ti}].images[{ii}]."))
+                .map_err(|(k, m)| invalid(k.replace("allowed_members", "expected_members"), m))?;
+            let mut watch_members = Vec::with_capacity(img.watch_members.len());
+            for (wi, m) in img.watch_members.iter().enumerate() {
+                let wkey = ikey(&format!("watch_members[{wi}]"));
+                let id = MemberId::parse(m).map_err(|e| invalid(wkey.clone(), e.0))?;
+                if watch_members.contains(&id) {
+                    return Err(invalid(wkey, format!("{id} is listed twice")));
+                }
+                watch_members.push(id);
+            }
+            if !img.list_members && watch_members.is_empty() {
+                return Err(invalid(
+                    ikey("list_members"),
+                    "with list_members: false, watch_members must name at least one member".into(),
+                ));
+            }
+            images.push(ImageConfig {
+                id,
+                name: img.name.clone(),
+                source: Source::Config,
+                allowlist: Allowlist::merge(&[&target_allow, &expected]),
+                watch_members,
+                list_members: img.list_members,
+            });
         }
         targets.push(Target {
             region: t.region.clone(),
             project_id,
             endpoint,
             credentials,
+            allowlist: target_allow,
+            discover,
             images,
         });
     }
@@ -267,7 +404,50 @@ pub fn parse(
         request_timeout: raw.request_timeout,
         page_size: raw.page_size as u32,
         max_concurrent_requests: raw.max_concurrent_requests as usize,
+        discovery_interval: raw.discovery_interval,
         targets,
+    })
+}
+
+/// Validates `allowed_members` entries and loads `allowed_members_file`. `prefix` is
+/// the key path of the block (`""` at top level). Errors are (key, message).
+fn allowlist(entries: &[String], file: Option<&Path>, prefix: &str) -> Result<Allowlist, (String, String)> {
+    let mut out = Allowlist::default();
+    for (i, e) in entries.iter().enumerate() {
+        out.entries.push(Entry::parse(e).map_err(|m| (format!("{prefix}allowed_members[{i}]"), m))?);
+    }
+    if let Some(path) = file {
+        out.files.push(Arc::new(
+            AllowlistFile::load(path).map_err(|m| (format!("{prefix}allowed_members_file"), m))?,
+        ));
+    }
+    Ok(out)
+}
+
+fn discover(d: &FileDiscover, key: &str) -> Result<Discover, (String, String)> {
+    let name_regex = match &d.name_regex {
+        None => None,
+        Some(r) => Some(
+            regex::Regex::new(r).map_err(|e| (format!("{key}.name_regex"), format!("not a valid regular expression: {e}")))?,
+        ),
+    };
+    let mut exclude_ids = Vec::with_capacity(d.exclude_ids.len());
+    for (i, id) in d.exclude_ids.iter().enumerate() {
+        exclude_ids.push(ImageId::parse(id).map_err(|e| (format!("{key}.exclude_ids[{i}]"), e.0))?);
+    }
+    let simple = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !simple(&d.imagetype) {
+        return Err((format!("{key}.imagetype"), format!("must be an image type like private, got {:?}", d.imagetype)));
+    }
+    if let Some(v) = d.visibility.as_deref().filter(|v| !simple(v)) {
+        return Err((format!("{key}.visibility"), format!("must be a visibility like private or shared, got {v:?}")));
+    }
+    Ok(Discover {
+        imagetype: d.imagetype.clone(),
+        name_regex,
+        tag: d.tag.clone(),
+        visibility: d.visibility.clone(),
+        exclude_ids,
     })
 }
 

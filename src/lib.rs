@@ -3,6 +3,8 @@
 //! [`run`] wires the pieces: config → poller → IMS client → snapshot store →
 //! metrics renderer → HTTP server. Each module owns one concern; see their docs.
 
+pub mod allowlist;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -133,7 +135,7 @@ async fn serve(cli: Cli, config: Arc<Config>) -> u8 {
     };
 
     if cli.once {
-        let all_ok = poller.cycle(false).await;
+        let all_ok = poller.once().await;
         print!("{}", metrics.render(Format::Text));
         return if all_ok { EXIT_OK } else { EXIT_FAILURE };
     }

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::snapshot::{now_unix, ImageState, Snapshot, Store};
+use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store};
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -153,7 +153,13 @@ fn gauge(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: f64) -> std:
     ConstGauge::new(value).encode(family.encode_family(labels)?)
 }
 
-fn image_labels(s: &ImageState) -> [(&'static str, &str); 3] {
+fn counter(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: u64) -> std::fmt::Result {
+    ConstCounter::new(value).encode(family.encode_family(labels)?)
+}
+
+type ImageLabels<'a> = [(&'static str, &'a str); 3];
+
+fn image_labels(s: &ImageState) -> ImageLabels<'_> {
     [
         ("region", &s.key.region),
         ("project_id", &s.key.project_id),
@@ -161,171 +167,183 @@ fn image_labels(s: &ImageState) -> [(&'static str, &str); 3] {
     ]
 }
 
+/// The image's labels followed by `more`.
+fn labels<'a, const N: usize>(image: ImageLabels<'a>, more: [(&'static str, &'a str); N]) -> Vec<(&'static str, &'a str)> {
+    let mut v = Vec::with_capacity(3 + N);
+    v.extend(image);
+    v.extend(more);
+    v
+}
+
+/// Encodes one family: its descriptor, then whatever `samples` writes into it.
+fn family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl FnOnce(Fam<'_>) -> std::fmt::Result,
+) -> std::fmt::Result {
+    samples(encoder.encode_descriptor(name, help, None, kind)?)
+}
+
+type Pick = fn(&MemberRecord, f64) -> Option<f64>;
+
+/// Per-member value families, rendered for every known member of every image.
+const PER_MEMBER: [(&str, &str, Pick); 3] = [
+    (
+        "ims_image_member_created_timestamp_seconds",
+        "Unix time the image was shared with the member (created_at).",
+        |m, _| m.created_at,
+    ),
+    (
+        "ims_image_member_updated_timestamp_seconds",
+        "Unix time the share was last updated (updated_at), e.g. accepted or rejected.",
+        |m, _| m.updated_at,
+    ),
+    (
+        "ims_image_member_update_age_seconds",
+        "Seconds since the share was last updated, computed at scrape time.",
+        |m, now| m.updated_at.map(|u| (now - u).max(0.0)),
+    ),
+];
+
 impl Collector for SnapshotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let snap: Snapshot = self.store.snapshot();
         let now = now_unix();
+        let images = &snap.images;
+        let members = || images.iter().filter_map(|s| s.members.as_ref().map(|m| (s, m)));
 
-        let build = [
-            ("version", env!("CARGO_PKG_VERSION")),
-            (
-                "revision",
-                option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown"),
-            ),
-        ];
-        let mut f = encoder.encode_descriptor(
-            "ims_exporter_build_info",
-            "Build information; value is always 1.",
-            None,
-            MetricType::Gauge,
-        )?;
-        gauge(&mut f, &build, 1.0)?;
-
-        let f = encoder.encode_descriptor(
-            "ims_images_monitored",
-            "Images this exporter monitors.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(snap.images.len() as i64).encode(f)?;
-
+        let revision = option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown");
+        family(&mut e, "ims_exporter_build_info", "Build information; value is always 1.", MetricType::Gauge, |mut f| {
+            gauge(&mut f, &[("version", env!("CARGO_PKG_VERSION")), ("revision", revision)], 1.0)
+        })?;
+        family(&mut e, "ims_images_monitored", "Images this exporter monitors.", MetricType::Gauge, |f| {
+            ConstGauge::new(images.len() as i64).encode(f)
+        })?;
         if let Some(secs) = snap.last_cycle_seconds {
-            let f = encoder.encode_descriptor(
-                "ims_poll_duration_seconds",
-                "Wall time of the last complete poll cycle over all images.",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(secs).encode(f)?;
+            family(&mut e, "ims_poll_duration_seconds", "Wall time of the last complete poll cycle over all images.", MetricType::Gauge, |f| {
+                ConstGauge::new(secs).encode(f)
+            })?;
         }
 
-        let mut f = encoder.encode_descriptor("ims_image_poll_success", "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).", None, MetricType::Gauge)?;
-        for s in &snap.images {
-            if let Some(ok) = s.last_poll_ok {
-                gauge(&mut f, &image_labels(s), if ok { 1.0 } else { 0.0 })?;
+        family(&mut e, "ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", MetricType::Gauge, |mut f| {
+            for d in snap.discovery.iter() {
+                gauge(&mut f, &[("region", &*d.region), ("project_id", &*d.project_id)], if d.ok { 1.0 } else { 0.0 })?;
             }
-        }
-
-        let mut f = encoder.encode_descriptor(
-            "ims_image_last_success_timestamp_seconds",
-            "Unix time of the last successful poll of the image.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for s in &snap.images {
-            if let Some(t) = s.last_success_unix {
-                gauge(&mut f, &image_labels(s), t)?;
+            Ok(())
+        })?;
+        family(&mut e, "ims_discovered_images", "Images the last good discovery of the target found, after filters.", MetricType::Gauge, |mut f| {
+            for d in snap.discovery.iter() {
+                gauge(&mut f, &[("region", &*d.region), ("project_id", &*d.project_id)], d.images as f64)?;
             }
-        }
+            Ok(())
+        })?;
 
-        let mut f = encoder.encode_descriptor(
-            "ims_image_poll_errors",
-            "Failed polls of the image by reason.",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in &snap.images {
-            for (reason, n) in &s.errors {
-                let [r, p, i] = image_labels(s);
-                let labels = [r, p, i, ("reason", reason.as_str())];
-                ConstCounter::new(*n).encode(f.encode_family(&labels)?)?;
+        family(&mut e, "ims_image_info", "One series per monitored image with its name and where it came from (config or discovery); value is always 1.", MetricType::Gauge, |mut f| {
+            for s in images {
+                gauge(&mut f, &labels(image_labels(s), [("image_name", &s.meta.name), ("source", s.meta.source.as_str())]), 1.0)?;
             }
-        }
-
-        let mut f = encoder.encode_descriptor(
-            "ims_image_members",
-            "Members (recipients) of the image by member type and status, from the last good poll.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for s in &snap.images {
-            let Some(set) = &s.members else { continue };
-            let [r, p, i] = image_labels(s);
-            for t in KNOWN_MEMBER_TYPES {
-                for st in KNOWN_STATUSES {
-                    let n = set
-                        .counts
-                        .get(&(t.to_string(), st.to_string()))
-                        .copied()
-                        .unwrap_or(0);
-                    gauge(
-                        &mut f,
-                        &[r, p, i, ("member_type", t), ("status", st)],
-                        n as f64,
-                    )?;
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_poll_success", "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).", MetricType::Gauge, |mut f| {
+            for s in images {
+                if let Some(ok) = s.last_poll_ok {
+                    gauge(&mut f, &image_labels(s), if ok { 1.0 } else { 0.0 })?;
                 }
             }
-            for ((t, st), n) in &set.counts {
-                if !(KNOWN_MEMBER_TYPES.contains(&t.as_str())
-                    && KNOWN_STATUSES.contains(&st.as_str()))
-                {
-                    gauge(
-                        &mut f,
-                        &[
-                            r,
-                            p,
-                            i,
-                            ("member_type", t.as_str()),
-                            ("status", st.as_str()),
-                        ],
-                        *n as f64,
-                    )?;
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_last_success_timestamp_seconds", "Unix time of the last successful poll of the image.", MetricType::Gauge, |mut f| {
+            for s in images {
+                if let Some(t) = s.last_success_unix {
+                    gauge(&mut f, &image_labels(s), t)?;
                 }
             }
-        }
-
-        let mut f = encoder.encode_descriptor(
-            "ims_image_member_info",
-            "One series per member of the image; value is always 1.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for s in &snap.images {
-            let Some(set) = &s.members else { continue };
-            let [r, p, i] = image_labels(s);
-            for m in &set.members {
-                let labels = [
-                    r,
-                    p,
-                    i,
-                    ("member_id", m.member_id.as_str()),
-                    ("member_type", m.member_type.as_str()),
-                    ("status", m.status.as_str()),
-                    ("urn", m.urn.as_str()),
-                ];
-                gauge(&mut f, &labels, 1.0)?;
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_poll_errors", "Failed polls of the image by reason.", MetricType::Counter, |mut f| {
+            for s in images {
+                for (reason, n) in &s.errors {
+                    counter(&mut f, &labels(image_labels(s), [("reason", reason.as_str())]), *n)?;
+                }
             }
-        }
+            Ok(())
+        })?;
+        family(&mut e, "ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", MetricType::Counter, |mut f| {
+            for s in images {
+                for change in ["added", "removed", "status_changed"] {
+                    let n = s.changes.get(change).copied().unwrap_or(0);
+                    counter(&mut f, &labels(image_labels(s), [("change", change)]), n)?;
+                }
+            }
+            Ok(())
+        })?;
 
-        type Pick = fn(&crate::snapshot::MemberRecord, f64) -> Option<f64>;
-        let per_member: [(&str, &str, Pick); 3] = [
-            (
-                "ims_image_member_created_timestamp_seconds",
-                "Unix time the image was shared with the member (created_at).",
-                |m, _| m.created_at,
-            ),
-            (
-                "ims_image_member_updated_timestamp_seconds",
-                "Unix time the share was last updated (updated_at), e.g. accepted or rejected.",
-                |m, _| m.updated_at,
-            ),
-            (
-                "ims_image_member_update_age_seconds",
-                "Seconds since the share was last updated, computed at scrape time.",
-                |m, now| m.updated_at.map(|u| (now - u).max(0.0)),
-            ),
-        ];
-        for (name, help, pick) in per_member {
-            let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for s in &snap.images {
-                let Some(set) = &s.members else { continue };
-                let [r, p, i] = image_labels(s);
-                for m in &set.members {
-                    if let Some(v) = pick(m, now) {
-                        gauge(&mut f, &[r, p, i, ("member_id", m.member_id.as_str())], v)?;
+        family(&mut e, "ims_image_members", "Members (recipients) of the image by member type and status, from the last good poll.", MetricType::Gauge, |mut f| {
+            for (s, set) in members().filter(|(_, m)| m.complete) {
+                for t in KNOWN_MEMBER_TYPES {
+                    for st in KNOWN_STATUSES {
+                        let n = set.counts.get(&(t.to_string(), st.to_string())).copied().unwrap_or(0);
+                        gauge(&mut f, &labels(image_labels(s), [("member_type", t), ("status", st)]), n as f64)?;
+                    }
+                }
+                for ((t, st), n) in &set.counts {
+                    if !(KNOWN_MEMBER_TYPES.contains(&t.as_str()) && KNOWN_STATUSES.contains(&st.as_str())) {
+                        gauge(&mut f, &labels(image_labels(s), [("member_type", t.as_str()), ("status", st.as_str())]), *n as f64)?;
                     }
                 }
             }
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_unexpected_members", "Members of the image that no applicable allowlist entry matches (0 when clean).", MetricType::Gauge, |mut f| {
+            for s in images {
+                gauge(&mut f, &image_labels(s), s.unexpected_count() as f64)?;
+            }
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", MetricType::Gauge, |mut f| {
+            for (s, set) in members() {
+                for m in set.members.iter().filter(|m| m.unexpected) {
+                    let l = labels(image_labels(s), [("member_id", m.member_id.as_str()), ("member_type", m.member_type.as_str()), ("status", m.status.as_str())]);
+                    gauge(&mut f, &l, 1.0)?;
+                }
+            }
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_member_present", "1 if a watched member is shared with the image, 0 if not (checked every poll).", MetricType::Gauge, |mut f| {
+            for s in images {
+                for (member_id, present) in &s.watched {
+                    gauge(&mut f, &labels(image_labels(s), [("member_id", member_id.as_str())]), if *present { 1.0 } else { 0.0 })?;
+                }
+            }
+            Ok(())
+        })?;
+        family(&mut e, "ims_image_member_info", "One series per member of the image; value is always 1.", MetricType::Gauge, |mut f| {
+            for (s, set) in members() {
+                for m in &set.members {
+                    let l = labels(image_labels(s), [
+                        ("member_id", m.member_id.as_str()),
+                        ("member_type", m.member_type.as_str()),
+                        ("status", m.status.as_str()),
+                        ("urn", m.urn.as_str()),
+                    ]);
+                    gauge(&mut f, &l, 1.0)?;
+                }
+            }
+            Ok(())
+        })?;
+        for (name, help, pick) in PER_MEMBER {
+            family(&mut e, name, help, MetricType::Gauge, |mut f| {
+                for (s, set) in members() {
+                    for m in &set.members {
+                        if let Some(v) = pick(m, now) {
+                            gauge(&mut f, &labels(image_labels(s), [("member_id", m.member_id.as_str())]), v)?;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }

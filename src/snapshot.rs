@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
+use crate::allowlist::{is_unexpected, Entry};
+use crate::config::Source;
 use crate::ims::error::Reason;
 use crate::ims::model::{parse_timestamp, Member};
 
@@ -40,6 +42,8 @@ pub struct MemberRecord {
     pub urn: String,
     pub created_at: Option<f64>,
     pub updated_at: Option<f64>,
+    /// No allowlist entry that applies to the image matches this member.
+    pub unexpected: bool,
 }
 
 impl MemberRecord {
@@ -57,6 +61,7 @@ impl MemberRecord {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "unknown".into()),
             urn: m.urn.unwrap_or_default(),
+            unexpected: true,
         }
     }
 }
@@ -70,6 +75,9 @@ pub struct MemberSet {
     pub counts: BTreeMap<(String, String), u64>,
     /// Timestamps that were present but did not parse (the members are kept).
     pub bad_timestamps: usize,
+    /// False when only watched members were fetched (`list_members: false`): then the
+    /// set is not the image's whole member list and counts are not exported.
+    pub complete: bool,
 }
 
 impl MemberSet {
@@ -98,7 +106,27 @@ impl MemberSet {
             members: records,
             counts,
             bad_timestamps,
+            complete: true,
         }
+    }
+
+    /// Sets each member's `unexpected` flag from `entries` (deny by default).
+    pub fn evaluate(mut self, entries: &[Entry]) -> Self {
+        for m in &mut self.members {
+            m.unexpected = is_unexpected(entries, &m.member_id, &m.urn);
+        }
+        self
+    }
+
+    pub fn unexpected_count(&self) -> usize {
+        self.members.iter().filter(|m| m.unexpected).count()
+    }
+
+    pub fn get(&self, member_id: &str) -> Option<&MemberRecord> {
+        self.members
+            .binary_search_by(|m| m.member_id.as_str().cmp(member_id))
+            .ok()
+            .map(|i| &self.members[i])
     }
 }
 
@@ -106,41 +134,68 @@ impl MemberSet {
 #[derive(Debug, Clone)]
 pub struct ImageState {
     pub key: ImageKey,
+    pub meta: ImageMeta,
     /// The last good member list; `None` until a poll has succeeded.
     pub members: Option<Arc<MemberSet>>,
+    /// Watched members by ID: present (shared) or not, from the last good poll.
+    pub watched: BTreeMap<String, bool>,
     /// `None` before the first poll ended.
     pub last_poll_ok: Option<bool>,
     pub last_success_unix: Option<f64>,
     /// Failed polls by reason, since the exporter started.
     pub errors: BTreeMap<Reason, u64>,
+    /// Member changes seen by the audit, by kind (`added`, `removed`, `status_changed`).
+    pub changes: BTreeMap<&'static str, u64>,
+}
+
+/// What the exporter knows about an image besides its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub name: Arc<str>,
+    pub source: Source,
 }
 
 impl ImageState {
-    pub fn new(key: ImageKey) -> Self {
+    pub fn new(key: ImageKey, meta: ImageMeta) -> Self {
         ImageState {
             key,
+            meta,
             members: None,
+            watched: BTreeMap::new(),
             last_poll_ok: None,
             last_success_unix: None,
             errors: BTreeMap::new(),
+            changes: BTreeMap::new(),
         }
     }
 
-    pub fn succeeded(&self, members: MemberSet, now_unix: f64) -> Self {
+    pub fn succeeded(&self, members: MemberSet, watched: BTreeMap<String, bool>, now_unix: f64) -> Self {
         ImageState {
             members: Some(Arc::new(members)),
+            watched,
             last_poll_ok: Some(true),
             last_success_unix: Some(now_unix),
             ..self.clone()
         }
     }
 
-    /// Keeps the last good members and records why this poll failed.
-    pub fn failed(&self, reason: Reason) -> Self {
+    /// Keeps the last good members (re-judged against the allowlist now in force) and
+    /// records why this poll failed.
+    pub fn failed(&self, reason: Reason, entries: &[Entry]) -> Self {
         let mut next = self.clone();
         next.last_poll_ok = Some(false);
         *next.errors.entry(reason).or_insert(0) += 1;
+        if let Some(m) = &self.members {
+            let judged = (**m).clone().evaluate(entries);
+            if judged != **m {
+                next.members = Some(Arc::new(judged));
+            }
+        }
         next
+    }
+
+    pub fn unexpected_count(&self) -> usize {
+        self.members.as_ref().map(|m| m.unexpected_count()).unwrap_or(0)
     }
 }
 
@@ -164,13 +219,26 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub images: Vec<Arc<ImageState>>,
+    pub discovery: Arc<Vec<DiscoveryStatus>>,
     /// Wall time of the last complete poll cycle.
     pub last_cycle_seconds: Option<f64>,
+}
+
+/// The outcome of the last discovery of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryStatus {
+    pub region: Arc<str>,
+    pub project_id: Arc<str>,
+    pub ok: bool,
+    /// Images the last good discovery found (after filters).
+    pub images: usize,
+    pub last_success_unix: Option<f64>,
 }
 
 #[derive(Debug, Default)]
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
+    discovery: ArcSwap<Vec<DiscoveryStatus>>,
     last_cycle_micros: AtomicU64,
     cycle_done: AtomicBool,
 }
@@ -182,20 +250,24 @@ impl Store {
 
     /// Sets which images are monitored. Images that stay keep their state; images no
     /// longer listed stop being exported at once.
-    pub fn set_images(&self, keys: &[ImageKey]) -> Vec<Arc<Slot>> {
+    pub fn set_images(&self, images: &[(ImageKey, ImageMeta)]) -> Vec<Arc<Slot>> {
         let old = self.slots.load();
-        let slots: Vec<Arc<Slot>> = keys
+        let by_key: std::collections::HashMap<&ImageKey, &Arc<Slot>> =
+            old.iter().map(|s| (&s.key, s)).collect();
+        let slots: Vec<Arc<Slot>> = images
             .iter()
-            .map(|k| {
-                old.iter()
-                    .find(|s| &s.key == k)
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        Arc::new(Slot {
-                            key: k.clone(),
-                            state: ArcSwap::from_pointee(ImageState::new(k.clone())),
-                        })
-                    })
+            .map(|(k, meta)| match by_key.get(k) {
+                Some(slot) => {
+                    let state = slot.load();
+                    if &state.meta != meta {
+                        slot.store(ImageState { meta: meta.clone(), ..(*state).clone() });
+                    }
+                    Arc::clone(slot)
+                }
+                None => Arc::new(Slot {
+                    key: k.clone(),
+                    state: ArcSwap::from_pointee(ImageState::new(k.clone(), meta.clone())),
+                }),
             })
             .collect();
         self.slots.store(Arc::new(slots.clone()));
@@ -210,8 +282,13 @@ impl Store {
             .then(|| self.last_cycle_micros.load(Ordering::Relaxed) as f64 / 1e6);
         Snapshot {
             images,
+            discovery: self.discovery.load_full(),
             last_cycle_seconds,
         }
+    }
+
+    pub fn set_discovery(&self, status: Vec<DiscoveryStatus>) {
+        self.discovery.store(Arc::new(status));
     }
 
     pub fn cycle_finished(&self, seconds: f64) {
@@ -236,6 +313,10 @@ mod tests {
             project_id: "p".into(),
             image_id: id.into(),
         }
+    }
+
+    fn meta() -> ImageMeta {
+        ImageMeta { name: "n".into(), source: Source::Config }
     }
 
     fn member(id: &str, status: &str, created: Option<&str>) -> Member {
@@ -269,11 +350,12 @@ mod tests {
 
     #[test]
     fn failure_keeps_last_good_members() {
-        let s = ImageState::new(key("i")).succeeded(
+        let s = ImageState::new(key("i"), meta()).succeeded(
             MemberSet::from_api(vec![member("a", "accepted", None)]),
+            BTreeMap::new(),
             10.0,
         );
-        let f = s.failed(Reason::Http5xx).failed(Reason::Http5xx);
+        let f = s.failed(Reason::Http5xx, &[]).failed(Reason::Http5xx, &[]);
         assert_eq!(f.members, s.members);
         assert_eq!(f.last_poll_ok, Some(false));
         assert_eq!(f.last_success_unix, Some(10.0));
@@ -283,9 +365,9 @@ mod tests {
     #[test]
     fn set_images_carries_state_and_drops_removed() {
         let store = Store::new();
-        let slots = store.set_images(&[key("a"), key("b")]);
-        slots[0].store(ImageState::new(key("a")).failed(Reason::Timeout));
-        store.set_images(&[key("a"), key("c")]);
+        let slots = store.set_images(&[(key("a"), meta()), (key("b"), meta())]);
+        slots[0].store(ImageState::new(key("a"), meta()).failed(Reason::Timeout, &[]));
+        store.set_images(&[(key("a"), meta()), (key("c"), meta())]);
         let snap = store.snapshot();
         let ids: Vec<_> = snap
             .images

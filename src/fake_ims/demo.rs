@@ -2,13 +2,10 @@
 //! (all member types and statuses, an organization with its URN, an image large
 //! enough to need several pages), and the config that monitors it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{member, FakeState};
-use crate::config::{Config, ImageConfig, Target};
-use crate::credentials::{Credentials, Secret};
-use crate::ids::{ImageId, ProjectId};
+use crate::config::Config;
 
 pub const REGION: &str = "cn-north-4";
 pub const PROJECT_ID: &str = "1bed856811654c1cb661a6ca845ebc77";
@@ -164,33 +161,45 @@ pub fn populate(state: &FakeState) -> String {
     secret
 }
 
-/// A config that monitors every demo image through `endpoint`.
+/// The demo's configuration, written as a user would write it: two images configured
+/// with their expected recipients and a watched member, the rest found by discovery,
+/// and an allowlist that the one stray share does not match.
+pub fn config_yaml(endpoint: &str, secret: &str, poll_interval: Duration) -> String {
+    let (ubuntu, windows, debian) = (IMAGES[0].0, IMAGES[1].0, IMAGES[2].0);
+    format!(
+        r#"poll_interval: {poll}
+page_size: 500
+discovery_interval: 1m
+credentials:
+  access_key_id: {ACCESS_KEY}
+  secret_access_key: {secret}
+# Every organization unit of our own organization may receive any image.
+allowed_members:
+  - "urn:organizations::6c031a41eefc480bb60f20c003891fcd:ou:*"
+targets:
+  - region: {REGION}
+    project_id: {PROJECT_ID}
+    endpoint: {endpoint}
+    allowed_members:
+      - edc89b490d7d4392898e19b2deb34797
+      - 3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f
+    discover:
+      imagetype: private
+    images:
+      - id: {ubuntu}
+        expected_members: [0f1e2d3c4b5a69788796a5b4c3d2e1f0, 5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d, a1b2c3d4e5f60718293a4b5c6d7e8f90]
+        watch_members: [edc89b490d7d4392898e19b2deb34797]
+      - id: {windows}
+        expected_members: ["*"]
+      - id: {debian}
+        watch_members: [3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f]
+"#,
+        poll = humantime::format_duration(poll_interval),
+    )
+}
+
+/// The demo config, validated like any config file.
 pub fn config(endpoint: &str, secret: &str, poll_interval: Duration) -> Result<Config, String> {
-    let endpoint = reqwest::Url::parse(endpoint).map_err(|e| e.to_string())?;
-    let images = IMAGES
-        .iter()
-        .map(|(id, _)| {
-            ImageId::parse(id)
-                .map(|id| ImageConfig { id })
-                .map_err(|e| e.0)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Config {
-        poll_interval,
-        request_timeout: Duration::from_secs(10),
-        page_size: 500,
-        max_concurrent_requests: 8,
-        targets: vec![Target {
-            region: REGION.into(),
-            project_id: ProjectId::parse(PROJECT_ID).map_err(|e| e.0)?,
-            endpoint,
-            credentials: Arc::new(Credentials {
-                access_key_id: ACCESS_KEY.into(),
-                secret_access_key: Secret::new(secret),
-                security_token: None,
-                source: "demo".into(),
-            }),
-            images,
-        }],
-    })
+    crate::config::parse(&config_yaml(endpoint, secret, poll_interval), "demo config", &|_| None)
+        .map_err(|e| e.to_string())
 }

@@ -14,15 +14,19 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use super::model::{Member, MemberList};
-use crate::config::Target;
-use crate::credentials::Credentials;
+use super::model::{ImageList, ImageSummary, Member, MemberList};
+use crate::config::{Discover, Target};
 use crate::ids::{ImageId, MemberId};
 use crate::metrics::SelfMetrics;
 use crate::signer::{self, RequestParts};
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";
+pub const OP_LIST_IMAGES: &str = "list_images";
+/// Images per discovery page.
+const IMAGES_PAGE_SIZE: u32 = 500;
+/// Upper bound on pages of one discovery (500 × 200 = 100,000 images).
+const MAX_IMAGE_PAGES: usize = 200;
 
 /// Largest response body accepted; a bigger one fails that call, not the daemon.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -129,7 +133,7 @@ impl ImsClient {
                     message,
                 }
             })?;
-            let page: MemberList = self.get_json(op, &target.credentials, url).await?;
+            let page: MemberList = self.get_json(op, target, url).await?;
             members.extend(page.members);
             match page
                 .page_info
@@ -178,18 +182,55 @@ impl ImsClient {
                 operation: op,
                 message,
             })?;
-        match self.get_json(op, &target.credentials, url).await {
+        match self.get_json(op, target, url).await {
             Ok(m) => Ok(Some(m)),
             Err(ApiError::Http { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    /// The target's own images matching the discovery filters that the API applies
+    /// (image type, visibility, tag); paged by `marker` = last image ID.
+    pub async fn list_images(&self, target: &Target, filter: &Discover) -> Result<Vec<ImageSummary>, ApiError> {
+        let op = OP_LIST_IMAGES;
+        let limit = IMAGES_PAGE_SIZE.to_string();
+        let mut images: Vec<ImageSummary> = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_IMAGE_PAGES {
+            let mut query = vec![("__imagetype", filter.imagetype.as_str()), ("limit", limit.as_str())];
+            if let Some(v) = &filter.visibility {
+                query.push(("visibility", v));
+            }
+            if let Some(t) = &filter.tag {
+                query.push(("tag", t));
+            }
+            if let Some(m) = &marker {
+                query.push(("marker", m));
+            }
+            let url = build_url(&target.endpoint, &["v2", "cloudimages"], &query)
+                .map_err(|message| ApiError::Signing { operation: op, message })?;
+            let page: ImageList = self.get_json(op, target, url).await?;
+            let full = page.images.len() >= IMAGES_PAGE_SIZE as usize;
+            let last = page.images.last().map(|i| i.id.clone());
+            images.extend(page.images);
+            match (full, last) {
+                (true, Some(last)) => {
+                    if marker.as_deref() == Some(last.as_str()) {
+                        return Err(ApiError::Paging { operation: op, message: format!("marker {last} repeats") });
+                    }
+                    marker = Some(last);
+                }
+                _ => return Ok(images),
+            }
+        }
+        Err(ApiError::Paging { operation: op, message: format!("more than {MAX_IMAGE_PAGES} pages") })
+    }
+
     /// Sends one signed GET and decodes a 2xx JSON body; counts and times it.
     async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        credentials: &Credentials,
+        target: &Target,
         url: Url,
     ) -> Result<T, ApiError> {
         // Closed only if the client is dropped, which cannot happen while `self` lives.
@@ -202,7 +243,7 @@ impl ImsClient {
                 message: "client shut down".into(),
             })?;
         let started = Instant::now();
-        let result = self.send(operation, credentials, url).await;
+        let result = self.send(operation, target, url).await;
         let code = match &result {
             Ok((status, _, _)) => status.to_string(),
             Err(ApiError::Timeout { .. }) => "timeout".to_string(),
@@ -227,9 +268,10 @@ impl ImsClient {
     async fn send(
         &self,
         operation: &'static str,
-        credentials: &Credentials,
+        target: &Target,
         url: Url,
     ) -> Result<(u16, Option<String>, Vec<u8>), ApiError> {
+        let credentials = &target.credentials;
         let date = time::OffsetDateTime::now_utc()
             .format(signer::DATE_FORMAT)
             .map_err(|e| ApiError::Signing {
@@ -239,6 +281,8 @@ impl ImsClient {
         let mut signed: Vec<(String, String)> = vec![
             ("host".into(), host_header(&url)),
             (signer::DATE_HEADER.into(), date),
+            // As the SDKs do; /v2/cloudimages takes the project from it.
+            ("x-project-id".into(), target.project_id.as_str().to_string()),
         ];
         if let Some(token) = &credentials.security_token {
             signed.push(("x-security-token".into(), token.expose().to_string()));

@@ -43,6 +43,28 @@ pub struct Member {
     pub urn: Option<String>,
 }
 
+/// `GET /v2/cloudimages`: one page of the project's images (only what discovery uses).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ImageList {
+    #[serde(default)]
+    pub images: Vec<ImageSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ImageSummary {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
+    #[serde(default, rename = "__imagetype", skip_serializing_if = "Option::is_none")]
+    pub imagetype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
 /// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
 pub fn parse_timestamp(s: &str) -> Option<f64> {

@@ -1,0 +1,203 @@
+//! Allowlists: which recipients an image may be shared with.
+//!
+//! An entry matches a member ID exactly, or as a glob (`*`, `?`), or — when it starts
+//! with `urn:` — an organization member's URN (glob allowed). A member that no
+//! applicable entry matches is *unexpected*, whatever its status: a rejected recipient
+//! can still boot the image. An image with no entries at all denies everything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+/// One allowlist entry, validated and pre-split for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Glob over `member_id`.
+    MemberId(String),
+    /// Glob over the member's URN (entry written with the `urn:` prefix, which the API's
+    /// URNs lack).
+    Urn(String),
+}
+
+impl Entry {
+    pub fn parse(s: &str) -> Result<Entry, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("an allowlist entry must not be empty".into());
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("allowlist entry {s:?} contains white space"));
+        }
+        Ok(match s.strip_prefix("urn:") {
+            Some(rest) if !rest.is_empty() => Entry::Urn(rest.to_string()),
+            Some(_) => return Err("a urn: entry needs a URN after the prefix".into()),
+            None => Entry::MemberId(s.to_string()),
+        })
+    }
+
+    pub fn matches(&self, member_id: &str, urn: &str) -> bool {
+        match self {
+            Entry::MemberId(p) => glob_match(p, member_id),
+            Entry::Urn(p) => !urn.is_empty() && glob_match(p, urn.strip_prefix("urn:").unwrap_or(urn)),
+        }
+    }
+}
+
+/// `*` matches any run of characters (including none), `?` exactly one.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Parses an allowlist file: one entry a line, `#` starts a comment.
+pub fn parse_file(text: &str) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        out.push(Entry::parse(line).map_err(|e| format!("line {}: {e}", n + 1))?);
+    }
+    Ok(out)
+}
+
+/// An allowlist file, re-read on every poll so that a security team can edit it
+/// without restarting the exporter. A read or parse failure keeps the last good
+/// contents (and is logged), so a half-saved file never flips every share to
+/// unexpected.
+#[derive(Debug)]
+pub struct AllowlistFile {
+    pub path: PathBuf,
+    entries: ArcSwap<Vec<Entry>>,
+}
+
+impl AllowlistFile {
+    /// Reads the file once; at start a broken file is a config error.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let entries = parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(AllowlistFile { path: path.to_path_buf(), entries: ArcSwap::from_pointee(entries) })
+    }
+
+    /// Re-reads the file; returns the entries now in force.
+    pub fn refresh(&self) -> Arc<Vec<Entry>> {
+        match std::fs::read_to_string(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_file(&t))
+        {
+            Ok(entries) => {
+                if **self.entries.load() != entries {
+                    tracing::info!(file = %self.path.display(), entries = entries.len(), "allowlist file changed");
+                    self.entries.store(Arc::new(entries));
+                }
+            }
+            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read allowlist file; keeping its previous entries"),
+        }
+        self.entries.load_full()
+    }
+}
+
+/// The allowlist sources that apply to one image, in no particular order.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    pub entries: Vec<Entry>,
+    pub files: Vec<Arc<AllowlistFile>>,
+}
+
+impl Allowlist {
+    /// Combines sources (global, target, image).
+    pub fn merge(parts: &[&Allowlist]) -> Allowlist {
+        Allowlist {
+            entries: parts.iter().flat_map(|p| p.entries.iter().cloned()).collect(),
+            files: parts.iter().flat_map(|p| p.files.iter().cloned()).collect(),
+        }
+    }
+
+    /// The entries in force now (files re-read).
+    pub fn current(&self) -> Vec<Entry> {
+        let mut out = self.entries.clone();
+        for f in &self.files {
+            out.extend(f.refresh().iter().cloned());
+        }
+        out
+    }
+}
+
+/// Whether a member is unexpected under `entries` (deny by default).
+pub fn is_unexpected(entries: &[Entry], member_id: &str, urn: &str) -> bool {
+    !entries.iter().any(|e| e.matches(member_id, urn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("ou-*", "ou-abc"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn entries_match_ids_globs_and_urns() {
+        let id = Entry::parse("edc89b490d7d4392898e19b2deb34797").unwrap();
+        assert!(id.matches("edc89b490d7d4392898e19b2deb34797", ""));
+        assert!(!id.matches("edc89b490d7d4392898e19b2deb34798", ""));
+        let glob = Entry::parse("ou-*").unwrap();
+        assert!(glob.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", URN));
+        let urn = Entry::parse("urn:organizations::6c03*:ou:o-z514*/*").unwrap();
+        assert!(urn.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", URN));
+        assert!(!urn.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", "organizations::ffff:ou:o-z514/x"));
+        assert!(!urn.matches("anything", ""), "URN entries never match members without a URN");
+        assert!(Entry::parse("urn:").is_err());
+        assert!(Entry::parse("a b").is_err());
+    }
+
+    #[test]
+    fn deny_by_default() {
+        assert!(is_unexpected(&[], "x", ""));
+        assert!(!is_unexpected(&[Entry::parse("x").unwrap()], "x", ""));
+    }
+
+    #[test]
+    fn file_with_comments_and_reload_keeps_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allow.txt");
+        std::fs::write(&path, "# security team list\nou-*   # all OUs\n\nedc89b490d7d4392898e19b2deb34797\n").unwrap();
+        let f = AllowlistFile::load(&path).unwrap();
+        assert_eq!(f.refresh().len(), 2);
+        std::fs::write(&path, "new-one\n").unwrap();
+        assert_eq!(*f.refresh(), vec![Entry::MemberId("new-one".into())]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(*f.refresh(), vec![Entry::MemberId("new-one".into())], "a vanished file keeps the last entries");
+    }
+}

@@ -1,0 +1,142 @@
+//! The change audit: what changed in an image's member list between two good polls,
+//! as one structured log event per change (`member_added`, `member_removed`,
+//! `member_status_changed`) and counts for `ims_member_changes_total`.
+//!
+//! The first good poll of an image is a baseline: one line, not a flood of `added`.
+
+use crate::snapshot::{ImageKey, MemberRecord, MemberSet};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<'a> {
+    Added(&'a MemberRecord),
+    Removed(&'a MemberRecord),
+    StatusChanged { old: &'a MemberRecord, new: &'a MemberRecord },
+}
+
+impl Change<'_> {
+    /// The `change` label of `ims_member_changes_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Added(_) => "added",
+            Change::Removed(_) => "removed",
+            Change::StatusChanged { .. } => "status_changed",
+        }
+    }
+}
+
+/// Changes from `old` to `new`; both are sorted by member ID.
+pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
+    let (mut i, mut j) = (0, 0);
+    let (a, b) = (&old.members, &new.members);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.member_id == y.member_id => {
+                if x.status != y.status {
+                    out.push(Change::StatusChanged { old: x, new: y });
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.member_id < y.member_id => {
+                out.push(Change::Removed(x));
+                i += 1;
+            }
+            (Some(x), None) => {
+                out.push(Change::Removed(x));
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.push(Change::Added(y));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Logs each change as one info event with everything a reviewer needs.
+pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>]) {
+    for c in changes {
+        let (m, old_status) = match c {
+            Change::Added(m) | Change::Removed(m) => (*m, ""),
+            Change::StatusChanged { old, new } => (*new, old.status.as_str()),
+        };
+        let event = match c {
+            Change::Added(_) => "member_added",
+            Change::Removed(_) => "member_removed",
+            Change::StatusChanged { .. } => "member_status_changed",
+        };
+        tracing::info!(
+            event,
+            region = %key.region,
+            project_id = %key.project_id,
+            image_id = %key.image_id,
+            image_name,
+            member_id = %m.member_id,
+            member_type = %m.member_type,
+            urn = %m.urn,
+            status = %m.status,
+            old_status,
+            unexpected = m.unexpected,
+            "image share changed"
+        );
+    }
+}
+
+/// The first good poll of an image: one line with what is there.
+pub fn log_baseline(key: &ImageKey, image_name: &str, set: &MemberSet) {
+    tracing::info!(
+        event = "baseline",
+        region = %key.region,
+        project_id = %key.project_id,
+        image_id = %key.image_id,
+        image_name,
+        members = set.members.len(),
+        unexpected = set.unexpected_count(),
+        "image shares baseline"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ims::model::Member;
+
+    fn set(members: &[(&str, &str)]) -> MemberSet {
+        MemberSet::from_api(
+            members
+                .iter()
+                .map(|(id, status)| Member {
+                    member_id: id.to_string(),
+                    member_type: Some("project".into()),
+                    status: Some(status.to_string()),
+                    created_at: None,
+                    updated_at: None,
+                    image_id: None,
+                    schema: None,
+                    urn: None,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn added_removed_and_status_changes() {
+        let old = set(&[("a", "pending"), ("b", "accepted"), ("d", "accepted")]);
+        let new = set(&[("a", "accepted"), ("c", "pending"), ("d", "accepted"), ("e", "rejected")]);
+        let kinds: Vec<(&str, &str)> = diff(&old, &new)
+            .iter()
+            .map(|c| {
+                let id = match c {
+                    Change::Added(m) | Change::Removed(m) => m.member_id.as_str(),
+                    Change::StatusChanged { new, .. } => new.member_id.as_str(),
+                };
+                (c.kind(), id)
+            })
+            .collect();
+        assert_eq!(kinds, [("status_changed", "a"), ("removed", "b"), ("added", "c"), ("added", "e")]);
+        assert!(diff(&new, &new).is_empty());
+    }
+}
