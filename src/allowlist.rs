@@ -39,7 +39,9 @@ impl Entry {
     pub fn matches(&self, member_id: &str, urn: &str) -> bool {
         match self {
             Entry::MemberId(p) => glob_match(p, member_id),
-            Entry::Urn(p) => !urn.is_empty() && glob_match(p, urn.strip_prefix("urn:").unwrap_or(urn)),
+            Entry::Urn(p) => {
+                !urn.is_empty() && glob_match(p, urn.strip_prefix("urn:").unwrap_or(urn))
+            }
         }
     }
 }
@@ -95,9 +97,13 @@ pub struct AllowlistFile {
 impl AllowlistFile {
     /// Reads the file once; at start a broken file is a config error.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let entries = parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(AllowlistFile { path: path.to_path_buf(), entries: ArcSwap::from_pointee(entries) })
+        Ok(AllowlistFile {
+            path: path.to_path_buf(),
+            entries: ArcSwap::from_pointee(entries),
+        })
     }
 
     /// Re-reads the file; returns the entries now in force.
@@ -112,7 +118,9 @@ impl AllowlistFile {
                     self.entries.store(Arc::new(entries));
                 }
             }
-            Err(e) => tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read allowlist file; keeping its previous entries"),
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read allowlist file; keeping its previous entries")
+            }
         }
         self.entries.load_full()
     }
@@ -129,7 +137,10 @@ impl Allowlist {
     /// Combines sources (global, target, image).
     pub fn merge(parts: &[&Allowlist]) -> Allowlist {
         Allowlist {
-            entries: parts.iter().flat_map(|p| p.entries.iter().cloned()).collect(),
+            entries: parts
+                .iter()
+                .flat_map(|p| p.entries.iter().cloned())
+                .collect(),
             files: parts.iter().flat_map(|p| p.files.iter().cloned()).collect(),
         }
     }
@@ -176,8 +187,14 @@ mod tests {
         assert!(glob.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", URN));
         let urn = Entry::parse("urn:organizations::6c03*:ou:o-z514*/*").unwrap();
         assert!(urn.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", URN));
-        assert!(!urn.matches("ou-qdjrky7i07higfa4f6reqv9etybmp4ng", "organizations::ffff:ou:o-z514/x"));
-        assert!(!urn.matches("anything", ""), "URN entries never match members without a URN");
+        assert!(!urn.matches(
+            "ou-qdjrky7i07higfa4f6reqv9etybmp4ng",
+            "organizations::ffff:ou:o-z514/x"
+        ));
+        assert!(
+            !urn.matches("anything", ""),
+            "URN entries never match members without a URN"
+        );
         assert!(Entry::parse("urn:").is_err());
         assert!(Entry::parse("a b").is_err());
     }
@@ -192,12 +209,20 @@ mod tests {
     fn file_with_comments_and_reload_keeps_last_good() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("allow.txt");
-        std::fs::write(&path, "# security team list\nou-*   # all OUs\n\nedc89b490d7d4392898e19b2deb34797\n").unwrap();
+        std::fs::write(
+            &path,
+            "# security team list\nou-*   # all OUs\n\nedc89b490d7d4392898e19b2deb34797\n",
+        )
+        .unwrap();
         let f = AllowlistFile::load(&path).unwrap();
         assert_eq!(f.refresh().len(), 2);
         std::fs::write(&path, "new-one\n").unwrap();
         assert_eq!(*f.refresh(), vec![Entry::MemberId("new-one".into())]);
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(*f.refresh(), vec![Entry::MemberId("new-one".into())], "a vanished file keeps the last entries");
+        assert_eq!(
+            *f.refresh(),
+            vec![Entry::MemberId("new-one".into())],
+            "a vanished file keeps the last entries"
+        );
     }
 }

@@ -10,7 +10,10 @@ use crate::snapshot::{ImageKey, MemberRecord, MemberSet};
 pub enum Change<'a> {
     Added(&'a MemberRecord),
     Removed(&'a MemberRecord),
-    StatusChanged { old: &'a MemberRecord, new: &'a MemberRecord },
+    StatusChanged {
+        old: &'a MemberRecord,
+        new: &'a MemberRecord,
+    },
 }
 
 impl Change<'_> {
@@ -125,7 +128,12 @@ mod tests {
     #[test]
     fn added_removed_and_status_changes() {
         let old = set(&[("a", "pending"), ("b", "accepted"), ("d", "accepted")]);
-        let new = set(&[("a", "accepted"), ("c", "pending"), ("d", "accepted"), ("e", "rejected")]);
+        let new = set(&[
+            ("a", "accepted"),
+            ("c", "pending"),
+            ("d", "accepted"),
+            ("e", "rejected"),
+        ]);
         let kinds: Vec<(&str, &str)> = diff(&old, &new)
             .iter()
             .map(|c| {
@@ -136,7 +144,15 @@ mod tests {
                 (c.kind(), id)
             })
             .collect();
-        assert_eq!(kinds, [("status_changed", "a"), ("removed", "b"), ("added", "c"), ("added", "e")]);
+        assert_eq!(
+            kinds,
+            [
+                ("status_changed", "a"),
+                ("removed", "b"),
+                ("added", "c"),
+                ("added", "e")
+            ]
+        );
         assert!(diff(&new, &new).is_empty());
     }
 }

@@ -277,8 +277,11 @@ pub fn parse(
             ),
         ));
     }
-    if raw.discovery_interval < Duration::from_secs(10) {
-        return Err(invalid("discovery_interval".into(), "must be at least 10s".into()));
+    if raw.discovery_interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "discovery_interval".into(),
+            "must be at least 1s".into(),
+        ));
     }
     if raw.targets.is_empty() {
         return Err(invalid(
@@ -296,8 +299,12 @@ pub fn parse(
         None => credentials::from_env(env).map(Arc::new),
     };
 
-    let global_allow = allowlist(&raw.allowed_members, raw.allowed_members_file.as_deref(), "")
-        .map_err(|(k, m)| invalid(k, m))?;
+    let global_allow = allowlist(
+        &raw.allowed_members,
+        raw.allowed_members_file.as_deref(),
+        "",
+    )
+    .map_err(|(k, m)| invalid(k, m))?;
 
     let mut seen: HashMap<(ProjectId, ImageId), String> = HashMap::new();
     let mut targets = Vec::with_capacity(raw.targets.len());
@@ -344,8 +351,12 @@ pub fn parse(
         }
         let target_allow = Allowlist::merge(&[
             &global_allow,
-            &allowlist(&t.allowed_members, t.allowed_members_file.as_deref(), &format!("targets[{ti}]."))
-                .map_err(|(k, m)| invalid(k, m))?,
+            &allowlist(
+                &t.allowed_members,
+                t.allowed_members_file.as_deref(),
+                &format!("targets[{ti}]."),
+            )
+            .map_err(|(k, m)| invalid(k, m))?,
         ]);
         let discover = match &t.discover {
             None => None,
@@ -362,8 +373,12 @@ pub fn parse(
                     format!("image {id} in project {project_id} is already listed at {first}"),
                 ));
             }
-            let expected = allowlist(&img.expected_members, None, &format!("targets[{ti}].images[{ii}]."))
-                .map_err(|(k, m)| invalid(k.replace("allowed_members", "expected_members"), m))?;
+            let expected = allowlist(
+                &img.expected_members,
+                None,
+                &format!("targets[{ti}].images[{ii}]."),
+            )
+            .map_err(|(k, m)| invalid(k.replace("allowed_members", "expected_members"), m))?;
             let mut watch_members = Vec::with_capacity(img.watch_members.len());
             for (wi, m) in img.watch_members.iter().enumerate() {
                 let wkey = ikey(&format!("watch_members[{wi}]"));
@@ -411,10 +426,15 @@ pub fn parse(
 
 /// Validates `allowed_members` entries and loads `allowed_members_file`. `prefix` is
 /// the key path of the block (`""` at top level). Errors are (key, message).
-fn allowlist(entries: &[String], file: Option<&Path>, prefix: &str) -> Result<Allowlist, (String, String)> {
+fn allowlist(
+    entries: &[String],
+    file: Option<&Path>,
+    prefix: &str,
+) -> Result<Allowlist, (String, String)> {
     let mut out = Allowlist::default();
     for (i, e) in entries.iter().enumerate() {
-        out.entries.push(Entry::parse(e).map_err(|m| (format!("{prefix}allowed_members[{i}]"), m))?);
+        out.entries
+            .push(Entry::parse(e).map_err(|m| (format!("{prefix}allowed_members[{i}]"), m))?);
     }
     if let Some(path) = file {
         out.files.push(Arc::new(
@@ -427,20 +447,33 @@ fn allowlist(entries: &[String], file: Option<&Path>, prefix: &str) -> Result<Al
 fn discover(d: &FileDiscover, key: &str) -> Result<Discover, (String, String)> {
     let name_regex = match &d.name_regex {
         None => None,
-        Some(r) => Some(
-            regex::Regex::new(r).map_err(|e| (format!("{key}.name_regex"), format!("not a valid regular expression: {e}")))?,
-        ),
+        Some(r) => Some(regex::Regex::new(r).map_err(|e| {
+            (
+                format!("{key}.name_regex"),
+                format!("not a valid regular expression: {e}"),
+            )
+        })?),
     };
     let mut exclude_ids = Vec::with_capacity(d.exclude_ids.len());
     for (i, id) in d.exclude_ids.iter().enumerate() {
         exclude_ids.push(ImageId::parse(id).map_err(|e| (format!("{key}.exclude_ids[{i}]"), e.0))?);
     }
-    let simple = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let simple = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
     if !simple(&d.imagetype) {
-        return Err((format!("{key}.imagetype"), format!("must be an image type like private, got {:?}", d.imagetype)));
+        return Err((
+            format!("{key}.imagetype"),
+            format!("must be an image type like private, got {:?}", d.imagetype),
+        ));
     }
     if let Some(v) = d.visibility.as_deref().filter(|v| !simple(v)) {
-        return Err((format!("{key}.visibility"), format!("must be a visibility like private or shared, got {v:?}")));
+        return Err((
+            format!("{key}.visibility"),
+            format!("must be a visibility like private or shared, got {v:?}"),
+        ));
     }
     Ok(Discover {
         imagetype: d.imagetype.clone(),

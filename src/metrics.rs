@@ -168,7 +168,10 @@ fn image_labels(s: &ImageState) -> ImageLabels<'_> {
 }
 
 /// The image's labels followed by `more`.
-fn labels<'a, const N: usize>(image: ImageLabels<'a>, more: [(&'static str, &'a str); N]) -> Vec<(&'static str, &'a str)> {
+fn labels<'a, const N: usize>(
+    image: ImageLabels<'a>,
+    more: [(&'static str, &'a str); N],
+) -> Vec<(&'static str, &'a str)> {
     let mut v = Vec::with_capacity(3 + N);
     v.extend(image);
     v.extend(more);
@@ -212,19 +215,44 @@ impl Collector for SnapshotCollector {
         let snap: Snapshot = self.store.snapshot();
         let now = now_unix();
         let images = &snap.images;
-        let members = || images.iter().filter_map(|s| s.members.as_ref().map(|m| (s, m)));
+        let members = || {
+            images
+                .iter()
+                .filter_map(|s| s.members.as_ref().map(|m| (s, m)))
+        };
 
         let revision = option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown");
-        family(&mut e, "ims_exporter_build_info", "Build information; value is always 1.", MetricType::Gauge, |mut f| {
-            gauge(&mut f, &[("version", env!("CARGO_PKG_VERSION")), ("revision", revision)], 1.0)
-        })?;
-        family(&mut e, "ims_images_monitored", "Images this exporter monitors.", MetricType::Gauge, |f| {
-            ConstGauge::new(images.len() as i64).encode(f)
-        })?;
+        family(
+            &mut e,
+            "ims_exporter_build_info",
+            "Build information; value is always 1.",
+            MetricType::Gauge,
+            |mut f| {
+                gauge(
+                    &mut f,
+                    &[
+                        ("version", env!("CARGO_PKG_VERSION")),
+                        ("revision", revision),
+                    ],
+                    1.0,
+                )
+            },
+        )?;
+        family(
+            &mut e,
+            "ims_images_monitored",
+            "Images this exporter monitors.",
+            MetricType::Gauge,
+            |f| ConstGauge::new(images.len() as i64).encode(f),
+        )?;
         if let Some(secs) = snap.last_cycle_seconds {
-            family(&mut e, "ims_poll_duration_seconds", "Wall time of the last complete poll cycle over all images.", MetricType::Gauge, |f| {
-                ConstGauge::new(secs).encode(f)
-            })?;
+            family(
+                &mut e,
+                "ims_poll_duration_seconds",
+                "Wall time of the last complete poll cycle over all images.",
+                MetricType::Gauge,
+                |f| ConstGauge::new(secs).encode(f),
+            )?;
         }
 
         family(&mut e, "ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", MetricType::Gauge, |mut f| {
@@ -233,12 +261,22 @@ impl Collector for SnapshotCollector {
             }
             Ok(())
         })?;
-        family(&mut e, "ims_discovered_images", "Images the last good discovery of the target found, after filters.", MetricType::Gauge, |mut f| {
-            for d in snap.discovery.iter() {
-                gauge(&mut f, &[("region", &*d.region), ("project_id", &*d.project_id)], d.images as f64)?;
-            }
-            Ok(())
-        })?;
+        family(
+            &mut e,
+            "ims_discovered_images",
+            "Images the last good discovery of the target found, after filters.",
+            MetricType::Gauge,
+            |mut f| {
+                for d in snap.discovery.iter() {
+                    gauge(
+                        &mut f,
+                        &[("region", &*d.region), ("project_id", &*d.project_id)],
+                        d.images as f64,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
 
         family(&mut e, "ims_image_info", "One series per monitored image with its name and where it came from (config or discovery); value is always 1.", MetricType::Gauge, |mut f| {
             for s in images {
@@ -254,22 +292,38 @@ impl Collector for SnapshotCollector {
             }
             Ok(())
         })?;
-        family(&mut e, "ims_image_last_success_timestamp_seconds", "Unix time of the last successful poll of the image.", MetricType::Gauge, |mut f| {
-            for s in images {
-                if let Some(t) = s.last_success_unix {
-                    gauge(&mut f, &image_labels(s), t)?;
+        family(
+            &mut e,
+            "ims_image_last_success_timestamp_seconds",
+            "Unix time of the last successful poll of the image.",
+            MetricType::Gauge,
+            |mut f| {
+                for s in images {
+                    if let Some(t) = s.last_success_unix {
+                        gauge(&mut f, &image_labels(s), t)?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "ims_image_poll_errors", "Failed polls of the image by reason.", MetricType::Counter, |mut f| {
-            for s in images {
-                for (reason, n) in &s.errors {
-                    counter(&mut f, &labels(image_labels(s), [("reason", reason.as_str())]), *n)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "ims_image_poll_errors",
+            "Failed polls of the image by reason.",
+            MetricType::Counter,
+            |mut f| {
+                for s in images {
+                    for (reason, n) in &s.errors {
+                        counter(
+                            &mut f,
+                            &labels(image_labels(s), [("reason", reason.as_str())]),
+                            *n,
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         family(&mut e, "ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", MetricType::Counter, |mut f| {
             for s in images {
                 for change in ["added", "removed", "status_changed"] {
@@ -280,28 +334,57 @@ impl Collector for SnapshotCollector {
             Ok(())
         })?;
 
-        family(&mut e, "ims_image_members", "Members (recipients) of the image by member type and status, from the last good poll.", MetricType::Gauge, |mut f| {
-            for (s, set) in members().filter(|(_, m)| m.complete) {
-                for t in KNOWN_MEMBER_TYPES {
-                    for st in KNOWN_STATUSES {
-                        let n = set.counts.get(&(t.to_string(), st.to_string())).copied().unwrap_or(0);
-                        gauge(&mut f, &labels(image_labels(s), [("member_type", t), ("status", st)]), n as f64)?;
+        family(
+            &mut e,
+            "ims_image_members",
+            "Members (recipients) of the image by member type and status, from the last good poll.",
+            MetricType::Gauge,
+            |mut f| {
+                for (s, set) in members().filter(|(_, m)| m.complete) {
+                    for t in KNOWN_MEMBER_TYPES {
+                        for st in KNOWN_STATUSES {
+                            let n = set
+                                .counts
+                                .get(&(t.to_string(), st.to_string()))
+                                .copied()
+                                .unwrap_or(0);
+                            gauge(
+                                &mut f,
+                                &labels(image_labels(s), [("member_type", t), ("status", st)]),
+                                n as f64,
+                            )?;
+                        }
+                    }
+                    for ((t, st), n) in &set.counts {
+                        if !(KNOWN_MEMBER_TYPES.contains(&t.as_str())
+                            && KNOWN_STATUSES.contains(&st.as_str()))
+                        {
+                            gauge(
+                                &mut f,
+                                &labels(
+                                    image_labels(s),
+                                    [("member_type", t.as_str()), ("status", st.as_str())],
+                                ),
+                                *n as f64,
+                            )?;
+                        }
                     }
                 }
-                for ((t, st), n) in &set.counts {
-                    if !(KNOWN_MEMBER_TYPES.contains(&t.as_str()) && KNOWN_STATUSES.contains(&st.as_str())) {
-                        gauge(&mut f, &labels(image_labels(s), [("member_type", t.as_str()), ("status", st.as_str())]), *n as f64)?;
-                    }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "ims_image_unexpected_members",
+            "Members of the image that no applicable allowlist entry matches (0 when clean).",
+            MetricType::Gauge,
+            |mut f| {
+                for s in images {
+                    gauge(&mut f, &image_labels(s), s.unexpected_count() as f64)?;
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "ims_image_unexpected_members", "Members of the image that no applicable allowlist entry matches (0 when clean).", MetricType::Gauge, |mut f| {
-            for s in images {
-                gauge(&mut f, &image_labels(s), s.unexpected_count() as f64)?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         family(&mut e, "ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", MetricType::Gauge, |mut f| {
             for (s, set) in members() {
                 for m in set.members.iter().filter(|m| m.unexpected) {
@@ -311,34 +394,57 @@ impl Collector for SnapshotCollector {
             }
             Ok(())
         })?;
-        family(&mut e, "ims_image_member_present", "1 if a watched member is shared with the image, 0 if not (checked every poll).", MetricType::Gauge, |mut f| {
-            for s in images {
-                for (member_id, present) in &s.watched {
-                    gauge(&mut f, &labels(image_labels(s), [("member_id", member_id.as_str())]), if *present { 1.0 } else { 0.0 })?;
+        family(
+            &mut e,
+            "ims_image_member_present",
+            "1 if a watched member is shared with the image, 0 if not (checked every poll).",
+            MetricType::Gauge,
+            |mut f| {
+                for s in images {
+                    for (member_id, present) in &s.watched {
+                        gauge(
+                            &mut f,
+                            &labels(image_labels(s), [("member_id", member_id.as_str())]),
+                            if *present { 1.0 } else { 0.0 },
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "ims_image_member_info", "One series per member of the image; value is always 1.", MetricType::Gauge, |mut f| {
-            for (s, set) in members() {
-                for m in &set.members {
-                    let l = labels(image_labels(s), [
-                        ("member_id", m.member_id.as_str()),
-                        ("member_type", m.member_type.as_str()),
-                        ("status", m.status.as_str()),
-                        ("urn", m.urn.as_str()),
-                    ]);
-                    gauge(&mut f, &l, 1.0)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "ims_image_member_info",
+            "One series per member of the image; value is always 1.",
+            MetricType::Gauge,
+            |mut f| {
+                for (s, set) in members() {
+                    for m in &set.members {
+                        let l = labels(
+                            image_labels(s),
+                            [
+                                ("member_id", m.member_id.as_str()),
+                                ("member_type", m.member_type.as_str()),
+                                ("status", m.status.as_str()),
+                                ("urn", m.urn.as_str()),
+                            ],
+                        );
+                        gauge(&mut f, &l, 1.0)?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         for (name, help, pick) in PER_MEMBER {
             family(&mut e, name, help, MetricType::Gauge, |mut f| {
                 for (s, set) in members() {
                     for m in &set.members {
                         if let Some(v) = pick(m, now) {
-                            gauge(&mut f, &labels(image_labels(s), [("member_id", m.member_id.as_str())]), v)?;
+                            gauge(
+                                &mut f,
+                                &labels(image_labels(s), [("member_id", m.member_id.as_str())]),
+                                v,
+                            )?;
                         }
                     }
                 }

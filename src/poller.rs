@@ -78,7 +78,11 @@ impl Poller {
 
     /// The images to monitor: configured ones (which win) plus discovered ones.
     fn rebuild(&self) {
-        let discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut planned: Vec<(usize, Arc<Target>, ImageConfig)> = Vec::new();
         for (ti, target) in self.targets.iter().enumerate() {
             let found: HashMap<&ImageId, &String> = discovered[ti]
@@ -95,14 +99,21 @@ impl Poller {
             }
             if let Some(d) = &discovered[ti] {
                 for (id, name) in d.iter().filter(|(id, _)| !configured.contains(id)) {
-                    planned.push((ti, target.clone(), ImageConfig::discovered(target, id.clone(), name.clone())));
+                    planned.push((
+                        ti,
+                        target.clone(),
+                        ImageConfig::discovered(target, id.clone(), name.clone()),
+                    ));
                 }
             }
         }
         let keys: Vec<(ImageKey, ImageMeta)> = planned
             .iter()
             .map(|(_, t, i)| {
-                let meta = ImageMeta { name: i.name.as_deref().unwrap_or("").into(), source: i.source };
+                let meta = ImageMeta {
+                    name: i.name.as_deref().unwrap_or("").into(),
+                    source: i.source,
+                };
                 (image_key(t, &i.id), meta)
             })
             .collect();
@@ -110,7 +121,14 @@ impl Poller {
         let jobs = planned
             .into_iter()
             .zip(slots)
-            .map(|((target_index, target, image), slot)| Arc::new(ImageJob { target_index, target, image, slot }))
+            .map(|((target_index, target, image), slot)| {
+                Arc::new(ImageJob {
+                    target_index,
+                    target,
+                    image,
+                    slot,
+                })
+            })
             .collect();
         self.jobs.store(Arc::new(jobs));
     }
@@ -121,9 +139,15 @@ impl Poller {
         let mut all_ok = true;
         let mut changed = false;
         for (ti, target) in self.targets.iter().enumerate() {
-            let Some(filter) = &target.discover else { continue };
+            let Some(filter) = &target.discover else {
+                continue;
+            };
             let result = self.client.list_images(target, filter).await;
-            let previous = self.discovery_status.lock().unwrap_or_else(|e| e.into_inner())[ti].clone();
+            let previous = self
+                .discovery_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())[ti]
+                .clone();
             let mut status = DiscoveryStatus {
                 region: target.region.as_str().into(),
                 project_id: target.project_id.as_str().into(),
@@ -140,14 +164,24 @@ impl Poller {
                             tracing::warn!(region = %target.region, project_id = %target.project_id, image_id = %image.id, "discovery returned an image ID that is not a UUID; skipped");
                             continue;
                         };
-                        if filter.exclude_ids.contains(&id) || filter.name_regex.as_ref().is_some_and(|r| !r.is_match(&name)) {
+                        if filter.exclude_ids.contains(&id)
+                            || filter
+                                .name_regex
+                                .as_ref()
+                                .is_some_and(|r| !r.is_match(&name))
+                        {
                             continue;
                         }
                         found.push((id, name));
                     }
                     found.sort();
                     found.dedup_by(|a, b| a.0 == b.0);
-                    status = DiscoveryStatus { ok: true, images: found.len(), last_success_unix: Some(now_unix()), ..status };
+                    status = DiscoveryStatus {
+                        ok: true,
+                        images: found.len(),
+                        last_success_unix: Some(now_unix()),
+                        ..status
+                    };
                     let mut discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
                     if discovered[ti].as_ref() != Some(&found) {
                         tracing::info!(region = %target.region, project_id = %target.project_id, images = found.len(), "discovered images");
@@ -164,9 +198,18 @@ impl Poller {
                     );
                 }
             }
-            self.discovery_status.lock().unwrap_or_else(|e| e.into_inner())[ti] = Some(status);
+            self.discovery_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())[ti] = Some(status);
         }
-        let statuses = self.discovery_status.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten().cloned().collect();
+        let statuses = self
+            .discovery_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
         self.store.set_discovery(statuses);
         if changed {
             self.rebuild();
@@ -189,7 +232,8 @@ impl Poller {
             } else {
                 Duration::ZERO
             };
-            let (job, client, page_size) = (job.clone(), self.client.clone(), self.config.page_size);
+            let (job, client, page_size) =
+                (job.clone(), self.client.clone(), self.config.page_size);
             set.spawn(async move {
                 tokio::time::sleep(delay).await;
                 poll_image(&client, &job, page_size).await
@@ -207,7 +251,12 @@ impl Poller {
         }
         let secs = started.elapsed().as_secs_f64();
         self.store.cycle_finished(secs);
-        tracing::debug!(images = jobs.len(), seconds = secs, all_ok, "poll cycle finished");
+        tracing::debug!(
+            images = jobs.len(),
+            seconds = secs,
+            all_ok,
+            "poll cycle finished"
+        );
         all_ok
     }
 
@@ -230,7 +279,10 @@ impl Poller {
                 _ = shutdown.changed() => return,
             }
         }
-        tokio::join!(self.poll_loop(shutdown.clone()), self.discovery_loop(shutdown));
+        tokio::join!(
+            self.poll_loop(shutdown.clone()),
+            self.discovery_loop(shutdown)
+        );
     }
 
     async fn poll_loop(&self, mut shutdown: watch::Receiver<bool>) {
@@ -270,7 +322,11 @@ impl Poller {
 
 /// Fetches what the image's config asks for: the member list, each watched member.
 /// All or nothing: the first error fails the whole poll of the image.
-async fn fetch(client: &ImsClient, job: &ImageJob, page_size: u32) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
+async fn fetch(
+    client: &ImsClient,
+    job: &ImageJob,
+    page_size: u32,
+) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
     let (target, image) = (&job.target, &job.image);
     let listed = if image.list_members {
         Some(client.list_members(target, &image.id, page_size).await?)
@@ -286,7 +342,13 @@ async fn fetch(client: &ImsClient, job: &ImageJob, page_size: u32) -> Result<(Me
     }
     Ok(match listed {
         Some(members) => (MemberSet::from_api(members), watched),
-        None => (MemberSet { complete: false, ..MemberSet::from_api(found) }, watched),
+        None => (
+            MemberSet {
+                complete: false,
+                ..MemberSet::from_api(found)
+            },
+            watched,
+        ),
     })
 }
 

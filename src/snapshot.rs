@@ -169,7 +169,12 @@ impl ImageState {
         }
     }
 
-    pub fn succeeded(&self, members: MemberSet, watched: BTreeMap<String, bool>, now_unix: f64) -> Self {
+    pub fn succeeded(
+        &self,
+        members: MemberSet,
+        watched: BTreeMap<String, bool>,
+        now_unix: f64,
+    ) -> Self {
         ImageState {
             members: Some(Arc::new(members)),
             watched,
@@ -195,7 +200,10 @@ impl ImageState {
     }
 
     pub fn unexpected_count(&self) -> usize {
-        self.members.as_ref().map(|m| m.unexpected_count()).unwrap_or(0)
+        self.members
+            .as_ref()
+            .map(|m| m.unexpected_count())
+            .unwrap_or(0)
     }
 }
 
@@ -260,7 +268,10 @@ impl Store {
                 Some(slot) => {
                     let state = slot.load();
                     if &state.meta != meta {
-                        slot.store(ImageState { meta: meta.clone(), ..(*state).clone() });
+                        slot.store(ImageState {
+                            meta: meta.clone(),
+                            ..(*state).clone()
+                        });
                     }
                     Arc::clone(slot)
                 }
@@ -316,7 +327,10 @@ mod tests {
     }
 
     fn meta() -> ImageMeta {
-        ImageMeta { name: "n".into(), source: Source::Config }
+        ImageMeta {
+            name: "n".into(),
+            source: Source::Config,
+        }
     }
 
     fn member(id: &str, status: &str, created: Option<&str>) -> Member {

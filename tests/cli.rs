@@ -206,12 +206,21 @@ fn demo_once_shows_every_type_and_status_and_pages() {
 #[test]
 fn the_example_config_is_valid() {
     let out = Command::new(bin())
-        .args(["--config.file", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"), "--config.check"])
+        .args([
+            "--config.file",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+            "--config.check",
+        ])
         .env("HUAWEICLOUD_SDK_AK", "AKEXAMPLE")
         .env("HUAWEICLOUD_SDK_SK", "SKEXAMPLE")
         .output()
         .expect("run ims-exporter");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("credentials: environment"), "{stdout}");
 }

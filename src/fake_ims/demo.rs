@@ -200,6 +200,10 @@ targets:
 
 /// The demo config, validated like any config file.
 pub fn config(endpoint: &str, secret: &str, poll_interval: Duration) -> Result<Config, String> {
-    crate::config::parse(&config_yaml(endpoint, secret, poll_interval), "demo config", &|_| None)
-        .map_err(|e| e.to_string())
+    crate::config::parse(
+        &config_yaml(endpoint, secret, poll_interval),
+        "demo config",
+        &|_| None,
+    )
+    .map_err(|e| e.to_string())
 }

@@ -49,6 +49,11 @@ pub enum Fault {
 #[derive(Debug, Default)]
 struct FakeImage {
     name: String,
+    /// Attributes discovery filters on; `None` reads as `private`.
+    imagetype: Option<String>,
+    visibility: Option<String>,
+    /// `key.value` strings, as the `tag` filter takes them.
+    tags: Vec<String>,
     members: BTreeMap<String, Member>,
 }
 
@@ -92,6 +97,25 @@ impl FakeState {
             .name = name.into();
     }
 
+    /// Sets what `GET /v2/cloudimages` filters on (`__imagetype`, `visibility`, `tag`).
+    pub fn set_image_attributes(
+        &self,
+        project_id: &str,
+        image_id: &str,
+        imagetype: &str,
+        visibility: &str,
+        tags: &[&str],
+    ) {
+        let mut inner = self.lock();
+        let image = inner
+            .images
+            .entry((project_id.into(), image_id.into()))
+            .or_default();
+        image.imagetype = Some(imagetype.into());
+        image.visibility = Some(visibility.into());
+        image.tags = tags.iter().map(|t| t.to_string()).collect();
+    }
+
     pub fn remove_image(&self, project_id: &str, image_id: &str) {
         self.lock()
             .images
@@ -125,6 +149,8 @@ impl FakeState {
             .unwrap_or_default()
     }
 
+    /// Injects `fault` into every answer about `image_id`, or — given a project ID —
+    /// into that project's image listing (`GET /v2/cloudimages`). `None` clears it.
     pub fn set_fault(&self, image_id: &str, fault: Option<Fault>) {
         let mut inner = self.lock();
         match fault {
@@ -240,6 +266,7 @@ pub fn router(state: FakeState) -> Router {
             "/v1/{project_id}/cloudimages/{image_id}/members/{member_id}",
             get(get_member),
         )
+        .route("/v2/cloudimages", get(list_images))
         .fallback(not_found)
         .with_state(state)
 }
@@ -536,4 +563,92 @@ async fn get_member(
             &format!("image {image_id} is not shared with {member_id}"),
         ),
     }
+}
+
+/// `GET /v2/cloudimages`: the images of the project named by `X-Project-Id`, filtered
+/// and paged like IMS (`marker` = the last image ID of the previous page).
+async fn list_images(
+    State(state): State<FakeState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id();
+    let Some(project_id) = headers
+        .get("x-project-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        state.lock().requests += 1;
+        return ims_error(
+            StatusCode::BAD_REQUEST,
+            &rid,
+            "IMG.0001",
+            "X-Project-Id header is required",
+        );
+    };
+    if let Err(resp) = prologue(&state, &method, &uri, &headers, &project_id, &rid).await {
+        return resp;
+    }
+    let query = parse_query(uri.query());
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(qk, _)| qk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match get("limit").map(str::parse::<usize>) {
+        None => 25,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return ims_error(
+                StatusCode::BAD_REQUEST,
+                &rid,
+                "IMG.0001",
+                "limit must be between 1 and 1000",
+            )
+        }
+    };
+    let inner = state.lock();
+    let matching: Vec<serde_json::Value> = inner
+        .images
+        .iter()
+        .filter(|((p, id), img)| {
+            p == &project_id
+                && get("marker").is_none_or(|m| id.as_str() > m)
+                && get("__imagetype")
+                    .is_none_or(|t| img.imagetype.as_deref().unwrap_or("private") == t)
+                && get("visibility")
+                    .is_none_or(|v| img.visibility.as_deref().unwrap_or("private") == v)
+                && get("tag").is_none_or(|t| img.tags.iter().any(|have| have == t))
+                && get("name").is_none_or(|n| img.name == n)
+                && get("id").is_none_or(|i| id == i)
+        })
+        .take(limit + 1)
+        .map(|((p, id), img)| {
+            json!({
+                "id": id,
+                "name": img.name,
+                "status": "active",
+                "visibility": img.visibility.as_deref().unwrap_or("private"),
+                "__imagetype": img.imagetype.as_deref().unwrap_or("private"),
+                "owner": p,
+                "__os_type": "Linux",
+                "min_disk": 40,
+                "tags": img.tags,
+                "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    drop(inner);
+    let more = matching.len() > limit;
+    let page: Vec<serde_json::Value> = matching.into_iter().take(limit).collect();
+    let mut body = json!({"images": page, "schema": "/v2/schemas/images", "first": format!("/v2/cloudimages?limit={limit}")});
+    if more {
+        if let Some(last) = page.last().and_then(|i| i["id"].as_str()) {
+            body["next"] = json!(format!("/v2/cloudimages?limit={limit}&marker={last}"));
+        }
+    }
+    json_response(StatusCode::OK, &rid, body.to_string())
 }

@@ -191,13 +191,20 @@ impl ImsClient {
 
     /// The target's own images matching the discovery filters that the API applies
     /// (image type, visibility, tag); paged by `marker` = last image ID.
-    pub async fn list_images(&self, target: &Target, filter: &Discover) -> Result<Vec<ImageSummary>, ApiError> {
+    pub async fn list_images(
+        &self,
+        target: &Target,
+        filter: &Discover,
+    ) -> Result<Vec<ImageSummary>, ApiError> {
         let op = OP_LIST_IMAGES;
         let limit = IMAGES_PAGE_SIZE.to_string();
         let mut images: Vec<ImageSummary> = Vec::new();
         let mut marker: Option<String> = None;
         for _ in 0..MAX_IMAGE_PAGES {
-            let mut query = vec![("__imagetype", filter.imagetype.as_str()), ("limit", limit.as_str())];
+            let mut query = vec![
+                ("__imagetype", filter.imagetype.as_str()),
+                ("limit", limit.as_str()),
+            ];
             if let Some(v) = &filter.visibility {
                 query.push(("visibility", v));
             }
@@ -207,8 +214,13 @@ impl ImsClient {
             if let Some(m) = &marker {
                 query.push(("marker", m));
             }
-            let url = build_url(&target.endpoint, &["v2", "cloudimages"], &query)
-                .map_err(|message| ApiError::Signing { operation: op, message })?;
+            let url =
+                build_url(&target.endpoint, &["v2", "cloudimages"], &query).map_err(|message| {
+                    ApiError::Signing {
+                        operation: op,
+                        message,
+                    }
+                })?;
             let page: ImageList = self.get_json(op, target, url).await?;
             let full = page.images.len() >= IMAGES_PAGE_SIZE as usize;
             let last = page.images.last().map(|i| i.id.clone());
@@ -216,14 +228,20 @@ impl ImsClient {
             match (full, last) {
                 (true, Some(last)) => {
                     if marker.as_deref() == Some(last.as_str()) {
-                        return Err(ApiError::Paging { operation: op, message: format!("marker {last} repeats") });
+                        return Err(ApiError::Paging {
+                            operation: op,
+                            message: format!("marker {last} repeats"),
+                        });
                     }
                     marker = Some(last);
                 }
                 _ => return Ok(images),
             }
         }
-        Err(ApiError::Paging { operation: op, message: format!("more than {MAX_IMAGE_PAGES} pages") })
+        Err(ApiError::Paging {
+            operation: op,
+            message: format!("more than {MAX_IMAGE_PAGES} pages"),
+        })
     }
 
     /// Sends one signed GET and decodes a 2xx JSON body; counts and times it.
@@ -282,7 +300,10 @@ impl ImsClient {
             ("host".into(), host_header(&url)),
             (signer::DATE_HEADER.into(), date),
             // As the SDKs do; /v2/cloudimages takes the project from it.
-            ("x-project-id".into(), target.project_id.as_str().to_string()),
+            (
+                "x-project-id".into(),
+                target.project_id.as_str().to_string(),
+            ),
         ];
         if let Some(token) = &credentials.security_token {
             signed.push(("x-security-token".into(), token.expose().to_string()));

@@ -59,7 +59,11 @@ pub struct ImageSummary {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
-    #[serde(default, rename = "__imagetype", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "__imagetype",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub imagetype: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
