@@ -560,3 +560,81 @@ async fn sigterm_exits_cleanly() {
     assert_eq!(status.code(), Some(0));
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_bodies_and_timeouts_fail_only_that_image() {
+    let fake = fake_with_fleet().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &fake.endpoint(),
+        &[IMG_A, IMG_B],
+        "page_size: 1000",
+    );
+    // A short timeout so the delayed image times out quickly.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("request_timeout: 5s", "request_timeout: 300ms"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--log.format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    exporter.wait_ready().await;
+    fake.state.set_fault(IMG_A, Some(Fault::BrokenBody));
+    fake.state
+        .set_fault(IMG_B, Some(Fault::Delay(std::time::Duration::from_secs(2))));
+    let s = wait_for("decode and timeout failures", async || {
+        let s = exporter.scrape_samples().await;
+        let a = value(
+            &s,
+            "ims_image_poll_errors_total",
+            &with(image(IMG_A), &[("reason", "decode")]),
+        );
+        let b = value(
+            &s,
+            "ims_image_poll_errors_total",
+            &with(image(IMG_B), &[("reason", "timeout")]),
+        );
+        (a.is_some() && b.is_some()).then_some(s)
+    })
+    .await;
+    // Both keep their last good members.
+    assert_eq!(find(&s, "ims_image_member_info", &image(IMG_A)).len(), 4);
+    assert_eq!(find(&s, "ims_image_member_info", &image(IMG_B)).len(), 2500);
+    assert!(
+        value(
+            &s,
+            "ims_api_requests_total",
+            &[("operation", "list_members"), ("code", "timeout")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    // JSON logs: one object per line, with the reason and the decode error's location.
+    let line = exporter
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("\"reason\":\"decode\""))
+        .expect("a JSON log line for the decode failure");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("log line is JSON");
+    assert_eq!(v["image_id"], IMG_A);
+    assert_eq!(v["level"], "WARN");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot decode response"),
+        "{line}"
+    );
+    fake.stop().await;
+}

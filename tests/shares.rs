@@ -401,9 +401,10 @@ async fn discovery_pages_filters_and_keeps_the_last_good_set() {
             want.push(id(i));
         }
     }
+    // Each filter alone drops one of these: the image type, then the visibility.
     fake.state.add_image(PROJECT, &id(5000), "golden-shared");
     fake.state
-        .set_image_attributes(PROJECT, &id(5000), "shared", "shared", &["env.prod"]);
+        .set_image_attributes(PROJECT, &id(5000), "shared", "private", &["env.prod"]);
     fake.state.add_image(PROJECT, &id(5002), "golden-public");
     fake.state
         .set_image_attributes(PROJECT, &id(5002), "private", "public", &["env.prod"]);

@@ -107,9 +107,14 @@ impl Exporter {
                 if !l.contains("listening") {
                     return None;
                 }
-                l.split_whitespace()
-                    .find_map(|f| f.strip_prefix("address="))
-                    .map(str::to_string)
+                // logfmt (`address=…`) or JSON (`"address":"…"`).
+                let json = serde_json::from_str::<serde_json::Value>(l).ok();
+                json.and_then(|v| v["address"].as_str().map(str::to_string))
+                    .or_else(|| {
+                        l.split_whitespace()
+                            .find_map(|f| f.strip_prefix("address="))
+                            .map(str::to_string)
+                    })
             })
         })
         .await;
