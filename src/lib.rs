@@ -56,9 +56,12 @@ pub fn run(cli: Cli) -> u8 {
 async fn run_async(cli: Cli) -> u8 {
     // In demo mode the fake IMS lives as long as the exporter.
     let mut demo_fake: Option<FakeIms> = None;
+    let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
     let config = if cli.demo {
         let state = FakeState::default();
         let secret = fake_ims::demo::populate(&state);
+        // Shares change on the fake every two polls, so the audit has something to say.
+        demo_churn = Some(tokio::spawn(fake_ims::demo::churn(state.clone(), cli.demo_poll_interval * 2)));
         let fake = match FakeIms::start(state).await {
             Ok(f) => f,
             Err(e) => {
@@ -106,6 +109,9 @@ async fn run_async(cli: Cli) -> u8 {
     }
 
     let code = serve(cli, Arc::new(config)).await;
+    if let Some(task) = demo_churn {
+        task.abort();
+    }
     if let Some(fake) = demo_fake {
         fake.stop().await;
     }

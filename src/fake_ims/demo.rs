@@ -161,6 +161,24 @@ pub fn populate(state: &FakeState) -> String {
     secret
 }
 
+/// Keeps the demo alive: every `every`, one step of a share's life on the Ubuntu image
+/// (shared, accepted, withdrawn), so that the change audit and the "recently added"
+/// panels have something to show. Runs until the task is dropped.
+pub async fn churn(state: FakeState, every: Duration) {
+    let (image, id) = (IMAGES[0].0, "7e57ab1e7e57ab1e7e57ab1e7e57ab1e");
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    for step in 0u64.. {
+        ticker.tick().await;
+        match step % 3 {
+            0 => state.put_member(PROJECT_ID, member(image, id, "project", "pending", &ts(0, 0), &ts(0, 0), None)),
+            1 => state.put_member(PROJECT_ID, member(image, id, "project", "accepted", &ts(0, 60), &ts(0, 0), None)),
+            _ => {
+                state.remove_member(PROJECT_ID, image, id);
+            }
+        }
+    }
+}
+
 /// The demo's configuration, written as a user would write it: two images configured
 /// with their expected recipients and a watched member, the rest found by discovery,
 /// and an allowlist that the one stray share does not match.
