@@ -61,7 +61,10 @@ async fn run_async(cli: Cli) -> u8 {
         let state = FakeState::default();
         let secret = fake_ims::demo::populate(&state);
         // Shares change on the fake every two polls, so the audit has something to say.
-        demo_churn = Some(tokio::spawn(fake_ims::demo::churn(state.clone(), cli.demo_poll_interval * 2)));
+        demo_churn = Some(tokio::spawn(fake_ims::demo::churn(
+            state.clone(),
+            cli.demo_poll_interval * 2,
+        )));
         let fake = match FakeIms::start(state).await {
             Ok(f) => f,
             Err(e) => {

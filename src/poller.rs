@@ -285,37 +285,46 @@ impl Poller {
         );
     }
 
-    async fn poll_loop(&self, mut shutdown: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.config.poll_interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            tokio::select! {
-                _ = self.cycle(true) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    async fn poll_loop(&self, shutdown: watch::Receiver<bool>) {
+        let every = self.config.poll_interval;
+        repeat(tokio::time::Instant::now(), every, shutdown, || {
+            self.cycle(true)
+        })
+        .await;
     }
 
-    async fn discovery_loop(&self, mut shutdown: watch::Receiver<bool>) {
-        if !self.has_discovery() {
-            return;
+    async fn discovery_loop(&self, shutdown: watch::Receiver<bool>) {
+        if self.has_discovery() {
+            let every = self.config.discovery_interval;
+            repeat(tokio::time::Instant::now() + every, every, shutdown, || {
+                self.discover()
+            })
+            .await;
         }
-        let every = self.config.discovery_interval;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            tokio::select! {
-                _ = self.discover() => {}
-                _ = shutdown.changed() => return,
-            }
+    }
+}
+
+/// Runs `work` at `start` and then every `every`, one run at a time (a run that outlives
+/// the interval delays the next instead of overlapping it), until `shutdown` fires.
+async fn repeat<F, Fut>(
+    start: tokio::time::Instant,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+{
+    let mut ticker = tokio::time::interval_at(start, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = work() => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -91,6 +91,20 @@ fn with<'a>(base: [(&'a str, &'a str); 3], more: &[(&'a str, &'a str)]) -> Vec<(
     v
 }
 
+/// Starts the exporter on `cfg` and asserts that image A's first poll succeeded,
+/// i.e. the fake accepted how the requests were signed.
+async fn assert_first_poll_succeeds(cfg: &std::path::Path, envs: &[(&str, &str)]) {
+    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], envs).await;
+    exporter.wait_ready().await;
+    let s = exporter.scrape_samples().await;
+    assert_eq!(
+        value(&s, "ims_image_poll_success", &image(IMG_A)),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_equal_what_the_fake_holds() {
     let fake = fake_with_fleet().await;
@@ -421,15 +435,7 @@ async fn temporary_credentials_sign_the_security_token() {
         ),
     );
     std::fs::write(&cfg, text).unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
-    let s = exporter.scrape_samples().await;
-    assert_eq!(
-        value(&s, "ims_image_poll_success", &image(IMG_A)),
-        Some(1.0),
-        "{}",
-        exporter.logs()
-    );
+    assert_first_poll_succeeds(&cfg, &[]).await;
     fake.stop().await;
 }
 
@@ -444,19 +450,11 @@ async fn credentials_come_from_the_sdk_environment_variables() {
         "",
     );
     std::fs::write(&cfg, text).unwrap();
-    let exporter = Exporter::start(
-        &["--config.file", cfg.to_str().unwrap()],
+    assert_first_poll_succeeds(
+        &cfg,
         &[("HUAWEICLOUD_SDK_AK", AK), ("HUAWEICLOUD_SDK_SK", SK)],
     )
     .await;
-    exporter.wait_ready().await;
-    let s = exporter.scrape_samples().await;
-    assert_eq!(
-        value(&s, "ims_image_poll_success", &image(IMG_A)),
-        Some(1.0),
-        "{}",
-        exporter.logs()
-    );
     fake.stop().await;
 }
 

@@ -8,14 +8,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use ims_exporter::fake_ims::{self, FakeIms};
 use serde_json::Value;
-use support::{Exporter, PROJECT};
+use support::{describe, run_tool, Exporter, KillOnDrop, PROJECT};
 
 const IMAGE: &str = "370befec-a369-475e-a224-44a45927a8fe";
 const ORG_ID: &str = "ou-5x1bvygwrplokk622i9gbn3f5ftfb2l9";
@@ -29,16 +28,6 @@ const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text; version=1.0.0";
 /// The Accept header Prometheus 2.42 scrapes with (scrape/scrape.go, `scrapeAcceptHeader`).
 const PROMETHEUS_2_42_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-/// Kills the child when dropped, so a failing test leaves nothing running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// (member_id, member_type, status, urn) — a member as `ims_image_member_info` labels it.
 type MemberKey = (String, String, String, String);
@@ -125,65 +114,10 @@ async fn exporter_for(fake: &FakeIms, dir: &Path) -> Exporter {
     exporter
 }
 
-/// Runs `cmd` with `input` on stdin; panics if it runs past [`TOOL_TIMEOUT`].
-async fn run_with_input(mut cmd: Command, input: String) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tool");
-        let mut child = KillOnDrop(child);
-        let mut stdin = child.0.stdin.take().expect("stdin");
-        let writer = std::thread::spawn(move || {
-            // The tool may stop reading early (e.g. on a parse error); that is its answer.
-            let _ = stdin.write_all(input.as_bytes());
-        });
-        let drain = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                buf
-            })
-        };
-        let stdout = drain(Box::new(child.0.stdout.take().expect("stdout")));
-        let stderr = drain(Box::new(child.0.stderr.take().expect("stderr")));
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.0.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                start.elapsed() < TOOL_TIMEOUT,
-                "the tool did not finish within {TOOL_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
-        Output {
-            status,
-            stdout: stdout.join().expect("stdout reader"),
-            stderr: stderr.join().expect("stderr reader"),
-        }
-    })
-    .await
-    .expect("tool runner task")
-}
-
 async fn promtool_check_metrics(body: String) -> Output {
     let mut cmd = Command::new("promtool");
     cmd.args(["check", "metrics"]);
-    run_with_input(cmd, body).await
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    run_tool(cmd, Some(body), TOOL_TIMEOUT).await
 }
 
 /// Whether this promtool lints OpenMetrics: it must accept a minimal valid

@@ -9,15 +9,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use ims_exporter::fake_ims::{self, FakeIms};
 use ims_exporter::ims::model::Member;
 use serde_json::{json, Value};
-use support::{AK, PROJECT, SK};
+use support::{describe, run_tool, AK, PROJECT, SK};
 
 const IMAGE: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 /// Enough members that a page limit of 500 needs three pages (500 + 500 + 234).
@@ -73,16 +72,6 @@ fn require_python_sdk() -> bool {
     ok
 }
 
-/// Kills the child when dropped, so a failing or timed-out test leaves nothing behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the Python SDK client against `endpoint` (off the async runtime, which keeps
 /// serving the fake) and returns its output; panics if it runs past [`SDK_TIMEOUT`].
 async fn run_sdk(endpoint: &str, sk: &str, member_id: &str) -> Output {
@@ -96,60 +85,16 @@ async fn run_sdk(endpoint: &str, sk: &str, member_id: &str) -> Output {
         member_id.into(),
         LIMIT.to_string(),
     ];
-    tokio::task::spawn_blocking(move || {
-        let child = Command::new("python3")
-            .args(&args)
-            // The SDK uses `requests`, which honours proxy variables; loopback must not be proxied.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env_remove("HUAWEICLOUD_SDK_AK")
-            .env_remove("HUAWEICLOUD_SDK_SK")
-            .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
-            .env_remove("HUAWEICLOUD_SDK_PROJECT_ID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python3");
-        let mut child = KillOnDrop(child);
-        // Drain both pipes on their own threads so a chatty child cannot block on a full pipe.
-        let drain = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                buf
-            })
-        };
-        let stdout = drain(Box::new(child.0.stdout.take().expect("stdout")));
-        let stderr = drain(Box::new(child.0.stderr.take().expect("stderr")));
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.0.try_wait().expect("try_wait python3") {
-                break status;
-            }
-            assert!(
-                start.elapsed() < SDK_TIMEOUT,
-                "the Python SDK client did not finish within {SDK_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: stdout.join().expect("stdout reader"),
-            stderr: stderr.join().expect("stderr reader"),
-        }
-    })
-    .await
-    .expect("SDK runner task")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut cmd = Command::new("python3");
+    cmd.args(&args)
+        // The SDK uses `requests`, which honours proxy variables; loopback must not be proxied.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+        .env_remove("HUAWEICLOUD_SDK_PROJECT_ID");
+    run_tool(cmd, None, SDK_TIMEOUT).await
 }
 
 /// A member as the SDK's models see it: every field present, absent ones `null`.

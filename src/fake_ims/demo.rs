@@ -170,8 +170,22 @@ pub async fn churn(state: FakeState, every: Duration) {
     for step in 0u64.. {
         ticker.tick().await;
         match step % 3 {
-            0 => state.put_member(PROJECT_ID, member(image, id, "project", "pending", &ts(0, 0), &ts(0, 0), None)),
-            1 => state.put_member(PROJECT_ID, member(image, id, "project", "accepted", &ts(0, 60), &ts(0, 0), None)),
+            0 => state.put_member(
+                PROJECT_ID,
+                member(image, id, "project", "pending", &ts(0, 0), &ts(0, 0), None),
+            ),
+            1 => state.put_member(
+                PROJECT_ID,
+                member(
+                    image,
+                    id,
+                    "project",
+                    "accepted",
+                    &ts(0, 60),
+                    &ts(0, 0),
+                    None,
+                ),
+            ),
             _ => {
                 state.remove_member(PROJECT_ID, image, id);
             }

@@ -30,6 +30,7 @@ use crate::signer::{self, RequestParts};
 /// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_LIMIT: usize = 500;
+const DEFAULT_IMAGES_LIMIT: usize = 25;
 
 /// A fault to inject into the answers for one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -312,6 +313,27 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
+fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit` as IMS takes it: 1..=1000, `default` when absent; `Err` is the 400 answer.
+fn parse_limit(value: Option<&str>, default: usize, rid: &str) -> Result<usize, Response> {
+    match value.map(str::parse::<usize>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ims_error(
+            StatusCode::BAD_REQUEST,
+            rid,
+            "IMG.0001",
+            "limit must be between 1 and 1000",
+        )),
+    }
+}
+
 fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -440,23 +462,10 @@ async fn list_members(
         Err(resp) => return resp,
     };
     let query = parse_query(uri.query());
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(qk, _)| qk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let limit = match get("limit").map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return ims_error(
-                StatusCode::BAD_REQUEST,
-                &rid,
-                "IMG.0001",
-                "limit must be between 1 and 1000",
-            )
-        }
+    let get = |k: &str| query_value(&query, k);
+    let limit = match parse_limit(get("limit"), DEFAULT_LIMIT, &rid) {
+        Ok(n) => n,
+        Err(resp) => return resp,
     };
     // Markers are opaque to clients: Base64 of the last member ID of the previous page.
     let after = match get("marker") {
@@ -591,23 +600,10 @@ async fn list_images(
         return resp;
     }
     let query = parse_query(uri.query());
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(qk, _)| qk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let limit = match get("limit").map(str::parse::<usize>) {
-        None => 25,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return ims_error(
-                StatusCode::BAD_REQUEST,
-                &rid,
-                "IMG.0001",
-                "limit must be between 1 and 1000",
-            )
-        }
+    let get = |k: &str| query_value(&query, k);
+    let limit = match parse_limit(get("limit"), DEFAULT_IMAGES_LIMIT, &rid) {
+        Ok(n) => n,
+        Err(resp) => return resp,
     };
     let inner = state.lock();
     let matching: Vec<serde_json::Value> = inner

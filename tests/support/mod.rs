@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -290,4 +290,80 @@ pub fn require_tool(tool: &str) -> bool {
         eprintln!("SKIPPED: {tool} not installed (run the README's test command to install it)");
     }
     found
+}
+
+/// Kills the child when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` to completion off the async runtime (which keeps serving fakes), with
+/// `input` on stdin, and returns its output; panics if it runs past `timeout`.
+pub async fn run_tool(mut cmd: Command, input: Option<String>, timeout: Duration) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let stdin = if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let mut child = KillOnDrop(child);
+        let writer = child.0.stdin.take().zip(input).map(|(mut stdin, input)| {
+            // The tool may stop reading early (e.g. on a parse error); that is its answer.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(input.as_bytes());
+            })
+        });
+        // Drain both pipes on their own threads so a chatty child cannot block on a full pipe.
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let stdout = drain(Box::new(child.0.stdout.take().expect("stdout")));
+        let stderr = drain(Box::new(child.0.stderr.take().expect("stderr")));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{cmd:?} did not finish within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
+    })
+    .await
+    .expect("tool runner task")
+}
+
+/// A tool's exit status and output, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
