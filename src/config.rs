@@ -14,6 +14,8 @@ use serde::Deserialize;
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::credentials::{self, Credentials, CredentialsConfig};
 use crate::ids::{ImageId, MemberId, ProjectId};
+use crate::ims::retry::RetryPolicy;
+use crate::ratelimit::{Rate, TokenBucket};
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
 
@@ -70,6 +72,12 @@ struct FileConfig {
     #[serde(default = "default_discovery_interval", with = "humantime_serde")]
     discovery_interval: Duration,
     #[serde(default)]
+    retry: FileRetry,
+    #[serde(default)]
+    rate_limit: Option<String>,
+    #[serde(default)]
+    max_response_bytes: Option<ByteSize>,
+    #[serde(default)]
     credentials: Option<CredentialsConfig>,
     #[serde(default)]
     allowed_members: Vec<String>,
@@ -81,6 +89,91 @@ struct FileConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileRetry {
+    #[serde(default = "default_max_attempts")]
+    max_attempts: i64,
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    initial_backoff: Duration,
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    max_backoff: Duration,
+}
+
+impl Default for FileRetry {
+    fn default() -> Self {
+        FileRetry {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_max_attempts() -> i64 {
+    RetryPolicy::default().max_attempts.into()
+}
+fn default_initial_backoff() -> Duration {
+    RetryPolicy::default().initial_backoff
+}
+fn default_max_backoff() -> Duration {
+    RetryPolicy::default().max_backoff
+}
+
+/// A byte count: a number, or a string like `8MiB`, `512KiB`, `1MB`.
+#[derive(Debug, Clone, Copy)]
+struct ByteSize(u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor rather than an untagged enum, so errors keep the key path.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size in bytes, like 8388608 or 8MiB")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_bytes(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("expected a size like 8MiB, got {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileTarget {
     region: String,
     project_id: String,
@@ -88,6 +181,8 @@ struct FileTarget {
     endpoint: Option<String>,
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
+    #[serde(default)]
+    rate_limit: Option<String>,
     #[serde(default)]
     allowed_members: Vec<String>,
     #[serde(default)]
@@ -135,8 +230,13 @@ pub struct Config {
     pub page_size: u32,
     pub max_concurrent_requests: usize,
     pub discovery_interval: Duration,
+    pub retry: RetryPolicy,
+    pub max_response_bytes: usize,
     pub targets: Vec<Target>,
 }
+
+/// Default cap on one API response body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -148,6 +248,8 @@ pub struct Target {
     /// Entries that apply to every image of the target (top level + target).
     pub allowlist: Allowlist,
     pub discover: Option<Discover>,
+    /// The target's request rate limit (its own `rate_limit`, else the top-level one).
+    pub rate_limit: Option<Arc<TokenBucket>>,
     pub images: Vec<ImageConfig>,
 }
 
@@ -283,6 +385,36 @@ pub fn parse(
             "must be at least 1s".into(),
         ));
     }
+    if !(1..=10).contains(&raw.retry.max_attempts) {
+        return Err(invalid(
+            "retry.max_attempts".into(),
+            format!("must be between 1 and 10, got {}", raw.retry.max_attempts),
+        ));
+    }
+    if raw.retry.initial_backoff > raw.retry.max_backoff {
+        return Err(invalid(
+            "retry.initial_backoff".into(),
+            "must not be longer than retry.max_backoff".into(),
+        ));
+    }
+    let max_response_bytes = raw
+        .max_response_bytes
+        .map(|b| b.0)
+        .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES as u64);
+    if !(1024..=(1u64 << 30)).contains(&max_response_bytes) {
+        return Err(invalid(
+            "max_response_bytes".into(),
+            "must be between 1KiB and 1GiB".into(),
+        ));
+    }
+    let parse_rate = |key: String, value: &Option<String>| -> Result<Option<Rate>, ConfigError> {
+        value
+            .as_deref()
+            .map(Rate::parse)
+            .transpose()
+            .map_err(|m| invalid(key, m))
+    };
+    let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
     if raw.targets.is_empty() {
         return Err(invalid(
             "targets".into(),
@@ -323,6 +455,19 @@ pub fn parse(
         }
         let project_id =
             ProjectId::parse(&t.project_id).map_err(|e| invalid(key("project_id"), e.0))?;
+        if let Some(first) = raw.targets[..ti]
+            .iter()
+            .position(|o| o.region == t.region && o.project_id == t.project_id)
+        {
+            // Per-target series (discovery, cycle time) are labelled by region and project.
+            return Err(invalid(
+                key("project_id"),
+                format!("region {} project {project_id} is already targets[{first}]; list its images there", t.region),
+            ));
+        }
+        let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
+            .or(global_rate)
+            .map(|r| Arc::new(TokenBucket::new(r)));
         let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
             .map_err(|m| invalid(key("endpoint"), m))?;
         let credentials = match &t.credentials {
@@ -410,6 +555,7 @@ pub fn parse(
             credentials,
             allowlist: target_allow,
             discover,
+            rate_limit,
             images,
         });
     }
@@ -420,6 +566,12 @@ pub fn parse(
         page_size: raw.page_size as u32,
         max_concurrent_requests: raw.max_concurrent_requests as usize,
         discovery_interval: raw.discovery_interval,
+        retry: RetryPolicy {
+            max_attempts: raw.retry.max_attempts as u32,
+            initial_backoff: raw.retry.initial_backoff,
+            max_backoff: raw.retry.max_backoff,
+        },
+        max_response_bytes: max_response_bytes as usize,
         targets,
     })
 }
@@ -613,6 +765,43 @@ targets:
         };
         let c = parse(&text, "config.yaml", &env).unwrap();
         assert_eq!(c.targets[0].credentials.access_key_id, "EAK");
+    }
+
+    #[test]
+    fn retry_rate_limit_and_body_cap() {
+        let text = format!("retry:\n  max_attempts: 5\n  initial_backoff: 100ms\n  max_backoff: 2s\nrate_limit: 600/m\nmax_response_bytes: 2MiB\n{GOOD}");
+        let c = parse(&text, "config.yaml", &no_env).unwrap();
+        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.initial_backoff, Duration::from_millis(100));
+        assert_eq!(c.max_response_bytes, 2 << 20);
+        assert!(c.targets[0].rate_limit.is_some());
+        let e = err(&format!("retry:\n  max_attempts: 0\n{GOOD}"));
+        assert_eq!(
+            e,
+            "config.yaml: retry.max_attempts: must be between 1 and 10, got 0"
+        );
+        let e = err(&format!("rate_limit: fast\n{GOOD}"));
+        assert!(
+            e.starts_with("config.yaml: rate_limit: must look like 10/s"),
+            "{e}"
+        );
+        let e = err(&format!("max_response_bytes: 8 parsecs\n{GOOD}"));
+        assert!(
+            e.contains("max_response_bytes") && e.contains("unknown size unit"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("    images:", "    rate_limit: 1/d\n    images:"));
+        assert!(
+            e.starts_with("config.yaml: targets[0].rate_limit: unit must be"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_project_is_one_target() {
+        let extra = "  - region: cn-north-4\n    project_id: 1bed856811654c1cb661a6ca845ebc77\n    images:\n      - id: 370befec-a369-475e-a224-44a45927a8fe\n";
+        let e = err(&format!("{GOOD}{extra}"));
+        assert!(e.contains("targets[1].project_id: region cn-north-4 project 1bed856811654c1cb661a6ca845ebc77 is already targets[0]"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod ims;
 pub mod logging;
 pub mod metrics;
 pub mod poller;
+pub mod ratelimit;
 pub mod server;
 pub mod signer;
 pub mod snapshot;
@@ -125,11 +126,7 @@ fn build(config: &Arc<Config>) -> Result<(Arc<Store>, Arc<Metrics>, Poller), req
     let self_metrics = Arc::new(SelfMetrics::new());
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
-    let client = ImsClient::new(
-        config.request_timeout,
-        config.max_concurrent_requests,
-        self_metrics,
-    )?;
+    let client = ImsClient::new(config, self_metrics)?;
     let poller = Poller::new(config.clone(), client, store.clone());
     Ok((store, metrics, poller))
 }

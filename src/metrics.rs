@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store};
+use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -75,6 +75,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct SelfMetrics {
     api_requests: Family<RequestLabels, Counter>,
+    api_retries: Family<OperationLabels, Counter>,
     api_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -82,8 +83,15 @@ impl SelfMetrics {
     pub fn new() -> Self {
         SelfMetrics {
             api_requests: Family::default(),
+            api_retries: Family::default(),
             api_duration: Family::new_with_constructor(latency_histogram),
         }
+    }
+
+    pub fn count_retry(&self, operation: &'static str) {
+        self.api_retries
+            .get_or_create(&OperationLabels { operation })
+            .inc();
     }
 
     pub fn observe_request(&self, operation: &'static str, code: &str, elapsed: Duration) {
@@ -119,6 +127,11 @@ impl Metrics {
             "ims_api_requests",
             "IMS API requests by operation and HTTP status code (timeout or error when no response)",
             self_metrics.api_requests.clone(),
+        );
+        registry.register(
+            "ims_api_retries",
+            "IMS API requests retried after a transient failure (5xx, throttling, timeout, connection error), by operation",
+            self_metrics.api_retries.clone(),
         );
         registry.register(
             "ims_api_request_duration_seconds",
@@ -245,19 +258,41 @@ impl Collector for SnapshotCollector {
             MetricType::Gauge,
             |f| ConstGauge::new(images.len() as i64).encode(f),
         )?;
-        if let Some(secs) = snap.last_cycle_seconds {
+        if let Some(secs) = snap.last_cycle_seconds() {
             family(
                 &mut e,
                 "ims_poll_duration_seconds",
-                "Wall time of the last complete poll cycle over all images.",
+                "Wall time of the last complete poll cycle over all images (the slowest target's).",
                 MetricType::Gauge,
                 |f| ConstGauge::new(secs).encode(f),
             )?;
         }
-
+        let targets = &snap.targets;
+        let target_labels = |t: &'_ TargetStatus| {
+            [
+                ("region", t.region.to_string()),
+                ("project_id", t.project_id.to_string()),
+            ]
+        };
+        family(
+            &mut e,
+            "ims_target_poll_duration_seconds",
+            "Wall time of the target's last complete poll cycle.",
+            MetricType::Gauge,
+            |mut f| {
+                for t in targets.iter() {
+                    if let Some(secs) = t.last_cycle_seconds {
+                        gauge(&mut f, &target_labels(t), secs)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
         family(&mut e, "ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", MetricType::Gauge, |mut f| {
-            for d in snap.discovery.iter() {
-                gauge(&mut f, &[("region", &*d.region), ("project_id", &*d.project_id)], if d.ok { 1.0 } else { 0.0 })?;
+            for t in targets.iter() {
+                if let Some(d) = &t.discovery {
+                    gauge(&mut f, &target_labels(t), if d.ok { 1.0 } else { 0.0 })?;
+                }
             }
             Ok(())
         })?;
@@ -267,12 +302,10 @@ impl Collector for SnapshotCollector {
             "Images the last good discovery of the target found, after filters.",
             MetricType::Gauge,
             |mut f| {
-                for d in snap.discovery.iter() {
-                    gauge(
-                        &mut f,
-                        &[("region", &*d.region), ("project_id", &*d.project_id)],
-                        d.images as f64,
-                    )?;
+                for t in targets.iter() {
+                    if let Some(d) = &t.discovery {
+                        gauge(&mut f, &target_labels(t), d.images as f64)?;
+                    }
                 }
                 Ok(())
             },

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::future::join_all;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -21,15 +22,15 @@ use crate::audit;
 use crate::config::{Config, ImageConfig, Target};
 use crate::ids::ImageId;
 use crate::ims::{ApiError, ImsClient, Member};
-use crate::snapshot::{now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberSet, Slot, Store};
+use crate::snapshot::{
+    now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberSet, Slot, Store, TargetSlot,
+};
 
 /// Longest random delay before a target's polls in a cycle, so that many targets do
 /// not hit the API in the same instant. A tenth of the interval, at most this.
 const MAX_JITTER: Duration = Duration::from_secs(5);
 
 struct ImageJob {
-    /// Index of the target in the config: jobs of one target share a jitter delay.
-    target_index: usize,
     target: Arc<Target>,
     image: ImageConfig,
     slot: Arc<Slot>,
@@ -38,15 +39,22 @@ struct ImageJob {
 /// What the last good discovery of a target found: (ID, name), after filters.
 type Discovered = Vec<(ImageId, String)>;
 
+/// One target's schedules and what they know.
+struct TargetRun {
+    target: Arc<Target>,
+    slot: Arc<TargetSlot>,
+    jobs: ArcSwap<Vec<Arc<ImageJob>>>,
+    /// `None` until a discovery succeeded (or without `discover:`).
+    discovered: Mutex<Option<Discovered>>,
+}
+
 pub struct Poller {
     config: Arc<Config>,
-    targets: Vec<Arc<Target>>,
     client: ImsClient,
     store: Arc<Store>,
-    jobs: ArcSwap<Vec<Arc<ImageJob>>>,
-    /// Per target: `None` until a discovery succeeded (or without `discover:`).
-    discovered: Mutex<Vec<Option<Discovered>>>,
-    discovery_status: Mutex<Vec<Option<DiscoveryStatus>>>,
+    targets: Vec<TargetRun>,
+    /// Serialises rebuilding the image set (discoveries of several targets may end at once).
+    rebuild_lock: Mutex<()>,
 }
 
 pub fn image_key(target: &Target, image: &ImageId) -> ImageKey {
@@ -57,20 +65,37 @@ pub fn image_key(target: &Target, image: &ImageId) -> ImageKey {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Poller {
-    /// Registers the config's images with the store (keeping the state of images that
-    /// were already there) and prepares the jobs.
+    /// Registers the config's targets and images with the store (keeping the state of
+    /// those already there, e.g. across a reload) and prepares the jobs.
     pub fn new(config: Arc<Config>, client: ImsClient, store: Arc<Store>) -> Self {
-        let targets: Vec<Arc<Target>> = config.targets.iter().cloned().map(Arc::new).collect();
-        let n = targets.len();
+        let keys: Vec<(Arc<str>, Arc<str>)> = config
+            .targets
+            .iter()
+            .map(|t| (t.region.as_str().into(), t.project_id.as_str().into()))
+            .collect();
+        let slots = store.set_targets(&keys);
+        let targets = config
+            .targets
+            .iter()
+            .zip(slots)
+            .map(|(t, slot)| TargetRun {
+                target: Arc::new(t.clone()),
+                slot,
+                jobs: ArcSwap::from_pointee(Vec::new()),
+                discovered: Mutex::new(None),
+            })
+            .collect();
         let poller = Poller {
             config,
-            targets,
             client,
             store,
-            jobs: ArcSwap::from_pointee(Vec::new()),
-            discovered: Mutex::new(vec![None; n]),
-            discovery_status: Mutex::new(vec![None; n]),
+            targets,
+            rebuild_lock: Mutex::new(()),
         };
         poller.rebuild();
         poller
@@ -78,166 +103,145 @@ impl Poller {
 
     /// The images to monitor: configured ones (which win) plus discovered ones.
     fn rebuild(&self) {
-        let discovered = self
-            .discovered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut planned: Vec<(usize, Arc<Target>, ImageConfig)> = Vec::new();
-        for (ti, target) in self.targets.iter().enumerate() {
-            let found: HashMap<&ImageId, &String> = discovered[ti]
-                .as_ref()
-                .map(|d| d.iter().map(|(id, name)| (id, name)).collect())
-                .unwrap_or_default();
+        let _guard = lock(&self.rebuild_lock);
+        let mut planned: Vec<(usize, ImageConfig)> = Vec::new();
+        for (ti, run) in self.targets.iter().enumerate() {
+            let target = &run.target;
+            let discovered = lock(&run.discovered).clone();
+            let found: HashMap<&ImageId, &String> = discovered
+                .iter()
+                .flatten()
+                .map(|(id, name)| (id, name))
+                .collect();
             let configured: HashSet<&ImageId> = target.images.iter().map(|i| &i.id).collect();
             for image in &target.images {
                 let mut image = image.clone();
                 if image.name.is_none() {
                     image.name = found.get(&image.id).map(|n| n.to_string());
                 }
-                planned.push((ti, target.clone(), image));
+                planned.push((ti, image));
             }
-            if let Some(d) = &discovered[ti] {
-                for (id, name) in d.iter().filter(|(id, _)| !configured.contains(id)) {
-                    planned.push((
-                        ti,
-                        target.clone(),
-                        ImageConfig::discovered(target, id.clone(), name.clone()),
-                    ));
-                }
+            for (id, name) in discovered
+                .iter()
+                .flatten()
+                .filter(|(id, _)| !configured.contains(id))
+            {
+                planned.push((
+                    ti,
+                    ImageConfig::discovered(target, id.clone(), name.clone()),
+                ));
             }
         }
         let keys: Vec<(ImageKey, ImageMeta)> = planned
             .iter()
-            .map(|(_, t, i)| {
+            .map(|(ti, i)| {
                 let meta = ImageMeta {
                     name: i.name.as_deref().unwrap_or("").into(),
                     source: i.source,
                 };
-                (image_key(t, &i.id), meta)
+                (image_key(&self.targets[*ti].target, &i.id), meta)
             })
             .collect();
         let slots = self.store.set_images(&keys);
-        let jobs = planned
-            .into_iter()
-            .zip(slots)
-            .map(|((target_index, target, image), slot)| {
-                Arc::new(ImageJob {
-                    target_index,
-                    target,
-                    image,
-                    slot,
-                })
-            })
-            .collect();
-        self.jobs.store(Arc::new(jobs));
+        let mut jobs: Vec<Vec<Arc<ImageJob>>> = vec![Vec::new(); self.targets.len()];
+        for ((ti, image), slot) in planned.into_iter().zip(slots) {
+            let target = self.targets[ti].target.clone();
+            jobs[ti].push(Arc::new(ImageJob {
+                target,
+                image,
+                slot,
+            }));
+        }
+        for (run, jobs) in self.targets.iter().zip(jobs) {
+            run.jobs.store(Arc::new(jobs));
+        }
     }
 
-    /// Lists the images of every target with `discover:`. A failed discovery keeps the
-    /// target's previous image set. Returns true when every discovery succeeded.
-    pub async fn discover(&self) -> bool {
-        let mut all_ok = true;
-        let mut changed = false;
-        for (ti, target) in self.targets.iter().enumerate() {
-            let Some(filter) = &target.discover else {
+    /// Lists the target's images. A failed discovery keeps the previous image set.
+    /// Returns true on success (and for a target without `discover:`).
+    async fn discover(&self, run: &TargetRun) -> bool {
+        let target = &run.target;
+        let Some(filter) = &target.discover else {
+            return true;
+        };
+        let images = match self.client.list_images(target, filter).await {
+            Ok(images) => images,
+            Err(e) => {
+                tracing::warn!(
+                    region = %target.region, project_id = %target.project_id,
+                    reason = %e.reason(), request_id = e.request_id().unwrap_or("-"), error = %e,
+                    "discovery failed; keeping the previous image set"
+                );
+                run.slot.update(|s| {
+                    let last = s.discovery.as_ref();
+                    s.discovery = Some(DiscoveryStatus {
+                        ok: false,
+                        images: last.map(|d| d.images).unwrap_or(0),
+                        last_success_unix: last.and_then(|d| d.last_success_unix),
+                    });
+                });
+                return false;
+            }
+        };
+        let mut found: Discovered = Vec::new();
+        for image in images {
+            let name = image.name.unwrap_or_default();
+            let Ok(id) = ImageId::parse(&image.id) else {
+                tracing::warn!(
+                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    "discovery returned an image ID that is not a UUID; skipped"
+                );
                 continue;
             };
-            let result = self.client.list_images(target, filter).await;
-            let previous = self
-                .discovery_status
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())[ti]
-                .clone();
-            let mut status = DiscoveryStatus {
-                region: target.region.as_str().into(),
-                project_id: target.project_id.as_str().into(),
-                ok: false,
-                images: previous.as_ref().map(|p| p.images).unwrap_or(0),
-                last_success_unix: previous.and_then(|p| p.last_success_unix),
-            };
-            match result {
-                Ok(images) => {
-                    let mut found: Discovered = Vec::new();
-                    for image in images {
-                        let name = image.name.unwrap_or_default();
-                        let Ok(id) = ImageId::parse(&image.id) else {
-                            tracing::warn!(region = %target.region, project_id = %target.project_id, image_id = %image.id, "discovery returned an image ID that is not a UUID; skipped");
-                            continue;
-                        };
-                        if filter.exclude_ids.contains(&id)
-                            || filter
-                                .name_regex
-                                .as_ref()
-                                .is_some_and(|r| !r.is_match(&name))
-                        {
-                            continue;
-                        }
-                        found.push((id, name));
-                    }
-                    found.sort();
-                    found.dedup_by(|a, b| a.0 == b.0);
-                    status = DiscoveryStatus {
-                        ok: true,
-                        images: found.len(),
-                        last_success_unix: Some(now_unix()),
-                        ..status
-                    };
-                    let mut discovered = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
-                    if discovered[ti].as_ref() != Some(&found) {
-                        tracing::info!(region = %target.region, project_id = %target.project_id, images = found.len(), "discovered images");
-                        discovered[ti] = Some(found);
-                        changed = true;
-                    }
-                }
-                Err(e) => {
-                    all_ok = false;
-                    tracing::warn!(
-                        region = %target.region, project_id = %target.project_id,
-                        reason = %e.reason(), request_id = e.request_id().unwrap_or("-"), error = %e,
-                        "discovery failed; keeping the previous image set"
-                    );
-                }
+            let excluded = filter.exclude_ids.contains(&id)
+                || filter
+                    .name_regex
+                    .as_ref()
+                    .is_some_and(|r| !r.is_match(&name));
+            if !excluded {
+                found.push((id, name));
             }
-            self.discovery_status
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())[ti] = Some(status);
         }
-        let statuses = self
-            .discovery_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .flatten()
-            .cloned()
-            .collect();
-        self.store.set_discovery(statuses);
+        found.sort();
+        found.dedup_by(|a, b| a.0 == b.0);
+        let count = found.len();
+        run.slot.update(|s| {
+            s.discovery = Some(DiscoveryStatus {
+                ok: true,
+                images: count,
+                last_success_unix: Some(now_unix()),
+            });
+        });
+        let changed = {
+            let mut discovered = lock(&run.discovered);
+            let changed = discovered.as_ref() != Some(&found);
+            if changed {
+                *discovered = Some(found);
+            }
+            changed
+        };
         if changed {
+            tracing::info!(region = %target.region, project_id = %target.project_id, images = count, "discovered images");
             self.rebuild();
         }
-        all_ok
+        true
     }
 
-    /// Polls every image once. Returns true when every image succeeded.
-    pub async fn cycle(&self, jitter: bool) -> bool {
-        let started = Instant::now();
-        let jobs = self.jobs.load_full();
+    /// Polls every image of one target once. Returns true when every image succeeded.
+    async fn cycle(&self, run: &TargetRun, jitter: bool) -> bool {
         let max_jitter = (self.config.poll_interval / 10).min(MAX_JITTER);
-        let mut delays = HashMap::new();
+        if jitter && !max_jitter.is_zero() {
+            // The thread-local RNG must not live across an await (it is not Send).
+            let delay = rand::rng().random_range(Duration::ZERO..max_jitter);
+            tokio::time::sleep(delay).await;
+        }
+        let started = Instant::now();
+        let jobs = run.jobs.load_full();
         let mut set = JoinSet::new();
         for job in jobs.iter() {
-            let delay = if jitter && !max_jitter.is_zero() {
-                *delays
-                    .entry(job.target_index)
-                    .or_insert_with(|| rand::rng().random_range(Duration::ZERO..max_jitter))
-            } else {
-                Duration::ZERO
-            };
             let (job, client, page_size) =
                 (job.clone(), self.client.clone(), self.config.page_size);
-            set.spawn(async move {
-                tokio::time::sleep(delay).await;
-                poll_image(&client, &job, page_size).await
-            });
+            set.spawn(async move { poll_image(&client, &job, page_size).await });
         }
         let mut all_ok = true;
         while let Some(result) = set.join_next().await {
@@ -250,56 +254,54 @@ impl Poller {
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        self.store.cycle_finished(secs);
+        self.store.cycle_finished(&run.slot, secs);
         tracing::debug!(
-            images = jobs.len(),
-            seconds = secs,
-            all_ok,
-            "poll cycle finished"
+            region = %run.target.region, project_id = %run.target.project_id,
+            images = jobs.len(), seconds = secs, all_ok, "poll cycle finished"
         );
         all_ok
     }
 
-    fn has_discovery(&self) -> bool {
-        self.targets.iter().any(|t| t.discover.is_some())
-    }
-
-    /// Discovery (if configured), then one poll of everything: for `--once`.
+    /// Discovery, then one poll of everything, every target at once: for `--once`.
     pub async fn once(&self) -> bool {
-        let discovered = !self.has_discovery() || self.discover().await;
-        self.cycle(false).await && discovered
-    }
-
-    /// Runs both schedules until `shutdown` fires. Discovery runs first so that the
-    /// first poll cycle (and readiness) covers discovered images.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        if self.has_discovery() {
-            tokio::select! {
-                _ = self.discover() => {}
-                _ = shutdown.changed() => return,
-            }
+        let mut ok = true;
+        for run in &self.targets {
+            ok &= self.discover(run).await;
         }
-        tokio::join!(
-            self.poll_loop(shutdown.clone()),
-            self.discovery_loop(shutdown)
-        );
+        let cycles = self.targets.iter().map(|run| self.cycle(run, false));
+        for done in join_all(cycles).await {
+            ok &= done;
+        }
+        ok
     }
 
-    async fn poll_loop(&self, shutdown: watch::Receiver<bool>) {
-        let every = self.config.poll_interval;
-        repeat(tokio::time::Instant::now(), every, shutdown, || {
-            self.cycle(true)
-        })
+    /// Runs every target's schedules until `shutdown` fires. Targets run apart, so a
+    /// slow or hung endpoint delays only its own target. Each target discovers first,
+    /// so its first poll cycle (and readiness) covers discovered images.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        join_all(
+            self.targets
+                .iter()
+                .map(|run| self.run_target(run, shutdown.clone())),
+        )
         .await;
     }
 
-    async fn discovery_loop(&self, shutdown: watch::Receiver<bool>) {
-        if self.has_discovery() {
-            let every = self.config.discovery_interval;
-            repeat(tokio::time::Instant::now() + every, every, shutdown, || {
-                self.discover()
-            })
-            .await;
+    async fn run_target(&self, run: &TargetRun, mut shutdown: watch::Receiver<bool>) {
+        if run.target.discover.is_some() {
+            tokio::select! {
+                _ = self.discover(run) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        let (poll, discovery) = (self.config.poll_interval, self.config.discovery_interval);
+        let polls = repeat(now, poll, shutdown.clone(), || self.cycle(run, true));
+        if run.target.discover.is_some() {
+            let discoveries = repeat(now + discovery, discovery, shutdown, || self.discover(run));
+            tokio::join!(polls, discoveries);
+        } else {
+            polls.await;
         }
     }
 }

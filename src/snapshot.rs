@@ -6,7 +6,7 @@
 //! never sees half an update and never waits for the poller.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -227,33 +227,99 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub images: Vec<Arc<ImageState>>,
-    pub discovery: Arc<Vec<DiscoveryStatus>>,
-    /// Wall time of the last complete poll cycle.
-    pub last_cycle_seconds: Option<f64>,
+    pub targets: Vec<Arc<TargetStatus>>,
+}
+
+impl Snapshot {
+    /// Wall time of the slowest target's last complete poll cycle: how long one round
+    /// over every image takes.
+    pub fn last_cycle_seconds(&self) -> Option<f64> {
+        self.targets
+            .iter()
+            .filter_map(|t| t.last_cycle_seconds)
+            .reduce(f64::max)
+    }
 }
 
 /// The outcome of the last discovery of one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveryStatus {
-    pub region: Arc<str>,
-    pub project_id: Arc<str>,
     pub ok: bool,
     /// Images the last good discovery found (after filters).
     pub images: usize,
     pub last_success_unix: Option<f64>,
 }
 
+/// What is known about one target (region and project) as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetStatus {
+    pub region: Arc<str>,
+    pub project_id: Arc<str>,
+    /// `None` for a target without `discover:` or before its first discovery.
+    pub discovery: Option<DiscoveryStatus>,
+    /// Wall time of the target's last complete poll cycle.
+    pub last_cycle_seconds: Option<f64>,
+}
+
+/// One target's status, replaced whole; the discovery and poll schedules of the
+/// target both write it, hence read-copy-update.
+#[derive(Debug)]
+pub struct TargetSlot {
+    status: ArcSwap<TargetStatus>,
+}
+
+impl TargetSlot {
+    pub fn update(&self, f: impl Fn(&mut TargetStatus)) {
+        self.status.rcu(|old| {
+            let mut next = (**old).clone();
+            f(&mut next);
+            next
+        });
+    }
+
+    pub fn load(&self) -> Arc<TargetStatus> {
+        self.status.load_full()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
-    discovery: ArcSwap<Vec<DiscoveryStatus>>,
-    last_cycle_micros: AtomicU64,
-    cycle_done: AtomicBool,
+    targets: ArcSwap<Vec<Arc<TargetSlot>>>,
+    ready: AtomicBool,
 }
 
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets which targets exist, keeping the status of those that stay.
+    pub fn set_targets(&self, keys: &[(Arc<str>, Arc<str>)]) -> Vec<Arc<TargetSlot>> {
+        let old = self.targets.load();
+        let slots: Vec<Arc<TargetSlot>> = keys
+            .iter()
+            .map(|(region, project_id)| {
+                old.iter()
+                    .find(|t| {
+                        let s = t.load();
+                        &s.region == region && &s.project_id == project_id
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(TargetSlot {
+                            status: ArcSwap::from_pointee(TargetStatus {
+                                region: region.clone(),
+                                project_id: project_id.clone(),
+                                discovery: None,
+                                last_cycle_seconds: None,
+                            }),
+                        })
+                    })
+            })
+            .collect();
+        self.targets.store(Arc::new(slots.clone()));
+        slots
     }
 
     /// Sets which images are monitored. Images that stay keep their state; images no
@@ -286,31 +352,29 @@ impl Store {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let images = self.slots.load().iter().map(|s| s.load()).collect();
-        let last_cycle_seconds = self
-            .cycle_done
-            .load(Ordering::Acquire)
-            .then(|| self.last_cycle_micros.load(Ordering::Relaxed) as f64 / 1e6);
         Snapshot {
-            images,
-            discovery: self.discovery.load_full(),
-            last_cycle_seconds,
+            images: self.slots.load().iter().map(|s| s.load()).collect(),
+            targets: self.targets.load().iter().map(|t| t.load()).collect(),
         }
     }
 
-    pub fn set_discovery(&self, status: Vec<DiscoveryStatus>) {
-        self.discovery.store(Arc::new(status));
-    }
-
-    pub fn cycle_finished(&self, seconds: f64) {
-        self.last_cycle_micros
-            .store((seconds * 1e6) as u64, Ordering::Relaxed);
-        self.cycle_done.store(true, Ordering::Release);
+    /// Records a finished poll cycle of `target`; the exporter is ready once every
+    /// target has finished one (and stays ready across reloads).
+    pub fn cycle_finished(&self, target: &TargetSlot, seconds: f64) {
+        target.update(|s| s.last_cycle_seconds = Some(seconds));
+        if self
+            .targets
+            .load()
+            .iter()
+            .all(|t| t.load().last_cycle_seconds.is_some())
+        {
+            self.ready.store(true, Ordering::Release);
+        }
     }
 
     /// True once a full poll cycle has finished (readiness).
     pub fn ready(&self) -> bool {
-        self.cycle_done.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
     }
 }
 
@@ -391,5 +455,21 @@ mod tests {
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(snap.images[0].last_poll_ok, Some(false));
         assert!(!store.ready());
+    }
+
+    #[test]
+    fn ready_when_every_target_finished_a_cycle_and_stays_ready() {
+        let store = Store::new();
+        let t = |r: &str| (Arc::<str>::from(r), Arc::<str>::from("p"));
+        let slots = store.set_targets(&[t("a"), t("b")]);
+        store.cycle_finished(&slots[0], 1.0);
+        assert!(!store.ready());
+        store.cycle_finished(&slots[1], 3.0);
+        assert!(store.ready());
+        assert_eq!(store.snapshot().last_cycle_seconds(), Some(3.0));
+        // A target added by a reload keeps its place; readiness is not lost.
+        let slots = store.set_targets(&[t("a"), t("c")]);
+        assert_eq!(slots[0].load().last_cycle_seconds, Some(1.0));
+        assert!(store.ready());
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::model::{ImageList, ImageSummary, Member, MemberList};
-use crate::config::{Discover, Target};
+use super::retry::{self, RetryPolicy};
+use crate::config::{Config, Discover, Target};
 use crate::ids::{ImageId, MemberId};
 use crate::metrics::SelfMetrics;
 use crate::signer::{self, RequestParts};
@@ -28,8 +29,6 @@ const IMAGES_PAGE_SIZE: u32 = 500;
 /// Upper bound on pages of one discovery (500 × 200 = 100,000 images).
 const MAX_IMAGE_PAGES: usize = 200;
 
-/// Largest response body accepted; a bigger one fails that call, not the daemon.
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// Upper bound on members listed for one image; with the page size it bounds the
 /// number of pages a misbehaving marker can make us fetch.
 pub const MAX_MEMBERS_PER_IMAGE: usize = 1_000_000;
@@ -37,7 +36,10 @@ pub const MAX_MEMBERS_PER_IMAGE: usize = 1_000_000;
 #[derive(Clone)]
 pub struct ImsClient {
     http: reqwest::Client,
+    /// Requests in flight across all targets (`max_concurrent_requests`).
     limiter: Arc<Semaphore>,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -83,21 +85,20 @@ fn host_header(url: &Url) -> String {
 }
 
 impl ImsClient {
-    pub fn new(
-        request_timeout: Duration,
-        max_concurrent_requests: usize,
-        metrics: Arc<SelfMetrics>,
-    ) -> Result<Self, reqwest::Error> {
+    /// A client with the config's timeout, concurrency limit, retry policy and body cap.
+    pub fn new(config: &Config, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default TLS provider; ring builds fast and small.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
             .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(ImsClient {
             http,
-            limiter: Arc::new(Semaphore::new(max_concurrent_requests)),
+            limiter: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            retry: config.retry,
+            max_response_bytes: config.max_response_bytes,
             metrics,
         })
     }
@@ -245,41 +246,82 @@ impl ImsClient {
     }
 
     /// Sends one signed GET and decodes a 2xx JSON body; counts and times it.
+    /// One signed GET decoded from JSON, retried as the retry policy says.
     async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         target: &Target,
         url: Url,
     ) -> Result<T, ApiError> {
+        let mut attempt = 1;
+        loop {
+            let (error, retry_after) = match self.attempt(operation, target, url.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let Some(wait) = self
+                .retry
+                .delay(attempt, &error, retry_after, rand::random())
+            else {
+                return Err(error);
+            };
+            self.metrics.count_retry(operation);
+            tracing::debug!(
+                operation, attempt, wait_seconds = wait.as_secs_f64(), error = %error,
+                "retrying API request"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One try: waits for the target's rate limit and a concurrency slot, sends,
+    /// counts and times it, decodes a 2xx body. An error comes with the server's
+    /// `Retry-After`, if any.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        target: &Target,
+        url: Url,
+    ) -> Result<T, (ApiError, Option<Duration>)> {
+        if let Some(bucket) = &target.rate_limit {
+            bucket.acquire().await;
+        }
         // Closed only if the client is dropped, which cannot happen while `self` lives.
-        let _permit = self
-            .limiter
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Transport {
-                operation,
-                message: "client shut down".into(),
-            })?;
+        let _permit = self.limiter.acquire().await.map_err(|_| {
+            let message = "client shut down".into();
+            (ApiError::Transport { operation, message }, None)
+        })?;
         let started = Instant::now();
         let result = self.send(operation, target, url).await;
         let code = match &result {
-            Ok((status, _, _)) => status.to_string(),
+            Ok(response) => response.status.to_string(),
             Err(ApiError::Timeout { .. }) => "timeout".to_string(),
             Err(_) => "error".to_string(),
         };
         self.metrics
             .observe_request(operation, &code, started.elapsed());
-        let (status, request_id, body) = result?;
-        if !(200..300).contains(&status) {
-            return Err(ApiError::from_response(
-                operation, status, request_id, &body,
-            ));
+        let response = result.map_err(|e| (e, None))?;
+        if !(200..300).contains(&response.status) {
+            let error = ApiError::from_response(
+                operation,
+                response.status,
+                response.request_id,
+                &response.body,
+            );
+            return Err((error, response.retry_after));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        serde_path_to_error::deserialize(de).map_err(|e| ApiError::Decode {
-            operation,
-            message: format!("at {}: {}", e.path(), e.inner()),
-            request_id,
+        let de = &mut serde_json::Deserializer::from_slice(&response.body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let message = format!("at {}: {}", e.path(), e.inner());
+            (
+                ApiError::Decode {
+                    operation,
+                    message,
+                    request_id: response.request_id,
+                },
+                None,
+            )
         })
     }
 
@@ -288,7 +330,7 @@ impl ImsClient {
         operation: &'static str,
         target: &Target,
         url: Url,
-    ) -> Result<(u16, Option<String>, Vec<u8>), ApiError> {
+    ) -> Result<RawResponse, ApiError> {
         let credentials = &target.credentials;
         let date = time::OffsetDateTime::now_utc()
             .format(signer::DATE_FORMAT)
@@ -365,13 +407,17 @@ impl ImsClient {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-        {
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+        // A bigger body fails this call, never the daemon's memory.
+        let limit = self.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(ApiError::TooLarge {
                 operation,
-                limit: MAX_RESPONSE_BYTES,
+                limit,
                 request_id,
             });
         }
@@ -381,17 +427,30 @@ impl ImsClient {
             .await
             .map_err(|e| transport_error(operation, e))?
         {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            if body.len() + chunk.len() > limit {
                 return Err(ApiError::TooLarge {
                     operation,
-                    limit: MAX_RESPONSE_BYTES,
+                    limit,
                     request_id,
                 });
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, request_id, body))
+        Ok(RawResponse {
+            status,
+            request_id,
+            retry_after,
+            body,
+        })
     }
+}
+
+/// What one HTTP exchange returned, before the status is judged.
+struct RawResponse {
+    status: u16,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
 }
 
 fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {
