@@ -45,6 +45,16 @@ pub enum Fault {
     BrokenBody,
     /// Answer the `n`th page (0-based) of a member list with a 500; other pages are fine.
     FailPage(usize),
+    /// Answer the next `failures` requests with `status` (429 as the gateway's
+    /// throttling error), with `Retry-After: retry_after` seconds if set; then
+    /// answer normally and clear the fault.
+    Flaky {
+        failures: u32,
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Answer 200 with a valid member list padded to at least this many bytes.
+    Oversized(usize),
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +76,8 @@ struct Inner {
     images: BTreeMap<(String, String), FakeImage>,
     faults: HashMap<String, Fault>,
     requests: u64,
+    /// When each request arrived, for rate checks.
+    request_times: Vec<tokio::time::Instant>,
     rejected_signatures: u64,
 }
 
@@ -158,6 +170,11 @@ impl FakeState {
             Some(f) => inner.faults.insert(image_id.into(), f),
             None => inner.faults.remove(image_id),
         };
+    }
+
+    /// When each request so far arrived.
+    pub fn request_times(&self) -> Vec<tokio::time::Instant> {
+        self.lock().request_times.clone()
     }
 
     /// Requests answered so far (any outcome).
@@ -422,10 +439,65 @@ async fn prologue(
     image_id: &str,
     rid: &str,
 ) -> Result<Option<Fault>, Response> {
-    state.lock().requests += 1;
+    {
+        let mut inner = state.lock();
+        inner.requests += 1;
+        inner.request_times.push(tokio::time::Instant::now());
+    }
     authenticate(state, method, uri, headers, rid)?;
-    let fault = state.lock().faults.get(image_id).cloned();
+    let fault = {
+        let mut inner = state.lock();
+        let fault = inner.faults.get(image_id).cloned();
+        // A flaky fault counts itself down and clears when spent.
+        if let Some(Fault::Flaky {
+            failures,
+            status,
+            retry_after,
+        }) = fault.clone()
+        {
+            if failures <= 1 {
+                inner.faults.remove(image_id);
+            } else {
+                inner.faults.insert(
+                    image_id.into(),
+                    Fault::Flaky {
+                        failures: failures - 1,
+                        status,
+                        retry_after,
+                    },
+                );
+            }
+        }
+        fault
+    };
     match fault {
+        Some(Fault::Flaky {
+            status,
+            retry_after,
+            ..
+        }) => {
+            let mut resp = if status == 429 {
+                gateway_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    rid,
+                    "APIGW.0308",
+                    "The throttling threshold has been reached",
+                )
+            } else {
+                let code =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                ims_error(code, rid, "IMG.0999", "injected transient fault")
+            };
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert("retry-after", secs.into());
+            }
+            Err(resp)
+        }
+        Some(Fault::Oversized(bytes)) => {
+            let padding = "x".repeat(bytes);
+            let body = json!({"members": [], "schema": "/v2/schemas/members", "padding": padding});
+            Err(json_response(StatusCode::OK, rid, body.to_string()))
+        }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Err(ims_error(status, rid, "IMG.0999", "injected fault"))
