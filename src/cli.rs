@@ -57,6 +57,15 @@ pub struct Cli {
     )]
     pub listen_address: String,
 
+    /// Path to a web configuration file (exporter-toolkit format) enabling TLS and/or
+    /// basic authentication; re-read when it changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Maximum number of requests served at once (0 = no limit); more are answered 503.
+    #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
+    pub web_max_requests: usize,
+
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod daemon;
 pub mod fake_ims;
 pub mod ids;
 pub mod ims;
@@ -20,7 +21,6 @@ pub mod signer;
 pub mod snapshot;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::cli::Cli;
 use crate::config::Config;
@@ -34,9 +34,6 @@ use crate::snapshot::Store;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
-
-/// How long shutdown waits for in-flight scrapes before exiting anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the exporter as the command line says and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -58,7 +55,7 @@ async fn run_async(cli: Cli) -> u8 {
     // In demo mode the fake IMS lives as long as the exporter.
     let mut demo_fake: Option<FakeIms> = None;
     let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
-    let config = if cli.demo {
+    let source = if cli.demo {
         let state = FakeState::default();
         let secret = fake_ims::demo::populate(&state);
         // Shares change on the fake every two polls, so the audit has something to say.
@@ -74,24 +71,21 @@ async fn run_async(cli: Cli) -> u8 {
             }
         };
         tracing::info!(endpoint = %fake.endpoint(), "demo mode: polling a built-in fake IMS");
-        let config = fake_ims::demo::config(&fake.endpoint(), &secret, cli.demo_poll_interval);
+        let yaml = fake_ims::demo::config_yaml(&fake.endpoint(), &secret, cli.demo_poll_interval);
         demo_fake = Some(fake);
-        match config {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "demo config is invalid");
-                return EXIT_FAILURE;
-            }
+        daemon::ConfigSource::Text {
+            name: "demo config".into(),
+            yaml,
         }
     } else {
-        let env = |k: &str| std::env::var(k).ok();
-        match config::load(&cli.config_file, &env) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "invalid configuration");
-                eprintln!("ims-exporter: {e}");
-                return EXIT_CONFIG;
-            }
+        daemon::ConfigSource::File(cli.config_file.clone())
+    };
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("ims-exporter: {e}");
+            return EXIT_CONFIG;
         }
     };
 
@@ -112,7 +106,19 @@ async fn run_async(cli: Cli) -> u8 {
         return EXIT_OK;
     }
 
-    let code = serve(cli, Arc::new(config)).await;
+    let code = if cli.once {
+        once(&config).await
+    } else {
+        let options = daemon::DaemonOptions {
+            listen_address: cli.listen_address.clone(),
+            telemetry_path: cli.telemetry_path.clone(),
+            serve: server::ServeOptions {
+                web_config_file: cli.web_config_file.clone(),
+                max_requests: cli.web_max_requests,
+            },
+        };
+        daemon::run(source, config, options).await
+    };
     if let Some(task) = demo_churn {
         task.abort();
     }
@@ -122,111 +128,24 @@ async fn run_async(cli: Cli) -> u8 {
     code
 }
 
-fn build(config: &Arc<Config>) -> Result<(Arc<Store>, Arc<Metrics>, Poller), reqwest::Error> {
+/// `--once`: discover, poll everything once, print the metrics.
+async fn once(config: &Config) -> u8 {
     let self_metrics = Arc::new(SelfMetrics::new());
     let store = Arc::new(Store::new());
-    let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
-    let client = ImsClient::new(config, self_metrics)?;
-    let poller = Poller::new(config.clone(), client, store.clone());
-    Ok((store, metrics, poller))
-}
-
-async fn serve(cli: Cli, config: Arc<Config>) -> u8 {
-    let (store, metrics, poller) = match build(&config) {
-        Ok(parts) => parts,
+    let metrics = Metrics::new(store.clone(), &self_metrics);
+    let client = match ImsClient::new(config, self_metrics) {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client");
             return EXIT_FAILURE;
         }
     };
-
-    if cli.once {
-        let all_ok = poller.once().await;
-        print!("{}", metrics.render(Format::Text));
-        return if all_ok { EXIT_OK } else { EXIT_FAILURE };
-    }
-
-    let address = server::normalize_listen_address(&cli.listen_address);
-    let listener = match tokio::net::TcpListener::bind(&address).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %address, error = %e, "cannot listen");
-            return EXIT_FAILURE;
-        }
-    };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(address);
-    tracing::info!(
-        address = %local,
-        telemetry_path = %cli.telemetry_path,
-        images = config.image_count(),
-        poll_interval = %humantime::format_duration(config.poll_interval),
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let poll_task = tokio::spawn({
-        let stop_rx = stop_rx.clone();
-        async move { poller.run(stop_rx).await }
-    });
-
-    let app = server::router(server::AppState {
-        metrics,
-        store,
-        telemetry_path: cli.telemetry_path.clone(),
-    });
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.changed().await;
-            })
-            .await
-    });
-
-    let signal = shutdown_signal().await;
-    tracing::info!(signal, "shutting down");
-    let _ = stop_tx.send(true);
-    let _ = poll_task.await;
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(Ok(()))) => EXIT_OK,
-        Ok(Ok(Err(e))) => {
-            tracing::error!(error = %e, "HTTP server failed");
-            EXIT_FAILURE
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "HTTP server task failed");
-            EXIT_FAILURE
-        }
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish in time; exiting anyway");
-            EXIT_OK
-        }
-    }
-}
-
-/// Waits for SIGINT or SIGTERM and says which.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+    let poller = Poller::new(Arc::new(config.clone()), client, store);
+    let all_ok = poller.once().await;
+    print!("{}", metrics.render(Format::Text));
+    if all_ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
     }
 }

@@ -13,10 +13,11 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 
@@ -74,6 +75,8 @@ fn latency_histogram() -> Histogram {
 /// The exporter's own metrics, shared by the client (writer) and the renderer.
 #[derive(Debug)]
 pub struct SelfMetrics {
+    config_reload_ok: Gauge,
+    config_reload_time: Gauge<f64, AtomicU64>,
     api_requests: Family<RequestLabels, Counter>,
     api_retries: Family<OperationLabels, Counter>,
     api_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
@@ -82,9 +85,19 @@ pub struct SelfMetrics {
 impl SelfMetrics {
     pub fn new() -> Self {
         SelfMetrics {
+            config_reload_ok: Gauge::default(),
+            config_reload_time: Gauge::default(),
             api_requests: Family::default(),
             api_retries: Family::default(),
             api_duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+
+    /// Records a config load (at start or a reload) and whether it was taken.
+    pub fn config_loaded(&self, ok: bool, now_unix: f64) {
+        self.config_reload_ok.set(i64::from(ok));
+        if ok {
+            self.config_reload_time.set(now_unix);
         }
     }
 
@@ -127,6 +140,16 @@ impl Metrics {
             "ims_api_requests",
             "IMS API requests by operation and HTTP status code (timeout or error when no response)",
             self_metrics.api_requests.clone(),
+        );
+        registry.register(
+            "ims_exporter_config_last_reload_successful",
+            "Whether the last configuration load (at start, SIGHUP or /-/reload) was taken",
+            self_metrics.config_reload_ok.clone(),
+        );
+        registry.register(
+            "ims_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration load that was taken",
+            self_metrics.config_reload_time.clone(),
         );
         registry.register(
             "ims_api_retries",

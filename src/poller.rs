@@ -101,6 +101,21 @@ impl Poller {
         poller
     }
 
+    /// Takes over what `old` discovered for targets that stay, so that a reload does
+    /// not drop discovered images until the next discovery.
+    pub fn carry_discovered(self, old: &Poller) -> Self {
+        for run in &self.targets {
+            let same = old.targets.iter().find(|o| {
+                o.target.region == run.target.region && o.target.project_id == run.target.project_id
+            });
+            if let (Some(o), Some(_)) = (same, &run.target.discover) {
+                *lock(&run.discovered) = lock(&o.discovered).clone();
+            }
+        }
+        self.rebuild();
+        self
+    }
+
     /// The images to monitor: configured ones (which win) plus discovered ones.
     fn rebuild(&self) {
         let _guard = lock(&self.rebuild_lock);

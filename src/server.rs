@@ -7,17 +7,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::metrics::{Format, Metrics};
 use crate::snapshot::Store;
+
+/// A reload request: the answer says whether the new config was taken.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub telemetry_path: String,
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -26,7 +30,45 @@ pub fn router(state: AppState) -> Router {
         .route(&state.telemetry_path.clone(), get(metrics))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
+}
+
+/// How the server listens: TLS and basic auth from the web config, request limits.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// Requests served at once; 0 means no limit.
+    pub max_requests: usize,
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    _options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(())) => (StatusCode::OK, "OK\n").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
 /// `:PORT` means every interface, as in the Go exporters.

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::{member, FakeState};
-use crate::config::Config;
 
 pub const REGION: &str = "cn-north-4";
 pub const PROJECT_ID: &str = "1bed856811654c1cb661a6ca845ebc77";
@@ -228,14 +227,4 @@ targets:
 "#,
         poll = humantime::format_duration(poll_interval),
     )
-}
-
-/// The demo config, validated like any config file.
-pub fn config(endpoint: &str, secret: &str, poll_interval: Duration) -> Result<Config, String> {
-    crate::config::parse(
-        &config_yaml(endpoint, secret, poll_interval),
-        "demo config",
-        &|_| None,
-    )
-    .map_err(|e| e.to_string())
 }

@@ -1,0 +1,232 @@
+//! The long-running mode: HTTP server, poller, reloads and shutdown.
+//!
+//! A reload (SIGHUP or `POST /-/reload`) validates the new config first; if it is bad,
+//! the old one keeps running and the reason is logged and answered. If it is good,
+//! the old poller stops and a new one starts on the same store, so images that stay
+//! keep their data and their series have no gap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, ConfigError};
+use crate::ims::ImsClient;
+use crate::metrics::{Metrics, SelfMetrics};
+use crate::poller::Poller;
+use crate::server::{self, ReloadRequest, ServeOptions};
+use crate::snapshot::{now_unix, Store};
+use crate::{EXIT_FAILURE, EXIT_OK};
+
+/// How long shutdown waits for in-flight scrapes before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the configuration comes from, so that a reload reads it the same way.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The demo's generated config (reloading re-reads the same text).
+    Text {
+        name: String,
+        yaml: String,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok();
+        match self {
+            ConfigSource::File(path) => config::load(path, &env),
+            ConfigSource::Text { name, yaml } => config::parse(yaml, name, &|_| None),
+        }
+    }
+}
+
+pub struct DaemonOptions {
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub serve: ServeOptions,
+}
+
+/// A running poller and the means to stop it.
+struct Running {
+    poller: Arc<Poller>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    fn start(poller: Poller) -> Running {
+        let poller = Arc::new(poller);
+        let (stop, stop_rx) = watch::channel(false);
+        let p = poller.clone();
+        let task = tokio::spawn(async move { p.run(stop_rx).await });
+        Running { poller, stop, task }
+    }
+
+    async fn stop(self) -> Arc<Poller> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.poller
+    }
+}
+
+pub async fn run(source: ConfigSource, config: Config, options: DaemonOptions) -> u8 {
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let store = Arc::new(Store::new());
+    let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
+    let client = match ImsClient::new(&config, self_metrics.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client");
+            return EXIT_FAILURE;
+        }
+    };
+    self_metrics.config_loaded(true, now_unix());
+
+    let address = server::normalize_listen_address(&options.listen_address);
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %address, error = %e, "cannot listen");
+            return EXIT_FAILURE;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(address);
+    tracing::info!(
+        address = %local,
+        telemetry_path = %options.telemetry_path,
+        images = config.image_count(),
+        poll_interval = %humantime::format_duration(config.poll_interval),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+
+    let config = Arc::new(config);
+    let mut running = Running::start(Poller::new(config, client, store.clone()));
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let app = server::router(server::AppState {
+        metrics,
+        store: store.clone(),
+        telemetry_path: options.telemetry_path.clone(),
+        reload: reload_tx,
+    });
+    let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(listener, app, options.serve, async move {
+        let _ = server_stop_rx.changed().await;
+    }));
+
+    let mut hangups = Hangups::new();
+    let signal = loop {
+        let reply = tokio::select! {
+            signal = shutdown_signal() => break signal,
+            _ = hangups.recv() => None,
+            request = reload_rx.recv() => request,
+        };
+        let result = match source.load() {
+            Ok(new) => {
+                let new = Arc::new(new);
+                match ImsClient::new(&new, self_metrics.clone()) {
+                    Ok(client) => {
+                        let old = running.stop().await;
+                        let poller =
+                            Poller::new(new.clone(), client, store.clone()).carry_discovered(&old);
+                        running = Running::start(poller);
+                        tracing::info!(
+                            images = new.image_count(),
+                            targets = new.targets.len(),
+                            "configuration reloaded"
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("cannot build the HTTP client: {e}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+        }
+        self_metrics.config_loaded(result.is_ok(), now_unix());
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    };
+
+    tracing::info!(signal, "shutting down");
+    running.stop().await;
+    let _ = server_stop_tx.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => EXIT_OK,
+        Ok(Ok(Err(e))) => {
+            tracing::error!(error = %e, "HTTP server failed");
+            EXIT_FAILURE
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "HTTP server task failed");
+            EXIT_FAILURE
+        }
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish in time; exiting anyway");
+            EXIT_OK
+        }
+    }
+}
+
+/// SIGHUP, where there is such a thing.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Hangups {
+                signal: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and says which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
