@@ -22,7 +22,9 @@ const ORG_URN: &str = "organizations::3a2d95404f964a6aba78819bf8ddc1e3:ou:o-wvnt
 const ROOT_ORG_ID: &str = "o-wvntq58r3poyv180t5df1mdna4uwy9se";
 const ROOT_ORG_URN: &str = "organizations::3a2d95404f964a6aba78819bf8ddc1e3:organization:o-wvntq58r3poyv180t5df1mdna4uwy9se";
 /// A status IMS does not document, with characters a label value must escape.
-const ODD_STATUS: &str = "under \"review\" \\ 2";
+/// Quotes, a backslash, a newline and non-ASCII: everything a label value must escape
+/// or carry through as UTF-8.
+const ODD_STATUS: &str = "under \"review\" \\ 2\nprüfung 審査";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text; version=1.0.0";
 /// The Accept header Prometheus 2.42 scrapes with (scrape/scrape.go, `scrapeAcceptHeader`).
@@ -356,7 +358,7 @@ async fn real_prometheus_scrapes_the_exporter() {
     let odd = prom
         .query(&format!(
             r#"ims_image_members{{job="ims",status="{}"}}"#,
-            ODD_STATUS.replace('\\', "\\\\").replace('"', "\\\"")
+            ODD_STATUS.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
         ))
         .await;
     assert_eq!(odd.len(), 1, "series with the escaped status: {odd:?}");
