@@ -92,6 +92,11 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
+    /// Members of the demo's large image (about four series each): raise it to load-test
+    /// scrapes of a big snapshot.
+    #[arg(long = "demo.large-image-members", value_name = "N", default_value_t = crate::fake_ims::demo::LARGE_IMAGE_MEMBERS)]
+    pub demo_large_image_members: usize,
+
     /// Poll interval in demo mode.
     #[arg(long = "demo.poll-interval", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub demo_poll_interval: std::time::Duration,

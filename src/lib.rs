@@ -57,7 +57,7 @@ async fn run_async(cli: Cli) -> u8 {
     let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
     let source = if cli.demo {
         let state = FakeState::default();
-        let secret = fake_ims::demo::populate(&state);
+        let secret = fake_ims::demo::populate(&state, cli.demo_large_image_members);
         // Shares change on the fake every two polls, so the audit has something to say.
         demo_churn = Some(tokio::spawn(fake_ims::demo::churn(
             state.clone(),

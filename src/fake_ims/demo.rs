@@ -24,7 +24,8 @@ pub const IMAGES: [(&str, &str); 4] = [
     ("9c3d2e1f-0a4b-4c5d-8e6f-7a8b9c0d1e2f", "base-centos-7"),
 ];
 
-/// Members of the large image: enough for several pages at the demo's page size.
+/// Members of the large image by default: enough for several pages at the demo's
+/// page size.
 pub const LARGE_IMAGE_MEMBERS: usize = 1200;
 
 fn ts(days_ago: u64, seconds: u64) -> String {
@@ -43,8 +44,9 @@ fn hex_id(seed: u64) -> String {
     )
 }
 
-/// Fills `state` with the demo images and returns the secret key of the demo account.
-pub fn populate(state: &FakeState) -> String {
+/// Fills `state` with the demo images, the large one with `large_image_members`
+/// members, and returns the secret key of the demo account.
+pub fn populate(state: &FakeState, large_image_members: usize) -> String {
     let secret = format!("demo-{}", hex_id(rand::random::<u64>()));
     state.add_account(ACCESS_KEY, &secret, None);
     for (id, name) in IMAGES {
@@ -137,7 +139,7 @@ pub fn populate(state: &FakeState) -> String {
         );
     }
     let statuses = ["accepted", "accepted", "accepted", "pending", "rejected"];
-    for i in 0..LARGE_IMAGE_MEMBERS as u64 {
+    for i in 0..large_image_members as u64 {
         let (kind, id) = if i % 10 == 0 {
             ("domain", hex_id(i + 1))
         } else {
