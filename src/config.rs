@@ -4,7 +4,9 @@
 //! path and the file in the message. Nothing downstream re-validates.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +14,15 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
-use crate::credentials::{self, Credentials, CredentialsConfig};
+use crate::credential_provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
+use crate::credentials::{self, CredentialsConfig};
+use crate::ecs_metadata::EcsMetadata;
 use crate::ids::{ImageId, MemberId, ProjectId};
 use crate::ims::retry::RetryPolicy;
 use crate::ratelimit::{Rate, TokenBucket};
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
+pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -80,11 +85,24 @@ struct FileConfig {
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
     #[serde(default)]
+    ecs_metadata: Option<FileEcsMetadata>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
     allowed_members: Vec<String>,
     #[serde(default)]
     allowed_members_file: Option<PathBuf>,
     #[serde(default)]
     targets: Vec<FileTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEcsMetadata {
+    #[serde(default)]
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,9 +194,12 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 #[serde(deny_unknown_fields)]
 struct FileTarget {
     region: String,
-    project_id: String,
+    #[serde(default)]
+    project_id: Option<String>,
     #[serde(default)]
     endpoint: Option<String>,
+    #[serde(default)]
+    iam_endpoint: Option<String>,
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
     #[serde(default)]
@@ -232,7 +253,35 @@ pub struct Config {
     pub discovery_interval: Duration,
     pub retry: RetryPolicy,
     pub max_response_bytes: usize,
+    /// Extra CA certificates (PEM) to trust for the API endpoints.
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
     pub targets: Vec<Target>,
+}
+
+/// How the API client behaves: from the config, and for IAM look-ups before the
+/// config is complete.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub retry: RetryPolicy,
+    pub max_response_bytes: usize,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+impl Config {
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            request_timeout: self.request_timeout,
+            max_concurrent_requests: self.max_concurrent_requests,
+            retry: self.retry,
+            max_response_bytes: self.max_response_bytes,
+            ca_file: self.ca_file.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
 }
 
 /// Default cap on one API response body.
@@ -244,7 +293,9 @@ pub struct Target {
     pub project_id: ProjectId,
     /// Base URL of the IMS endpoint, without a trailing slash.
     pub endpoint: Url,
-    pub credentials: Arc<Credentials>,
+    /// IAM endpoint, for looking up an omitted project ID.
+    pub iam_endpoint: Url,
+    pub credentials: Arc<CredentialProvider>,
     /// Entries that apply to every image of the target (top level + target).
     pub allowlist: Allowlist,
     pub discover: Option<Discover>,
@@ -309,38 +360,78 @@ impl Config {
         self.targets.iter().map(|t| t.images.len()).sum()
     }
 
-    /// Where each distinct set of credentials comes from, for `--config.check`.
+    /// Where each target's credentials come from, for `--config.check`.
     pub fn credential_sources(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} (access key {})",
-                    t.credentials.source, t.credentials.access_key_id
-                )
-            })
-            .collect();
+        let mut out: Vec<String> = self.targets.iter().map(|t| t.credentials.describe()).collect();
         out.dedup();
+        out
+    }
+
+    /// The distinct credential providers (shared ones once).
+    pub fn credential_providers(&self) -> Vec<Arc<CredentialProvider>> {
+        let mut out: Vec<Arc<CredentialProvider>> = Vec::new();
+        for t in &self.targets {
+            if !out.iter().any(|p| Arc::ptr_eq(p, &t.credentials)) {
+                out.push(t.credentials.clone());
+            }
+        }
         out
     }
 }
 
-/// Reads and validates a config file. `env` looks up environment variables (the
-/// credentials fallback); tests pass their own.
-pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    parse(&text, &file, env)
+/// What it takes to look up an omitted project ID through IAM.
+pub struct LookupRequest {
+    pub key: String,
+    pub client: ClientOptions,
+    pub region: String,
+    pub iam_endpoint: Url,
+    pub credentials: Arc<CredentialProvider>,
 }
 
-pub fn parse(
+/// Resolves omitted project IDs (IAM, with a cache); see `crate::iam`.
+pub trait ProjectLookup {
+    fn lookup<'a>(&'a self, request: &'a LookupRequest) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>>;
+}
+
+/// For configs that name every project ID.
+struct NoLookup;
+
+impl ProjectLookup for NoLookup {
+    fn lookup<'a>(&'a self, _: &'a LookupRequest) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>> {
+        Box::pin(std::future::ready(Err(
+            "must be set here (looking it up through IAM happens only when the exporter starts)".to_string(),
+        )))
+    }
+}
+
+/// Reads and validates a config file, looking up omitted project IDs. `env` looks up
+/// environment variables (the credentials chain); tests pass their own.
+pub async fn load(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    projects: &dyn ProjectLookup,
+) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    build(&text, &file, env, projects).await
+}
+
+/// Validates a config whose targets all name their project ID.
+pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    // With `NoLookup` nothing waits, so one poll completes the future.
+    let mut fut = std::pin::pin!(build(text, file, env, &NoLookup));
+    match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => Err(ConfigError::Parse { file: file.into(), message: "internal: config parsing waited".into() }),
+    }
+}
+
+/// Validates `text` (named `file` in errors), resolving omitted project IDs with `projects`.
+pub async fn build(
     text: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    projects: &dyn ProjectLookup,
 ) -> Result<Config, ConfigError> {
     let raw: FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
         file: file.to_string(),
@@ -415,6 +506,18 @@ pub fn parse(
             .map_err(|m| invalid(key, m))
     };
     let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
+    let client = ClientOptions {
+        request_timeout: raw.request_timeout,
+        max_concurrent_requests: raw.max_concurrent_requests as usize,
+        retry: RetryPolicy {
+            max_attempts: raw.retry.max_attempts as u32,
+            initial_backoff: raw.retry.initial_backoff,
+            max_backoff: raw.retry.max_backoff,
+        },
+        max_response_bytes: max_response_bytes as usize,
+        ca_file: raw.ca_file.clone(),
+        insecure_skip_verify: raw.insecure_skip_verify,
+    };
     if raw.targets.is_empty() {
         return Err(invalid(
             "targets".into(),
@@ -422,14 +525,24 @@ pub fn parse(
         ));
     }
 
-    // Top-level credentials, else the SDK environment variables; per-target blocks override.
-    let global = match &raw.credentials {
-        Some(c) => Some(Arc::new(
-            c.resolve("credentials")
-                .map_err(|e| invalid(e.key, e.message))?,
-        )),
-        None => credentials::from_env(env).map(Arc::new),
+    if let Some(ca) = &raw.ca_file {
+        crate::ims::client::read_ca_file(ca).map_err(|m| invalid("ca_file".into(), m))?;
+    }
+    let ecs_metadata = match &raw.ecs_metadata {
+        None => None,
+        Some(m) => {
+            let url = m.url.as_deref().unwrap_or(crate::ecs_metadata::DEFAULT_URL);
+            let url = parse_endpoint(url, "").map_err(|m| invalid("ecs_metadata.url".into(), m))?;
+            Some(EcsMetadata::new(url, raw.request_timeout).map_err(|m| invalid("ecs_metadata".into(), m))?)
+        }
     };
+    // The chain for targets without their own block: top-level block, environment,
+    // SDK credentials file, ECS metadata. One provider, shared by those targets.
+    let chain = Chain { env, ecs_metadata: ecs_metadata.as_ref() };
+    let global = chain
+        .resolve(raw.credentials.as_ref(), "credentials")
+        .map_err(|e| invalid(e.key, e.message))?
+        .map(Arc::new);
 
     let global_allow = allowlist(
         &raw.allowed_members,
@@ -453,18 +566,8 @@ pub fn parse(
                 format!("must be a region name like cn-north-4, got {:?}", t.region),
             ));
         }
-        let project_id =
-            ProjectId::parse(&t.project_id).map_err(|e| invalid(key("project_id"), e.0))?;
-        if let Some(first) = raw.targets[..ti]
-            .iter()
-            .position(|o| o.region == t.region && o.project_id == t.project_id)
-        {
-            // Per-target series (discovery, cycle time) are labelled by region and project.
-            return Err(invalid(
-                key("project_id"),
-                format!("region {} project {project_id} is already targets[{first}]; list its images there", t.region),
-            ));
-        }
+        let iam_endpoint = parse_endpoint(t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT), &t.region)
+            .map_err(|m| invalid(key("iam_endpoint"), m))?;
         let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
             .or(global_rate)
             .map(|r| Arc::new(TokenBucket::new(r)));
@@ -472,8 +575,10 @@ pub fn parse(
             .map_err(|m| invalid(key("endpoint"), m))?;
         let credentials = match &t.credentials {
             Some(c) => Arc::new(
-                c.resolve(&key("credentials"))
-                    .map_err(|e| invalid(e.key, e.message))?,
+                chain
+                    .resolve(Some(c), &key("credentials"))
+                    .map_err(|e| invalid(e.key, e.message))?
+                    .ok_or_else(|| invalid(key("credentials"), "no credentials".into()))?,
             ),
             None => global.clone().ok_or_else(|| {
                 invalid(
@@ -481,13 +586,38 @@ pub fn parse(
                     format!(
                         "no credentials for targets[{ti}]: set credentials.access_key_id and \
                          credentials.secret_access_key (or their _file variants), or the {} and {} \
-                         environment variables",
+                         environment variables, or [basic] ak and sk in the SDK credentials file ({}), \
+                         or ecs_metadata on an ECS/CCE server with an agency",
                         credentials::ENV_AK,
-                        credentials::ENV_SK
+                        credentials::ENV_SK,
+                        chain.credentials_file().map(|p| p.display().to_string()).unwrap_or_else(|| ENV_CREDENTIALS_FILE.into()),
                     ),
                 )
             })?,
         };
+        let project_id = match &t.project_id {
+            Some(p) => ProjectId::parse(p).map_err(|e| invalid(key("project_id"), e.0))?,
+            None => {
+                let request = LookupRequest {
+                    key: key("project_id"),
+                    client: client.clone(),
+                    region: t.region.clone(),
+                    iam_endpoint: iam_endpoint.clone(),
+                    credentials: credentials.clone(),
+                };
+                projects.lookup(&request).await.map_err(|m| invalid(key("project_id"), m))?
+            }
+        };
+        if let Some(first) = targets
+            .iter()
+            .position(|o: &Target| o.region == t.region && o.project_id == project_id)
+        {
+            // Per-target series (discovery, cycle time) are labelled by region and project.
+            return Err(invalid(
+                key("project_id"),
+                format!("region {} project {project_id} is already targets[{first}]; list its images there", t.region),
+            ));
+        }
         if t.images.is_empty() && t.discover.is_none() {
             return Err(invalid(
                 key("images"),
@@ -552,6 +682,7 @@ pub fn parse(
             region: t.region.clone(),
             project_id,
             endpoint,
+            iam_endpoint,
             credentials,
             allowlist: target_allow,
             discover,
@@ -566,12 +697,10 @@ pub fn parse(
         page_size: raw.page_size as u32,
         max_concurrent_requests: raw.max_concurrent_requests as usize,
         discovery_interval: raw.discovery_interval,
-        retry: RetryPolicy {
-            max_attempts: raw.retry.max_attempts as u32,
-            initial_backoff: raw.retry.initial_backoff,
-            max_backoff: raw.retry.max_backoff,
-        },
-        max_response_bytes: max_response_bytes as usize,
+        retry: client.retry,
+        max_response_bytes: client.max_response_bytes,
+        ca_file: client.ca_file,
+        insecure_skip_verify: client.insecure_skip_verify,
         targets,
     })
 }
@@ -764,7 +893,7 @@ targets:
             _ => None,
         };
         let c = parse(&text, "config.yaml", &env).unwrap();
-        assert_eq!(c.targets[0].credentials.access_key_id, "EAK");
+        assert_eq!(c.targets[0].credentials.current().unwrap().access_key_id, "EAK");
     }
 
     #[test]

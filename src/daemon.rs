@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ProjectLookup};
+use crate::iam::ProjectResolver;
 use crate::ims::ImsClient;
 use crate::metrics::{Metrics, SelfMetrics};
 use crate::poller::Poller;
@@ -35,14 +36,57 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    /// Loads and validates the config, looking up omitted project IDs, and fetches
+    /// temporary credentials that have not been fetched yet.
+    pub async fn load(&self, projects: &dyn ProjectLookup) -> Result<Config, ConfigError> {
         let env = |k: &str| std::env::var(k).ok();
-        match self {
-            ConfigSource::File(path) => config::load(path, &env),
-            ConfigSource::Text { name, yaml } => config::parse(yaml, name, &|_| None),
+        let config = match self {
+            ConfigSource::File(path) => config::load(path, &env, projects).await?,
+            ConfigSource::Text { name, yaml } => config::build(yaml, name, &|_| None, projects).await?,
+        };
+        for provider in config.credential_providers() {
+            if provider.current().is_none() {
+                // Not fatal: polls report `auth` failures and the refresher keeps trying.
+                if let Err(e) = provider.refresh().await {
+                    tracing::error!(provider = provider.kind(), error = %e, "cannot fetch credentials");
+                }
+            }
         }
+        Ok(config)
     }
 }
+
+/// Keeps temporary credentials fresh: refreshes each before it expires (40 minutes
+/// before, or half-way for short-lived ones), retrying every few seconds on failure.
+fn spawn_refreshers(config: &Config) -> Vec<JoinHandle<()>> {
+    config
+        .credential_providers()
+        .into_iter()
+        .filter(|p| p.is_temporary())
+        .map(|provider| {
+            tokio::spawn(async move {
+                let mut fetched = now_unix();
+                loop {
+                    let wait = provider.refresh_delay(now_unix(), fetched).unwrap_or(RETRY_CREDENTIALS);
+                    tokio::time::sleep(wait).await;
+                    match provider.refresh().await {
+                        Ok(()) => {
+                            fetched = now_unix();
+                            tracing::info!(provider = provider.kind(), expires_at = provider.expires_at().unwrap_or(0.0), "refreshed temporary credentials");
+                        }
+                        Err(e) => {
+                            tracing::warn!(provider = provider.kind(), error = %e, "cannot refresh temporary credentials; retrying");
+                            tokio::time::sleep(RETRY_CREDENTIALS).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Wait between failed credential refreshes.
+const RETRY_CREDENTIALS: Duration = Duration::from_secs(5);
 
 pub struct DaemonOptions {
     pub listen_address: String,
@@ -73,11 +117,16 @@ impl Running {
     }
 }
 
-pub async fn run(source: ConfigSource, config: Config, options: DaemonOptions) -> u8 {
-    let self_metrics = Arc::new(SelfMetrics::new());
+pub async fn run(
+    source: ConfigSource,
+    config: Config,
+    options: DaemonOptions,
+    self_metrics: Arc<SelfMetrics>,
+    projects: ProjectResolver,
+) -> u8 {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
-    let client = match ImsClient::new(&config, self_metrics.clone()) {
+    let client = match ImsClient::new(&config.client_options(), self_metrics.clone()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client");
@@ -108,6 +157,8 @@ pub async fn run(source: ConfigSource, config: Config, options: DaemonOptions) -
     );
 
     let config = Arc::new(config);
+    store.set_credentials(config.credential_providers());
+    let mut refreshers = spawn_refreshers(&config);
     let mut running = Running::start(Poller::new(config, client, store.clone()));
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -129,12 +180,17 @@ pub async fn run(source: ConfigSource, config: Config, options: DaemonOptions) -
             _ = hangups.recv() => None,
             request = reload_rx.recv() => request,
         };
-        let result = match source.load() {
+        let result = match source.load(&projects).await {
             Ok(new) => {
                 let new = Arc::new(new);
-                match ImsClient::new(&new, self_metrics.clone()) {
+                match ImsClient::new(&new.client_options(), self_metrics.clone()) {
                     Ok(client) => {
                         let old = running.stop().await;
+                        for task in refreshers.drain(..) {
+                            task.abort();
+                        }
+                        refreshers = spawn_refreshers(&new);
+                        store.set_credentials(new.credential_providers());
                         let poller =
                             Poller::new(new.clone(), client, store.clone()).carry_discovered(&old);
                         running = Running::start(poller);
@@ -161,6 +217,9 @@ pub async fn run(source: ConfigSource, config: Config, options: DaemonOptions) -
 
     tracing::info!(signal, "shutting down");
     running.stop().await;
+    for task in refreshers {
+        task.abort();
+    }
     let _ = server_stop_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => EXIT_OK,

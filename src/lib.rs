@@ -7,9 +7,12 @@ pub mod allowlist;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod credential_provider;
 pub mod credentials;
 pub mod daemon;
+pub mod ecs_metadata;
 pub mod fake_ims;
+pub mod iam;
 pub mod ids;
 pub mod ims;
 pub mod logging;
@@ -80,7 +83,9 @@ async fn run_async(cli: Cli) -> u8 {
     } else {
         daemon::ConfigSource::File(cli.config_file.clone())
     };
-    let config = match source.load() {
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let projects = iam::ProjectResolver::new(self_metrics.clone());
+    let config = match source.load(&projects).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
@@ -107,7 +112,7 @@ async fn run_async(cli: Cli) -> u8 {
     }
 
     let code = if cli.once {
-        once(&config).await
+        once(&config, self_metrics).await
     } else {
         let options = daemon::DaemonOptions {
             listen_address: cli.listen_address.clone(),
@@ -117,7 +122,7 @@ async fn run_async(cli: Cli) -> u8 {
                 max_requests: cli.web_max_requests,
             },
         };
-        daemon::run(source, config, options).await
+        daemon::run(source, config, options, self_metrics, projects).await
     };
     if let Some(task) = demo_churn {
         task.abort();
@@ -129,11 +134,11 @@ async fn run_async(cli: Cli) -> u8 {
 }
 
 /// `--once`: discover, poll everything once, print the metrics.
-async fn once(config: &Config) -> u8 {
-    let self_metrics = Arc::new(SelfMetrics::new());
+async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
     let store = Arc::new(Store::new());
+    store.set_credentials(config.credential_providers());
     let metrics = Metrics::new(store.clone(), &self_metrics);
-    let client = match ImsClient::new(config, self_metrics) {
+    let client = match ImsClient::new(&config.client_options(), self_metrics) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client");

@@ -290,6 +290,12 @@ impl Collector for SnapshotCollector {
                 |f| ConstGauge::new(secs).encode(f),
             )?;
         }
+        family(&mut e, "ims_exporter_credentials_expiry_timestamp_seconds", "Unix time the temporary credentials in use expire (they are refreshed before).", MetricType::Gauge, |mut f| {
+            for (provider, expiry) in &snap.credential_expiry {
+                gauge(&mut f, &[("provider", *provider)], *expiry)?;
+            }
+            Ok(())
+        })?;
         let targets = &snap.targets;
         let target_labels = |t: &'_ TargetStatus| {
             [

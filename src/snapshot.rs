@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::allowlist::{is_unexpected, Entry};
 use crate::config::Source;
+use crate::credential_provider::CredentialProvider;
 use crate::ims::error::Reason;
 use crate::ims::model::{parse_timestamp, Member};
 
@@ -228,6 +229,8 @@ impl Slot {
 pub struct Snapshot {
     pub images: Vec<Arc<ImageState>>,
     pub targets: Vec<Arc<TargetStatus>>,
+    /// (provider kind, expiry) of temporary credentials in use.
+    pub credential_expiry: Vec<(&'static str, f64)>,
 }
 
 impl Snapshot {
@@ -285,6 +288,7 @@ impl TargetSlot {
 #[derive(Debug, Default)]
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
+    credentials: ArcSwap<Vec<Arc<CredentialProvider>>>,
     targets: ArcSwap<Vec<Arc<TargetSlot>>>,
     ready: AtomicBool,
 }
@@ -292,6 +296,11 @@ pub struct Store {
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The credential providers in use, for their expiry.
+    pub fn set_credentials(&self, providers: Vec<Arc<CredentialProvider>>) {
+        self.credentials.store(Arc::new(providers));
     }
 
     /// Sets which targets exist, keeping the status of those that stay.
@@ -355,6 +364,12 @@ impl Store {
         Snapshot {
             images: self.slots.load().iter().map(|s| s.load()).collect(),
             targets: self.targets.load().iter().map(|t| t.load()).collect(),
+            credential_expiry: self
+                .credentials
+                .load()
+                .iter()
+                .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
+                .collect(),
         }
     }
 

@@ -13,10 +13,12 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::error::ApiError;
+use super::error::{ApiError, Reason};
 use super::model::{ImageList, ImageSummary, Member, MemberList};
 use super::retry::{self, RetryPolicy};
-use crate::config::{Config, Discover, Target};
+use crate::config::{ClientOptions, Discover, Target};
+use crate::credential_provider::CredentialProvider;
+use crate::ratelimit::TokenBucket;
 use crate::ids::{ImageId, MemberId};
 use crate::metrics::SelfMetrics;
 use crate::signer::{self, RequestParts};
@@ -24,6 +26,7 @@ use crate::signer::{self, RequestParts};
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";
 pub const OP_LIST_IMAGES: &str = "list_images";
+pub const OP_LIST_PROJECTS: &str = "list_projects";
 /// Images per discovery page.
 const IMAGES_PAGE_SIZE: u32 = 500;
 /// Upper bound on pages of one discovery (500 × 200 = 100,000 images).
@@ -32,6 +35,25 @@ const MAX_IMAGE_PAGES: usize = 200;
 /// Upper bound on members listed for one image; with the page size it bounds the
 /// number of pages a misbehaving marker can make us fetch.
 pub const MAX_MEMBERS_PER_IMAGE: usize = 1_000_000;
+
+/// Who a call is made for: whose credentials sign it, which project header it
+/// carries and which rate limit it waits for.
+#[derive(Clone, Copy)]
+pub struct CallContext<'a> {
+    pub credentials: &'a CredentialProvider,
+    pub project_id: Option<&'a str>,
+    pub rate_limit: Option<&'a TokenBucket>,
+}
+
+impl Target {
+    pub fn call_context(&self) -> CallContext<'_> {
+        CallContext {
+            credentials: &self.credentials,
+            project_id: Some(self.project_id.as_str()),
+            rate_limit: self.rate_limit.as_deref(),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct ImsClient {
@@ -86,14 +108,28 @@ fn host_header(url: &Url) -> String {
 
 impl ImsClient {
     /// A client with the config's timeout, concurrency limit, retry policy and body cap.
-    pub fn new(config: &Config, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &ClientOptions, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default TLS provider; ring builds fast and small.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
-            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &config.ca_file {
+            // Validated when the config was loaded; a file gone since is reported then.
+            match read_ca_file(path) {
+                Ok(certs) => builder = builder.tls_certs_merge(certs),
+                Err(e) => tracing::error!(error = %e, "ca_file"),
+            }
+        }
+        if config.insecure_skip_verify {
+            tracing::warn!(
+                "insecure_skip_verify is set: API server certificates are NOT verified; \
+                 anyone on the network path can read the signed requests and forge the answers"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build()?;
         Ok(ImsClient {
             http,
             limiter: Arc::new(Semaphore::new(config.max_concurrent_requests)),
@@ -134,7 +170,7 @@ impl ImsClient {
                     message,
                 }
             })?;
-            let page: MemberList = self.get_json(op, target, url).await?;
+            let page: MemberList = self.get_json(op, &target.call_context(), url).await?;
             members.extend(page.members);
             match page
                 .page_info
@@ -183,7 +219,7 @@ impl ImsClient {
                 operation: op,
                 message,
             })?;
-        match self.get_json(op, target, url).await {
+        match self.get_json(op, &target.call_context(), url).await {
             Ok(m) => Ok(Some(m)),
             Err(ApiError::Http { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -222,7 +258,7 @@ impl ImsClient {
                         message,
                     }
                 })?;
-            let page: ImageList = self.get_json(op, target, url).await?;
+            let page: ImageList = self.get_json(op, &target.call_context(), url).await?;
             let full = page.images.len() >= IMAGES_PAGE_SIZE as usize;
             let last = page.images.last().map(|i| i.id.clone());
             images.extend(page.images);
@@ -245,20 +281,65 @@ impl ImsClient {
         })
     }
 
-    /// Sends one signed GET and decodes a 2xx JSON body; counts and times it.
-    /// One signed GET decoded from JSON, retried as the retry policy says.
+    /// The projects named `region` that the credentials can see, through IAM
+    /// (`GET /v3/projects?name=`), as (ID, name).
+    pub async fn lookup_projects(
+        &self,
+        iam_endpoint: &Url,
+        region: &str,
+        credentials: &CredentialProvider,
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Projects {
+            #[serde(default)]
+            projects: Vec<Project>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Project {
+            id: String,
+            #[serde(default)]
+            name: String,
+        }
+        let op = OP_LIST_PROJECTS;
+        let url = build_url(iam_endpoint, &["v3", "projects"], &[("name", region)])
+            .map_err(|message| ApiError::Signing { operation: op, message })?;
+        let ctx = CallContext { credentials, project_id: None, rate_limit: None };
+        let found: Projects = self.get_json(op, &ctx, url).await?;
+        Ok(found.projects.into_iter().map(|p| (p.id, p.name)).collect())
+    }
+
+    /// One signed GET decoded from JSON, retried as the retry policy says. Credentials
+    /// the API rejects are refreshed once (temporary ones may have been rotated).
     async fn get_json<T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        target: &Target,
+        ctx: &CallContext<'_>,
         url: Url,
     ) -> Result<T, ApiError> {
         let mut attempt = 1;
+        let mut refreshed = false;
         loop {
-            let (error, retry_after) = match self.attempt(operation, target, url.clone()).await {
+            let (error, retry_after) = match self.attempt(operation, ctx, url.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
+            if error.reason() == Reason::Auth && !refreshed {
+                refreshed = true;
+                match ctx.credentials.refresh().await {
+                    Ok(()) if ctx.credentials.is_refreshable() => {
+                        tracing::info!(
+                            operation, provider = ctx.credentials.kind(), error = %error,
+                            "credentials rejected; refreshed them and retrying once"
+                        );
+                        continue;
+                    }
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(
+                        operation, provider = ctx.credentials.kind(), error = %e,
+                        "credentials rejected and cannot be refreshed"
+                    ),
+                }
+            }
             let Some(wait) = self
                 .retry
                 .delay(attempt, &error, retry_after, rand::random())
@@ -281,10 +362,10 @@ impl ImsClient {
     async fn attempt<T: DeserializeOwned>(
         &self,
         operation: &'static str,
-        target: &Target,
+        ctx: &CallContext<'_>,
         url: Url,
     ) -> Result<T, (ApiError, Option<Duration>)> {
-        if let Some(bucket) = &target.rate_limit {
+        if let Some(bucket) = ctx.rate_limit {
             bucket.acquire().await;
         }
         // Closed only if the client is dropped, which cannot happen while `self` lives.
@@ -293,7 +374,7 @@ impl ImsClient {
             (ApiError::Transport { operation, message }, None)
         })?;
         let started = Instant::now();
-        let result = self.send(operation, target, url).await;
+        let result = self.send(operation, ctx, url).await;
         let code = match &result {
             Ok(response) => response.status.to_string(),
             Err(ApiError::Timeout { .. }) => "timeout".to_string(),
@@ -328,10 +409,13 @@ impl ImsClient {
     async fn send(
         &self,
         operation: &'static str,
-        target: &Target,
+        ctx: &CallContext<'_>,
         url: Url,
     ) -> Result<RawResponse, ApiError> {
-        let credentials = &target.credentials;
+        let Some(credentials) = ctx.credentials.current() else {
+            let message = format!("no credentials yet from {}", ctx.credentials.describe());
+            return Err(ApiError::NoCredentials { operation, message });
+        };
         let date = time::OffsetDateTime::now_utc()
             .format(signer::DATE_FORMAT)
             .map_err(|e| ApiError::Signing {
@@ -341,12 +425,11 @@ impl ImsClient {
         let mut signed: Vec<(String, String)> = vec![
             ("host".into(), host_header(&url)),
             (signer::DATE_HEADER.into(), date),
-            // As the SDKs do; /v2/cloudimages takes the project from it.
-            (
-                "x-project-id".into(),
-                target.project_id.as_str().to_string(),
-            ),
         ];
+        if let Some(project_id) = ctx.project_id {
+            // As the SDKs do; /v2/cloudimages takes the project from it.
+            signed.push(("x-project-id".into(), project_id.to_string()));
+        }
         if let Some(token) = &credentials.security_token {
             signed.push(("x-security-token".into(), token.expose().to_string()));
         }
@@ -451,6 +534,17 @@ struct RawResponse {
     request_id: Option<String>,
     retry_after: Option<Duration>,
     body: Vec<u8>,
+}
+
+/// Reads PEM certificates to trust in addition to the system's.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificates in it", path.display()));
+    }
+    Ok(certs)
 }
 
 fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {

@@ -52,6 +52,11 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
+    #[error("{operation}: {message}")]
+    NoCredentials {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: cannot sign request: {message}")]
     Signing {
         operation: &'static str,
@@ -133,6 +138,7 @@ impl ApiError {
                 }
             }
             ApiError::Timeout { .. } => Reason::Timeout,
+            ApiError::NoCredentials { .. } => Reason::Auth,
             ApiError::Connect { .. } | ApiError::Transport { .. } => Reason::Connect,
             ApiError::Decode { .. } | ApiError::Signing { .. } => Reason::Decode,
             ApiError::TooLarge { .. } => Reason::TooLarge,
