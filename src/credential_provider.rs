@@ -25,7 +25,10 @@ pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 #[derive(Debug)]
 enum Kind {
     /// A `credentials:` block; `_file` values are re-read on refresh.
-    Config { key: String, config: CredentialsConfig },
+    Config {
+        key: String,
+        config: CredentialsConfig,
+    },
     /// The SDK environment variables, read once.
     Environment,
     /// The SDK credentials file (INI, `[basic]`), re-read on refresh.
@@ -45,7 +48,11 @@ pub struct CredentialProvider {
 
 impl CredentialProvider {
     fn with(kind: Kind, current: Option<Credentials>) -> Self {
-        CredentialProvider { kind, current: ArcSwapOption::from(current.map(Arc::new)), expires_at: ArcSwapOption::empty() }
+        CredentialProvider {
+            kind,
+            current: ArcSwapOption::from(current.map(Arc::new)),
+            expires_at: ArcSwapOption::empty(),
+        }
     }
 
     /// Fixed credentials (the demo, tests).
@@ -76,7 +83,11 @@ impl CredentialProvider {
     pub fn describe(&self) -> String {
         let what = match &self.kind {
             Kind::Config { key, .. } => format!("config file ({key})"),
-            Kind::Environment => format!("environment ({}, {})", credentials::ENV_AK, credentials::ENV_SK),
+            Kind::Environment => format!(
+                "environment ({}, {})",
+                credentials::ENV_AK,
+                credentials::ENV_SK
+            ),
             Kind::File(path) => format!("SDK credentials file {}", path.display()),
             Kind::EcsMetadata(m) => format!("ECS metadata service {}", m.base_url()),
         };
@@ -100,7 +111,8 @@ impl CredentialProvider {
         let fresh = match &self.kind {
             Kind::Config { key, config } => config.resolve(key).map_err(|e| e.to_string())?,
             Kind::Environment => return Ok(()),
-            Kind::File(path) => read_sdk_file(path)?.ok_or_else(|| format!("{}: no [basic] ak and sk", path.display()))?,
+            Kind::File(path) => read_sdk_file(path)?
+                .ok_or_else(|| format!("{}: no [basic] ak and sk", path.display()))?,
             Kind::EcsMetadata(m) => {
                 let (credentials, expires_at) = m.fetch().await?;
                 self.expires_at.store(Some(Arc::new(expires_at)));
@@ -116,7 +128,9 @@ impl CredentialProvider {
         let expires = self.expires_at()?;
         let lifetime = (expires - fetched_unix).max(0.0);
         let margin = REFRESH_BEFORE.as_secs_f64().min(lifetime / 2.0);
-        Some(Duration::from_secs_f64((expires - margin - now_unix).max(1.0)))
+        Some(Duration::from_secs_f64(
+            (expires - margin - now_unix).max(1.0),
+        ))
     }
 }
 
@@ -133,39 +147,59 @@ impl Chain<'_> {
         (self.env)(ENV_CREDENTIALS_FILE)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
-            .or_else(|| (self.env)("HOME").map(|h| Path::new(&h).join(".huaweicloud").join("credentials")))
+            .or_else(|| {
+                (self.env)("HOME").map(|h| Path::new(&h).join(".huaweicloud").join("credentials"))
+            })
     }
 
     /// The provider for a `credentials:` block at `key`, or the first of the chain
     /// that yields. `Ok(None)`: nothing yields.
-    pub fn resolve(&self, block: Option<&CredentialsConfig>, key: &str) -> Result<Option<CredentialProvider>, CredentialsError> {
+    pub fn resolve(
+        &self,
+        block: Option<&CredentialsConfig>,
+        key: &str,
+    ) -> Result<Option<CredentialProvider>, CredentialsError> {
         if let Some(config) = block {
             let current = config.resolve(key)?;
             return Ok(Some(CredentialProvider::with(
-                Kind::Config { key: key.to_string(), config: config.clone() },
+                Kind::Config {
+                    key: key.to_string(),
+                    config: config.clone(),
+                },
                 Some(current),
             )));
         }
         if let Some(c) = credentials::from_env(self.env) {
             return Ok(Some(CredentialProvider::with(Kind::Environment, Some(c))));
         }
-        if let Some(path) = self.credentials_file() {
-            let explicit = (self.env)(ENV_CREDENTIALS_FILE).is_some_and(|p| !p.is_empty());
+        // The SDKs skip a credentials file that does not exist; one that exists must be usable.
+        if let Some(path) = self.credentials_file().filter(|p| p.exists()) {
             match read_sdk_file(&path) {
-                Ok(Some(c)) => return Ok(Some(CredentialProvider::with(Kind::File(path), Some(c)))),
-                // A file named explicitly must be usable; the default one may be absent.
-                Ok(None) if explicit => {
+                Ok(Some(c)) => {
+                    return Ok(Some(CredentialProvider::with(Kind::File(path), Some(c))))
+                }
+                Ok(None) => {
                     return Err(CredentialsError {
                         key: ENV_CREDENTIALS_FILE.into(),
-                        message: format!("{} has no [basic] section with ak and sk", path.display()),
+                        message: format!(
+                            "{} has no [basic] section with ak and sk",
+                            path.display()
+                        ),
                     })
                 }
-                Err(e) if explicit || path.exists() => return Err(CredentialsError { key: ENV_CREDENTIALS_FILE.into(), message: e }),
-                _ => {}
+                Err(e) => {
+                    return Err(CredentialsError {
+                        key: ENV_CREDENTIALS_FILE.into(),
+                        message: e,
+                    })
+                }
             }
         }
         if let Some(m) = self.ecs_metadata {
-            return Ok(Some(CredentialProvider::with(Kind::EcsMetadata(m.clone()), None)));
+            return Ok(Some(CredentialProvider::with(
+                Kind::EcsMetadata(m.clone()),
+                None,
+            )));
         }
         Ok(None)
     }
@@ -173,7 +207,8 @@ impl Chain<'_> {
 
 /// Reads the SDK credentials file. `Ok(None)` when it lacks `[basic]` ak and sk.
 pub fn read_sdk_file(path: &Path) -> Result<Option<Credentials>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut section = String::new();
     let (mut ak, mut sk, mut token) = (None, None, None);
     for line in text.lines() {
@@ -188,7 +223,9 @@ pub fn read_sdk_file(path: &Path) -> Result<Option<Credentials>, String> {
         if section != "basic" {
             continue;
         }
-        let Some((k, v)) = line.split_once('=').or_else(|| line.split_once(':')) else { continue };
+        let Some((k, v)) = line.split_once('=').or_else(|| line.split_once(':')) else {
+            continue;
+        };
         let v = v.trim().to_string();
         match k.trim().to_ascii_lowercase().as_str() {
             "ak" => ak = Some(v),
@@ -197,15 +234,17 @@ pub fn read_sdk_file(path: &Path) -> Result<Option<Credentials>, String> {
             _ => {}
         }
     }
-    Ok(match (ak.filter(|v| !v.is_empty()), sk.filter(|v| !v.is_empty())) {
-        (Some(ak), Some(sk)) => Some(Credentials {
-            access_key_id: ak,
-            secret_access_key: Secret::new(sk),
-            security_token: token.filter(|t| !t.is_empty()).map(Secret::new),
-            source: format!("SDK credentials file {}", path.display()),
-        }),
-        _ => None,
-    })
+    Ok(
+        match (ak.filter(|v| !v.is_empty()), sk.filter(|v| !v.is_empty())) {
+            (Some(ak), Some(sk)) => Some(Credentials {
+                access_key_id: ak,
+                secret_access_key: Secret::new(sk),
+                security_token: token.filter(|t| !t.is_empty()).map(Secret::new),
+                source: format!("SDK credentials file {}", path.display()),
+            }),
+            _ => None,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -218,7 +257,10 @@ mod tests {
         let path = dir.path().join("credentials");
         std::fs::write(&path, "# mine\n[other]\nak = NO\n[basic]\nak = FILEAK\nsk = FILESK\nproject_id = 1bed856811654c1cb661a6ca845ebc77\nsecurity_token = T\n").unwrap();
         let c = read_sdk_file(&path).unwrap().unwrap();
-        assert_eq!((c.access_key_id.as_str(), c.secret_access_key.expose()), ("FILEAK", "FILESK"));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.secret_access_key.expose()),
+            ("FILEAK", "FILESK")
+        );
         assert_eq!(c.security_token.unwrap().expose(), "T");
         std::fs::write(&path, "[basic]\nak = ONLYAK\n").unwrap();
         assert!(read_sdk_file(&path).unwrap().is_none());
@@ -236,19 +278,65 @@ mod tests {
             ENV_CREDENTIALS_FILE => Some(file_s.clone()),
             _ => None,
         };
-        let chain = Chain { env: &env_all, ecs_metadata: None };
-        let block = CredentialsConfig { access_key_id: Some("CFGAK".into()), secret_access_key: Some(Secret::new("S")), ..Default::default() };
-        assert_eq!(chain.resolve(Some(&block), "credentials").unwrap().unwrap().kind(), "config");
-        assert_eq!(chain.resolve(None, "credentials").unwrap().unwrap().kind(), "environment");
+        let chain = Chain {
+            env: &env_all,
+            ecs_metadata: None,
+        };
+        let block = CredentialsConfig {
+            access_key_id: Some("CFGAK".into()),
+            secret_access_key: Some(Secret::new("S")),
+            ..Default::default()
+        };
+        assert_eq!(
+            chain
+                .resolve(Some(&block), "credentials")
+                .unwrap()
+                .unwrap()
+                .kind(),
+            "config"
+        );
+        assert_eq!(
+            chain.resolve(None, "credentials").unwrap().unwrap().kind(),
+            "environment"
+        );
         let env_file = |k: &str| (k == ENV_CREDENTIALS_FILE).then(|| file_s.clone());
-        let chain = Chain { env: &env_file, ecs_metadata: None };
+        let chain = Chain {
+            env: &env_file,
+            ecs_metadata: None,
+        };
         let p = chain.resolve(None, "credentials").unwrap().unwrap();
         assert_eq!(p.kind(), "credentials_file");
         assert_eq!(p.current().unwrap().access_key_id, "FILEAK");
         let nothing = |_: &str| None;
-        assert!(Chain { env: &nothing, ecs_metadata: None }.resolve(None, "credentials").unwrap().is_none());
-        let missing = |k: &str| (k == ENV_CREDENTIALS_FILE).then(|| "/nonexistent/credentials".to_string());
-        assert!(Chain { env: &missing, ecs_metadata: None }.resolve(None, "credentials").is_err(), "a named file must exist");
+        assert!(Chain {
+            env: &nothing,
+            ecs_metadata: None
+        }
+        .resolve(None, "credentials")
+        .unwrap()
+        .is_none());
+        let missing =
+            |k: &str| (k == ENV_CREDENTIALS_FILE).then(|| "/nonexistent/credentials".to_string());
+        assert!(
+            Chain {
+                env: &missing,
+                ecs_metadata: None
+            }
+            .resolve(None, "credentials")
+            .unwrap()
+            .is_none(),
+            "a missing file is skipped"
+        );
+        std::fs::write(&file, "[basic]\nak = ONLY\n").unwrap();
+        assert!(
+            Chain {
+                env: &env_file,
+                ecs_metadata: None
+            }
+            .resolve(None, "credentials")
+            .is_err(),
+            "an unusable file is an error"
+        );
     }
 
     #[test]
@@ -256,7 +344,10 @@ mod tests {
         let p = CredentialProvider::with(Kind::Environment, None);
         p.expires_at.store(Some(Arc::new(100_000.0)));
         // Long-lived: 40 minutes before expiry.
-        assert_eq!(p.refresh_delay(10_000.0, 10_000.0), Some(Duration::from_secs_f64(100_000.0 - 2400.0 - 10_000.0)));
+        assert_eq!(
+            p.refresh_delay(10_000.0, 10_000.0),
+            Some(Duration::from_secs_f64(100_000.0 - 2400.0 - 10_000.0))
+        );
         // Short-lived (10 s): half-way.
         p.expires_at.store(Some(Arc::new(110.0)));
         assert_eq!(p.refresh_delay(100.0, 100.0), Some(Duration::from_secs(5)));

@@ -35,6 +35,7 @@ struct Credential {
 
 impl EcsMetadata {
     pub fn new(base: Url, timeout: Duration) -> Result<Self, String> {
+        crate::ims::client::ensure_crypto_provider();
         // The metadata service is link-local plain HTTP: never through a proxy.
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -62,25 +63,40 @@ impl EcsMetadata {
             .send()
             .await
         {
-            Ok(r) if r.status().is_success() => r.text().await.ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+            Ok(r) if r.status().is_success() => r
+                .text()
+                .await
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
             _ => None,
         };
         let mut req = self.http.get(self.url("/openstack/latest/securitykey"));
         if let Some(t) = &token {
             req = req.header("X-Metadata-Token", t);
         }
-        let resp = req.send().await.map_err(|e| format!("metadata service {}: {e}", self.base_url()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("metadata service {}: {e}", self.base_url()))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("metadata service {}: HTTP {status} for the security key (is an agency bound to this server?)", self.base_url()));
         }
-        let body: SecurityKey = resp
-            .json()
-            .await
-            .map_err(|e| format!("metadata service {}: unexpected security key response: {e}", self.base_url()))?;
+        let body: SecurityKey = resp.json().await.map_err(|e| {
+            format!(
+                "metadata service {}: unexpected security key response: {e}",
+                self.base_url()
+            )
+        })?;
         let c = body.credential;
-        let expires_at = parse_timestamp(&c.expires_at)
-            .ok_or_else(|| format!("metadata service {}: expires_at {:?} is not a time", self.base_url(), c.expires_at))?;
+        let expires_at = parse_timestamp(&c.expires_at).ok_or_else(|| {
+            format!(
+                "metadata service {}: expires_at {:?} is not a time",
+                self.base_url(),
+                c.expires_at
+            )
+        })?;
         Ok((
             Credentials {
                 access_key_id: c.access,

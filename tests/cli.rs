@@ -14,6 +14,10 @@ fn run(args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_remove("HUAWEICLOUD_SDK_AK")
         .env_remove("HUAWEICLOUD_SDK_SK")
+        .env(
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+            "/nonexistent/ims-exporter-test-credentials",
+        )
         .output()
         .expect("run ims-exporter");
     (

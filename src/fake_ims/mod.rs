@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod demo;
+pub mod metadata;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -71,7 +72,9 @@ struct FakeImage {
 #[derive(Debug, Default)]
 struct Inner {
     /// AK → (SK, required security token).
-    accounts: HashMap<String, (Secret, Option<String>)>,
+    accounts: HashMap<String, Account>,
+    /// IAM projects: (ID, name).
+    projects: Vec<(String, String)>,
     /// (project_id, image_id) → image.
     images: BTreeMap<(String, String), FakeImage>,
     faults: HashMap<String, Fault>,
@@ -82,6 +85,14 @@ struct Inner {
 }
 
 /// Shared, mutable state of the fake; tests change it while the exporter polls.
+/// A key pair the fake accepts; temporary ones carry a token and expire.
+#[derive(Debug, Clone)]
+struct Account {
+    sk: Secret,
+    token: Option<String>,
+    expires: Option<std::time::SystemTime>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct FakeState(Arc<Mutex<Inner>>);
 
@@ -92,10 +103,33 @@ impl FakeState {
     }
 
     pub fn add_account(&self, access_key: &str, secret_key: &str, security_token: Option<&str>) {
-        self.lock().accounts.insert(
-            access_key.into(),
-            (Secret::new(secret_key), security_token.map(str::to_string)),
-        );
+        let account = Account {
+            sk: Secret::new(secret_key),
+            token: security_token.map(str::to_string),
+            expires: None,
+        };
+        self.lock().accounts.insert(access_key.into(), account);
+    }
+
+    /// Temporary credentials, refused after `expires`.
+    pub fn add_temporary_account(
+        &self,
+        access_key: &str,
+        secret_key: &str,
+        token: &str,
+        expires: std::time::SystemTime,
+    ) {
+        let account = Account {
+            sk: Secret::new(secret_key),
+            token: Some(token.into()),
+            expires: Some(expires),
+        };
+        self.lock().accounts.insert(access_key.into(), account);
+    }
+
+    /// An IAM project the fake's `GET /v3/projects` lists.
+    pub fn add_project(&self, project_id: &str, name: &str) {
+        self.lock().projects.push((project_id.into(), name.into()));
     }
 
     pub fn remove_account(&self, access_key: &str) {
@@ -285,6 +319,7 @@ pub fn router(state: FakeState) -> Router {
             get(get_member),
         )
         .route("/v2/cloudimages", get(list_images))
+        .route("/v3/projects", get(list_projects))
         .fallback(not_found)
         .with_state(state)
 }
@@ -397,9 +432,14 @@ fn authenticate(
         return deny("Incorrect IAM authentication information: request expired (X-Sdk-Date too far from now)");
     }
     let account = state.lock().accounts.get(&auth.access_key).cloned();
-    let Some((sk, token)) = account else {
+    let Some(Account { sk, token, expires }) = account else {
         return deny("Incorrect IAM authentication information: unknown access key");
     };
+    if expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
+        return deny(
+            "Incorrect IAM authentication information: the temporary credentials have expired",
+        );
+    }
     if let Some(required) = token {
         let given = headers
             .get("x-security-token")
@@ -719,4 +759,32 @@ async fn list_images(
         }
     }
     json_response(StatusCode::OK, &rid, body.to_string())
+}
+
+/// `GET /v3/projects?name=`: IAM's project listing, filtered by name.
+async fn list_projects(
+    State(state): State<FakeState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id();
+    state.lock().requests += 1;
+    if let Err(resp) = authenticate(&state, &method, &uri, &headers, &rid) {
+        return resp;
+    }
+    let query = parse_query(uri.query());
+    let name = query_value(&query, "name");
+    let projects: Vec<serde_json::Value> = state
+        .lock()
+        .projects
+        .iter()
+        .filter(|(_, n)| name.is_none_or(|want| want == n))
+        .map(|(id, n)| json!({"id": id, "name": n, "domain_id": "d0000000000000000000000000000000", "enabled": true, "is_domain": false}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &rid,
+        json!({"projects": projects, "links": {"self": "/v3/projects"}}).to_string(),
+    )
 }

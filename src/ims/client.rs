@@ -18,9 +18,9 @@ use super::model::{ImageList, ImageSummary, Member, MemberList};
 use super::retry::{self, RetryPolicy};
 use crate::config::{ClientOptions, Discover, Target};
 use crate::credential_provider::CredentialProvider;
-use crate::ratelimit::TokenBucket;
 use crate::ids::{ImageId, MemberId};
 use crate::metrics::SelfMetrics;
+use crate::ratelimit::TokenBucket;
 use crate::signer::{self, RequestParts};
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
@@ -109,8 +109,7 @@ fn host_header(url: &Url) -> String {
 impl ImsClient {
     /// A client with the config's timeout, concurrency limit, retry policy and body cap.
     pub fn new(config: &ClientOptions, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a default TLS provider; ring builds fast and small.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
@@ -301,9 +300,17 @@ impl ImsClient {
             name: String,
         }
         let op = OP_LIST_PROJECTS;
-        let url = build_url(iam_endpoint, &["v3", "projects"], &[("name", region)])
-            .map_err(|message| ApiError::Signing { operation: op, message })?;
-        let ctx = CallContext { credentials, project_id: None, rate_limit: None };
+        let url = build_url(iam_endpoint, &["v3", "projects"], &[("name", region)]).map_err(
+            |message| ApiError::Signing {
+                operation: op,
+                message,
+            },
+        )?;
+        let ctx = CallContext {
+            credentials,
+            project_id: None,
+            rate_limit: None,
+        };
         let found: Projects = self.get_json(op, &ctx, url).await?;
         Ok(found.projects.into_iter().map(|p| (p.id, p.name)).collect())
     }
@@ -534,6 +541,12 @@ struct RawResponse {
     request_id: Option<String>,
     retry_after: Option<Duration>,
     body: Vec<u8>,
+}
+
+/// reqwest is built without a default TLS provider (ring builds fast and small), so
+/// one must be installed before any client is built; this does it once.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Reads PEM certificates to trust in addition to the system's.

@@ -80,6 +80,11 @@ impl Exporter {
             .env_remove("HUAWEICLOUD_SDK_AK")
             .env_remove("HUAWEICLOUD_SDK_SK")
             .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+            // Never the developer's own ~/.huaweicloud/credentials.
+            .env(
+                "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+                "/nonexistent/ims-exporter-test-credentials",
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in envs {

@@ -1,0 +1,351 @@
+//! Credentials found the way the official SDKs find them, kept fresh, and several
+//! accounts in one exporter; project IDs looked up through IAM.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ims_exporter::fake_ims::metadata::FakeMetadata;
+use ims_exporter::fake_ims::{member, FakeIms};
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+const IMG2: &str = "370befec-a369-475e-a224-44a45927a8fe";
+const PROJECT2: &str = "2c3d4e5f60718293a4b5c6d7e8f90a1b";
+
+async fn fake() -> FakeIms {
+    let fake = start_fake().await;
+    for (project, img) in [(PROJECT, IMG), (PROJECT2, IMG2)] {
+        fake.state.put_member(
+            project,
+            member(
+                img,
+                "edc89b490d7d4392898e19b2deb34797",
+                "project",
+                "accepted",
+                "2025-01-01T00:00:00Z",
+                "2025-01-01T00:00:00Z",
+                None,
+            ),
+        );
+    }
+    fake
+}
+
+/// A config for IMG with `credentials` (a YAML block or "") and `extra` top-level keys.
+fn config(dir: &std::path::Path, endpoint: &str, credentials: &str, extra: &str) -> String {
+    let text = format!(
+        "poll_interval: 1s\nrequest_timeout: 5s\n{extra}\n{credentials}\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n      - id: {IMG}\n"
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn check(config: &str, envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["--config.file", config, "--config.check"])
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env(
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+            "/nonexistent/ims-exporter-test-credentials",
+        );
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn polls_ok(exporter: &Exporter, image: &str) -> Vec<Sample> {
+    exporter.wait_ready().await;
+    let s = exporter.scrape_samples().await;
+    assert_eq!(
+        value(&s, "ims_image_poll_success", &[("image_id", image)]),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_credentials_file_is_used() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(
+        &file,
+        format!("[basic]\nak = {AK}\nsk = {SK}\nproject_id = {PROJECT}\n"),
+    )
+    .unwrap();
+    let cfg = config(dir.path(), &fake.endpoint(), "", "");
+    let file = file.to_str().unwrap();
+    let (code, stdout, stderr) = check(&cfg, &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "credentials: SDK credentials file {file}, access key {AK}"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SK));
+    let exporter = Exporter::start(
+        &["--config.file", &cfg],
+        &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file)],
+    )
+    .await;
+    polls_ok(&exporter, IMG).await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn providers_are_tried_in_the_documented_order() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(&file, "[basic]\nak = FILEAK\nsk = FILESK\n").unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let block = format!("credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}");
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", "ENVAK"),
+        ("HUAWEICLOUD_SDK_SK", "ENVSK"),
+        ("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file.as_str()),
+    ];
+
+    let with_block = config(dir.path(), &fake.endpoint(), &block, "");
+    let (_, out, _) = check(&with_block, &env);
+    assert!(
+        out.contains("credentials: config file (credentials)"),
+        "1. config: {out}"
+    );
+    let without = config(dir.path(), &fake.endpoint(), "", "");
+    let (_, out, _) = check(&without, &env);
+    assert!(
+        out.contains("credentials: environment") && out.contains("ENVAK"),
+        "2. environment: {out}"
+    );
+    let (_, out, _) = check(&without, &env[2..]);
+    assert!(
+        out.contains("credentials: SDK credentials file") && out.contains("FILEAK"),
+        "3. file: {out}"
+    );
+    let (code, _, err) = check(&without, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no credentials") && err.contains("ecs_metadata"),
+        "nothing yields: {err}"
+    );
+
+    // At run time too: the config block wins over wrong keys further down the chain.
+    let with_block = config(dir.path(), &fake.endpoint(), &block, "");
+    let exporter = Exporter::start(&["--config.file", &with_block], &env).await;
+    polls_ok(&exporter, IMG).await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecs_metadata_credentials_are_refreshed_before_they_expire() {
+    let fake = fake().await;
+    // Credentials that live 4 s: the exporter must refresh them to keep polling.
+    let metadata = FakeMetadata::start(fake.state.clone(), Duration::from_secs(4))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &fake.endpoint(),
+        "",
+        &format!("ecs_metadata:\n  url: {}", metadata.url()),
+    );
+    let (code, out, err) = check(&cfg, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "credentials: ECS metadata service {}",
+            metadata.url()
+        )),
+        "{out}"
+    );
+
+    let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
+    let s = polls_ok(&exporter, IMG).await;
+    let first_expiry = value(
+        &s,
+        "ims_exporter_credentials_expiry_timestamp_seconds",
+        &[("provider", "ecs_metadata")],
+    )
+    .unwrap();
+    let first_success = value(
+        &s,
+        "ims_image_last_success_timestamp_seconds",
+        &[("image_id", IMG)],
+    )
+    .unwrap();
+    // Well past the first credentials' lifetime, polls still succeed with fresh ones.
+    let s = wait_for("polls past two lifetimes", async || {
+        let s = exporter.scrape_samples().await;
+        let last = value(
+            &s,
+            "ims_image_last_success_timestamp_seconds",
+            &[("image_id", IMG)],
+        )?;
+        (last > first_success + 8.0).then_some(s)
+    })
+    .await;
+    assert!(
+        metadata.fetches() >= 3,
+        "fetched {} times",
+        metadata.fetches()
+    );
+    assert!(
+        value(
+            &s,
+            "ims_exporter_credentials_expiry_timestamp_seconds",
+            &[("provider", "ecs_metadata")]
+        )
+        .unwrap()
+            > first_expiry
+    );
+    assert!(
+        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")]).is_empty(),
+        "{}",
+        exporter.logs()
+    );
+    assert!(exporter.logs().contains("refreshed temporary credentials"));
+    let logs = exporter.logs();
+    assert!(
+        !logs.contains("tmp-sk-") && !logs.contains("tmp-token-"),
+        "temporary secrets must not be logged"
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_credentials_are_refreshed_once() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sk_file = dir.path().join("sk");
+    std::fs::write(&sk_file, SK).unwrap();
+    let block = format!(
+        "credentials:\n  access_key_id: {AK}\n  secret_access_key_file: {}",
+        sk_file.display()
+    );
+    let cfg = config(dir.path(), &fake.endpoint(), &block, "");
+    let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
+    polls_ok(&exporter, IMG).await;
+
+    // The key is rotated: the API gets the new secret and so does the file.
+    fake.state.add_account(AK, "ROTATED-SECRET", None);
+    std::fs::write(&sk_file, "ROTATED-SECRET\n").unwrap();
+    wait_for("a refresh after the rejection", async || {
+        exporter
+            .logs()
+            .contains("credentials rejected; refreshed them and retrying once")
+            .then_some(())
+    })
+    .await;
+    let s = exporter.scrape_samples().await;
+    assert!(
+        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")]).is_empty(),
+        "the retry with the new secret succeeded"
+    );
+
+    // Rejected again, and the file has nothing new: one refresh, then the failure is reported.
+    fake.state.add_account(AK, "ANOTHER-SECRET", None);
+    let s = wait_for("the auth failure", async || {
+        let s = exporter.scrape_samples().await;
+        value(
+            &s,
+            "ims_image_poll_errors_total",
+            &[("image_id", IMG), ("reason", "auth")],
+        )
+        .map(|_| s)
+    })
+    .await;
+    assert_eq!(
+        value(&s, "ims_image_poll_success", &[("image_id", IMG)]),
+        Some(0.0)
+    );
+    let logs = exporter.logs();
+    assert!(
+        !logs.contains("ROTATED-SECRET") && !logs.contains("ANOTHER-SECRET"),
+        "{logs}"
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_target_credentials_watch_two_accounts() {
+    let fake = fake().await;
+    fake.state.add_account("AK2", "SK2", None);
+    fake.state.remove_account(AK);
+    fake.state.add_account("AK1", "SK1", None);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "poll_interval: 1s\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {ep}\n    credentials:\n      access_key_id: AK1\n      secret_access_key: SK1\n    images:\n      - id: {IMG}\n  - region: {REGION}\n    project_id: {PROJECT2}\n    endpoint: {ep}\n    credentials:\n      access_key_id: AK2\n      secret_access_key: SK2\n    images:\n      - id: {IMG2}\n",
+        ep = fake.endpoint()
+    );
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out, err) = check(cfg.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("targets[0].credentials") && out.contains("targets[1].credentials"),
+        "{out}"
+    );
+    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    polls_ok(&exporter, IMG).await;
+    polls_ok(&exporter, IMG2).await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_omitted_project_id_is_looked_up_through_iam() {
+    let fake = fake().await;
+    fake.state.add_project(PROJECT, REGION);
+    fake.state.add_project(PROJECT2, "ap-southeast-1");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |region: &str| {
+        let text = format!(
+            "poll_interval: 1s\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\ntargets:\n  - region: {region}\n    endpoint: {ep}\n    iam_endpoint: {ep}\n    images:\n      - id: {IMG}\n",
+            ep = fake.endpoint()
+        );
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, text).unwrap();
+        cfg.to_str().unwrap().to_string()
+    };
+    let cfg = write(REGION);
+    let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
+    let s = polls_ok(&exporter, IMG).await;
+    assert_eq!(
+        find(
+            &s,
+            "ims_image_poll_success",
+            &[("project_id", PROJECT), ("image_id", IMG)]
+        )
+        .len(),
+        1
+    );
+    assert!(exporter.logs().contains("looked up project ID through IAM"));
+
+    // No such project, or two of them: a clear error at start.
+    let (code, _, err) = check(&write("eu-west-101"), &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("targets[0].project_id") && err.contains("no project named eu-west-101"),
+        "{err}"
+    );
+    fake.state
+        .add_project("3d4e5f60718293a4b5c6d7e8f90a1b2c", REGION);
+    let (code, _, err) = check(&write(REGION), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("2 projects are named cn-north-4"), "{err}");
+    fake.stop().await;
+}
