@@ -76,6 +76,8 @@ struct FileConfig {
     max_concurrent_requests: i64,
     #[serde(default = "default_discovery_interval", with = "humantime_serde")]
     discovery_interval: Duration,
+    #[serde(default = "default_true")]
+    member_metrics: bool,
     #[serde(default)]
     retry: FileRetry,
     #[serde(default)]
@@ -251,6 +253,8 @@ pub struct Config {
     pub page_size: u32,
     pub max_concurrent_requests: usize,
     pub discovery_interval: Duration,
+    /// Per-member series (info, timestamps, age); off: counts and unexpected only.
+    pub member_metrics: bool,
     pub retry: RetryPolicy,
     pub max_response_bytes: usize,
     /// Extra CA certificates (PEM) to trust for the API endpoints.
@@ -697,6 +701,7 @@ pub async fn build(
         page_size: raw.page_size as u32,
         max_concurrent_requests: raw.max_concurrent_requests as usize,
         discovery_interval: raw.discovery_interval,
+        member_metrics: raw.member_metrics,
         retry: client.retry,
         max_response_bytes: client.max_response_bytes,
         ca_file: client.ca_file,

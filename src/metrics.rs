@@ -474,6 +474,9 @@ impl Collector for SnapshotCollector {
                 Ok(())
             },
         )?;
+        if !snap.member_metrics {
+            return Ok(());
+        }
         family(
             &mut e,
             "ims_image_member_info",

@@ -79,6 +79,7 @@ impl Poller {
             .map(|t| (t.region.as_str().into(), t.project_id.as_str().into()))
             .collect();
         let slots = store.set_targets(&keys);
+        store.set_member_metrics(config.member_metrics);
         let targets = config
             .targets
             .iter()

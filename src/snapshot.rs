@@ -231,6 +231,7 @@ pub struct Snapshot {
     pub targets: Vec<Arc<TargetStatus>>,
     /// (provider kind, expiry) of temporary credentials in use.
     pub credential_expiry: Vec<(&'static str, f64)>,
+    pub member_metrics: bool,
 }
 
 impl Snapshot {
@@ -289,6 +290,8 @@ impl TargetSlot {
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
     credentials: ArcSwap<Vec<Arc<CredentialProvider>>>,
+    /// `member_metrics: false` turns this on: no per-member series.
+    no_member_metrics: AtomicBool,
     targets: ArcSwap<Vec<Arc<TargetSlot>>>,
     ready: AtomicBool,
 }
@@ -296,6 +299,10 @@ pub struct Store {
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn set_member_metrics(&self, on: bool) {
+        self.no_member_metrics.store(!on, Ordering::Relaxed);
     }
 
     /// The credential providers in use, for their expiry.
@@ -370,6 +377,7 @@ impl Store {
                 .iter()
                 .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
                 .collect(),
+            member_metrics: !self.no_member_metrics.load(Ordering::Relaxed),
         }
     }
 

@@ -228,3 +228,60 @@ fn the_example_config_is_valid() {
     );
     assert!(stdout.contains("credentials: environment"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_metrics_false_keeps_counts_and_unexpected_only() {
+    let fake = start_fake().await;
+    fake.state.put_member(
+        PROJECT,
+        member(
+            IMG,
+            "edc89b490d7d4392898e19b2deb34797",
+            "project",
+            "accepted",
+            "2023-08-23T04:07:52Z",
+            "2023-08-23T04:07:52Z",
+            None,
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &fake.endpoint(),
+        &[IMG],
+        "member_metrics: false",
+    );
+    let path = path.to_str().unwrap().to_string();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&["--config.file", &path, "--once"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let samples = parse_exposition(&stdout);
+    assert_eq!(
+        value(
+            &samples,
+            "ims_image_members",
+            &[("member_type", "project"), ("status", "accepted")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ims_image_unexpected_members",
+            &[("image_id", IMG)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(find(&samples, "ims_image_member_unexpected", &[]).len(), 1);
+    for family in [
+        "ims_image_member_info",
+        "ims_image_member_created_timestamp_seconds",
+        "ims_image_member_updated_timestamp_seconds",
+        "ims_image_member_update_age_seconds",
+    ] {
+        assert!(find(&samples, family, &[]).is_empty(), "{family} is off");
+    }
+    fake.stop().await;
+}
