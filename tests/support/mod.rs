@@ -376,3 +376,6 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.
+pub mod services;
