@@ -19,6 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::ims::error::Reason;
 use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -290,12 +291,18 @@ impl Collector for SnapshotCollector {
                 |f| ConstGauge::new(secs).encode(f),
             )?;
         }
-        family(&mut e, "ims_exporter_credentials_expiry_timestamp_seconds", "Unix time the temporary credentials in use expire (they are refreshed before).", MetricType::Gauge, |mut f| {
-            for (provider, expiry) in &snap.credential_expiry {
-                gauge(&mut f, &[("provider", *provider)], *expiry)?;
-            }
-            Ok(())
-        })?;
+        family(
+            &mut e,
+            "ims_exporter_credentials_expiry_timestamp_seconds",
+            "Unix time the temporary credentials in use expire (they are refreshed before).",
+            MetricType::Gauge,
+            |mut f| {
+                for (provider, expiry) in &snap.credential_expiry {
+                    gauge(&mut f, &[("provider", *provider)], *expiry)?;
+                }
+                Ok(())
+            },
+        )?;
         let targets = &snap.targets;
         let target_labels = |t: &'_ TargetStatus| {
             [
@@ -374,12 +381,14 @@ impl Collector for SnapshotCollector {
             "Failed polls of the image by reason.",
             MetricType::Counter,
             |mut f| {
-                for s in images {
-                    for (reason, n) in &s.errors {
+                // Every reason from the first poll on, at 0 until it happens.
+                for s in images.iter().filter(|s| s.last_poll_ok.is_some()) {
+                    for reason in Reason::ALL {
+                        let n = s.errors.get(&reason).copied().unwrap_or(0);
                         counter(
                             &mut f,
                             &labels(image_labels(s), [("reason", reason.as_str())]),
-                            *n,
+                            n,
                         )?;
                     }
                 }

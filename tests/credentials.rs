@@ -214,7 +214,9 @@ async fn ecs_metadata_credentials_are_refreshed_before_they_expire() {
             > first_expiry
     );
     assert!(
-        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")]).is_empty(),
+        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")])
+            .iter()
+            .all(|e| e.value == 0.0),
         "{}",
         exporter.logs()
     );
@@ -241,9 +243,10 @@ async fn rejected_credentials_are_refreshed_once() {
     let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
     polls_ok(&exporter, IMG).await;
 
-    // The key is rotated: the API gets the new secret and so does the file.
-    fake.state.add_account(AK, "ROTATED-SECRET", None);
+    // The key is rotated: the file gets the new secret first (the exporter keeps the
+    // old one in memory), then the API switches to it and rejects the old one.
     std::fs::write(&sk_file, "ROTATED-SECRET\n").unwrap();
+    fake.state.add_account(AK, "ROTATED-SECRET", None);
     wait_for("a refresh after the rejection", async || {
         exporter
             .logs()
@@ -253,7 +256,9 @@ async fn rejected_credentials_are_refreshed_once() {
     .await;
     let s = exporter.scrape_samples().await;
     assert!(
-        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")]).is_empty(),
+        find(&s, "ims_image_poll_errors_total", &[("reason", "auth")])
+            .iter()
+            .all(|e| e.value == 0.0),
         "the retry with the new secret succeeded"
     );
 

@@ -93,7 +93,12 @@ async fn transient_failures_are_retried_and_counted() {
         ),
         Some(2.0)
     );
-    assert!(find(&s, "ims_image_poll_errors_total", &[]).is_empty());
+    assert!(
+        find(&s, "ims_image_poll_errors_total", &[])
+            .iter()
+            .all(|e| e.value == 0.0),
+        "no poll failed"
+    );
     fake.stop().await;
 }
 

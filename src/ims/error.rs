@@ -95,6 +95,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, so that counters can start at 0 (then `increase()` sees the first).
+    pub const ALL: [Reason; 10] = [
+        Reason::Auth,
+        Reason::Throttled,
+        Reason::NotFound,
+        Reason::Http4xx,
+        Reason::Http5xx,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Decode,
+        Reason::TooLarge,
+        Reason::Paging,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Auth => "auth",
