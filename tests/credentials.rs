@@ -266,12 +266,12 @@ async fn rejected_credentials_are_refreshed_once() {
     fake.state.add_account(AK, "ANOTHER-SECRET", None);
     let s = wait_for("the auth failure", async || {
         let s = exporter.scrape_samples().await;
-        value(
+        let errors = value(
             &s,
             "ims_image_poll_errors_total",
             &[("image_id", IMG), ("reason", "auth")],
-        )
-        .map(|_| s)
+        )?;
+        (errors >= 1.0).then_some(s)
     })
     .await;
     assert_eq!(
