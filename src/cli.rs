@@ -82,6 +82,19 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
 
+    /// Replicas sharing the work: each polls only the images that hash to it.
+    #[arg(long = "shard.count", value_name = "N", default_value_t = 1)]
+    pub shard_count: u32,
+
+    /// This replica's index, 0-based (a StatefulSet pod name like `ims-exporter-2` works).
+    #[arg(
+        long = "shard.index",
+        value_name = "I",
+        env = "SHARD_INDEX",
+        default_value = "0"
+    )]
+    pub shard_index: String,
+
     /// Poll every image once, print the metrics to stdout and exit: 0 if every image
     /// succeeded, 1 otherwise (for cron and the node_exporter textfile collector).
     #[arg(long)]

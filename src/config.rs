@@ -20,6 +20,7 @@ use crate::ecs_metadata::EcsMetadata;
 use crate::ids::{ImageId, MemberId, ProjectId};
 use crate::ims::retry::RetryPolicy;
 use crate::ratelimit::{Rate, TokenBucket};
+use crate::shard::Shard;
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
@@ -255,6 +256,8 @@ pub struct Config {
     pub discovery_interval: Duration,
     /// Per-member series (info, timestamps, age); off: counts and unexpected only.
     pub member_metrics: bool,
+    /// Which images this replica polls (from the command line, not the file).
+    pub shard: Shard,
     pub retry: RetryPolicy,
     pub max_response_bytes: usize,
     /// Extra CA certificates (PEM) to trust for the API endpoints.
@@ -360,13 +363,26 @@ pub struct Discover {
 }
 
 impl Config {
+    /// Configured images this replica polls.
     pub fn image_count(&self) -> usize {
-        self.targets.iter().map(|t| t.images.len()).sum()
+        self.targets
+            .iter()
+            .map(|t| {
+                t.images
+                    .iter()
+                    .filter(|i| self.shard.owns(t.project_id.as_str(), i.id.as_str()))
+                    .count()
+            })
+            .sum()
     }
 
     /// Where each target's credentials come from, for `--config.check`.
     pub fn credential_sources(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.targets.iter().map(|t| t.credentials.describe()).collect();
+        let mut out: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.credentials.describe())
+            .collect();
         out.dedup();
         out
     }
@@ -394,16 +410,23 @@ pub struct LookupRequest {
 
 /// Resolves omitted project IDs (IAM, with a cache); see `crate::iam`.
 pub trait ProjectLookup {
-    fn lookup<'a>(&'a self, request: &'a LookupRequest) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>>;
+    fn lookup<'a>(
+        &'a self,
+        request: &'a LookupRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>>;
 }
 
 /// For configs that name every project ID.
 struct NoLookup;
 
 impl ProjectLookup for NoLookup {
-    fn lookup<'a>(&'a self, _: &'a LookupRequest) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>> {
+    fn lookup<'a>(
+        &'a self,
+        _: &'a LookupRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<ProjectId, String>> + Send + 'a>> {
         Box::pin(std::future::ready(Err(
-            "must be set here (looking it up through IAM happens only when the exporter starts)".to_string(),
+            "must be set here (looking it up through IAM happens only when the exporter starts)"
+                .to_string(),
         )))
     }
 }
@@ -416,17 +439,30 @@ pub async fn load(
     projects: &dyn ProjectLookup,
 ) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
     build(&text, &file, env, projects).await
 }
 
 /// Validates a config whose targets all name their project ID.
-pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     // With `NoLookup` nothing waits, so one poll completes the future.
     let mut fut = std::pin::pin!(build(text, file, env, &NoLookup));
-    match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    match fut
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
         std::task::Poll::Ready(result) => result,
-        std::task::Poll::Pending => Err(ConfigError::Parse { file: file.into(), message: "internal: config parsing waited".into() }),
+        std::task::Poll::Pending => Err(ConfigError::Parse {
+            file: file.into(),
+            message: "internal: config parsing waited".into(),
+        }),
     }
 }
 
@@ -537,12 +573,18 @@ pub async fn build(
         Some(m) => {
             let url = m.url.as_deref().unwrap_or(crate::ecs_metadata::DEFAULT_URL);
             let url = parse_endpoint(url, "").map_err(|m| invalid("ecs_metadata.url".into(), m))?;
-            Some(EcsMetadata::new(url, raw.request_timeout).map_err(|m| invalid("ecs_metadata".into(), m))?)
+            Some(
+                EcsMetadata::new(url, raw.request_timeout)
+                    .map_err(|m| invalid("ecs_metadata".into(), m))?,
+            )
         }
     };
     // The chain for targets without their own block: top-level block, environment,
     // SDK credentials file, ECS metadata. One provider, shared by those targets.
-    let chain = Chain { env, ecs_metadata: ecs_metadata.as_ref() };
+    let chain = Chain {
+        env,
+        ecs_metadata: ecs_metadata.as_ref(),
+    };
     let global = chain
         .resolve(raw.credentials.as_ref(), "credentials")
         .map_err(|e| invalid(e.key, e.message))?
@@ -570,8 +612,11 @@ pub async fn build(
                 format!("must be a region name like cn-north-4, got {:?}", t.region),
             ));
         }
-        let iam_endpoint = parse_endpoint(t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT), &t.region)
-            .map_err(|m| invalid(key("iam_endpoint"), m))?;
+        let iam_endpoint = parse_endpoint(
+            t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT),
+            &t.region,
+        )
+        .map_err(|m| invalid(key("iam_endpoint"), m))?;
         let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
             .or(global_rate)
             .map(|r| Arc::new(TokenBucket::new(r)));
@@ -609,7 +654,10 @@ pub async fn build(
                     iam_endpoint: iam_endpoint.clone(),
                     credentials: credentials.clone(),
                 };
-                projects.lookup(&request).await.map_err(|m| invalid(key("project_id"), m))?
+                projects
+                    .lookup(&request)
+                    .await
+                    .map_err(|m| invalid(key("project_id"), m))?
             }
         };
         if let Some(first) = targets
@@ -702,6 +750,7 @@ pub async fn build(
         max_concurrent_requests: raw.max_concurrent_requests as usize,
         discovery_interval: raw.discovery_interval,
         member_metrics: raw.member_metrics,
+        shard: Shard::default(),
         retry: client.retry,
         max_response_bytes: client.max_response_bytes,
         ca_file: client.ca_file,
@@ -898,7 +947,10 @@ targets:
             _ => None,
         };
         let c = parse(&text, "config.yaml", &env).unwrap();
-        assert_eq!(c.targets[0].credentials.current().unwrap().access_key_id, "EAK");
+        assert_eq!(
+            c.targets[0].credentials.current().unwrap().access_key_id,
+            "EAK"
+        );
     }
 
     #[test]

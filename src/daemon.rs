@@ -18,6 +18,7 @@ use crate::ims::ImsClient;
 use crate::metrics::{Metrics, SelfMetrics};
 use crate::poller::Poller;
 use crate::server::{self, ReloadRequest, ServeOptions};
+use crate::shard::Shard;
 use crate::snapshot::{now_unix, Store};
 use crate::{EXIT_FAILURE, EXIT_OK};
 
@@ -27,12 +28,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Where the configuration comes from, so that a reload reads it the same way.
 #[derive(Debug, Clone)]
 pub enum ConfigSource {
-    File(PathBuf),
+    /// A config file, and this replica's shard (from the command line).
+    File(PathBuf, Shard),
     /// The demo's generated config (reloading re-reads the same text).
-    Text {
-        name: String,
-        yaml: String,
-    },
+    Text { name: String, yaml: String },
 }
 
 impl ConfigSource {
@@ -41,8 +40,14 @@ impl ConfigSource {
     pub async fn load(&self, projects: &dyn ProjectLookup) -> Result<Config, ConfigError> {
         let env = |k: &str| std::env::var(k).ok();
         let config = match self {
-            ConfigSource::File(path) => config::load(path, &env, projects).await?,
-            ConfigSource::Text { name, yaml } => config::build(yaml, name, &|_| None, projects).await?,
+            ConfigSource::File(path, shard) => {
+                let mut config = config::load(path, &env, projects).await?;
+                config.shard = *shard;
+                config
+            }
+            ConfigSource::Text { name, yaml } => {
+                config::build(yaml, name, &|_| None, projects).await?
+            }
         };
         for provider in config.credential_providers() {
             if provider.current().is_none() {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod poller;
 pub mod ratelimit;
 pub mod server;
+pub mod shard;
 pub mod signer;
 pub mod snapshot;
 
@@ -81,7 +82,14 @@ async fn run_async(cli: Cli) -> u8 {
             yaml,
         }
     } else {
-        daemon::ConfigSource::File(cli.config_file.clone())
+        let shard = match shard::Shard::new(&cli.shard_index, cli.shard_count) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ims-exporter: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        daemon::ConfigSource::File(cli.config_file.clone(), shard)
     };
     let self_metrics = Arc::new(SelfMetrics::new());
     let projects = iam::ProjectResolver::new(self_metrics.clone());

@@ -277,8 +277,22 @@ impl Collector for SnapshotCollector {
         )?;
         family(
             &mut e,
+            "ims_exporter_shard_info",
+            "This replica's shard: index (0-based) of count; value is always 1.",
+            MetricType::Gauge,
+            |mut f| {
+                let (index, count) = (snap.shard.index.to_string(), snap.shard.count.to_string());
+                gauge(
+                    &mut f,
+                    &[("index", index.as_str()), ("count", count.as_str())],
+                    1.0,
+                )
+            },
+        )?;
+        family(
+            &mut e,
             "ims_images_monitored",
-            "Images this exporter monitors.",
+            "Images this exporter (this shard) monitors.",
             MetricType::Gauge,
             |f| ConstGauge::new(images.len() as i64).encode(f),
         )?;

@@ -80,6 +80,7 @@ impl Poller {
             .collect();
         let slots = store.set_targets(&keys);
         store.set_member_metrics(config.member_metrics);
+        store.set_shard(config.shard);
         let targets = config
             .targets
             .iter()
@@ -130,7 +131,9 @@ impl Poller {
                 .map(|(id, name)| (id, name))
                 .collect();
             let configured: HashSet<&ImageId> = target.images.iter().map(|i| &i.id).collect();
-            for image in &target.images {
+            let shard = self.config.shard;
+            let mine = |id: &ImageId| shard.owns(target.project_id.as_str(), id.as_str());
+            for image in target.images.iter().filter(|i| mine(&i.id)) {
                 let mut image = image.clone();
                 if image.name.is_none() {
                     image.name = found.get(&image.id).map(|n| n.to_string());
@@ -140,7 +143,7 @@ impl Poller {
             for (id, name) in discovered
                 .iter()
                 .flatten()
-                .filter(|(id, _)| !configured.contains(id))
+                .filter(|(id, _)| !configured.contains(id) && mine(id))
             {
                 planned.push((
                     ti,
@@ -220,7 +223,12 @@ impl Poller {
         }
         found.sort();
         found.dedup_by(|a, b| a.0 == b.0);
-        let count = found.len();
+        // What this shard polls, so that the shards' counts add up to the whole.
+        let shard = self.config.shard;
+        let count = found
+            .iter()
+            .filter(|(id, _)| shard.owns(target.project_id.as_str(), id.as_str()))
+            .count();
         run.slot.update(|s| {
             s.discovery = Some(DiscoveryStatus {
                 ok: true,

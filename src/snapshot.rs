@@ -17,6 +17,7 @@ use crate::config::Source;
 use crate::credential_provider::CredentialProvider;
 use crate::ims::error::Reason;
 use crate::ims::model::{parse_timestamp, Member};
+use crate::shard::Shard;
 
 /// Seconds since the Unix epoch, as metrics carry time.
 pub fn now_unix() -> f64 {
@@ -232,6 +233,7 @@ pub struct Snapshot {
     /// (provider kind, expiry) of temporary credentials in use.
     pub credential_expiry: Vec<(&'static str, f64)>,
     pub member_metrics: bool,
+    pub shard: Shard,
 }
 
 impl Snapshot {
@@ -292,6 +294,8 @@ pub struct Store {
     credentials: ArcSwap<Vec<Arc<CredentialProvider>>>,
     /// `member_metrics: false` turns this on: no per-member series.
     no_member_metrics: AtomicBool,
+    /// (index, count) of this replica.
+    shard: ArcSwap<Shard>,
     targets: ArcSwap<Vec<Arc<TargetSlot>>>,
     ready: AtomicBool,
 }
@@ -299,6 +303,10 @@ pub struct Store {
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn set_shard(&self, shard: Shard) {
+        self.shard.store(Arc::new(shard));
     }
 
     pub fn set_member_metrics(&self, on: bool) {
@@ -378,6 +386,7 @@ impl Store {
                 .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
                 .collect(),
             member_metrics: !self.no_member_metrics.load(Ordering::Relaxed),
+            shard: **self.shard.load(),
         }
     }
 

@@ -379,3 +379,6 @@ pub fn describe(out: &Output) -> String {
 
 /// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.
 pub mod services;
+
+/// The shipped dashboards' queries, for tests that run them.
+pub mod dashboards;

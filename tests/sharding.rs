@@ -1,0 +1,245 @@
+//! Scale-out: replicas that split the images by rendezvous hashing, and dashboards that
+//! show the same totals across shards as from one unsharded exporter.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ims_exporter::fake_ims::{member, FakeIms};
+use serde_json::Value;
+use support::dashboards::{all_vars, dashboard, panel_queries, substitute};
+use support::services::Prometheus;
+use support::*;
+
+const IMAGES: usize = 300;
+
+fn image(i: usize) -> String {
+    format!("{i:08x}-1111-4000-8000-000000000000")
+}
+
+/// 300 discoverable images, each shared with two members (one unexpected).
+async fn fleet() -> FakeIms {
+    let fake = start_fake().await;
+    for i in 0..IMAGES {
+        fake.state
+            .add_image(PROJECT, &image(i), &format!("golden-{i}"));
+        for (m, status) in [
+            ("edc89b490d7d4392898e19b2deb34797", "accepted"),
+            ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "pending"),
+        ] {
+            fake.state.put_member(
+                PROJECT,
+                member(
+                    &image(i),
+                    m,
+                    "project",
+                    status,
+                    "2025-01-01T00:00:00Z",
+                    "2025-01-02T00:00:00Z",
+                    None,
+                ),
+            );
+        }
+    }
+    fake
+}
+
+fn config(dir: &std::path::Path, fake: &FakeIms) -> String {
+    let text = format!(
+        "poll_interval: 1s\ndiscovery_interval: 1m\nmax_concurrent_requests: 16\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\nallowed_members: [edc89b490d7d4392898e19b2deb34797]\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
+        fake.endpoint()
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+async fn replicas(cfg: &str, count: usize) -> Vec<Exporter> {
+    let mut out = Vec::new();
+    for index in 0..count {
+        let (c, i) = (count.to_string(), index.to_string());
+        out.push(
+            Exporter::start(
+                &[
+                    "--config.file",
+                    cfg,
+                    "--shard.count",
+                    &c,
+                    "--shard.index",
+                    &i,
+                ],
+                &[],
+            )
+            .await,
+        );
+    }
+    for e in &out {
+        e.wait_ready().await;
+    }
+    out
+}
+
+/// Which images each replica exports.
+async fn assignment(replicas: &[Exporter]) -> Vec<BTreeSet<String>> {
+    let mut out = Vec::new();
+    for r in replicas {
+        let s = r.scrape_samples().await;
+        out.push(
+            find(&s, "ims_image_info", &[])
+                .iter()
+                .map(|s| s.label("image_id").to_string())
+                .collect(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_split_the_images_and_move_few_when_scaled() {
+    let fake = fleet().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &fake);
+    let three = replicas(&cfg, 3).await;
+    let by3 = assignment(&three).await;
+    let all: BTreeSet<String> = (0..IMAGES).map(image).collect();
+    let union: BTreeSet<String> = by3.iter().flatten().cloned().collect();
+    assert_eq!(union, all, "every image is exported");
+    assert_eq!(
+        by3.iter().map(BTreeSet::len).sum::<usize>(),
+        IMAGES,
+        "by exactly one replica"
+    );
+    for (i, share) in by3.iter().enumerate() {
+        assert!(
+            (70..=130).contains(&share.len()),
+            "replica {i} has {} of {IMAGES}",
+            share.len()
+        );
+        let s = three[i].scrape_samples().await;
+        assert_eq!(
+            value(
+                &s,
+                "ims_exporter_shard_info",
+                &[("index", &i.to_string()), ("count", "3")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "ims_images_monitored", &[]),
+            Some(share.len() as f64)
+        );
+    }
+    drop(three);
+
+    let four = replicas(&cfg, 4).await;
+    let by4 = assignment(&four).await;
+    let owner = |sets: &[BTreeSet<String>], id: &str| sets.iter().position(|s| s.contains(id));
+    let moved = all
+        .iter()
+        .filter(|id| owner(&by3, id) != owner(&by4, id))
+        .count();
+    assert!(
+        moved as f64 <= 0.35 * IMAGES as f64,
+        "{moved} of {IMAGES} images moved"
+    );
+    assert_eq!(by4.iter().map(BTreeSet::len).sum::<usize>(), IMAGES);
+    fake.stop().await;
+}
+
+/// Results of a query as (labels without job and instance) → value.
+fn series(result: &[Value]) -> BTreeMap<String, f64> {
+    result
+        .iter()
+        .map(|s| {
+            let mut m = s["metric"].as_object().cloned().unwrap_or_default();
+            m.remove("job");
+            m.remove("instance");
+            let v: f64 = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            (serde_json::to_string(&m).unwrap(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
+    if !require_tool("prometheus") {
+        return;
+    }
+    let fake = fleet().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &fake);
+    let shards = replicas(&cfg, 3).await;
+    let single = Exporter::start(&["--config.file", &cfg], &[]).await;
+    single.wait_ready().await;
+    let targets = |es: &[&Exporter]| {
+        es.iter()
+            .map(|e| format!("\"{}\"", e.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let prom = Prometheus::start(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ims\n    static_configs:\n      - targets: [{}]\n  - job_name: ims-single\n    static_configs:\n      - targets: [{}]\n",
+            targets(&shards.iter().collect::<Vec<_>>()),
+            targets(&[&single])
+        ),
+    )
+    .await;
+    wait_for("both jobs to be scraped with all images", async || {
+        let n = |job: &str| format!("sum(ims_images_monitored{{job=\"{job}\"}})");
+        (prom.scalar(&n("ims")).await == Some(IMAGES as f64)
+            && prom.scalar(&n("ims-single")).await == Some(IMAGES as f64))
+        .then_some(())
+    })
+    .await;
+
+    // Queries whose value depends on when they are evaluated or scraped cannot be equal
+    // between two sets of processes; every other panel query must be.
+    let timing = [
+        "time()",
+        "rate(",
+        "increase(",
+        "_age_",
+        "duration",
+        "timestamp",
+        "histogram_quantile",
+        "changes(",
+        "delta(",
+        "up",
+        "scrape_",
+        "ALERTS",
+        "build_info",
+        "shard",
+    ];
+    let mut compared = 0;
+    for file in [
+        "dashboards/ims-sharing-overview.json",
+        "dashboards/ims-exporter-health.json",
+    ] {
+        let d = dashboard(file);
+        for q in panel_queries(file, &d) {
+            if timing.iter().any(|t| q.expr.contains(t)) {
+                continue;
+            }
+            let run = |job: &str| {
+                let mut vars = all_vars(&d, ".*");
+                vars.insert("job".into(), job.into());
+                substitute(&q.expr, &vars).unwrap()
+            };
+            let (a, b) = (
+                prom.query(&run("ims")).await,
+                prom.query(&run("ims-single")).await,
+            );
+            assert_eq!(series(&a), series(&b), "{q}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "only {compared} panel queries compared");
+    drop(prom);
+    drop(shards);
+    fake.stop().await;
+}
