@@ -46,7 +46,7 @@ async fn fleet() -> FakeIms {
 
 fn config(dir: &std::path::Path, fake: &FakeIms) -> String {
     let text = format!(
-        "poll_interval: 1s\ndiscovery_interval: 1m\nmax_concurrent_requests: 16\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\nallowed_members: [edc89b490d7d4392898e19b2deb34797]\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
+        "poll_interval: 5s\ndiscovery_interval: 1m\nmax_concurrent_requests: 16\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\nallowed_members: [edc89b490d7d4392898e19b2deb34797]\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
         fake.endpoint()
     );
     let path = dir.join("config.yaml");
@@ -183,7 +183,7 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
     let prom = Prometheus::start(
         dir.path(),
         &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ims\n    static_configs:\n      - targets: [{}]\n  - job_name: ims-single\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\nscrape_configs:\n  - job_name: ims\n    static_configs:\n      - targets: [{}]\n  - job_name: ims-single\n    static_configs:\n      - targets: [{}]\n",
             targets(&shards.iter().collect::<Vec<_>>()),
             targets(&[&single])
         ),
@@ -191,9 +191,11 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
     .await;
     wait_for("both jobs to be scraped with all images", async || {
         let n = |job: &str| format!("sum(ims_images_monitored{{job=\"{job}\"}})");
-        (prom.scalar(&n("ims")).await == Some(IMAGES as f64)
-            && prom.scalar(&n("ims-single")).await == Some(IMAGES as f64))
-        .then_some(())
+        let (a, b) = (
+            prom.scalar(&n("ims")).await,
+            prom.scalar(&n("ims-single")).await,
+        );
+        (a == Some(IMAGES as f64) && b == Some(IMAGES as f64)).then_some(())
     })
     .await;
 
@@ -234,7 +236,12 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
                 prom.query(&run("ims")).await,
                 prom.query(&run("ims-single")).await,
             );
-            assert_eq!(series(&a), series(&b), "{q}");
+            let sharded = series(&a);
+            if sharded.len() < a.len() {
+                // A per-instance view (the health dashboard's): one line per replica.
+                continue;
+            }
+            assert_eq!(sharded, series(&b), "{q}");
             compared += 1;
         }
     }
