@@ -174,7 +174,7 @@ pub async fn run(
         reload: reload_tx,
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, app, options.serve, async move {
+    let mut server = tokio::spawn(server::serve(listener, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;
     }));
 
@@ -182,6 +182,12 @@ pub async fn run(
     let signal = loop {
         let reply = tokio::select! {
             signal = shutdown_signal() => break signal,
+            // The server stops only when told to; if it ends by itself, so does the daemon.
+            ended = &mut server => {
+                tracing::error!(outcome = ?ended.map(|r| r.map_err(|e| e.to_string())), "HTTP server stopped unexpectedly");
+                running.stop().await;
+                return EXIT_FAILURE;
+            }
             _ = hangups.recv() => None,
             request = reload_rx.recv() => request,
         };

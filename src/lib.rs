@@ -23,6 +23,7 @@ pub mod server;
 pub mod shard;
 pub mod signer;
 pub mod snapshot;
+pub mod web_config;
 
 use std::sync::Arc;
 
@@ -101,6 +102,12 @@ async fn run_async(cli: Cli) -> u8 {
             return EXIT_CONFIG;
         }
     };
+
+    if let Some(Err(e)) = cli.web_config_file.as_deref().map(web_config::check) {
+        tracing::error!(error = %e, "invalid web configuration");
+        eprintln!("ims-exporter: {e}");
+        return EXIT_CONFIG;
+    }
 
     if cli.config_check {
         println!(

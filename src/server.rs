@@ -1,17 +1,34 @@
 //! The HTTP server: landing page, metrics (with content negotiation and gzip),
-//! health and readiness. Handlers only read the store; they never call the API.
+//! health and readiness, and how they are served: TLS and basic auth from the web
+//! config, header/body/handshake timeouts, the concurrency cap and graceful shutdown.
+//! Handlers only read the store; they never call the API.
 
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::{Format, Metrics};
 use crate::snapshot::Store;
+use crate::web_config;
 
 /// A reload request: the answer says whether the new config was taken.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -42,17 +59,318 @@ pub struct ServeOptions {
     pub max_requests: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish.
+/// A client must send a request's headers within this (slowloris); it also closes
+/// keep-alive connections idle this long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this after its headers.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake must finish within this.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection whose writes make no progress for this long (a client that stopped
+/// reading) is closed.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// No endpoint takes a body; this only bounds what a client can make us buffer.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every connection shares.
+struct Shared {
+    app: TowerToHyperService<Router>,
+    web: Option<Arc<web_config::Watcher>>,
+    limit: Option<Arc<Semaphore>>,
+    max_requests: usize,
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and
+/// lets in-flight requests finish (idle connections are closed at once).
+///
+/// Each connection is served with hyper directly (not `axum::serve`) to get a header
+/// read timeout, TLS from the web config (re-checked on every new connection, so
+/// rotated certificates apply without a restart) and the per-request limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    _options: ServeOptions,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let web = match options.web_config_file {
+        Some(path) => {
+            let watcher = tokio::task::spawn_blocking(move || web_config::Watcher::new(&path))
+                .await
+                .map_err(std::io::Error::other)?;
+            Some(Arc::new(watcher))
+        }
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        app: TowerToHyperService::new(app),
+        web,
+        limit: (options.max_requests > 0).then(|| Arc::new(Semaphore::new(options.max_requests))),
+        max_requests: options.max_requests,
+    });
+    let graceful = GracefulShutdown::new();
+    // Tells connections still in their TLS handshake to give up.
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // Subscribed here, before any shutdown signal, so that none is missed.
+        let watcher = graceful.watcher();
+        tokio::spawn(connection(
+            shared.clone(),
+            stream,
+            watcher,
+            stopping_rx.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    graceful: hyper_util::server::graceful::Watcher,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let tls = match &shared.web {
+        None => None,
+        Some(web) => {
+            let web = web.clone();
+            let current = tokio::task::spawn_blocking(move || {
+                web.refresh();
+                web.current()
+            })
+            .await
+            .ok()
+            .flatten();
+            // No valid web config was ever loaded: serving without the TLS or auth it
+            // asks for would be worse than not serving.
+            let Some(current) = current else { return };
+            current.tls()
+        }
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| handle(shared.clone(), req))
+    };
+    let result = match tls {
+        None => {
+            let io = TokioIo::new(StallTimeout::new(stream));
+            graceful.watch(builder.serve_connection(io, service)).await
+        }
+        Some(config) => {
+            let handshake = tokio::time::timeout(
+                TLS_HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsAcceptor::from(config).accept(stream),
+            );
+            let stream = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            let io = TokioIo::new(StallTimeout::new(stream));
+            graceful.watch(builder.serve_connection(io, service)).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection closed with an error");
+    }
+}
+
+/// The per-request gate in front of the routes: concurrency cap, basic auth, body
+/// size and time limits, and the web config's extra headers.
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response, std::convert::Infallible> {
+    // Settings in force now, so a changed password applies to kept-alive connections too.
+    let settings = shared.web.as_ref().and_then(|w| w.current());
+    let mut response = limited(&shared, settings.as_deref(), req).await;
+    if let Some(settings) = &settings {
+        for (name, value) in settings.headers() {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(response)
+}
+
+async fn limited(
+    shared: &Shared,
+    settings: Option<&web_config::Settings>,
+    req: Request<Incoming>,
+) -> Response {
+    // Over the cap: answer at once rather than queue, so a pile-up cannot build. The
+    // slot is held until the handler is done (bodies here are rendered in full by then).
+    let _permit = match &shared.limit {
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "Limit of concurrent requests reached ({}), try again later.\n",
+                        shared.max_requests
+                    ),
+                )
+                    .into_response()
+            }
+        },
+        None => None,
+    };
+    gated(shared, settings, req).await
+}
+
+async fn gated(
+    shared: &Shared,
+    settings: Option<&web_config::Settings>,
+    req: Request<Incoming>,
+) -> Response {
+    if let Some(auth) = settings.and_then(|s| s.auth()) {
+        if !auth
+            .authorize(req.headers().get(header::AUTHORIZATION))
+            .await
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic")],
+                "Unauthorized\n",
+            )
+                .into_response();
+        }
+    }
+    // The whole request must arrive in time: a slow body holds a request slot.
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await;
+    let body = match collected {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n").into_response()
+        }
+        Ok(Err(_)) => return (StatusCode::BAD_REQUEST, "Bad request body\n").into_response(),
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "Request body too slow\n").into_response(),
+    };
+    match shared
+        .app
+        .call(Request::from_parts(parts, Body::from(body)))
         .await
+    {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Closes a connection whose writes stay blocked (a client that does not read its
+/// response) instead of holding it forever. Reads are bounded elsewhere (header and
+/// body timeouts), as an idle keep-alive connection legitimately waits to read.
+struct StallTimeout<S> {
+    inner: S,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallTimeout<S> {
+    fn new(inner: S) -> Self {
+        StallTimeout {
+            inner,
+            stalled: None,
+        }
+    }
+
+    /// Maps `Pending` to an error once writes have been pending for too long.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 async fn reload(State(state): State<AppState>) -> Response {

@@ -358,7 +358,10 @@ async fn real_prometheus_scrapes_the_exporter() {
     let odd = prom
         .query(&format!(
             r#"ims_image_members{{job="ims",status="{}"}}"#,
-            ODD_STATUS.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+            ODD_STATUS
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
         ))
         .await;
     assert_eq!(odd.len(), 1, "series with the escaped status: {odd:?}");

@@ -82,6 +82,8 @@ struct Inner {
     /// When each request arrived, for rate checks.
     request_times: Vec<tokio::time::Instant>,
     rejected_signatures: u64,
+    /// Added to every answer about members and images (see [`FakeState::set_latency`]).
+    latency: Duration,
 }
 
 /// Shared, mutable state of the fake; tests change it while the exporter polls.
@@ -219,6 +221,12 @@ impl FakeState {
     /// Requests refused for a bad or missing signature.
     pub fn rejected_signatures(&self) -> u64 {
         self.lock().rejected_signatures
+    }
+
+    /// Delays every answer about members and images (list, detail, image listing) by
+    /// `latency` before it is sent, like a distant API; zero (the default) for none.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
     }
 }
 
@@ -483,6 +491,10 @@ async fn prologue(
         let mut inner = state.lock();
         inner.requests += 1;
         inner.request_times.push(tokio::time::Instant::now());
+    }
+    let latency = state.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     authenticate(state, method, uri, headers, rid)?;
     let fault = {

@@ -1,0 +1,599 @@
+//! The metrics endpoint's protection, against the real binary: `--web.config.file`
+//! (TLS, mTLS, basic auth, re-reading on change, refusing invalid files) and the
+//! server limits (header and body timeouts, `--web.max-requests`, GET/HEAD only).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ims_exporter::server::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+
+/// A test CA that signs server and client certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+/// A certificate and its key, as PEM.
+struct Leaf {
+    cert: String,
+    key: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            issuer: Issuer::new(params, key),
+            pem: cert.pem(),
+        }
+    }
+
+    fn leaf(&self, name: &str, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
+    fn server(&self) -> Leaf {
+        self.leaf(
+            "ims-exporter",
+            &["127.0.0.1", "localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    fn client(&self) -> Leaf {
+        self.leaf(
+            "prometheus",
+            &["prometheus"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
+
+/// A config for one image on an endpoint nobody polls successfully: these tests are
+/// about the HTTP side, which serves whatever the store holds.
+fn exporter_config(dir: &Path) -> PathBuf {
+    write_config(dir, "http://127.0.0.1:9", &[IMG], "")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Writes the server's certificate and key and a web config using them (by relative
+/// paths, which resolve against the web config's directory) plus `extra` YAML.
+fn tls_web_config(dir: &Path, leaf: &Leaf, tls_extra: &str, extra: &str) -> PathBuf {
+    write(dir, "server.crt", &leaf.cert);
+    write(dir, "server.key", &leaf.key);
+    write(
+        dir,
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{tls_extra}{extra}"
+        ),
+    )
+}
+
+async fn start(dir: &Path, web: Option<&Path>, more: &[&str]) -> Exporter {
+    let cfg = exporter_config(dir);
+    let mut args = vec!["--config.file", cfg.to_str().unwrap()];
+    if let Some(web) = web {
+        args.extend(["--web.config.file", web.to_str().unwrap()]);
+    }
+    args.extend(more);
+    Exporter::start(&args, &[]).await
+}
+
+/// An HTTPS client trusting only `ca`, with a client certificate if given; no pooled
+/// connections, so every request is a new TLS handshake.
+fn https_client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
+    init_tls();
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10));
+    if let Some(leaf) = identity {
+        let pem = format!("{}{}", leaf.cert, leaf.key);
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+fn https(exporter: &Exporter, path: &str) -> String {
+    format!("https://{}{}", exporter.addr, path)
+}
+
+/// The certificate the server presents on a new connection, verified against `ca`.
+async fn served_certificate(addr: &str, ca: &Ca) -> Option<CertificateDer<'static>> {
+    init_tls();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    tls.get_ref().1.peer_certificates()?.first().cloned()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// Reads from `stream` until the server closes it (or resets it), up to `limit`;
+/// returns what was read and when the connection ended.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the server kept the connection open for {limit:?}; got {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_web_config_it_is_plain_http_and_only_get_or_head_on_metric_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = start(dir.path(), None, &[]).await;
+    let client = reqwest::Client::new();
+
+    let r = client.get(exporter.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("ims_exporter_build_info"));
+    let r = client.head(exporter.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        client.get(exporter.url("/")).send().await.unwrap().status(),
+        200
+    );
+    for (method, path) in [
+        (reqwest::Method::POST, "/metrics"),
+        (reqwest::Method::PUT, "/metrics"),
+        (reqwest::Method::DELETE, "/metrics"),
+        (reqwest::Method::POST, "/"),
+    ] {
+        let r = client
+            .request(method.clone(), exporter.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        let allow = r.headers()["allow"].to_str().unwrap().to_string();
+        assert!(
+            allow.contains("GET") && allow.contains("HEAD") && !allow.contains("POST"),
+            "{method} {path}: Allow: {allow}"
+        );
+    }
+    // The reload endpoint keeps taking POST and PUT, and nothing else.
+    let r = client.get(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_https_with_the_configured_headers_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let web = tls_web_config(
+        dir.path(),
+        &ca.server(),
+        "  min_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [X25519, CurveP256]\n",
+        "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n",
+    );
+    let exporter = start(dir.path(), Some(&web), &[]).await;
+
+    let r = https_client(&ca, None)
+        .get(https(&exporter, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "deny");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.text().await.unwrap().contains("ims_exporter_build_info"));
+
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(exporter.url("/metrics"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP to the TLS port must fail, got {plain:?}"
+    );
+    // A client that does not trust the CA does not get through either.
+    let other = https_client(&Ca::new("other CA"), None)
+        .get(https(&exporter, "/metrics"))
+        .send()
+        .await;
+    assert!(other.is_err(), "{other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mtls_requires_a_client_certificate_signed_by_the_client_ca() {
+    let ca = Ca::new("test CA");
+    let client_ca = Ca::new("client CA");
+    let good = client_ca.client();
+    // Signed by a CA the server does not trust for clients (here: the server's own).
+    let foreign = ca.client();
+    // Mode → whether a client gets in with no certificate, a foreign one, a good one.
+    let modes = [
+        ("RequireAndVerifyClientCert", [false, false, true]),
+        ("VerifyClientCertIfGiven", [true, false, true]),
+        // The toolkit's insecure modes, as Go has them: any certificate will do.
+        ("RequireAnyClientCert", [false, true, true]),
+        ("RequestClientCert", [true, true, true]),
+    ];
+    for (mode, expected) in modes {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "clients.crt", &client_ca.pem);
+        let web = tls_web_config(
+            dir.path(),
+            &ca.server(),
+            &format!(
+                "  client_auth_type: {mode}\n  client_ca_file: clients.crt\n  min_version: TLS13\n"
+            ),
+            "",
+        );
+        let exporter = start(dir.path(), Some(&web), &[]).await;
+        let clients = [
+            ("no certificate", None),
+            ("a foreign certificate", Some(&foreign)),
+            ("a good certificate", Some(&good)),
+        ];
+        for ((which, identity), ok) in clients.into_iter().zip(expected) {
+            let r = https_client(&ca, identity)
+                .get(https(&exporter, "/metrics"))
+                .send()
+                .await;
+            match r {
+                Ok(r) if ok => assert_eq!(r.status(), 200, "{mode} with {which}"),
+                Err(_) if !ok => {}
+                other => panic!("{mode} with {which}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_needs_a_configured_user_and_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 4 keeps the test fast; the server does not care about the cost.
+    let alice = bcrypt::hash("alice-password", 4).unwrap();
+    let bob = bcrypt::hash("bob-password", 5).unwrap();
+    let web = write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: '{alice}'\n  bob: '{bob}'\n"),
+    );
+    let exporter = start(dir.path(), Some(&web), &[]).await;
+    let client = reqwest::Client::new();
+    let get = async |path: &str, auth: Option<String>| {
+        let mut req = client.get(exporter.url(path));
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send().await.unwrap()
+    };
+
+    for (what, auth) in [
+        ("no credentials", None),
+        ("wrong password", Some(basic("alice", "bob-password"))),
+        ("unknown user", Some(basic("carol", "alice-password"))),
+        ("empty password", Some(basic("alice", ""))),
+        ("not basic", Some("Bearer alice-password".to_string())),
+        ("not base64", Some("Basic !!!".to_string())),
+    ] {
+        for path in ["/metrics", "/", "/-/healthy"] {
+            let r = get(path, auth.clone()).await;
+            assert_eq!(r.status(), 401, "{what} on {path}");
+            assert_eq!(r.headers()["www-authenticate"], "Basic", "{what}");
+        }
+    }
+    for _ in 0..3 {
+        // Repeated to go through the verification cache as well.
+        let r = get("/metrics", Some(basic("alice", "alice-password"))).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("ims_exporter_build_info"));
+        let r = get("/-/healthy", Some(basic("bob", "bob-password"))).await;
+        assert_eq!(r.status(), 200);
+    }
+    // A right password for one user is not a right password for another.
+    let r = get("/metrics", Some(basic("bob", "alice-password"))).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_rotate_without_restart_and_an_invalid_new_file_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let first = ca.server();
+    let web = tls_web_config(dir.path(), &first, "", "");
+    let exporter = start(dir.path(), Some(&web), &[]).await;
+    assert_eq!(
+        served_certificate(&exporter.addr, &ca).await,
+        Some(first.der.clone())
+    );
+
+    // Rotate: key first, then certificate, as a careless script would; in between the
+    // pair does not match and the old one must stay in force.
+    let second = ca.server();
+    write(dir.path(), "server.key", &second.key);
+    write(dir.path(), "server.crt", &second.cert);
+    wait_for("the rotated certificate to be served", async || {
+        (served_certificate(&exporter.addr, &ca).await == Some(second.der.clone())).then_some(())
+    })
+    .await;
+
+    // An invalid web config: logged with the key at fault, the previous one still serves.
+    write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n",
+    );
+    wait_for("the invalid web config to be reported", async || {
+        // Each new connection is what makes the server look at the file.
+        let _ = served_certificate(&exporter.addr, &ca).await;
+        exporter
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("invalid web config") && l.contains("client_auth_type"))
+    })
+    .await;
+    assert_eq!(
+        served_certificate(&exporter.addr, &ca).await,
+        Some(second.der.clone())
+    );
+    let r = https_client(&ca, None)
+        .get(https(&exporter, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A certificate file that is not PEM is refused the same way.
+    // (The web config itself valid again first, so that the certificate is at fault.)
+    tls_web_config(dir.path(), &second, "", "");
+    write(dir.path(), "server.crt", "not a certificate\n");
+    wait_for("the broken certificate to be reported", async || {
+        let _ = served_certificate(&exporter.addr, &ca).await;
+        exporter
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("invalid web config") && l.contains("cert_file"))
+    })
+    .await;
+    assert_eq!(
+        served_certificate(&exporter.addr, &ca).await,
+        Some(second.der.clone())
+    );
+
+    // Switching TLS off by editing the file needs a restart; it is refused.
+    write(dir.path(), "server.crt", &second.cert);
+    write(dir.path(), "web.yml", "basic_auth_users: {}\n");
+    wait_for("the TLS switch to be refused", async || {
+        let _ = served_certificate(&exporter.addr, &ca).await;
+        exporter
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("switches TLS on or off"))
+    })
+    .await;
+    assert_eq!(
+        served_certificate(&exporter.addr, &ca).await,
+        Some(second.der.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_web_config_at_start_exits_2_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = exporter_config(dir.path());
+    let ca = Ca::new("test CA");
+    let leaf = ca.server();
+    let cases = [
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n",
+            "tls_server_config.client_auth_type",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  certfile: x\n",
+            "tls_server_config.certfile",
+        ),
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n",
+            "tls_server_config.cert_file",
+        ),
+        ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice"),
+        ("rate_limit:\n  interval: 1s\n  burst: 1\n", "rate_limit"),
+    ];
+    for (text, key) in cases {
+        let web = tls_web_config(dir.path(), &leaf, "", "");
+        std::fs::write(&web, text).unwrap();
+        for check in [false, true] {
+            let mut cmd = std::process::Command::new(bin());
+            cmd.args(["--config.file", cfg.to_str().unwrap()])
+                .args(["--web.config.file", web.to_str().unwrap()])
+                .args(["--web.listen-address", "127.0.0.1:0"]);
+            if check {
+                cmd.arg("--config.check");
+            }
+            let out = run_tool(cmd, None, DEADLINE).await;
+            assert_eq!(out.status.code(), Some(2), "{key}:\n{}", describe(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(web.to_str().unwrap()) && stderr.contains(key),
+                "{key}:\n{}",
+                describe(&out)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = start(dir.path(), None, &[]).await;
+    let tls_dir = tempfile::tempdir().unwrap();
+    let web = tls_web_config(tls_dir.path(), &Ca::new("test CA").server(), "", "");
+    let tls = start(tls_dir.path(), Some(&web), &[]).await;
+
+    let grace = Duration::from_secs(5);
+    // Headers that never end (slowloris) on the plain port.
+    let headers = async {
+        let mut s = TcpStream::connect(&plain.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+            .await
+            .unwrap();
+        read_until_closed(&mut s, HEADER_READ_TIMEOUT + grace).await
+    };
+    // A TLS handshake that never starts.
+    let handshake = async {
+        let mut s = TcpStream::connect(&tls.addr).await.unwrap();
+        read_until_closed(&mut s, TLS_HANDSHAKE_TIMEOUT + grace).await
+    };
+    // Headers that end, a body that never comes.
+    let body = async {
+        let mut s = TcpStream::connect(&plain.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc")
+            .await
+            .unwrap();
+        read_until_closed(&mut s, BODY_READ_TIMEOUT + grace).await
+    };
+    let ((_, header_time), (_, handshake_time), (body_reply, body_time)) =
+        tokio::join!(headers, handshake, body);
+    // Not cut at once: it is the timeout that ends them.
+    assert!(
+        header_time >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "{header_time:?}"
+    );
+    assert!(
+        handshake_time >= TLS_HANDSHAKE_TIMEOUT - Duration::from_secs(1),
+        "{handshake_time:?}"
+    );
+    assert!(
+        body_time >= BODY_READ_TIMEOUT - Duration::from_secs(1),
+        "{body_time:?}"
+    );
+    assert!(body_reply.starts_with("HTTP/1.1 408"), "{body_reply:?}");
+
+    // Both still serve everyone else.
+    assert_eq!(plain.get("/-/healthy").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_max_requests_the_answer_is_503_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = start(dir.path(), None, &["--web.max-requests", "1"]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(exporter.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A request whose body is still to come holds the only slot.
+    const HEAD: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n";
+    let mut held = TcpStream::connect(&exporter.addr).await.unwrap();
+    held.write_all(HEAD).await.unwrap();
+    let rejected = wait_for("a request over the cap to be refused", async || {
+        // If a probe got the slot first, the held request was the one refused (or any
+        // answer came back at all): it is not in flight, so send it again.
+        let mut byte = [0u8; 1];
+        if !matches!(held.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            held = TcpStream::connect(&exporter.addr).await.unwrap();
+            held.write_all(HEAD).await.unwrap();
+        }
+        let start = Instant::now();
+        let r = client.get(exporter.url("/metrics")).send().await.unwrap();
+        (r.status() == 503).then(|| (start.elapsed(), r))
+    })
+    .await;
+    assert!(
+        rejected.0 < Duration::from_secs(2),
+        "503 must not wait: {:?}",
+        rejected.0
+    );
+    assert!(rejected
+        .1
+        .text()
+        .await
+        .unwrap()
+        .contains("Limit of concurrent requests"));
+
+    // Once the held request completes, the slot is free again.
+    held.write_all(b"0123456789").await.unwrap();
+    let mut reply = vec![0u8; 12];
+    held.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 200");
+    drop(held);
+    wait_for("the slot to be free again", async || {
+        let r = client.get(exporter.url("/metrics")).send().await.unwrap();
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
