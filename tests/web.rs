@@ -10,75 +10,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ims_exporter::server::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use support::pki::{Ca, Leaf};
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
-
-/// A test CA that signs server and client certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-/// A certificate and its key, as PEM.
-struct Leaf {
-    cert: String,
-    key: String,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            issuer: Issuer::new(params, key),
-            pem: cert.pem(),
-        }
-    }
-
-    fn leaf(&self, name: &str, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    fn server(&self) -> Leaf {
-        self.leaf(
-            "ims-exporter",
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    fn client(&self) -> Leaf {
-        self.leaf(
-            "prometheus",
-            &["prometheus"],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )
-    }
-}
 
 /// A config for one image on an endpoint nobody polls successfully: these tests are
 /// about the HTTP side, which serves whatever the store holds.

@@ -255,6 +255,8 @@ pub fn member(
 /// A running fake; stopped by [`FakeIms::stop`] or, at the latest, when dropped.
 pub struct FakeIms {
     addr: SocketAddr,
+    /// `http`, or `https` when started with a web config that enables TLS.
+    scheme: &'static str,
     pub state: FakeState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -281,6 +283,39 @@ impl FakeIms {
         });
         Ok(FakeIms {
             addr,
+            scheme: "http",
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Starts the fake on 127.0.0.1 served the way the exporter serves itself, with a
+    /// web config (exporter-toolkit format) that enables TLS: for testing private CAs
+    /// and proxies.
+    pub async fn start_tls(
+        state: FakeState,
+        web_config: std::path::PathBuf,
+    ) -> std::io::Result<FakeIms> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options = crate::server::ServeOptions {
+            web_config_file: Some(web_config),
+            max_requests: 0,
+        };
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = crate::server::serve(listener, app, options, shutdown).await {
+                tracing::error!(error = %e, "fake IMS server failed");
+            }
+        });
+        Ok(FakeIms {
+            addr,
+            scheme: "https",
             state,
             shutdown: Some(tx),
             task,
@@ -293,7 +328,7 @@ impl FakeIms {
 
     /// Base URL to use as a target's `endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub async fn stop(mut self) {

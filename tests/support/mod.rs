@@ -382,3 +382,6 @@ pub mod services;
 
 /// The shipped dashboards' queries, for tests that run them.
 pub mod dashboards;
+
+/// A CA and certificates for TLS tests.
+pub mod pki;
