@@ -1252,9 +1252,18 @@ fn main() -> ExitCode {
     };
     // Leaving the select drops the running scenario, which kills the exporter.
     let result = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return Err("cannot install signal handlers".to_string());
+        };
         tokio::select! {
             r = run(args) => r,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+            _ = term.recv() => Err("terminated".to_string()),
+            _ = hup.recv() => Err("hung up".to_string()),
         }
     });
     rt.shutdown_timeout(Duration::from_secs(5));
