@@ -86,6 +86,13 @@ fn decode(c: &mut Criterion) {
     g.bench_function("member_list_page_1000", |b| {
         b.iter(|| serde_json::from_slice::<MemberList>(black_box(&json)).expect("decodes"))
     });
+    // As the client decodes: with the path of a bad field for the error message.
+    g.bench_function("member_list_page_1000_with_path", |b| {
+        b.iter(|| {
+            let de = &mut serde_json::Deserializer::from_slice(black_box(&json));
+            serde_path_to_error::deserialize::<_, MemberList>(de).expect("decodes")
+        })
+    });
     g.finish();
 
     let list: MemberList = serde_json::from_slice(&json).expect("decodes");
