@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ims_exporter::fake_ims::metadata::FakeMetadata;
-use ims_exporter::fake_ims::{member, FakeIms};
+use ims_exporter::fake_ims::FakeIms;
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -17,18 +17,7 @@ const PROJECT2: &str = "2c3d4e5f60718293a4b5c6d7e8f90a1b";
 async fn fake() -> FakeIms {
     let fake = start_fake().await;
     for (project, img) in [(PROJECT, IMG), (PROJECT2, IMG2)] {
-        fake.state.put_member(
-            project,
-            member(
-                img,
-                "edc89b490d7d4392898e19b2deb34797",
-                "project",
-                "accepted",
-                "2025-01-01T00:00:00Z",
-                "2025-01-01T00:00:00Z",
-                None,
-            ),
-        );
+        share_accepted(&fake.state, project, img);
     }
     fake
 }

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ims_exporter::fake_ims::{member, FakeIms, FakeState};
+use ims_exporter::fake_ims::{FakeIms, FakeState};
 use support::pki::Ca;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -33,18 +33,7 @@ async fn tls_fake(dir: &Path) -> (FakeIms, std::path::PathBuf) {
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let state = FakeState::default();
     state.add_account(AK, SK, None);
-    state.put_member(
-        PROJECT,
-        member(
-            IMG,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
+    share_accepted(&state, PROJECT, IMG);
     let fake = FakeIms::start_tls(state, web).await.unwrap();
     assert!(fake.endpoint().starts_with("https://127.0.0.1:"));
     (fake, ca_file)

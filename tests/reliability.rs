@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use ims_exporter::fake_ims::{member, FakeIms, Fault};
+use ims_exporter::fake_ims::{FakeIms, Fault};
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -19,18 +19,7 @@ fn uuid(i: usize) -> String {
 async fn fake_with(images: &[String]) -> FakeIms {
     let fake = start_fake().await;
     for img in images {
-        fake.state.put_member(
-            PROJECT,
-            member(
-                img,
-                "edc89b490d7d4392898e19b2deb34797",
-                "project",
-                "accepted",
-                "2025-01-01T00:00:00Z",
-                "2025-01-01T00:00:00Z",
-                None,
-            ),
-        );
+        share_accepted(&fake.state, PROJECT, img);
     }
     fake
 }
@@ -228,30 +217,8 @@ async fn an_oversized_body_fails_only_that_image() {
 async fn a_hung_target_does_not_stall_the_others() {
     let fake = fake_with(&[]).await;
     let hung = uuid(7);
-    fake.state.put_member(
-        OTHER_PROJECT,
-        member(
-            &hung,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
-    fake.state.put_member(
-        PROJECT,
-        member(
-            IMG,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
+    share_accepted(&fake.state, OTHER_PROJECT, &hung);
+    share_accepted(&fake.state, PROJECT, IMG);
     fake.state
         .set_fault(&hung, Some(Fault::Delay(Duration::from_secs(60))));
     let dir = tempfile::tempdir().unwrap();

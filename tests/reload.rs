@@ -6,7 +6,6 @@ mod support;
 
 use std::process::Command;
 
-use ims_exporter::fake_ims::member;
 use support::*;
 
 const IMG_A: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -27,18 +26,7 @@ fn ids(s: &[Sample], name: &str) -> Vec<String> {
 async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     let fake = start_fake().await;
     for img in [IMG_A, IMG_B, IMG_C] {
-        fake.state.put_member(
-            PROJECT,
-            member(
-                img,
-                "edc89b490d7d4392898e19b2deb34797",
-                "project",
-                "accepted",
-                "2025-01-01T00:00:00Z",
-                "2025-01-01T00:00:00Z",
-                None,
-            ),
-        );
+        share_accepted(&fake.state, PROJECT, img);
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A, IMG_B], "");

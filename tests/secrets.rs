@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use ims_exporter::fake_ims::{member, FakeIms, FakeState, Fault};
+use ims_exporter::fake_ims::{FakeIms, FakeState, Fault};
 use support::*;
 
 const SK_GOOD: &str = "SKsecretGOOD9f8e7d6c5b4a39281706f5e4d3c2b1a0";
@@ -144,18 +144,7 @@ async fn start_fake_with_token() -> FakeIms {
     let state = FakeState::default();
     state.add_account(AK, SK_GOOD, Some(TOKEN));
     for img in [IMG_OK, IMG_FAIL, IMG_BROKEN] {
-        state.put_member(
-            PROJECT,
-            member(
-                img,
-                "edc89b490d7d4392898e19b2deb34797",
-                "project",
-                "accepted",
-                "2025-01-01T00:00:00Z",
-                "2025-01-01T00:00:00Z",
-                None,
-            ),
-        );
+        share_accepted(&state, PROJECT, img);
     }
     state.set_fault(IMG_FAIL, Some(Fault::Status(500)));
     state.set_fault(IMG_BROKEN, Some(Fault::BrokenBody));

@@ -48,6 +48,21 @@ pub async fn start_fake() -> FakeIms {
     FakeIms::start(state).await.expect("start fake IMS")
 }
 
+/// Shares `image` of `project` with one project that accepted it: the fixture most
+/// tests need when the members themselves do not matter.
+pub fn share_accepted(state: &FakeState, project: &str, image: &str) {
+    let m = ims_exporter::fake_ims::member(
+        image,
+        "edc89b490d7d4392898e19b2deb34797",
+        "project",
+        "accepted",
+        "2025-01-01T00:00:00Z",
+        "2025-01-01T00:00:00Z",
+        None,
+    );
+    state.put_member(project, m);
+}
+
 /// A config file for `images` of the test project at `endpoint`.
 pub fn write_config(dir: &Path, endpoint: &str, images: &[&str], extra: &str) -> PathBuf {
     let mut text = format!(
