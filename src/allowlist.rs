@@ -47,16 +47,31 @@ impl Entry {
 }
 
 /// `*` matches any run of characters (including none), `?` exactly one.
+///
+/// Runs for every (member, entry) pair of every poll, so it does not allocate for the
+/// common cases: no wildcard at all, and ASCII (every IMS ID and URN is ASCII).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_slices(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_slices(&p, &t, '*', '?')
+}
+
+/// Iterative wildcard match with single-star backtracking (linear for one `*`,
+/// O(p × t) at worst).
+fn glob_slices<T: PartialEq + Copy>(p: &[T], t: &[T], star_sym: T, one_sym: T) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one_sym || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_sym {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -68,7 +83,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star_sym)
 }
 
 /// Parses an allowlist file: one entry a line, `#` starts a comment.
@@ -176,6 +191,10 @@ mod tests {
         assert!(!glob_match("a*b*c", "axxbyy"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exactly"));
+        // Non-ASCII takes the char path: `?` is one character, not one byte.
+        assert!(glob_match("ü?x", "üßx"));
+        assert!(glob_match("*ß", "aaß"));
+        assert!(!glob_match("?", "ßß"));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>]) {
     for c in changes {
         let (m, old_status) = match c {
             Change::Added(m) | Change::Removed(m) => (*m, ""),
-            Change::StatusChanged { old, new } => (*new, old.status.as_str()),
+            Change::StatusChanged { old, new } => (*new, &*old.status),
         };
         let event = match c {
             Change::Added(_) => "member_added",

@@ -11,6 +11,7 @@ pub mod credential_provider;
 pub mod credentials;
 pub mod daemon;
 pub mod ecs_metadata;
+pub mod exposition;
 pub mod fake_ims;
 pub mod iam;
 pub mod ids;

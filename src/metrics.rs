@@ -1,24 +1,23 @@
 //! Everything on `/metrics`: the exporter's own counters (API requests and their
 //! latency) and, at scrape time, the families rendered from one [`Snapshot`].
 //!
-//! The snapshot families are encoded by a `Collector` that reads the store once per
-//! scrape and computes ages then, so no series outlives its image and nothing is
-//! half-updated. Encoding is prometheus-client's OpenMetrics; the classic text format
-//! 0.0.4 is derived from it (see [`openmetrics_to_text`]).
+//! The self-metrics live in a prometheus-client registry (encoded as OpenMetrics, and
+//! converted by [`openmetrics_to_text`] for text 0.0.4). The snapshot families, up to
+//! hundreds of thousands of series, are written directly in the negotiated format by
+//! [`crate::exposition`] from one [`Snapshot`] per scrape.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::exposition::{label_block, Exposition, Kind, Sink};
 use crate::ims::error::Reason;
 use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 
@@ -127,10 +126,15 @@ impl Default for SelfMetrics {
     }
 }
 
-/// The registry behind `/metrics` (and `--once`).
+/// Everything `/metrics` (and `--once`) serves: the self-metrics registry, then the
+/// snapshot families.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    store: Arc<Store>,
+    /// Size of the last exposition, to allocate the next one at once instead of
+    /// growing (and copying) a buffer of up to ~100 MB step by step.
+    last_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -162,15 +166,45 @@ impl Metrics {
             "IMS API request latency by operation",
             self_metrics.api_duration.clone(),
         );
-        registry.register_collector(Box::new(SnapshotCollector { store }));
-        Metrics { registry }
+        Metrics {
+            registry,
+            store,
+            last_len: AtomicUsize::new(0),
+        }
     }
 
+    /// The whole exposition in one string (for `--once` and tests).
     pub fn render(&self, format: Format) -> String {
-        let mut om = String::with_capacity(64 * 1024);
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let mut head = String::with_capacity((hint + hint / 16).max(64 * 1024));
+        head.push_str(&self.self_metrics(format));
+        let mut w = Exposition::new(format, head);
+        write_snapshot(&mut w, &self.store.snapshot(), now_unix());
+        let out = w.finish();
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// The exposition handed to `sink` in chunks of about `chunk` bytes, so that a
+    /// scrape of a large fleet goes out while it is rendered and never sits in memory
+    /// whole. Stops early when `sink` returns false.
+    pub fn render_chunks(&self, format: Format, chunk: usize, sink: Sink<'_>) {
+        let mut head = String::with_capacity(chunk + chunk / 8);
+        head.push_str(&self.self_metrics(format));
+        let mut w = Exposition::streaming(format, head, chunk, sink);
+        write_snapshot(&mut w, &self.store.snapshot(), now_unix());
+        w.finish();
+    }
+
+    /// The registry's few self-metrics, encoded by prometheus-client, without `# EOF`.
+    fn self_metrics(&self, format: Format) -> String {
+        let mut om = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; an Err here would be a bug in an encoder.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
             tracing::error!(error = %e, "encoding metrics failed");
+        }
+        if om.ends_with("# EOF\n") {
+            om.truncate(om.len() - "# EOF\n".len());
         }
         match format {
             Format::OpenMetrics => om,
@@ -179,51 +213,13 @@ impl Metrics {
     }
 }
 
-#[derive(Debug)]
-struct SnapshotCollector {
-    store: Arc<Store>,
-}
-
-type Fam<'a> = prometheus_client::encoding::MetricEncoder<'a>;
-
-fn gauge(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: f64) -> std::fmt::Result {
-    ConstGauge::new(value).encode(family.encode_family(labels)?)
-}
-
-fn counter(family: &mut Fam<'_>, labels: &impl EncodeLabelSet, value: u64) -> std::fmt::Result {
-    ConstCounter::new(value).encode(family.encode_family(labels)?)
-}
-
-type ImageLabels<'a> = [(&'static str, &'a str); 3];
-
-fn image_labels(s: &ImageState) -> ImageLabels<'_> {
-    [
+/// The image's `region`, `project_id` and `image_id`, encoded once per scrape.
+fn image_block(s: &ImageState) -> String {
+    label_block(&[
         ("region", &s.key.region),
         ("project_id", &s.key.project_id),
         ("image_id", &s.key.image_id),
-    ]
-}
-
-/// The image's labels followed by `more`.
-fn labels<'a, const N: usize>(
-    image: ImageLabels<'a>,
-    more: [(&'static str, &'a str); N],
-) -> Vec<(&'static str, &'a str)> {
-    let mut v = Vec::with_capacity(3 + N);
-    v.extend(image);
-    v.extend(more);
-    v
-}
-
-/// Encodes one family: its descriptor, then whatever `samples` writes into it.
-fn family(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: impl FnOnce(Fam<'_>) -> std::fmt::Result,
-) -> std::fmt::Result {
-    samples(encoder.encode_descriptor(name, help, None, kind)?)
+    ])
 }
 
 type Pick = fn(&MemberRecord, f64) -> Option<f64>;
@@ -247,299 +243,236 @@ const PER_MEMBER: [(&str, &str, Pick); 3] = [
     ),
 ];
 
-impl Collector for SnapshotCollector {
-    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
-        let snap: Snapshot = self.store.snapshot();
-        let now = now_unix();
-        let images = &snap.images;
-        let members = || {
-            images
-                .iter()
-                .filter_map(|s| s.members.as_ref().map(|m| (s, m)))
-        };
+/// The families read from one snapshot; ages are computed against `now`, so nothing
+/// is half-updated and no series outlives its image.
+fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
+    let images = &snap.images;
+    let blocks: Vec<String> = images.iter().map(|s| image_block(s)).collect();
+    let per_image = || images.iter().zip(&blocks);
+    let members =
+        || per_image().filter_map(|(s, b)| s.members.as_ref().map(|m| (s, b.as_str(), m)));
+    let bool_value = |ok: bool| if ok { 1.0 } else { 0.0 };
 
-        let revision = option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown");
-        family(
-            &mut e,
-            "ims_exporter_build_info",
-            "Build information; value is always 1.",
-            MetricType::Gauge,
-            |mut f| {
-                gauge(
-                    &mut f,
-                    &[
-                        ("version", env!("CARGO_PKG_VERSION")),
-                        ("revision", revision),
-                    ],
-                    1.0,
-                )
-            },
-        )?;
-        family(
-            &mut e,
-            "ims_exporter_shard_info",
-            "This replica's shard: index (0-based) of count; value is always 1.",
-            MetricType::Gauge,
-            |mut f| {
-                let (index, count) = (snap.shard.index.to_string(), snap.shard.count.to_string());
-                gauge(
-                    &mut f,
-                    &[("index", index.as_str()), ("count", count.as_str())],
-                    1.0,
-                )
-            },
-        )?;
-        family(
-            &mut e,
-            "ims_images_monitored",
-            "Images this exporter (this shard) monitors.",
-            MetricType::Gauge,
-            |f| ConstGauge::new(images.len() as i64).encode(f),
-        )?;
-        if let Some(secs) = snap.last_cycle_seconds() {
-            family(
-                &mut e,
-                "ims_poll_duration_seconds",
-                "Wall time of the last complete poll cycle over all images (the slowest target's).",
-                MetricType::Gauge,
-                |f| ConstGauge::new(secs).encode(f),
-            )?;
-        }
-        family(
-            &mut e,
-            "ims_exporter_credentials_expiry_timestamp_seconds",
-            "Unix time the temporary credentials in use expire (they are refreshed before).",
-            MetricType::Gauge,
-            |mut f| {
-                for (provider, expiry) in &snap.credential_expiry {
-                    gauge(&mut f, &[("provider", *provider)], *expiry)?;
-                }
-                Ok(())
-            },
-        )?;
-        let targets = &snap.targets;
-        let target_labels = |t: &'_ TargetStatus| {
-            [
-                ("region", t.region.to_string()),
-                ("project_id", t.project_id.to_string()),
-            ]
-        };
-        family(
-            &mut e,
-            "ims_target_poll_duration_seconds",
-            "Wall time of the target's last complete poll cycle.",
-            MetricType::Gauge,
-            |mut f| {
-                for t in targets.iter() {
-                    if let Some(secs) = t.last_cycle_seconds {
-                        gauge(&mut f, &target_labels(t), secs)?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        family(&mut e, "ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", MetricType::Gauge, |mut f| {
-            for t in targets.iter() {
-                if let Some(d) = &t.discovery {
-                    gauge(&mut f, &target_labels(t), if d.ok { 1.0 } else { 0.0 })?;
-                }
-            }
-            Ok(())
-        })?;
-        family(
-            &mut e,
-            "ims_discovered_images",
-            "Images the last good discovery of the target found, after filters.",
-            MetricType::Gauge,
-            |mut f| {
-                for t in targets.iter() {
-                    if let Some(d) = &t.discovery {
-                        gauge(&mut f, &target_labels(t), d.images as f64)?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
+    let revision = option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown");
+    w.family(
+        "ims_exporter_build_info",
+        "Build information; value is always 1.",
+        Kind::Gauge,
+    );
+    w.series()
+        .label("version", env!("CARGO_PKG_VERSION"))
+        .label("revision", revision)
+        .value(1.0);
+    w.family(
+        "ims_exporter_shard_info",
+        "This replica's shard: index (0-based) of count; value is always 1.",
+        Kind::Gauge,
+    );
+    w.series()
+        .label("index", itoa::Buffer::new().format(snap.shard.index))
+        .label("count", itoa::Buffer::new().format(snap.shard.count))
+        .value(1.0);
+    w.family(
+        "ims_images_monitored",
+        "Images this exporter (this shard) monitors.",
+        Kind::Gauge,
+    );
+    w.series().int(images.len() as u64);
+    if let Some(secs) = snap.last_cycle_seconds() {
+        w.family(
+            "ims_poll_duration_seconds",
+            "Wall time of the last complete poll cycle over all images (the slowest target's).",
+            Kind::Gauge,
+        );
+        w.series().value(secs);
+    }
+    w.family(
+        "ims_exporter_credentials_expiry_timestamp_seconds",
+        "Unix time the temporary credentials in use expire (they are refreshed before).",
+        Kind::Gauge,
+    );
+    for (provider, expiry) in &snap.credential_expiry {
+        w.series().label("provider", provider).value(*expiry);
+    }
 
-        family(&mut e, "ims_image_info", "One series per monitored image with its name and where it came from (config or discovery); value is always 1.", MetricType::Gauge, |mut f| {
-            for s in images {
-                gauge(&mut f, &labels(image_labels(s), [("image_name", &s.meta.name), ("source", s.meta.source.as_str())]), 1.0)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "ims_image_poll_success", "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).", MetricType::Gauge, |mut f| {
-            for s in images {
-                if let Some(ok) = s.last_poll_ok {
-                    gauge(&mut f, &image_labels(s), if ok { 1.0 } else { 0.0 })?;
-                }
-            }
-            Ok(())
-        })?;
-        family(
-            &mut e,
-            "ims_image_last_success_timestamp_seconds",
-            "Unix time of the last successful poll of the image.",
-            MetricType::Gauge,
-            |mut f| {
-                for s in images {
-                    if let Some(t) = s.last_success_unix {
-                        gauge(&mut f, &image_labels(s), t)?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut e,
-            "ims_image_poll_errors",
-            "Failed polls of the image by reason.",
-            MetricType::Counter,
-            |mut f| {
-                // Every reason from the first poll on, at 0 until it happens.
-                for s in images.iter().filter(|s| s.last_poll_ok.is_some()) {
-                    for reason in Reason::ALL {
-                        let n = s.errors.get(&reason).copied().unwrap_or(0);
-                        counter(
-                            &mut f,
-                            &labels(image_labels(s), [("reason", reason.as_str())]),
-                            n,
-                        )?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        family(&mut e, "ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", MetricType::Counter, |mut f| {
-            for s in images {
-                for change in ["added", "removed", "status_changed"] {
-                    let n = s.changes.get(change).copied().unwrap_or(0);
-                    counter(&mut f, &labels(image_labels(s), [("change", change)]), n)?;
-                }
-            }
-            Ok(())
-        })?;
+    let targets = &snap.targets;
+    let target_series = |w: &mut Exposition, t: &TargetStatus, v: f64| {
+        w.series()
+            .label("region", &t.region)
+            .label("project_id", &t.project_id)
+            .value(v)
+    };
+    w.family(
+        "ims_target_poll_duration_seconds",
+        "Wall time of the target's last complete poll cycle.",
+        Kind::Gauge,
+    );
+    for t in targets {
+        if let Some(secs) = t.last_cycle_seconds {
+            target_series(w, t, secs);
+        }
+    }
+    w.family("ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", Kind::Gauge);
+    for t in targets {
+        if let Some(d) = &t.discovery {
+            target_series(w, t, bool_value(d.ok));
+        }
+    }
+    w.family(
+        "ims_discovered_images",
+        "Images the last good discovery of the target found, after filters.",
+        Kind::Gauge,
+    );
+    for t in targets {
+        if let Some(d) = &t.discovery {
+            target_series(w, t, d.images as f64);
+        }
+    }
 
-        family(
-            &mut e,
-            "ims_image_members",
-            "Members (recipients) of the image by member type and status, from the last good poll.",
-            MetricType::Gauge,
-            |mut f| {
-                for (s, set) in members().filter(|(_, m)| m.complete) {
-                    for t in KNOWN_MEMBER_TYPES {
-                        for st in KNOWN_STATUSES {
-                            let n = set
-                                .counts
-                                .get(&(t.to_string(), st.to_string()))
-                                .copied()
-                                .unwrap_or(0);
-                            gauge(
-                                &mut f,
-                                &labels(image_labels(s), [("member_type", t), ("status", st)]),
-                                n as f64,
-                            )?;
-                        }
-                    }
-                    for ((t, st), n) in &set.counts {
-                        if !(KNOWN_MEMBER_TYPES.contains(&t.as_str())
-                            && KNOWN_STATUSES.contains(&st.as_str()))
-                        {
-                            gauge(
-                                &mut f,
-                                &labels(
-                                    image_labels(s),
-                                    [("member_type", t.as_str()), ("status", st.as_str())],
-                                ),
-                                *n as f64,
-                            )?;
-                        }
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut e,
-            "ims_image_unexpected_members",
-            "Members of the image that no applicable allowlist entry matches (0 when clean).",
-            MetricType::Gauge,
-            |mut f| {
-                for s in images {
-                    gauge(&mut f, &image_labels(s), s.unexpected_count() as f64)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(&mut e, "ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", MetricType::Gauge, |mut f| {
-            for (s, set) in members() {
-                for m in set.members.iter().filter(|m| m.unexpected) {
-                    let l = labels(image_labels(s), [("member_id", m.member_id.as_str()), ("member_type", m.member_type.as_str()), ("status", m.status.as_str())]);
-                    gauge(&mut f, &l, 1.0)?;
+    w.family("ims_image_info", "One series per monitored image with its name and where it came from (config or discovery); value is always 1.", Kind::Gauge);
+    for (s, b) in per_image() {
+        w.series()
+            .labels(b)
+            .label("image_name", &s.meta.name)
+            .label("source", s.meta.source.as_str())
+            .value(1.0);
+    }
+    w.family(
+        "ims_image_poll_success",
+        "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).",
+        Kind::Gauge,
+    );
+    for (s, b) in per_image() {
+        if let Some(ok) = s.last_poll_ok {
+            w.series().labels(b).value(bool_value(ok));
+        }
+    }
+    w.family(
+        "ims_image_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of the image.",
+        Kind::Gauge,
+    );
+    for (s, b) in per_image() {
+        if let Some(t) = s.last_success_unix {
+            w.series().labels(b).value(t);
+        }
+    }
+    w.family(
+        "ims_image_poll_errors",
+        "Failed polls of the image by reason.",
+        Kind::Counter,
+    );
+    // Every reason from the first poll on, at 0 until it happens.
+    for (s, b) in per_image().filter(|(s, _)| s.last_poll_ok.is_some()) {
+        for reason in Reason::ALL {
+            let n = s.errors.get(&reason).copied().unwrap_or(0);
+            w.series().labels(b).label("reason", reason.as_str()).int(n);
+        }
+    }
+    w.family("ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", Kind::Counter);
+    for (s, b) in per_image() {
+        for change in ["added", "removed", "status_changed"] {
+            let n = s.changes.get(change).copied().unwrap_or(0);
+            w.series().labels(b).label("change", change).int(n);
+        }
+    }
+
+    w.family(
+        "ims_image_members",
+        "Members (recipients) of the image by member type and status, from the last good poll.",
+        Kind::Gauge,
+    );
+    for (_, b, set) in members().filter(|(_, _, m)| m.complete) {
+        for t in KNOWN_MEMBER_TYPES {
+            for st in KNOWN_STATUSES {
+                let n = set
+                    .counts
+                    .iter()
+                    .find(|((mt, ms), _)| mt == t && ms == st)
+                    .map_or(0, |(_, n)| *n);
+                w.series()
+                    .labels(b)
+                    .label("member_type", t)
+                    .label("status", st)
+                    .value(n as f64);
+            }
+        }
+        for ((t, st), n) in &set.counts {
+            if !(KNOWN_MEMBER_TYPES.contains(&&**t) && KNOWN_STATUSES.contains(&&**st)) {
+                w.series()
+                    .labels(b)
+                    .label("member_type", t)
+                    .label("status", st)
+                    .value(*n as f64);
+            }
+        }
+    }
+    w.family(
+        "ims_image_unexpected_members",
+        "Members of the image that no applicable allowlist entry matches (0 when clean).",
+        Kind::Gauge,
+    );
+    for (s, b) in per_image() {
+        w.series().labels(b).value(s.unexpected_count() as f64);
+    }
+    w.family("ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", Kind::Gauge);
+    for (_, b, set) in members() {
+        for m in set.members.iter().filter(|m| m.unexpected) {
+            w.series()
+                .labels(b)
+                .label("member_id", &m.member_id)
+                .label("member_type", &m.member_type)
+                .label("status", &m.status)
+                .value(1.0);
+        }
+    }
+    w.family(
+        "ims_image_member_present",
+        "1 if a watched member is shared with the image, 0 if not (checked every poll).",
+        Kind::Gauge,
+    );
+    for (s, b) in per_image() {
+        for (member_id, present) in &s.watched {
+            w.series()
+                .labels(b)
+                .label("member_id", member_id)
+                .value(bool_value(*present));
+        }
+    }
+    if !snap.member_metrics || w.stopped() {
+        return;
+    }
+    w.family(
+        "ims_image_member_info",
+        "One series per member of the image; value is always 1.",
+        Kind::Gauge,
+    );
+    for (_, b, set) in members() {
+        for m in &set.members {
+            w.series()
+                .labels(b)
+                .label("member_id", &m.member_id)
+                .label("member_type", &m.member_type)
+                .label("status", &m.status)
+                .label("urn", &m.urn)
+                .value(1.0);
+        }
+    }
+    for (name, help, pick) in PER_MEMBER {
+        if w.stopped() {
+            return;
+        }
+        w.family(name, help, Kind::Gauge);
+        for (_, b, set) in members() {
+            for m in &set.members {
+                if let Some(v) = pick(m, now) {
+                    w.series()
+                        .labels(b)
+                        .label("member_id", &m.member_id)
+                        .value(v);
                 }
             }
-            Ok(())
-        })?;
-        family(
-            &mut e,
-            "ims_image_member_present",
-            "1 if a watched member is shared with the image, 0 if not (checked every poll).",
-            MetricType::Gauge,
-            |mut f| {
-                for s in images {
-                    for (member_id, present) in &s.watched {
-                        gauge(
-                            &mut f,
-                            &labels(image_labels(s), [("member_id", member_id.as_str())]),
-                            if *present { 1.0 } else { 0.0 },
-                        )?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        if !snap.member_metrics {
-            return Ok(());
         }
-        family(
-            &mut e,
-            "ims_image_member_info",
-            "One series per member of the image; value is always 1.",
-            MetricType::Gauge,
-            |mut f| {
-                for (s, set) in members() {
-                    for m in &set.members {
-                        let l = labels(
-                            image_labels(s),
-                            [
-                                ("member_id", m.member_id.as_str()),
-                                ("member_type", m.member_type.as_str()),
-                                ("status", m.status.as_str()),
-                                ("urn", m.urn.as_str()),
-                            ],
-                        );
-                        gauge(&mut f, &l, 1.0)?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        for (name, help, pick) in PER_MEMBER {
-            family(&mut e, name, help, MetricType::Gauge, |mut f| {
-                for (s, set) in members() {
-                    for m in &set.members {
-                        if let Some(v) = pick(m, now) {
-                            gauge(
-                                &mut f,
-                                &labels(image_labels(s), [("member_id", m.member_id.as_str())]),
-                                v,
-                            )?;
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
     }
 }
 

@@ -21,9 +21,11 @@ use tokio::time::MissedTickBehavior;
 use crate::audit;
 use crate::config::{Config, ImageConfig, Target};
 use crate::ids::ImageId;
+use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
 use crate::snapshot::{
-    now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberSet, Slot, Store, TargetSlot,
+    now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store,
+    TargetSlot,
 };
 
 /// Longest random delay before a target's polls in a cycle, so that many targets do
@@ -363,8 +365,18 @@ async fn fetch(
     page_size: u32,
 ) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
     let (target, image) = (&job.target, &job.image);
+    let mut bad_timestamps = 0;
     let listed = if image.list_members {
-        Some(client.list_members(target, &image.id, page_size).await?)
+        let mut record = |m: &MemberRef<'_>| {
+            let (record, bad) = MemberRecord::from_ref(m);
+            bad_timestamps += bad;
+            record
+        };
+        Some(
+            client
+                .list_members(target, &image.id, page_size, &mut record)
+                .await?,
+        )
     } else {
         None
     };
@@ -376,7 +388,7 @@ async fn fetch(
         found.extend(member);
     }
     Ok(match listed {
-        Some(members) => (MemberSet::from_api(members), watched),
+        Some(records) => (MemberSet::from_records(records, bad_timestamps), watched),
         None => (
             MemberSet {
                 complete: false,

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -226,8 +227,7 @@ async fn limited(
     settings: Option<&web_config::Settings>,
     req: Request<Incoming>,
 ) -> Response {
-    // Over the cap: answer at once rather than queue, so a pile-up cannot build. The
-    // slot is held until the handler is done (bodies here are rendered in full by then).
+    // Over the cap: answer at once rather than queue, so a pile-up cannot build.
     let _permit = match &shared.limit {
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
@@ -244,7 +244,18 @@ async fn limited(
         },
         None => None,
     };
-    gated(shared, settings, req).await
+    let response = gated(shared, settings, req).await;
+    match _permit {
+        // The slot is held until the body is sent: a scrape streams its body after
+        // the handler returns.
+        Some(permit) => response.map(|body| {
+            Body::from_stream(body.into_data_stream().map(move |frame| {
+                let _held = &permit;
+                frame
+            }))
+        }),
+        None => response,
+    }
 }
 
 async fn gated(
@@ -439,62 +450,102 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Size of the pieces a scrape is streamed in.
+const SCRAPE_CHUNK: usize = 256 * 1024;
+
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(&headers);
-    // Rendering a large snapshot is CPU work; keep it off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let text = state.metrics.render(format);
-        if gzip {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(text.len() / 8),
-                flate2::Compression::fast(),
-            );
-            enc.write_all(text.as_bytes())
-                .and_then(|_| enc.finish())
-                .map(|b| (b, true))
-        } else {
-            Ok((text.into_bytes(), false))
+    // Rendering is CPU work: it runs on a blocking thread and streams chunks (gzipped
+    // as they come when asked) through a short queue, so the client receives while
+    // the rest is rendered and a scrape of a large fleet never sits in memory whole.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || stream_scrape(&state.metrics, format, gzip, &tx));
+    let stream = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
+        if done {
+            return None;
         }
-    })
-    .await;
-    match rendered {
-        Ok(Ok((body, gzipped))) => {
-            let mut resp = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, format.content_type())],
-                body,
-            )
-                .into_response();
-            resp.headers_mut().insert(
-                header::VARY,
-                header::HeaderValue::from_static("Accept-Encoding"),
-            );
-            if gzipped {
-                resp.headers_mut().insert(
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_static("gzip"),
-                );
+        match rx.recv().await {
+            // The renderer's end marker: the body is complete.
+            Some(Ok(chunk)) if chunk.is_empty() => None,
+            Some(Ok(chunk)) => Some((Ok(chunk), (rx, false))),
+            Some(Err(e)) => Some((Err(e), (rx, true))),
+            // The renderer ended without its marker: abort rather than serve a
+            // truncated exposition as if it were whole.
+            None => Some((
+                Err(std::io::Error::other("rendering metrics stopped")),
+                (rx, true),
+            )),
+        }
+    });
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(stream),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Encoding"),
+    );
+    if gzip {
+        resp.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    resp
+}
+
+/// Renders one scrape into `tx`, then an empty chunk as the end marker. Returns early
+/// when the client has gone (the receiver is dropped).
+fn stream_scrape(
+    metrics: &Metrics,
+    format: Format,
+    gzip: bool,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes.into())).is_ok();
+    let mut failed = None;
+    let mut encoder = gzip.then(|| {
+        flate2::write::GzEncoder::new(
+            Vec::with_capacity(SCRAPE_CHUNK / 4),
+            flate2::Compression::fast(),
+        )
+    });
+    metrics.render_chunks(
+        format,
+        SCRAPE_CHUNK,
+        &mut |chunk: String| match &mut encoder {
+            None => send(chunk.into_bytes()),
+            Some(enc) => match enc.write_all(chunk.as_bytes()) {
+                Ok(()) => send(std::mem::take(enc.get_mut())),
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        },
+    );
+    if let Some(enc) = encoder {
+        match enc.finish() {
+            Ok(rest) if failed.is_none() => {
+                if !send(rest) {
+                    return;
+                }
             }
-            resp
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "compressing metrics failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "compressing metrics failed\n",
-            )
-                .into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "rendering metrics failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering metrics failed\n",
-            )
-                .into_response()
+            Ok(_) => {}
+            Err(e) => failed = Some(e),
         }
     }
+    let end = match failed {
+        Some(e) => {
+            tracing::error!(error = %e, "compressing metrics failed");
+            Err(e)
+        }
+        None => Ok(Bytes::new()),
+    };
+    let _ = tx.blocking_send(end);
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
 //! never sees half an update and never waits for the poller.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::allowlist::{is_unexpected, Entry};
 use crate::config::Source;
 use crate::credential_provider::CredentialProvider;
 use crate::ims::error::Reason;
-use crate::ims::model::{parse_timestamp, Member};
+use crate::ims::model::{parse_timestamp, Member, MemberRef};
 use crate::shard::Shard;
 
 /// Seconds since the Unix epoch, as metrics carry time.
@@ -35,12 +36,37 @@ pub struct ImageKey {
     pub image_id: Arc<str>,
 }
 
+/// A member type or status. The documented values are shared statics, so 100,000
+/// members do not carry 200,000 copies of "project" and "accepted".
+pub type Label = Cow<'static, str>;
+
+/// The values IMS documents for `member_type` and `status`, plus our "unknown".
+const KNOWN_LABELS: [&str; 7] = [
+    "project",
+    "domain",
+    "organization",
+    "accepted",
+    "pending",
+    "rejected",
+    "unknown",
+];
+
+fn label(value: Option<&str>) -> Label {
+    match value.filter(|s| !s.is_empty()) {
+        None => Cow::Borrowed("unknown"),
+        Some(v) => match KNOWN_LABELS.iter().find(|k| **k == v) {
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(v.to_string()),
+        },
+    }
+}
+
 /// One member as exported. Missing strings become `""` (urn) or `"unknown"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberRecord {
     pub member_id: String,
-    pub member_type: String,
-    pub status: String,
+    pub member_type: Label,
+    pub status: Label,
     pub urn: String,
     pub created_at: Option<f64>,
     pub updated_at: Option<f64>,
@@ -50,21 +76,29 @@ pub struct MemberRecord {
 
 impl MemberRecord {
     pub fn from_api(m: Member) -> Self {
-        MemberRecord {
-            created_at: m.created_at.as_deref().and_then(parse_timestamp),
-            updated_at: m.updated_at.as_deref().and_then(parse_timestamp),
-            member_id: m.member_id,
-            member_type: m
-                .member_type
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "unknown".into()),
-            status: m
-                .status
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "unknown".into()),
-            urn: m.urn.unwrap_or_default(),
+        Self::from_ref(&MemberRef::from(&m)).0
+    }
+
+    /// The record, and how many of its timestamps were present but did not parse.
+    pub fn from_ref(m: &MemberRef<'_>) -> (Self, usize) {
+        // (value, present but unparseable)
+        let time = |t: Option<&str>| match t.map(parse_timestamp) {
+            None => (None, false),
+            Some(v) => (v, v.is_none()),
+        };
+        let (created_at, bad_created) = time(m.created_at.as_deref());
+        let (updated_at, bad_updated) = time(m.updated_at.as_deref());
+        let bad = usize::from(bad_created) + usize::from(bad_updated);
+        let record = MemberRecord {
+            member_id: m.member_id.to_string(),
+            member_type: label(m.member_type.as_deref()),
+            status: label(m.status.as_deref()),
+            urn: m.urn.as_deref().unwrap_or_default().to_string(),
+            created_at,
+            updated_at,
             unexpected: true,
-        }
+        };
+        (record, bad)
     }
 }
 
@@ -74,7 +108,7 @@ pub struct MemberSet {
     /// Sorted by member ID, one entry per member ID.
     pub members: Vec<MemberRecord>,
     /// Members per (member_type, status).
-    pub counts: BTreeMap<(String, String), u64>,
+    pub counts: BTreeMap<(Label, Label), u64>,
     /// Timestamps that were present but did not parse (the members are kept).
     pub bad_timestamps: usize,
     /// False when only watched members were fetched (`list_members: false`): then the
@@ -85,17 +119,20 @@ pub struct MemberSet {
 impl MemberSet {
     pub fn from_api(members: Vec<Member>) -> Self {
         let mut bad_timestamps = 0;
-        let mut records: Vec<MemberRecord> = members
-            .into_iter()
+        let records = members
+            .iter()
             .map(|m| {
-                bad_timestamps += [&m.created_at, &m.updated_at]
-                    .iter()
-                    .filter(|t| t.as_deref().is_some_and(|s| parse_timestamp(s).is_none()))
-                    .count();
-                MemberRecord::from_api(m)
+                let (record, bad) = MemberRecord::from_ref(&MemberRef::from(m));
+                bad_timestamps += bad;
+                record
             })
             .collect();
-        records.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Self::from_records(records, bad_timestamps)
+    }
+
+    /// A complete set from records in any order, possibly with repeats.
+    pub fn from_records(mut records: Vec<MemberRecord>, bad_timestamps: usize) -> Self {
+        records.sort_unstable_by(|a, b| a.member_id.cmp(&b.member_id));
         // A member listed twice (pages shifting under us) counts once.
         records.dedup_by(|a, b| a.member_id == b.member_id);
         let mut counts = BTreeMap::new();

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, Reason};
-use super::model::{ImageList, ImageSummary, Member, MemberList};
+use super::model::{ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::retry::{self, RetryPolicy};
 use crate::config::{ClientOptions, Discover, Target};
 use crate::credential_provider::CredentialProvider;
@@ -78,6 +81,18 @@ fn push_segment(path: &mut String, segment: &str) -> Result<(), String> {
 
 /// The URL of `segments` under the target's endpoint, with `query` encoded the way
 /// the SDKs encode it (`%20` for space, `%2B` for `+`).
+/// Decodes a JSON body. The plain decoder is much faster; only a body that fails is
+/// decoded again to find the field path for the error message.
+fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|plain| {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Err(e) => format!("at {}: {}", e.path(), e.inner()),
+            Ok(_) => plain.to_string(),
+        }
+    })
+}
+
 pub fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
     let mut path = base.path().trim_end_matches('/').to_string();
     for s in segments {
@@ -138,13 +153,15 @@ impl ImsClient {
         })
     }
 
-    /// All members of an image, following `page_info.next_marker`.
-    pub async fn list_members(
+    /// All members of an image, following `page_info.next_marker`, each passed
+    /// through `convert` while its page is decoded in place (see [`MemberPage`]).
+    pub async fn list_members<R: Send>(
         &self,
         target: &Target,
         image: &ImageId,
         page_size: u32,
-    ) -> Result<Vec<Member>, ApiError> {
+        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    ) -> Result<Vec<R>, ApiError> {
         let op = OP_LIST_MEMBERS;
         let segments = [
             "v1",
@@ -169,13 +186,19 @@ impl ImsClient {
                     message,
                 }
             })?;
-            let page: MemberList = self.get_json(op, &target.call_context(), url).await?;
-            members.extend(page.members);
-            match page
-                .page_info
-                .and_then(|p| p.next_marker)
-                .filter(|m| !m.is_empty())
-            {
+            let mut decode_page = |body: &[u8]| {
+                let page: MemberPage<'_> = decode_json(body)?;
+                members.extend(page.members.iter().map(&mut *convert));
+                Ok(page
+                    .page_info
+                    .and_then(|p| p.next_marker)
+                    .filter(|m| !m.is_empty())
+                    .map(Cow::into_owned))
+            };
+            let next = self
+                .get_decoded(op, &target.call_context(), url, &mut decode_page)
+                .await?;
+            match next {
                 None => return Ok(members),
                 Some(next) => {
                     if !seen_markers.insert(next.clone()) {
@@ -317,16 +340,32 @@ impl ImsClient {
 
     /// One signed GET decoded from JSON, retried as the retry policy says. Credentials
     /// the API rejects are refreshed once (temporary ones may have been rotated).
-    async fn get_json<T: DeserializeOwned>(
+    async fn get_json<T: DeserializeOwned + Send>(
         &self,
         operation: &'static str,
         ctx: &CallContext<'_>,
         url: Url,
     ) -> Result<T, ApiError> {
+        self.get_decoded(operation, ctx, url, &mut |body| decode_json(body))
+            .await
+    }
+
+    /// [`Self::get_json`] with the decoding left to `decode` (which may borrow from
+    /// the body); its error message becomes an [`ApiError::Decode`].
+    async fn get_decoded<T: Send>(
+        &self,
+        operation: &'static str,
+        ctx: &CallContext<'_>,
+        url: Url,
+        decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
+    ) -> Result<T, ApiError> {
         let mut attempt = 1;
         let mut refreshed = false;
         loop {
-            let (error, retry_after) = match self.attempt(operation, ctx, url.clone()).await {
+            let (error, retry_after) = match self
+                .attempt(operation, ctx, url.clone(), &mut *decode)
+                .await
+            {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
@@ -366,11 +405,12 @@ impl ImsClient {
     /// One try: waits for the target's rate limit and a concurrency slot, sends,
     /// counts and times it, decodes a 2xx body. An error comes with the server's
     /// `Retry-After`, if any.
-    async fn attempt<T: DeserializeOwned>(
+    async fn attempt<T: Send>(
         &self,
         operation: &'static str,
         ctx: &CallContext<'_>,
         url: Url,
+        decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
     ) -> Result<T, (ApiError, Option<Duration>)> {
         if let Some(bucket) = ctx.rate_limit {
             bucket.acquire().await;
@@ -399,9 +439,7 @@ impl ImsClient {
             );
             return Err((error, response.retry_after));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&response.body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let message = format!("at {}: {}", e.path(), e.inner());
+        decode(&response.body).map_err(|message| {
             (
                 ApiError::Decode {
                     operation,

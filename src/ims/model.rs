@@ -2,6 +2,8 @@
 //! optional fields may be absent or null, any `status`/`member_type` string is kept,
 //! and a timestamp that does not parse leaves the member in place without it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/{project_id}/cloudimages/{image_id}/members`
@@ -21,6 +23,55 @@ pub struct PageInfo {
     pub next_marker: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_count: Option<u64>,
+}
+
+/// A member-list page as the poller decodes it: strings borrow from the response
+/// body (a string with JSON escapes is the rare one that gets copied), and fields the
+/// exporter does not use (`image_id`, `schema`) are skipped, so a page of 1,000 members
+/// costs a handful of allocations instead of thousands.
+#[derive(Debug, Default, Deserialize)]
+pub struct MemberPage<'a> {
+    #[serde(default, borrow)]
+    pub members: Vec<MemberRef<'a>>,
+    #[serde(default, borrow)]
+    pub page_info: Option<PageInfoRef<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageInfoRef<'a> {
+    #[serde(default, borrow)]
+    pub next_marker: Option<Cow<'a, str>>,
+}
+
+/// One listed member, borrowed; see [`MemberPage`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MemberRef<'a> {
+    #[serde(borrow)]
+    pub member_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub member_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub created_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub updated_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub urn: Option<Cow<'a, str>>,
+}
+
+impl<'a> From<&'a Member> for MemberRef<'a> {
+    fn from(m: &'a Member) -> Self {
+        let cow = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
+        MemberRef {
+            member_id: Cow::Borrowed(&m.member_id),
+            member_type: cow(&m.member_type),
+            status: cow(&m.status),
+            created_at: cow(&m.created_at),
+            updated_at: cow(&m.updated_at),
+            urn: cow(&m.urn),
+        }
+    }
 }
 
 /// One image member (recipient), as listed or as returned by the detail call.
@@ -188,6 +239,24 @@ mod tests {
         let list: MemberList = serde_json::from_str(body).unwrap();
         assert!(list.page_info.is_none());
         assert_eq!(list.members[0].member_type.as_deref(), Some("organization"));
+    }
+
+    #[test]
+    fn borrowed_page_matches_owned_decoding() {
+        let body = br#"{"members":[
+            {"member_id":"p1","member_type":"project","status":"accepted","created_at":"2023-08-23T04:07:52Z","updated_at":null,"image_id":"x","schema":"/v2/schemas/member"},
+            {"member_id":"p\u0032","status":"we\"ird","urn":null,"extra":[1,{"a":2}]}
+        ],"page_info":{"next_marker":"p2","current_count":2},"schema":"/v2/schemas/members"}"#;
+        let owned: MemberList = serde_json::from_slice(body).unwrap();
+        let page: MemberPage<'_> = serde_json::from_slice(body).unwrap();
+        let from_owned: Vec<MemberRef<'_>> = owned.members.iter().map(MemberRef::from).collect();
+        assert_eq!(page.members, from_owned);
+        assert_eq!(page.members[1].member_id, "p2", "escapes are decoded");
+        assert!(matches!(page.members[0].member_id, Cow::Borrowed(_)));
+        assert_eq!(
+            page.page_info.and_then(|p| p.next_marker).as_deref(),
+            Some("p2")
+        );
     }
 
     #[test]
