@@ -489,10 +489,7 @@ mod tests {
         assert_eq!(set.members[0].member_id, "a");
         assert_eq!(set.members[1].created_at, None);
         assert_eq!(set.bad_timestamps, 1);
-        assert_eq!(
-            set.counts[&("project".to_string(), "accepted".to_string())],
-            1
-        );
+        assert_eq!(set.counts[&("project".into(), "accepted".into())], 1);
     }
 
     #[test]

@@ -549,7 +549,10 @@ impl ImsClient {
                 request_id,
             });
         }
-        let mut body = Vec::new();
+        // Sized once from Content-Length (already checked against the limit) rather
+        // than grown chunk by chunk.
+        let expected = response.content_length().unwrap_or(0) as usize;
+        let mut body = Vec::with_capacity(expected);
         while let Some(chunk) = response
             .chunk()
             .await

@@ -39,7 +39,7 @@ pub struct MemberPage<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageInfoRef<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub next_marker: Option<Cow<'a, str>>,
 }
 
@@ -48,16 +48,26 @@ pub struct PageInfoRef<'a> {
 pub struct MemberRef<'a> {
     #[serde(borrow)]
     pub member_id: Cow<'a, str>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub member_type: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub status: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub created_at: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub updated_at: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub urn: Option<Cow<'a, str>>,
+}
+
+/// serde borrows a `Cow<str>` field only when it is not wrapped: an `Option<Cow<str>>`
+/// would always be copied. This borrows unless the string has escapes.
+fn borrowed_opt<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 impl<'a> From<&'a Member> for MemberRef<'a> {
@@ -253,6 +263,10 @@ mod tests {
         assert_eq!(page.members, from_owned);
         assert_eq!(page.members[1].member_id, "p2", "escapes are decoded");
         assert!(matches!(page.members[0].member_id, Cow::Borrowed(_)));
+        assert!(
+            matches!(page.members[0].created_at, Some(Cow::Borrowed(_))),
+            "optional strings are borrowed too"
+        );
         assert_eq!(
             page.page_info.and_then(|p| p.next_marker).as_deref(),
             Some("p2")
