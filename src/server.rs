@@ -459,8 +459,14 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     // Rendering is CPU work: it runs on a blocking thread and streams chunks (gzipped
     // as they come when asked) through a short queue, so the client receives while
     // the rest is rendered and a scrape of a large fleet never sits in memory whole.
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || stream_scrape(&state.metrics, format, gzip, &tx));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if gzip {
+        let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || render_stream(&state.metrics, format, &raw_tx));
+        tokio::task::spawn_blocking(move || gzip_stream(raw_rx, &tx));
+    } else {
+        tokio::task::spawn_blocking(move || render_stream(&state.metrics, format, &tx));
+    }
     let stream = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
         if done {
             return None;
@@ -497,55 +503,63 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     resp
 }
 
+type ChunkSender = tokio::sync::mpsc::Sender<std::io::Result<Bytes>>;
+type ChunkReceiver = tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>;
+
 /// Renders one scrape into `tx`, then an empty chunk as the end marker. Returns early
-/// when the client has gone (the receiver is dropped).
-fn stream_scrape(
-    metrics: &Metrics,
-    format: Format,
-    gzip: bool,
-    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-) {
-    let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes.into())).is_ok();
-    let mut failed = None;
-    let mut encoder = gzip.then(|| {
-        flate2::write::GzEncoder::new(
-            Vec::with_capacity(SCRAPE_CHUNK / 4),
-            flate2::Compression::fast(),
-        )
+/// when the receiver is gone (the client went away).
+fn render_stream(metrics: &Metrics, format: Format, tx: &ChunkSender) {
+    let mut open = true;
+    metrics.render_chunks(format, SCRAPE_CHUNK, &mut |chunk: String| {
+        open = tx.blocking_send(Ok(chunk.into_bytes().into())).is_ok();
+        open
     });
-    metrics.render_chunks(
-        format,
-        SCRAPE_CHUNK,
-        &mut |chunk: String| match &mut encoder {
-            None => send(chunk.into_bytes()),
-            Some(enc) => match enc.write_all(chunk.as_bytes()) {
-                Ok(()) => send(std::mem::take(enc.get_mut())),
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            },
-        },
+    if open {
+        let _ = tx.blocking_send(Ok(Bytes::new()));
+    }
+}
+
+/// Gzips the chunks from `rx` into `tx`. It runs on its own thread so that rendering
+/// and compressing a large scrape overlap on two cores.
+fn gzip_stream(mut rx: ChunkReceiver, tx: &ChunkSender) {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(SCRAPE_CHUNK / 4),
+        flate2::Compression::fast(),
     );
-    if let Some(enc) = encoder {
-        match enc.finish() {
-            Ok(rest) if failed.is_none() => {
-                if !send(rest) {
+    let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes.into())).is_ok();
+    loop {
+        match rx.blocking_recv() {
+            Some(Ok(chunk)) if chunk.is_empty() => break,
+            Some(Ok(chunk)) => {
+                if let Err(e) = enc.write_all(&chunk) {
+                    tracing::error!(error = %e, "compressing metrics failed");
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                if !send(std::mem::take(enc.get_mut())) {
                     return;
                 }
             }
-            Ok(_) => {}
-            Err(e) => failed = Some(e),
+            // Passed on as is; a renderer that ended without its marker ends the
+            // body without one too, which aborts it.
+            Some(Err(e)) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            None => return,
         }
     }
-    let end = match failed {
-        Some(e) => {
-            tracing::error!(error = %e, "compressing metrics failed");
-            Err(e)
+    match enc.finish() {
+        Ok(rest) => {
+            if send(rest) {
+                let _ = tx.blocking_send(Ok(Bytes::new()));
+            }
         }
-        None => Ok(Bytes::new()),
-    };
-    let _ = tx.blocking_send(end);
+        Err(e) => {
+            tracing::error!(error = %e, "compressing metrics failed");
+            let _ = tx.blocking_send(Err(e));
+        }
+    }
 }
 
 #[cfg(test)]
