@@ -456,9 +456,10 @@ const SCRAPE_CHUNK: usize = 256 * 1024;
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(&headers);
-    // Rendering is CPU work: it runs on a blocking thread and streams chunks (gzipped
-    // as they come when asked) through a short queue, so the client receives while
-    // the rest is rendered and a scrape of a large fleet never sits in memory whole.
+    // Rendering is CPU work: it runs on a blocking thread and streams chunks through a
+    // short queue (via a second thread that gzips them, when asked), so the client
+    // receives while the rest is rendered and a scrape of a large fleet never sits in
+    // memory whole.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     if gzip {
         let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(4);

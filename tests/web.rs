@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -535,4 +536,82 @@ async fn over_max_requests_the_answer_is_503_at_once() {
         (r.status() == 200).then_some(())
     })
     .await;
+}
+
+/// Scrapes of a large fleet are streamed while they are rendered: a scrape whose
+/// client stops reading keeps its request slot until the client goes away, and then
+/// frees it; gzip and plain scrapes carry the same series.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_scrapes_stream_and_a_vanished_client_frees_its_slot() {
+    // About 200 bytes a series and four series a member: some 25 MB, far more than
+    // the loopback socket buffers hold, so the server cannot finish while unread.
+    let exporter = Exporter::start(
+        &[
+            "--demo",
+            "--demo.large-image-members",
+            "30000",
+            "--web.max-requests",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let client = reqwest::Client::new();
+    let plain = client.get(exporter.url("/metrics")).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.content_length().is_none(), "streamed, not buffered");
+    let plain = plain.text().await.unwrap();
+    let gzipped = client
+        .get(exporter.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let series = |t: &str| {
+        let mut names: Vec<String> = support::parse_exposition(t)
+            .into_iter()
+            .filter(|s| s.name.starts_with("ims_image_member"))
+            .map(|s| format!("{}{:?}", s.name, s.labels))
+            .collect();
+        names.sort();
+        names
+    };
+    let plain_series = series(&plain);
+    assert!(plain_series.len() > 100_000, "{}", plain_series.len());
+    assert_eq!(series(&text), plain_series);
+
+    // Read the head of a scrape, then stop reading: the scrape holds the only slot.
+    let mut stalled = TcpStream::connect(&exporter.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    let refused = client.get(exporter.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        503,
+        "the stalled scrape still holds its slot"
+    );
+
+    drop(stalled);
+    let again = wait_for("the vanished client's slot to be free", async || {
+        let r = client.get(exporter.url("/metrics")).send().await.unwrap();
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    let text = again.text().await.unwrap();
+    assert!(
+        text.contains("ims_image_member_info{"),
+        "a whole scrape again"
+    );
+    assert!(exporter.terminate().await.success());
 }
