@@ -251,8 +251,7 @@ fn write_f64(out: &mut String, v: f64) {
 mod tests {
     use super::*;
 
-    fn sample(format: Format) -> String {
-        let mut w = Exposition::new(format, String::new());
+    fn write_sample(w: &mut Exposition<'_>) {
         w.family("a_changes", "Changes \"seen\".", Kind::Counter);
         let block = label_block(&[("image_id", "i\"1"), ("region", "r")]);
         w.series().labels(&block).label("change", "added").int(3);
@@ -260,6 +259,11 @@ mod tests {
         w.series().value(1.5);
         w.series().label("x", "a\\b\nc").value(1_692_763_672.0);
         w.series().labels("").value(f64::NAN);
+    }
+
+    fn sample(format: Format) -> String {
+        let mut w = Exposition::new(format, String::new());
+        write_sample(&mut w);
         w.finish()
     }
 
@@ -294,13 +298,7 @@ mod tests {
             true
         };
         let mut w = Exposition::streaming(Format::OpenMetrics, String::new(), 40, &mut sink);
-        w.family("a_changes", "Changes \"seen\".", Kind::Counter);
-        let block = label_block(&[("image_id", "i\"1"), ("region", "r")]);
-        w.series().labels(&block).label("change", "added").int(3);
-        w.family("b_time", "Time.", Kind::Gauge);
-        w.series().value(1.5);
-        w.series().label("x", "a\\b\nc").value(1_692_763_672.0);
-        w.series().labels("").value(f64::NAN);
+        write_sample(&mut w);
         assert_eq!(w.finish(), "");
         assert!(chunks.len() > 2, "{chunks:?}");
         assert!(

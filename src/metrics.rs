@@ -337,26 +337,28 @@ fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
             .label("source", s.meta.source.as_str())
             .value(1.0);
     }
-    w.family(
+    // A gauge family with at most one series per image.
+    let image_gauge =
+        |w: &mut Exposition, name, help, value: &dyn Fn(&ImageState) -> Option<f64>| {
+            w.family(name, help, Kind::Gauge);
+            for (s, b) in per_image() {
+                if let Some(v) = value(s) {
+                    w.series().labels(b).value(v);
+                }
+            }
+        };
+    image_gauge(
+        w,
         "ims_image_poll_success",
         "1 if the last poll of the image succeeded, 0 if it failed (last good data is still served).",
-        Kind::Gauge,
+        &|s| s.last_poll_ok.map(bool_value),
     );
-    for (s, b) in per_image() {
-        if let Some(ok) = s.last_poll_ok {
-            w.series().labels(b).value(bool_value(ok));
-        }
-    }
-    w.family(
+    image_gauge(
+        w,
         "ims_image_last_success_timestamp_seconds",
         "Unix time of the last successful poll of the image.",
-        Kind::Gauge,
+        &|s| s.last_success_unix,
     );
-    for (s, b) in per_image() {
-        if let Some(t) = s.last_success_unix {
-            w.series().labels(b).value(t);
-        }
-    }
     w.family(
         "ims_image_poll_errors",
         "Failed polls of the image by reason.",
@@ -407,14 +409,12 @@ fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
             }
         }
     }
-    w.family(
+    image_gauge(
+        w,
         "ims_image_unexpected_members",
         "Members of the image that no applicable allowlist entry matches (0 when clean).",
-        Kind::Gauge,
+        &|s| Some(s.unexpected_count() as f64),
     );
-    for (s, b) in per_image() {
-        w.series().labels(b).value(s.unexpected_count() as f64);
-    }
     w.family("ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", Kind::Gauge);
     for (_, b, set) in members() {
         for m in set.members.iter().filter(|m| m.unexpected) {
