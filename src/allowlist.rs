@@ -51,8 +51,15 @@ impl Entry {
 /// Runs for every (member, entry) pair of every poll, so it does not allocate for the
 /// common cases: no wildcard at all, and ASCII (every IMS ID and URN is ASCII).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
+    let wild = |s: &str| s.bytes().any(|b| b == b'*' || b == b'?');
+    if !wild(pattern) {
         return pattern == text;
+    }
+    // The most common glob by far: a prefix such as `ou-*`.
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        if !wild(prefix) {
+            return text.starts_with(prefix);
+        }
     }
     if pattern.is_ascii() && text.is_ascii() {
         return glob_slices(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
@@ -184,6 +191,9 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("ou-*", "ou-abc"));
+        assert!(glob_match("ou-*", "ou-"));
+        assert!(!glob_match("ou-*", "o"));
+        assert!(glob_match("**", "x"));
         assert!(glob_match("*", ""));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "ac"));

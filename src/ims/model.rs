@@ -133,18 +133,17 @@ pub struct ImageSummary {
 /// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
 pub fn parse_timestamp(s: &str) -> Option<f64> {
+    // Called twice for every member of every poll: plain arithmetic, no allocation
+    // unless there is a fraction.
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() < 19 {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
+        b[r].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
     };
     if b[4] != b'-'
         || b[7] != b'-'
@@ -156,16 +155,15 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
-    let date =
-        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
-            .ok()?;
-    let tod = time::Time::from_hms(
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-    )
-    .ok()?;
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
     let mut rest = &s[19..];
     let mut fraction = 0.0;
     if let Some(r) = rest.strip_prefix('.') {
@@ -196,11 +194,29 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
             sign * (h * 3600 + m * 60)
         }
     };
-    let unix = time::PrimitiveDateTime::new(date, tod)
-        .assume_utc()
-        .unix_timestamp()
-        - offset_secs;
+    let days = days_from_civil(year, month, day);
+    let unix = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     Some(unix as f64 + fraction)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -217,6 +233,25 @@ mod tests {
         assert_eq!(parse_timestamp("2023-08-23T04:07:52.000000Z"), Some(base));
         assert_eq!(parse_timestamp("2023-08-23T12:07:52+08:00"), Some(base));
         assert_eq!(parse_timestamp("2023-08-23T12:07:52+0800"), Some(base));
+        assert_eq!(
+            parse_timestamp("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800.0)
+        );
+        assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951_782_400.0));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1.0));
+        // The same as the `time` crate for every day of four centuries.
+        let mut date = time::Date::from_calendar_date(1900, time::Month::January, 1).unwrap();
+        while date.year() < 2300 {
+            let text = format!("{date}T01:02:03Z");
+            let want = date
+                .with_hms(1, 2, 3)
+                .unwrap()
+                .assume_utc()
+                .unix_timestamp() as f64;
+            assert_eq!(parse_timestamp(&text), Some(want), "{text}");
+            date = date.next_day().unwrap();
+        }
         for bad in [
             "",
             "yesterday",
@@ -225,6 +260,12 @@ mod tests {
             "2023-08-23T04:07:5x",
             "2023-08-23T04:07:52.Z",
             "２０２３-08-23T04:07:52Z",
+            "2023-02-29T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2023-08-23T24:00:00Z",
+            "2023-08-23T04:60:00Z",
+            "2023-08-23T04:07:60Z",
+            "2023-00-10T04:07:52Z",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
