@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use crate::exposition::{label_block, Exposition, Kind, Sink};
 use crate::ims::error::Reason;
@@ -132,9 +132,6 @@ impl Default for SelfMetrics {
 pub struct Metrics {
     registry: Registry,
     store: Arc<Store>,
-    /// Size of the last exposition, to allocate the next one at once instead of
-    /// growing (and copying) a buffer of up to ~100 MB step by step.
-    last_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -166,23 +163,14 @@ impl Metrics {
             "IMS API request latency by operation",
             self_metrics.api_duration.clone(),
         );
-        Metrics {
-            registry,
-            store,
-            last_len: AtomicUsize::new(0),
-        }
+        Metrics { registry, store }
     }
 
     /// The whole exposition in one string (for `--once` and tests).
     pub fn render(&self, format: Format) -> String {
-        let hint = self.last_len.load(Ordering::Relaxed);
-        let mut head = String::with_capacity((hint + hint / 16).max(64 * 1024));
-        head.push_str(&self.self_metrics(format));
-        let mut w = Exposition::new(format, head);
+        let mut w = Exposition::new(format, self.self_metrics(format));
         write_snapshot(&mut w, &self.store.snapshot(), now_unix());
-        let out = w.finish();
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        out
+        w.finish()
     }
 
     /// The exposition handed to `sink` in chunks of about `chunk` bytes, so that a

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -246,15 +246,16 @@ async fn limited(
     };
     let response = gated(shared, settings, req).await;
     match _permit {
-        // The slot is held until the body is sent: a scrape streams its body after
-        // the handler returns.
-        Some(permit) => response.map(|body| {
+        // A streamed body (a scrape) is still being produced when the handler
+        // returns: its slot is held until the body is sent. A body already in memory
+        // keeps its length and frees the slot now.
+        Some(permit) if response.body().size_hint().exact().is_none() => response.map(|body| {
             Body::from_stream(body.into_data_stream().map(move |frame| {
                 let _held = &permit;
                 frame
             }))
         }),
-        None => response,
+        _ => response,
     }
 }
 

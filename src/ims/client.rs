@@ -4,14 +4,13 @@
 //! It counts requests in the self-metrics but owns no state about images: what a
 //! result means is the poller's business.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
-use std::borrow::Cow;
-
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -81,21 +80,6 @@ fn push_segment(path: &mut String, segment: &str) -> Result<(), String> {
 
 /// The URL of `segments` under the target's endpoint, with `query` encoded the way
 /// the SDKs encode it (`%20` for space, `%2B` for `+`).
-/// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
-/// cheaper than serde_json checking each string of a 1,000-member page on its own. The
-/// plain decoder is used first; only a body that fails is decoded again to find the
-/// field path for the error message.
-fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-    serde_json::from_str(text).map_err(|plain| {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Err(e) => format!("at {}: {}", e.path(), e.inner()),
-            Ok(_) => plain.to_string(),
-        }
-    })
-}
-
 pub fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
     let mut path = base.path().trim_end_matches('/').to_string();
     for s in segments {
@@ -113,6 +97,21 @@ pub fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Resul
         url.set_query(Some(&q.join("&")));
     }
     Ok(url)
+}
+
+/// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
+/// cheaper than serde_json checking each string of a 1,000-member page on its own. The
+/// plain decoder is used first; only a body that fails is decoded again to find the
+/// field path for the error message.
+fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|plain| {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Err(e) => format!("at {}: {}", e.path(), e.inner()),
+            Ok(_) => plain.to_string(),
+        }
+    })
 }
 
 /// `host` or `host:port`, as hyper will send it in the Host header.

@@ -133,8 +133,8 @@ pub struct ImageSummary {
 /// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
 pub fn parse_timestamp(s: &str) -> Option<f64> {
-    // Called twice for every member of every poll: plain arithmetic, no allocation
-    // unless there is a fraction.
+    // Called twice for every member of every poll: digits are read without
+    // allocating (unless there is a fraction); `time` checks and converts the date.
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() < 19 {
@@ -155,15 +155,18 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        time::Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let tod = time::Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
     let mut rest = &s[19..];
     let mut fraction = 0.0;
     if let Some(r) = rest.strip_prefix('.') {
@@ -194,29 +197,11 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
             sign * (h * 3600 + m * 60)
         }
     };
-    let days = days_from_civil(year, month, day);
-    let unix = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let unix = time::PrimitiveDateTime::new(date, tod)
+        .assume_utc()
+        .unix_timestamp()
+        - offset_secs;
     Some(unix as f64 + fraction)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
