@@ -6,6 +6,7 @@
 //! can still boot the image. An image with no entries at all denies everything.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -106,34 +107,51 @@ pub fn parse_file(text: &str) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
+fn read_file(path: &Path) -> std::io::Result<String> {
+    crate::files::read_text_capped(path, crate::files::MAX_ALLOWLIST_BYTES)
+}
+
 /// An allowlist file, re-read on every poll so that a security team can edit it
 /// without restarting the exporter. A read or parse failure keeps the last good
 /// contents (and is logged), so a half-saved file never flips every share to
-/// unexpected.
+/// unexpected. Reads run on a blocking thread with a deadline, one at a time: a file
+/// that hangs (a FIFO, a dead NFS mount) keeps its last entries and stalls nothing.
 #[derive(Debug)]
 pub struct AllowlistFile {
     pub path: PathBuf,
     entries: ArcSwap<Vec<Entry>>,
+    /// A read is under way (or hung); polls meanwhile use the entries in force.
+    reading: Arc<AtomicBool>,
 }
 
 impl AllowlistFile {
     /// Reads the file once; at start a broken file is a config error.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = read_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let entries = parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(AllowlistFile {
             path: path.to_path_buf(),
             entries: ArcSwap::from_pointee(entries),
+            reading: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// Re-reads the file; returns the entries now in force.
-    pub fn refresh(&self) -> Arc<Vec<Entry>> {
-        match std::fs::read_to_string(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| parse_file(&t))
-        {
+    pub async fn refresh(&self) -> Arc<Vec<Entry>> {
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return self.entries.load_full();
+        }
+        let (path, reading) = (self.path.clone(), self.reading.clone());
+        let read = crate::files::off_runtime(crate::files::READ_TIMEOUT, move || {
+            let result = read_file(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| parse_file(&t));
+            reading.store(false, Ordering::Release);
+            result
+        })
+        .await
+        .and_then(|r| r);
+        match read {
             Ok(entries) => {
                 if **self.entries.load() != entries {
                     tracing::info!(file = %self.path.display(), entries = entries.len(), "allowlist file changed");
@@ -168,10 +186,10 @@ impl Allowlist {
     }
 
     /// The entries in force now (files re-read).
-    pub fn current(&self) -> Vec<Entry> {
+    pub async fn current(&self) -> Vec<Entry> {
         let mut out = self.entries.clone();
         for f in &self.files {
-            out.extend(f.refresh().iter().cloned());
+            out.extend(f.refresh().await.iter().cloned());
         }
         out
     }
@@ -234,8 +252,8 @@ mod tests {
         assert!(!is_unexpected(&[Entry::parse("x").unwrap()], "x", ""));
     }
 
-    #[test]
-    fn file_with_comments_and_reload_keeps_last_good() {
+    #[tokio::test]
+    async fn file_with_comments_and_reload_keeps_last_good() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("allow.txt");
         std::fs::write(
@@ -244,12 +262,12 @@ mod tests {
         )
         .unwrap();
         let f = AllowlistFile::load(&path).unwrap();
-        assert_eq!(f.refresh().len(), 2);
+        assert_eq!(f.refresh().await.len(), 2);
         std::fs::write(&path, "new-one\n").unwrap();
-        assert_eq!(*f.refresh(), vec![Entry::MemberId("new-one".into())]);
+        assert_eq!(*f.refresh().await, vec![Entry::MemberId("new-one".into())]);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            *f.refresh(),
+            *f.refresh().await,
             vec![Entry::MemberId("new-one".into())],
             "a vanished file keeps the last entries"
         );

@@ -70,9 +70,15 @@ pub struct Cli {
     #[arg(
         long = "web.telemetry-path",
         value_name = "PATH",
-        default_value = "/metrics"
+        default_value = "/metrics",
+        value_parser = parse_telemetry_path
     )]
     pub telemetry_path: String,
+
+    /// Enable shutdown and reload via HTTP request (`POST /-/reload`); SIGHUP always
+    /// reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub web_enable_lifecycle: bool,
 
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info")]
@@ -111,6 +117,38 @@ pub struct Cli {
     pub demo_large_image_members: usize,
 
     /// Poll interval in demo mode.
-    #[arg(long = "demo.poll-interval", value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long = "demo.poll-interval", value_name = "DURATION", default_value = "15s", value_parser = parse_demo_interval)]
     pub demo_poll_interval: std::time::Duration,
+}
+
+/// Paths the server answers itself; the metrics cannot live there.
+pub const RESERVED_PATHS: [&str; 4] = ["/", "/-/healthy", "/-/ready", "/-/reload"];
+
+/// `--web.telemetry-path`: an absolute path of its own (checked here, so a bad value
+/// exits 2 with a message instead of failing when the routes are built).
+fn parse_telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("must start with '/', got {s:?}"));
+    }
+    if RESERVED_PATHS.contains(&s) || s.starts_with("/-/") {
+        return Err(format!("{s:?} is reserved for the server's own pages"));
+    }
+    if s.contains(['{', '}', '*', '?', '#']) || s.contains("//") || s.ends_with('/') {
+        return Err(format!(
+            "must be a plain path such as /metrics (no '{{', '}}', '*', '?', '#', '//' or trailing '/'), got {s:?}"
+        ));
+    }
+    if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("must not contain white space, got {s:?}"));
+    }
+    Ok(s.to_string())
+}
+
+/// `--demo.poll-interval`: 1s to 1d.
+fn parse_demo_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("must be between 1s and 1d, got {s}"));
+    }
+    Ok(d)
 }

@@ -57,6 +57,21 @@ fn default_max_concurrent_requests() -> i64 {
 fn default_discovery_interval() -> Duration {
     Duration::from_secs(30 * 60)
 }
+fn default_max_members_per_image() -> i64 {
+    DEFAULT_MAX_MEMBERS_PER_IMAGE as i64
+}
+fn default_max_members_total() -> i64 {
+    DEFAULT_MAX_MEMBERS_TOTAL as i64
+}
+/// Default caps on members held: far above any real image (IMS shares an image with
+/// hundreds of projects at most) and any real fleet, far below what exhausts memory
+/// (about 200 bytes a member).
+pub const DEFAULT_MAX_MEMBERS_PER_IMAGE: usize = 100_000;
+pub const DEFAULT_MAX_MEMBERS_TOTAL: usize = 1_000_000;
+/// Longest `poll_interval`, `discovery_interval` and retry backoff accepted: values
+/// beyond (`500000000000years`) overflow timers.
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 fn default_imagetype() -> String {
     "private".into()
 }
@@ -85,6 +100,10 @@ struct FileConfig {
     rate_limit: Option<String>,
     #[serde(default)]
     max_response_bytes: Option<ByteSize>,
+    #[serde(default = "default_max_members_per_image")]
+    max_members_per_image: i64,
+    #[serde(default = "default_max_members_total")]
+    max_members_total: i64,
     #[serde(default)]
     credentials: Option<CredentialsConfig>,
     #[serde(default)]
@@ -260,6 +279,10 @@ pub struct Config {
     pub shard: Shard,
     pub retry: RetryPolicy,
     pub max_response_bytes: usize,
+    /// A poll of an image with more members fails `too_large`.
+    pub max_members_per_image: usize,
+    /// Members held across all images; a poll that would pass it fails `too_large`.
+    pub max_members_total: usize,
     /// Extra CA certificates (PEM) to trust for the API endpoints.
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
@@ -308,6 +331,9 @@ pub struct Target {
     pub discover: Option<Discover>,
     /// The target's request rate limit (its own `rate_limit`, else the top-level one).
     pub rate_limit: Option<Arc<TokenBucket>>,
+    /// The target's share of `max_concurrent_requests`, so that a hung endpoint holds
+    /// only its own share and delays only its own images.
+    pub concurrency: Arc<tokio::sync::Semaphore>,
     pub images: Vec<ImageConfig>,
 }
 
@@ -360,6 +386,18 @@ pub struct Discover {
     pub tag: Option<String>,
     pub visibility: Option<String>,
     pub exclude_ids: Vec<ImageId>,
+}
+
+impl Discover {
+    /// Whether `other` selects the same images (what a reload may carry over).
+    pub fn same_filter(&self, other: &Discover) -> bool {
+        self.imagetype == other.imagetype
+            && self.name_regex.as_ref().map(regex::Regex::as_str)
+                == other.name_regex.as_ref().map(regex::Regex::as_str)
+            && self.tag == other.tag
+            && self.visibility == other.visibility
+            && self.exclude_ids == other.exclude_ids
+    }
 }
 
 impl Config {
@@ -431,6 +469,13 @@ impl ProjectLookup for NoLookup {
     }
 }
 
+/// Each target's fair share of the global request bound: all shares together never
+/// exceed it (unless there are more targets than requests), so no set of hung targets
+/// can hold the requests the others need.
+pub fn target_share(max_concurrent_requests: usize, targets: usize) -> usize {
+    (max_concurrent_requests / targets.max(1)).max(1)
+}
+
 /// Reads and validates a config file, looking up omitted project IDs. `env` looks up
 /// environment variables (the credentials chain); tests pass their own.
 pub async fn load(
@@ -439,10 +484,13 @@ pub async fn load(
     projects: &dyn ProjectLookup,
 ) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text =
+        crate::files::read_text_capped(path, crate::files::MAX_CONFIG_BYTES).map_err(|source| {
+            ConfigError::Read {
+                file: file.clone(),
+                source,
+            }
+        })?;
     build(&text, &file, env, projects).await
 }
 
@@ -483,10 +531,11 @@ pub async fn build(
         message,
     };
 
-    if raw.poll_interval < Duration::from_secs(1) {
+    let week = humantime::format_duration(MAX_INTERVAL);
+    if raw.poll_interval < Duration::from_secs(1) || raw.poll_interval > MAX_INTERVAL {
         return Err(invalid(
             "poll_interval".into(),
-            "must be at least 1s".into(),
+            format!("must be between 1s and {week}"),
         ));
     }
     if raw.request_timeout.is_zero() || raw.request_timeout > Duration::from_secs(600) {
@@ -510,10 +559,34 @@ pub async fn build(
             ),
         ));
     }
-    if raw.discovery_interval < Duration::from_secs(1) {
+    if raw.discovery_interval < Duration::from_secs(1) || raw.discovery_interval > MAX_INTERVAL {
         return Err(invalid(
             "discovery_interval".into(),
-            "must be at least 1s".into(),
+            format!("must be between 1s and {week}"),
+        ));
+    }
+    if raw.retry.max_backoff > MAX_BACKOFF {
+        return Err(invalid(
+            "retry.max_backoff".into(),
+            "must be at most 10m".into(),
+        ));
+    }
+    if !(1..=10_000_000).contains(&raw.max_members_per_image) {
+        return Err(invalid(
+            "max_members_per_image".into(),
+            format!(
+                "must be between 1 and 10000000, got {}",
+                raw.max_members_per_image
+            ),
+        ));
+    }
+    if !(1..=100_000_000).contains(&raw.max_members_total) {
+        return Err(invalid(
+            "max_members_total".into(),
+            format!(
+                "must be between 1 and 100000000, got {}",
+                raw.max_members_total
+            ),
         ));
     }
     if !(1..=10).contains(&raw.retry.max_attempts) {
@@ -739,8 +812,14 @@ pub async fn build(
             allowlist: target_allow,
             discover,
             rate_limit,
+            // Set below, once the number of targets is known.
+            concurrency: Arc::new(tokio::sync::Semaphore::new(1)),
             images,
         });
+    }
+    let share = target_share(raw.max_concurrent_requests as usize, targets.len());
+    for t in &mut targets {
+        t.concurrency = Arc::new(tokio::sync::Semaphore::new(share));
     }
 
     Ok(Config {
@@ -753,6 +832,8 @@ pub async fn build(
         shard: Shard::default(),
         retry: client.retry,
         max_response_bytes: client.max_response_bytes,
+        max_members_per_image: raw.max_members_per_image as usize,
+        max_members_total: raw.max_members_total as usize,
         ca_file: client.ca_file,
         insecure_skip_verify: client.insecure_skip_verify,
         targets,

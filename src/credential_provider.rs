@@ -207,8 +207,9 @@ impl Chain<'_> {
 
 /// Reads the SDK credentials file. `Ok(None)` when it lacks `[basic]` ak and sk.
 pub fn read_sdk_file(path: &Path) -> Result<Option<Credentials>, String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text_capped(path, crate::files::MAX_SECRET_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    crate::files::warn_if_world_readable(path, "credentials file");
     let mut section = String::new();
     let (mut ak, mut sk, mut token) = (None, None, None);
     for line in text.lines() {

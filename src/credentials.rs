@@ -66,10 +66,17 @@ pub struct CredentialsError {
 }
 
 fn read_secret_file(key: &str, path: &Path) -> Result<String, CredentialsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CredentialsError {
-        key: key.to_string(),
-        message: format!("cannot read {}: {e}", path.display()),
-    })?;
+    let text =
+        crate::files::read_text_capped(path, crate::files::MAX_SECRET_BYTES).map_err(|e| {
+            CredentialsError {
+                key: key.to_string(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }
+        })?;
+    // The access key ID is no secret; the secret key and the token are.
+    if !key.ends_with("access_key_id_file") {
+        crate::files::warn_if_world_readable(path, key);
+    }
     let value = text.trim();
     if value.is_empty() {
         return Err(CredentialsError {

@@ -1,9 +1,13 @@
 //! The long-running mode: HTTP server, poller, reloads and shutdown.
 //!
-//! A reload (SIGHUP or `POST /-/reload`) validates the new config first; if it is bad,
-//! the old one keeps running and the reason is logged and answered. If it is good,
-//! the old poller stops and a new one starts on the same store, so images that stay
-//! keep their data and their series have no gap.
+//! A reload (SIGHUP, or `POST /-/reload` with `--web.enable-lifecycle`) validates the
+//! new config first; if it is bad, the old one keeps running and the reason is logged
+//! and answered. If it is good, the old poller stops and a new one takes over from it
+//! on the same store, so images that stay keep their data, counters and audit
+//! baseline, their series have no gap, and only added images are polled at once.
+//!
+//! Signal listeners are made once, before anything else, so that no SIGTERM or SIGINT
+//! is lost while a reload runs; a reload is abandoned when one arrives.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +39,14 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The file (or text) name used in errors.
+    pub fn name(&self) -> String {
+        match self {
+            ConfigSource::File(path, _) => path.display().to_string(),
+            ConfigSource::Text { name, .. } => name.clone(),
+        }
+    }
+
     /// Loads and validates the config, looking up omitted project IDs, and fetches
     /// temporary credentials that have not been fetched yet.
     pub async fn load(&self, projects: &dyn ProjectLookup) -> Result<Config, ConfigError> {
@@ -97,6 +109,27 @@ pub struct DaemonOptions {
     pub listen_address: String,
     pub telemetry_path: String,
     pub serve: ServeOptions,
+    /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
+    pub lifecycle: bool,
+}
+
+/// Loads the config on a blocking thread (driving the async IAM look-up from there),
+/// so that config, allowlist, credential and CA files are never read on an async
+/// worker: a file that hangs stalls the reload, not scrapes or shutdown.
+pub async fn load_config(
+    source: &ConfigSource,
+    projects: &Arc<ProjectResolver>,
+) -> Result<Config, ConfigError> {
+    let (source, projects) = (source.clone(), projects.clone());
+    let handle = tokio::runtime::Handle::current();
+    let name = source.name();
+    match tokio::task::spawn_blocking(move || handle.block_on(source.load(&*projects))).await {
+        Ok(result) => result,
+        Err(e) => Err(ConfigError::Parse {
+            file: name,
+            message: format!("loading failed: {e}"),
+        }),
+    }
 }
 
 /// A running poller and the means to stop it.
@@ -127,7 +160,8 @@ pub async fn run(
     config: Config,
     options: DaemonOptions,
     self_metrics: Arc<SelfMetrics>,
-    projects: ProjectResolver,
+    projects: Arc<ProjectResolver>,
+    mut signals: Signals,
 ) -> u8 {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
@@ -164,34 +198,47 @@ pub async fn run(
     let config = Arc::new(config);
     store.set_credentials(config.credential_providers());
     let mut refreshers = spawn_refreshers(&config);
-    let mut running = Running::start(Poller::new(config, client, store.clone()));
+    let mut running = Running::start(Poller::new(config, client, store.clone(), None));
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let app = server::router(server::AppState {
         metrics,
         store: store.clone(),
         telemetry_path: options.telemetry_path.clone(),
-        reload: reload_tx,
+        reload: options.lifecycle.then_some(reload_tx),
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(server::serve(listener, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;
     }));
 
-    let mut hangups = Hangups::new();
     let signal = loop {
         let reply = tokio::select! {
-            signal = shutdown_signal() => break signal,
+            signal = signals.next() => match signal {
+                Signal::Shutdown(name) => break name,
+                Signal::Hangup => None,
+            },
             // The server stops only when told to; if it ends by itself, so does the daemon.
             ended = &mut server => {
                 tracing::error!(outcome = ?ended.map(|r| r.map_err(|e| e.to_string())), "HTTP server stopped unexpectedly");
                 running.stop().await;
                 return EXIT_FAILURE;
             }
-            _ = hangups.recv() => None,
-            request = reload_rx.recv() => request,
+            // None once every sender is gone (`/-/reload` is off): the branch is
+            // disabled then, not taken as a reload.
+            Some(request) = reload_rx.recv() => Some(request),
         };
-        let result = match source.load(&projects).await {
+        tracing::info!("reloading the configuration");
+        let loaded = tokio::select! {
+            signal = signals.shutdown() => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err("shutting down".into()));
+                }
+                break signal;
+            }
+            loaded = load_config(&source, &projects) => loaded,
+        };
+        let result = match loaded {
             Ok(new) => {
                 let new = Arc::new(new);
                 match ImsClient::new(&new.client_options(), self_metrics.clone()) {
@@ -202,8 +249,7 @@ pub async fn run(
                         }
                         refreshers = spawn_refreshers(&new);
                         store.set_credentials(new.credential_providers());
-                        let poller =
-                            Poller::new(new.clone(), client, store.clone()).carry_discovered(&old);
+                        let poller = Poller::new(new.clone(), client, store.clone(), Some(&old));
                         running = Running::start(poller);
                         tracing::info!(
                             images = new.image_count(),
@@ -249,54 +295,100 @@ pub async fn run(
     }
 }
 
-/// SIGHUP, where there is such a thing.
-struct Hangups {
+/// The signals the daemon acts on, listened for from the start and for its whole
+/// life: a listener made anew on each pass would miss a signal sent in between.
+pub struct Signals {
     #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
 }
 
-impl Hangups {
-    fn new() -> Self {
+impl Signals {
+    /// Installs the listeners; call it before any slow start-up work.
+    pub fn new() -> Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            Hangups {
-                signal: signal(SignalKind::hangup()).ok(),
+            Signals {
+                hangup: signal(SignalKind::hangup()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
         }
         #[cfg(not(unix))]
-        Hangups {}
+        Signals {}
     }
 
-    async fn recv(&mut self) {
+    /// The next SIGHUP, SIGINT or SIGTERM.
+    pub async fn next(&mut self) -> Signal {
         #[cfg(unix)]
-        if let Some(s) = &mut self.signal {
-            s.recv().await;
-            return;
+        {
+            let hangup = async {
+                match &mut self.hangup {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let Signals {
+                terminate,
+                interrupt,
+                ..
+            } = self;
+            tokio::select! {
+                _ = hangup => Signal::Hangup,
+                name = shutdown(interrupt, terminate) => Signal::Shutdown(name),
+            }
         }
-        std::future::pending::<()>().await
+        #[cfg(not(unix))]
+        Signal::Shutdown(self.shutdown().await)
+    }
+
+    /// SIGINT or SIGTERM, and which.
+    pub async fn shutdown(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            shutdown(&mut self.interrupt, &mut self.terminate).await
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
-/// Waits for SIGINT or SIGTERM and says which.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+/// What [`Signals::next`] received.
+pub enum Signal {
+    Hangup,
+    Shutdown(&'static str),
+}
+
+#[cfg(unix)]
+async fn shutdown(
+    interrupt: &mut Option<tokio::signal::unix::Signal>,
+    terminate: &mut Option<tokio::signal::unix::Signal>,
+) -> &'static str {
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
             }
+            None => std::future::pending::<()>().await,
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+    tokio::select! {
+        _ = recv(interrupt) => "SIGINT",
+        _ = recv(terminate) => "SIGTERM",
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -40,6 +40,9 @@ impl EcsMetadata {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .no_proxy()
+            // It answers from the instance itself; a redirect would carry the session
+            // token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(EcsMetadata { base, http })

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod ecs_metadata;
 pub mod exposition;
 pub mod fake_ims;
+pub mod files;
 pub mod iam;
 pub mod ids;
 pub mod ims;
@@ -54,10 +55,16 @@ pub fn run(cli: Cli) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    runtime.block_on(run_async(cli))
+    let code = runtime.block_on(run_async(cli));
+    // A file read that hangs (a FIFO, a dead mount) is left on its blocking thread;
+    // exiting must not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 async fn run_async(cli: Cli) -> u8 {
+    // First, so that a SIGTERM during a slow start is not lost.
+    let signals = daemon::Signals::new();
     // In demo mode the fake IMS lives as long as the exporter.
     let mut demo_fake: Option<FakeIms> = None;
     let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
@@ -94,8 +101,8 @@ async fn run_async(cli: Cli) -> u8 {
         daemon::ConfigSource::File(cli.config_file.clone(), shard)
     };
     let self_metrics = Arc::new(SelfMetrics::new());
-    let projects = iam::ProjectResolver::new(self_metrics.clone());
-    let config = match source.load(&projects).await {
+    let projects = Arc::new(iam::ProjectResolver::new(self_metrics.clone()));
+    let config = match daemon::load_config(&source, &projects).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
@@ -137,8 +144,9 @@ async fn run_async(cli: Cli) -> u8 {
                 web_config_file: cli.web_config_file.clone(),
                 max_requests: cli.web_max_requests,
             },
+            lifecycle: cli.web_enable_lifecycle,
         };
-        daemon::run(source, config, options, self_metrics, projects).await
+        daemon::run(source, config, options, self_metrics, projects, signals).await
     };
     if let Some(task) = demo_churn {
         task.abort();
@@ -161,7 +169,7 @@ async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let poller = Poller::new(Arc::new(config.clone()), client, store);
+    let poller = Poller::new(Arc::new(config.clone()), client, store, None);
     let all_ok = poller.once().await;
     print!("{}", metrics.render(Format::Text));
     if all_ok {

@@ -3,9 +3,13 @@
 //!
 //! Concurrency is bounded by the client's request limiter, not here. A cycle runs to
 //! completion before the next starts, so polls never overlap. An image's state is
-//! replaced only when all its calls succeeded; a failure keeps the last good list.
-//! The allowlist is applied at poll time (files re-read), and the change audit
-//! compares each good list with the previous one.
+//! replaced only when all its calls succeeded and the list respects the member caps; a
+//! failure keeps the last good list. The allowlist is applied at poll time (files
+//! re-read), and the change audit compares each good list with the previous one.
+//!
+//! A reload builds a new poller from the old one ([`Poller::new`] with `previous`):
+//! targets that stay keep what they discovered and their schedules, so the reload
+//! polls only the images it added, and every image that stays keeps its state.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,7 @@ use tokio::time::MissedTickBehavior;
 use crate::audit;
 use crate::config::{Config, ImageConfig, Target};
 use crate::ids::ImageId;
+use crate::ims::client::MemberCap;
 use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
 use crate::snapshot::{
@@ -41,6 +46,14 @@ struct ImageJob {
 /// What the last good discovery of a target found: (ID, name), after filters.
 type Discovered = Vec<(ImageId, String)>;
 
+/// When a target's schedules last started a round, so that a reload can resume them
+/// instead of starting over.
+#[derive(Debug, Clone, Copy, Default)]
+struct Schedule {
+    last_poll: Option<tokio::time::Instant>,
+    last_discovery: Option<tokio::time::Instant>,
+}
+
 /// One target's schedules and what they know.
 struct TargetRun {
     target: Arc<Target>,
@@ -48,6 +61,9 @@ struct TargetRun {
     jobs: ArcSwap<Vec<Arc<ImageJob>>>,
     /// `None` until a discovery succeeded (or without `discover:`).
     discovered: Mutex<Option<Discovered>>,
+    schedule: Mutex<Schedule>,
+    /// Taken over from the previous poller by a reload: resume, don't start over.
+    resumed: Option<Schedule>,
 }
 
 pub struct Poller {
@@ -57,6 +73,8 @@ pub struct Poller {
     targets: Vec<TargetRun>,
     /// Serialises rebuilding the image set (discoveries of several targets may end at once).
     rebuild_lock: Mutex<()>,
+    /// Serialises checking `max_members_total` with storing a poll's result.
+    commit_lock: Arc<Mutex<()>>,
 }
 
 pub fn image_key(target: &Target, image: &ImageId) -> ImageKey {
@@ -73,8 +91,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Poller {
     /// Registers the config's targets and images with the store (keeping the state of
-    /// those already there, e.g. across a reload) and prepares the jobs.
-    pub fn new(config: Arc<Config>, client: ImsClient, store: Arc<Store>) -> Self {
+    /// those already there) and prepares the jobs. On a reload, `previous` is the
+    /// poller being replaced: targets that stay take over what it discovered (before
+    /// the store's image set is rebuilt, so discovered images keep their state) and
+    /// its schedules.
+    pub fn new(
+        config: Arc<Config>,
+        client: ImsClient,
+        store: Arc<Store>,
+        previous: Option<&Poller>,
+    ) -> Self {
         let keys: Vec<(Arc<str>, Arc<str>)> = config
             .targets
             .iter()
@@ -87,11 +113,42 @@ impl Poller {
             .targets
             .iter()
             .zip(slots)
-            .map(|(t, slot)| TargetRun {
-                target: Arc::new(t.clone()),
-                slot,
-                jobs: ArcSwap::from_pointee(Vec::new()),
-                discovered: Mutex::new(None),
+            .map(|(t, slot)| {
+                let old = previous.and_then(|p| {
+                    p.targets.iter().find(|o| {
+                        o.target.region == t.region && o.target.project_id == t.project_id
+                    })
+                });
+                // Only a target that finished a cycle has a schedule worth resuming.
+                let resumed = old
+                    .filter(|_| slot.load().last_cycle_seconds.is_some())
+                    .map(|o| *lock(&o.schedule));
+                let discovered = match (old, &t.discover) {
+                    (Some(o), Some(d))
+                        if o.target
+                            .discover
+                            .as_ref()
+                            .is_some_and(|od| od.same_filter(d)) =>
+                    {
+                        lock(&o.discovered).clone()
+                    }
+                    _ => None,
+                };
+                // A changed filter is applied at once.
+                let resumed = resumed.map(|mut s| {
+                    if discovered.is_none() {
+                        s.last_discovery = None;
+                    }
+                    s
+                });
+                TargetRun {
+                    target: Arc::new(t.clone()),
+                    slot,
+                    jobs: ArcSwap::from_pointee(Vec::new()),
+                    discovered: Mutex::new(discovered),
+                    schedule: Mutex::new(resumed.unwrap_or_default()),
+                    resumed,
+                }
             })
             .collect();
         let poller = Poller {
@@ -100,24 +157,10 @@ impl Poller {
             store,
             targets,
             rebuild_lock: Mutex::new(()),
+            commit_lock: Arc::new(Mutex::new(())),
         };
         poller.rebuild();
         poller
-    }
-
-    /// Takes over what `old` discovered for targets that stay, so that a reload does
-    /// not drop discovered images until the next discovery.
-    pub fn carry_discovered(self, old: &Poller) -> Self {
-        for run in &self.targets {
-            let same = old.targets.iter().find(|o| {
-                o.target.region == run.target.region && o.target.project_id == run.target.project_id
-            });
-            if let (Some(o), Some(_)) = (same, &run.target.discover) {
-                *lock(&run.discovered) = lock(&o.discovered).clone();
-            }
-        }
-        self.rebuild();
-        self
     }
 
     /// The images to monitor: configured ones (which win) plus discovered ones.
@@ -253,8 +296,9 @@ impl Poller {
         true
     }
 
-    /// Polls every image of one target once. Returns true when every image succeeded.
-    async fn cycle(&self, run: &TargetRun, jitter: bool) -> bool {
+    /// Polls every image of one target once (or, with `only_new`, those never polled:
+    /// what a reload added). Returns true when every image succeeded.
+    async fn cycle(&self, run: &TargetRun, jitter: bool, only_new: bool) -> bool {
         let max_jitter = (self.config.poll_interval / 10).min(MAX_JITTER);
         if jitter && !max_jitter.is_zero() {
             // The thread-local RNG must not live across an await (it is not Send).
@@ -264,10 +308,16 @@ impl Poller {
         let started = Instant::now();
         let jobs = run.jobs.load_full();
         let mut set = JoinSet::new();
+        let mut polled = 0;
         for job in jobs.iter() {
+            if only_new && job.slot.load().last_poll_ok.is_some() {
+                continue;
+            }
+            polled += 1;
             let (job, client, page_size) =
                 (job.clone(), self.client.clone(), self.config.page_size);
-            set.spawn(async move { poll_image(&client, &job, page_size).await });
+            let limits = self.limits();
+            set.spawn(async move { poll_image(&client, &job, page_size, &limits).await });
         }
         let mut all_ok = true;
         while let Some(result) = set.join_next().await {
@@ -280,12 +330,23 @@ impl Poller {
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        self.store.cycle_finished(&run.slot, secs);
+        if !only_new {
+            self.store.cycle_finished(&run.slot, secs);
+        }
         tracing::debug!(
             region = %run.target.region, project_id = %run.target.project_id,
-            images = jobs.len(), seconds = secs, all_ok, "poll cycle finished"
+            images = polled, seconds = secs, all_ok, only_new, "poll cycle finished"
         );
         all_ok
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            store: self.store.clone(),
+            per_image: self.config.max_members_per_image,
+            total: self.config.max_members_total,
+            commit: self.commit_lock.clone(),
+        }
     }
 
     /// Discovery, then one poll of everything, every target at once: for `--once`.
@@ -294,7 +355,7 @@ impl Poller {
         for run in &self.targets {
             ok &= self.discover(run).await;
         }
-        let cycles = self.targets.iter().map(|run| self.cycle(run, false));
+        let cycles = self.targets.iter().map(|run| self.cycle(run, false, false));
         for done in join_all(cycles).await {
             ok &= done;
         }
@@ -314,17 +375,41 @@ impl Poller {
     }
 
     async fn run_target(&self, run: &TargetRun, mut shutdown: watch::Receiver<bool>) {
-        if run.target.discover.is_some() {
+        let now = tokio::time::Instant::now();
+        let (poll, discovery) = (self.config.poll_interval, self.config.discovery_interval);
+        let resumed = run.resumed.unwrap_or_default();
+        let has_discovery = run.target.discover.is_some();
+        if has_discovery && resumed.last_discovery.is_none() {
             tokio::select! {
                 _ = self.discover(run) => {}
                 _ = shutdown.changed() => return,
             }
+            lock(&run.schedule).last_discovery = Some(now);
         }
-        let now = tokio::time::Instant::now();
-        let (poll, discovery) = (self.config.poll_interval, self.config.discovery_interval);
-        let polls = repeat(now, poll, shutdown.clone(), || self.cycle(run, true));
-        if run.target.discover.is_some() {
-            let discoveries = repeat(now + discovery, discovery, shutdown, || self.discover(run));
+        // After a reload: what it added now, the rest when it is due.
+        let first_poll = match resumed.last_poll {
+            Some(last) => {
+                tokio::select! {
+                    _ = self.cycle(run, false, true) => {}
+                    _ = shutdown.changed() => return,
+                }
+                (last + poll).max(now)
+            }
+            None => now,
+        };
+        let first_discovery = resumed
+            .last_discovery
+            .map(|last| (last + discovery).max(now))
+            .unwrap_or(now + discovery);
+        let polls = repeat(first_poll, poll, shutdown.clone(), || {
+            lock(&run.schedule).last_poll = Some(tokio::time::Instant::now());
+            self.cycle(run, true, false)
+        });
+        if has_discovery {
+            let discoveries = repeat(first_discovery, discovery, shutdown, || {
+                lock(&run.schedule).last_discovery = Some(tokio::time::Instant::now());
+                self.discover(run)
+            });
             tokio::join!(polls, discoveries);
         } else {
             polls.await;
@@ -359,10 +444,40 @@ async fn repeat<F, Fut>(
 
 /// Fetches what the image's config asks for: the member list, each watched member.
 /// All or nothing: the first error fails the whole poll of the image.
+/// The member caps (`max_members_per_image`, `max_members_total`) and what they are
+/// checked against.
+struct Limits {
+    store: Arc<Store>,
+    per_image: usize,
+    total: usize,
+    commit: Arc<Mutex<()>>,
+}
+
+impl Limits {
+    /// The most members this image may have now: its own cap, or what the fleet-wide
+    /// cap leaves beside the other images' members.
+    fn cap(&self, held_by_image: usize) -> MemberCap {
+        let others = self.store.members_held().saturating_sub(held_by_image);
+        let room = self.total.saturating_sub(others);
+        if room < self.per_image {
+            MemberCap {
+                limit: room,
+                setting: "max_members_total",
+            }
+        } else {
+            MemberCap {
+                limit: self.per_image,
+                setting: "max_members_per_image",
+            }
+        }
+    }
+}
+
 async fn fetch(
     client: &ImsClient,
     job: &ImageJob,
     page_size: u32,
+    cap: MemberCap,
 ) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
     let (target, image) = (&job.target, &job.image);
     let mut bad_timestamps = 0;
@@ -374,7 +489,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(target, &image.id, page_size, &mut record)
+                .list_members(target, &image.id, page_size, cap, &mut record)
                 .await?,
         )
     } else {
@@ -399,15 +514,23 @@ async fn fetch(
     })
 }
 
-async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32) -> bool {
+async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: &Limits) -> bool {
     let (target, image) = (&job.target, &job.image);
     let started = Instant::now();
-    let entries = image.allowlist.current();
-    let result = fetch(client, job, page_size).await;
+    let entries = image.allowlist.current().await;
+    let held = job.slot.load().member_count();
+    let result = fetch(client, job, page_size, limits.cap(held)).await;
     let previous = job.slot.load();
     match result {
         Ok((set, watched)) => {
             let set = set.evaluate(&entries);
+            if set.duplicates > 0 {
+                tracing::warn!(
+                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    count = set.duplicates,
+                    "member IDs listed more than once; the copy listed last is kept"
+                );
+            }
             if set.bad_timestamps > 0 {
                 tracing::warn!(
                     region = %target.region, project_id = %target.project_id, image_id = %image.id,
@@ -422,6 +545,28 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32) -> bool 
                         member_id = %member_id, "watched member is not shared with the image"
                     );
                 }
+            }
+            // Polls of several images end at once: the fleet-wide cap is checked
+            // again as the result is stored, one image at a time.
+            let _commit = lock(&limits.commit);
+            let others = limits
+                .store
+                .members_held()
+                .saturating_sub(previous.member_count());
+            if others + set.members.len() > limits.total {
+                let e = ApiError::TooManyMembers {
+                    operation: crate::ims::client::OP_LIST_MEMBERS,
+                    limit: limits.total.saturating_sub(others),
+                    setting: "max_members_total",
+                    request_id: None,
+                };
+                tracing::warn!(
+                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    reason = %e.reason(), error = %e,
+                    "poll failed; serving the last good member list"
+                );
+                job.slot.store(previous.failed(e.reason(), &entries));
+                return false;
             }
             let name = previous.meta.name.clone();
             let mut next = previous.succeeded(set, watched, now_unix());

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+const MIN_PER_SECOND: f64 = 1.0 / 3600.0;
+const MAX_PER_SECOND: f64 = 100_000.0;
+
 /// A rate written as `10/s`, `600/m` or `3600/h`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -33,9 +36,12 @@ impl Rate {
         if !(n.is_finite() && n > 0.0) {
             return Err(format!("must be a positive rate, got {s:?}"));
         }
-        Ok(Rate {
-            per_second: n / seconds,
-        })
+        let per_second = n / seconds;
+        // Beyond these, waits overflow timers or the limit means nothing.
+        if !(MIN_PER_SECOND..=MAX_PER_SECOND).contains(&per_second) {
+            return Err(format!("must be between 1/h and 100000/s, got {s:?}"));
+        }
+        Ok(Rate { per_second })
     }
 }
 
@@ -76,7 +82,9 @@ impl TokenBucket {
                     return;
                 }
                 *state = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.rate)
+                // Bounded by the rate's validated range; saturate rather than panic.
+                Duration::try_from_secs_f64((1.0 - tokens) / self.rate)
+                    .unwrap_or(Duration::from_secs(3600))
             };
             tokio::time::sleep(wait).await;
         }

@@ -39,7 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub telemetry_path: String,
-    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    /// `None` without `--web.enable-lifecycle`: `/-/reload` is refused.
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -222,11 +223,44 @@ async fn handle(
     Ok(response)
 }
 
+/// Whether the request announces a body. No route takes one.
+fn has_body(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Cheap refusals come first, so that they never hold one of the request slots that
+/// scrapes need: a request with a body (no route takes one) is refused before its
+/// body is read, and a client that fails basic auth before it takes a slot.
 async fn limited(
     shared: &Shared,
     settings: Option<&web_config::Settings>,
     req: Request<Incoming>,
 ) -> Response {
+    if has_body(&req) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            "Request bodies are not accepted\n",
+        )
+            .into_response();
+    }
+    if let Some(auth) = settings.and_then(|s| s.auth()) {
+        if !auth
+            .authorize(req.headers().get(header::AUTHORIZATION))
+            .await
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic")],
+                "Unauthorized\n",
+            )
+                .into_response();
+        }
+    }
     // Over the cap: answer at once rather than queue, so a pile-up cannot build.
     let _permit = match &shared.limit {
         Some(sem) => match sem.clone().try_acquire_owned() {
@@ -244,7 +278,7 @@ async fn limited(
         },
         None => None,
     };
-    let response = gated(shared, settings, req).await;
+    let response = route(shared, req).await;
     match _permit {
         // A streamed body (a scrape) is still being produced when the handler
         // returns: its slot is held until the body is sent. A body already in memory
@@ -259,25 +293,9 @@ async fn limited(
     }
 }
 
-async fn gated(
-    shared: &Shared,
-    settings: Option<&web_config::Settings>,
-    req: Request<Incoming>,
-) -> Response {
-    if let Some(auth) = settings.and_then(|s| s.auth()) {
-        if !auth
-            .authorize(req.headers().get(header::AUTHORIZATION))
-            .await
-        {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic")],
-                "Unauthorized\n",
-            )
-                .into_response();
-        }
-    }
-    // The whole request must arrive in time: a slow body holds a request slot.
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response {
+    // Whatever slipped past `has_body` (a body without the headers that announce
+    // one) is still bounded in size and time.
     let (parts, body) = req.into_parts();
     let collected = tokio::time::timeout(
         BODY_READ_TIMEOUT,
@@ -386,8 +404,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
+    let Some(reload) = &state.reload else {
+        // As Prometheus answers: reloading over HTTP is opt-in; SIGHUP always works.
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if state.reload.send(tx).await.is_err() {
+    if reload.send(tx).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     match rx.await {

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -111,6 +111,8 @@ pub struct MemberSet {
     pub counts: BTreeMap<(Label, Label), u64>,
     /// Timestamps that were present but did not parse (the members are kept).
     pub bad_timestamps: usize,
+    /// Entries dropped because their member ID was listed again later.
+    pub duplicates: usize,
     /// False when only watched members were fetched (`list_members: false`): then the
     /// set is not the image's whole member list and counts are not exported.
     pub complete: bool,
@@ -130,11 +132,17 @@ impl MemberSet {
         Self::from_records(records, bad_timestamps)
     }
 
-    /// A complete set from records in any order, possibly with repeats.
+    /// A complete set from records in the order listed, possibly with repeats.
     pub fn from_records(mut records: Vec<MemberRecord>, bad_timestamps: usize) -> Self {
-        records.sort_unstable_by(|a, b| a.member_id.cmp(&b.member_id));
-        // A member listed twice (pages shifting under us) counts once.
+        // A member listed twice (pages shifting under us) counts once, and the copy
+        // listed last (the later page, which is newer) wins: a stable sort keeps the
+        // listed order among equal IDs, whatever the list's size.
+        records.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let listed = records.len();
+        records.reverse();
         records.dedup_by(|a, b| a.member_id == b.member_id);
+        records.reverse();
+        let duplicates = listed - records.len();
         let mut counts = BTreeMap::new();
         for r in &records {
             *counts
@@ -145,6 +153,7 @@ impl MemberSet {
             members: records,
             counts,
             bad_timestamps,
+            duplicates,
             complete: true,
         }
     }
@@ -244,6 +253,11 @@ impl ImageState {
             .map(|m| m.unexpected_count())
             .unwrap_or(0)
     }
+
+    /// Members held for this image (what counts against `max_members_total`).
+    pub fn member_count(&self) -> usize {
+        self.members.as_ref().map(|m| m.members.len()).unwrap_or(0)
+    }
 }
 
 /// A slot per monitored image. The `Arc<Slot>` is what the poller holds while polling.
@@ -251,14 +265,37 @@ impl ImageState {
 pub struct Slot {
     pub key: ImageKey,
     state: ArcSwap<ImageState>,
+    /// The store's count of members held, kept current as states are swapped.
+    held: Arc<AtomicUsize>,
+    /// No longer in the store (a poll that ends after a reload dropped the image
+    /// must not count its members).
+    retired: AtomicBool,
 }
 
 impl Slot {
+    fn new(key: ImageKey, state: ImageState, held: Arc<AtomicUsize>) -> Slot {
+        Slot {
+            key,
+            state: ArcSwap::from_pointee(state),
+            held,
+            retired: AtomicBool::new(false),
+        }
+    }
+
     pub fn load(&self) -> Arc<ImageState> {
         self.state.load_full()
     }
+
     pub fn store(&self, state: ImageState) {
-        self.state.store(Arc::new(state));
+        let new = state.member_count();
+        let old = self.state.swap(Arc::new(state)).member_count();
+        if !self.retired.load(Ordering::Acquire) && new != old {
+            if new > old {
+                self.held.fetch_add(new - old, Ordering::AcqRel);
+            } else {
+                self.held.fetch_sub(old - new, Ordering::AcqRel);
+            }
+        }
     }
 }
 
@@ -335,6 +372,8 @@ pub struct Store {
     shard: ArcSwap<Shard>,
     targets: ArcSwap<Vec<Arc<TargetSlot>>>,
     ready: AtomicBool,
+    /// Members held across all images (checked against `max_members_total`).
+    held: Arc<AtomicUsize>,
 }
 
 impl Store {
@@ -402,14 +441,27 @@ impl Store {
                     }
                     Arc::clone(slot)
                 }
-                None => Arc::new(Slot {
-                    key: k.clone(),
-                    state: ArcSwap::from_pointee(ImageState::new(k.clone(), meta.clone())),
-                }),
+                None => Arc::new(Slot::new(
+                    k.clone(),
+                    ImageState::new(k.clone(), meta.clone()),
+                    self.held.clone(),
+                )),
             })
             .collect();
+        let kept: std::collections::HashSet<&ImageKey> = slots.iter().map(|s| &s.key).collect();
+        for gone in old.iter().filter(|s| !kept.contains(&s.key)) {
+            gone.retired.store(true, Ordering::Release);
+        }
         self.slots.store(Arc::new(slots.clone()));
+        // Counted afresh whenever the image set changes, so nothing can drift.
+        let held = slots.iter().map(|s| s.load().member_count()).sum();
+        self.held.store(held, Ordering::Release);
         slots
+    }
+
+    /// Members held across all images.
+    pub fn members_held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -490,6 +542,31 @@ mod tests {
         assert_eq!(set.members[1].created_at, None);
         assert_eq!(set.bad_timestamps, 1);
         assert_eq!(set.counts[&("project".into(), "accepted".into())], 1);
+    }
+
+    #[test]
+    fn the_copy_listed_last_wins_whatever_the_size() {
+        // An unstable sort picked by list size; check sizes on both sides of its
+        // small-slice cut-off.
+        for n in [2usize, 5, 20, 21, 100, 5000] {
+            let mut listed: Vec<Member> = (0..n)
+                .map(|i| member(&format!("m{:05}", i % (n / 2).max(1)), "pending", None))
+                .collect();
+            // The later copy of each ID says accepted.
+            let mut seen = std::collections::HashSet::new();
+            for m in listed.iter_mut() {
+                if !seen.insert(m.member_id.clone()) {
+                    m.status = Some("accepted".into());
+                }
+            }
+            let set = MemberSet::from_api(listed);
+            assert_eq!(set.members.len(), (n / 2).max(1), "n={n}");
+            assert_eq!(set.duplicates, n - (n / 2).max(1), "n={n}");
+            assert!(
+                set.members.iter().all(|m| m.status == "accepted"),
+                "n={n}: the later copy wins"
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,15 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A, IMG_B], "");
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    let exporter = Exporter::start(
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--web.enable-lifecycle",
+        ],
+        &[],
+    )
+    .await;
     exporter.wait_ready().await;
     let s = exporter.scrape_samples().await;
     assert_eq!(ids(&s, "ims_image_member_info"), [IMG_B, IMG_A]);

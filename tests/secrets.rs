@@ -78,7 +78,7 @@ impl Daemon {
             .args(["--config.file", config.to_str().unwrap()])
             .args(["--web.config.file", web.to_str().unwrap()])
             .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(["--log.level", "debug"])
+            .args(["--log.level", "debug", "--web.enable-lifecycle"])
             .env_remove("HUAWEICLOUD_SDK_AK")
             .env_remove("HUAWEICLOUD_SDK_SK")
             .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")

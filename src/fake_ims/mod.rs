@@ -56,6 +56,31 @@ pub enum Fault {
     },
     /// Answer 200 with a valid member list padded to at least this many bytes.
     Oversized(usize),
+    /// Answer with these canned responses in order, after checking the signature;
+    /// the last one repeats. For answers no honest server gives.
+    Script(Vec<Canned>),
+    /// Ignore `limit`: every page has this many new members and a next marker, for
+    /// ever (a server that would make the exporter hold millions of members).
+    Flood(usize),
+}
+
+/// One scripted answer of [`Fault::Script`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Canned {
+    /// A 200 with a JSON body.
+    pub fn ok(body: impl Into<String>) -> Canned {
+        Canned {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -535,6 +560,13 @@ async fn prologue(
     let fault = {
         let mut inner = state.lock();
         let fault = inner.faults.get(image_id).cloned();
+        // A script moves on to its next answer (the last one stays).
+        if let Some(Fault::Script(answers)) = &fault {
+            if answers.len() > 1 {
+                let rest = answers[1..].to_vec();
+                inner.faults.insert(image_id.into(), Fault::Script(rest));
+            }
+        }
         // A flaky fault counts itself down and clears when spent.
         if let Some(Fault::Flaky {
             failures,
@@ -598,6 +630,38 @@ async fn prologue(
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             Ok(None)
+        }
+        Some(Fault::Script(answers)) => {
+            let Some(a) = answers.first() else {
+                return Ok(None);
+            };
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+            let mut resp = json_response(status, rid, a.body.clone());
+            for (k, v) in &a.headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    axum::http::HeaderValue::from_str(v),
+                ) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            Err(resp)
+        }
+        Some(Fault::Flood(per_page)) => {
+            let from: usize = uri
+                .query()
+                .and_then(|q| {
+                    parse_query(Some(q))
+                        .into_iter()
+                        .find(|(k, _)| k == "marker")
+                        .and_then(|(_, v)| v.parse().ok())
+                })
+                .unwrap_or(0);
+            let members: Vec<serde_json::Value> = (from..from + per_page)
+                .map(|i| json!({"member_id": format!("{i:032x}"), "member_type": "project", "status": "accepted"}))
+                .collect();
+            let body = json!({"members": members, "page_info": {"next_marker": (from + per_page).to_string()}});
+            Err(json_response(StatusCode::OK, rid, body.to_string()))
         }
         Some(Fault::BrokenBody) => Err(json_response(
             StatusCode::OK,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, Reason};
-use super::model::{ImageList, ImageSummary, Member, MemberPage, MemberRef};
+use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::retry::{self, RetryPolicy};
 use crate::config::{ClientOptions, Discover, Target};
 use crate::credential_provider::CredentialProvider;
@@ -34,9 +34,14 @@ const IMAGES_PAGE_SIZE: u32 = 500;
 /// Upper bound on pages of one discovery (500 × 200 = 100,000 images).
 const MAX_IMAGE_PAGES: usize = 200;
 
-/// Upper bound on members listed for one image; with the page size it bounds the
-/// number of pages a misbehaving marker can make us fetch.
-pub const MAX_MEMBERS_PER_IMAGE: usize = 1_000_000;
+/// How many members one image may have before its poll fails `too_large`: the
+/// config's per-image cap, or less when the fleet-wide cap leaves less room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCap {
+    pub limit: usize,
+    /// The config key that set `limit`, for the error message.
+    pub setting: &'static str,
+}
 
 /// Who a call is made for: whose credentials sign it, which project header it
 /// carries and which rate limit it waits for.
@@ -45,6 +50,8 @@ pub struct CallContext<'a> {
     pub credentials: &'a CredentialProvider,
     pub project_id: Option<&'a str>,
     pub rate_limit: Option<&'a TokenBucket>,
+    /// The target's share of the concurrent requests, taken before a global slot.
+    pub concurrency: Option<&'a Semaphore>,
 }
 
 impl Target {
@@ -53,6 +60,7 @@ impl Target {
             credentials: &self.credentials,
             project_id: Some(self.project_id.as_str()),
             rate_limit: self.rate_limit.as_deref(),
+            concurrency: Some(&self.concurrency),
         }
     }
 }
@@ -130,7 +138,11 @@ impl ImsClient {
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
-            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
+            // The API never redirects a signed request: following one would send the
+            // security token and the URL elsewhere and trust an unsigned answer.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false);
         if let Some(path) = &config.ca_file {
             // Validated when the config was loaded; a file gone since is reported then.
             match read_ca_file(path) {
@@ -157,11 +169,14 @@ impl ImsClient {
 
     /// All members of an image, following `page_info.next_marker`, each passed
     /// through `convert` while its page is decoded in place (see [`MemberPage`]).
+    /// More than `cap.limit` members (a server that ignores `limit`, a marker that
+    /// never ends) fail the call before they are all held.
     pub async fn list_members<R: Send>(
         &self,
         target: &Target,
         image: &ImageId,
         page_size: u32,
+        cap: MemberCap,
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
     ) -> Result<Vec<R>, ApiError> {
         let op = OP_LIST_MEMBERS;
@@ -173,7 +188,7 @@ impl ImsClient {
             "members",
         ];
         let limit = page_size.to_string();
-        let max_pages = MAX_MEMBERS_PER_IMAGE / page_size.max(1) as usize + 1;
+        let max_pages = cap.limit / page_size.max(1) as usize + 1;
         let mut members = Vec::new();
         let mut seen_markers = HashSet::new();
         let mut marker: Option<String> = None;
@@ -190,16 +205,31 @@ impl ImsClient {
             })?;
             let mut decode_page = |body: &[u8]| {
                 let page: MemberPage<'_> = decode_json(body)?;
+                if members.len() + page.members.len() > cap.limit {
+                    return Ok(None);
+                }
+                for m in &page.members {
+                    check_member(m)?;
+                }
                 members.extend(page.members.iter().map(&mut *convert));
-                Ok(page
-                    .page_info
-                    .and_then(|p| p.next_marker)
-                    .filter(|m| !m.is_empty())
-                    .map(Cow::into_owned))
+                Ok(Some(
+                    page.page_info
+                        .and_then(|p| p.next_marker)
+                        .filter(|m| !m.is_empty())
+                        .map(Cow::into_owned),
+                ))
             };
-            let next = self
+            let (next, request_id) = self
                 .get_decoded(op, &target.call_context(), url, &mut decode_page)
                 .await?;
+            let Some(next) = next else {
+                return Err(ApiError::TooManyMembers {
+                    operation: op,
+                    limit: cap.limit,
+                    setting: cap.setting,
+                    request_id,
+                });
+            };
             match next {
                 None => return Ok(members),
                 Some(next) => {
@@ -244,7 +274,14 @@ impl ImsClient {
                 message,
             })?;
         match self.get_json(op, &target.call_context(), url).await {
-            Ok(m) => Ok(Some(m)),
+            Ok(m) => {
+                check_member(&MemberRef::from(&m)).map_err(|message| ApiError::Decode {
+                    operation: op,
+                    message,
+                    request_id: None,
+                })?;
+                Ok(Some(m))
+            }
             Err(ApiError::Http { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -315,7 +352,6 @@ impl ImsClient {
     ) -> Result<Vec<(String, String)>, ApiError> {
         #[derive(serde::Deserialize)]
         struct Projects {
-            #[serde(default)]
             projects: Vec<Project>,
         }
         #[derive(serde::Deserialize)]
@@ -335,6 +371,7 @@ impl ImsClient {
             credentials,
             project_id: None,
             rate_limit: None,
+            concurrency: None,
         };
         let found: Projects = self.get_json(op, &ctx, url).await?;
         Ok(found.projects.into_iter().map(|p| (p.id, p.name)).collect())
@@ -350,17 +387,19 @@ impl ImsClient {
     ) -> Result<T, ApiError> {
         self.get_decoded(operation, ctx, url, &mut |body| decode_json(body))
             .await
+            .map(|(value, _)| value)
     }
 
     /// [`Self::get_json`] with the decoding left to `decode` (which may borrow from
-    /// the body); its error message becomes an [`ApiError::Decode`].
+    /// the body); its error message becomes an [`ApiError::Decode`]. Also returns the
+    /// answer's request id.
     async fn get_decoded<T: Send>(
         &self,
         operation: &'static str,
         ctx: &CallContext<'_>,
         url: Url,
         decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
-    ) -> Result<T, ApiError> {
+    ) -> Result<(T, Option<String>), ApiError> {
         let mut attempt = 1;
         let mut refreshed = false;
         loop {
@@ -413,15 +452,22 @@ impl ImsClient {
         ctx: &CallContext<'_>,
         url: Url,
         decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
-    ) -> Result<T, (ApiError, Option<Duration>)> {
+    ) -> Result<(T, Option<String>), (ApiError, Option<Duration>)> {
         if let Some(bucket) = ctx.rate_limit {
             bucket.acquire().await;
         }
-        // Closed only if the client is dropped, which cannot happen while `self` lives.
-        let _permit = self.limiter.acquire().await.map_err(|_| {
+        // The target's own share first: a target whose endpoint hangs waits here,
+        // holding no more global slots than its share. (Semaphores are closed only
+        // when dropped, which cannot happen while they are borrowed.)
+        let closed = |_| {
             let message = "client shut down".into();
             (ApiError::Transport { operation, message }, None)
-        })?;
+        };
+        let _target_permit = match ctx.concurrency {
+            Some(s) => Some(s.acquire().await.map_err(closed)?),
+            None => None,
+        };
+        let _permit = self.limiter.acquire().await.map_err(closed)?;
         let started = Instant::now();
         let result = self.send(operation, ctx, url).await;
         let code = match &result {
@@ -432,6 +478,15 @@ impl ImsClient {
         self.metrics
             .observe_request(operation, &code, started.elapsed());
         let response = result.map_err(|e| (e, None))?;
+        if (300..400).contains(&response.status) {
+            let error = ApiError::Redirect {
+                operation,
+                status: response.status,
+                location: response.location.unwrap_or_default(),
+                request_id: response.request_id,
+            };
+            return Err((error, None));
+        }
         if !(200..300).contains(&response.status) {
             let error = ApiError::from_response(
                 operation,
@@ -441,16 +496,17 @@ impl ImsClient {
             );
             return Err((error, response.retry_after));
         }
-        decode(&response.body).map_err(|message| {
-            (
+        match decode(&response.body) {
+            Ok(value) => Ok((value, response.request_id)),
+            Err(message) => Err((
                 ApiError::Decode {
                     operation,
-                    message,
+                    message: super::error::excerpt(&message, super::error::MAX_MESSAGE_CHARS),
                     request_id: response.request_id,
                 },
                 None,
-            )
-        })
+            )),
+        }
     }
 
     async fn send(
@@ -537,6 +593,10 @@ impl ImsClient {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| super::error::excerpt(&String::from_utf8_lossy(v.as_bytes()), 256));
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -555,11 +615,14 @@ impl ImsClient {
         // than grown chunk by chunk.
         let expected = response.content_length().unwrap_or(0) as usize;
         let mut body = Vec::with_capacity(expected);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(operation, e))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| match e.is_timeout() {
+            true => ApiError::Timeout { operation },
+            false => ApiError::Read {
+                operation,
+                message: error_chain(&e),
+                request_id: request_id.clone(),
+            },
+        })? {
             if body.len() + chunk.len() > limit {
                 return Err(ApiError::TooLarge {
                     operation,
@@ -573,6 +636,7 @@ impl ImsClient {
             status,
             request_id,
             retry_after,
+            location,
             body,
         })
     }
@@ -583,6 +647,8 @@ struct RawResponse {
     status: u16,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    /// `Location` of a 3xx, cut short.
+    location: Option<String>,
     body: Vec<u8>,
 }
 
@@ -594,7 +660,8 @@ pub fn ensure_crypto_provider() {
 
 /// Reads PEM certificates to trust in addition to the system's.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let pem = crate::files::read_capped(path, crate::files::MAX_SECRET_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
     if certs.is_empty() {

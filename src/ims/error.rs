@@ -29,6 +29,38 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
+    /// The connection broke while the body was being read (a truncated answer).
+    #[error(
+        "{operation}: reading the response failed{}: {message}",
+        fmt_request_id(request_id)
+    )]
+    Read {
+        operation: &'static str,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// A 3xx: the API never redirects a signed request, so it is never followed.
+    #[error(
+        "{operation}: HTTP {status} redirect to {location:?} refused (signed requests are never redirected; check the endpoint){}",
+        fmt_request_id(request_id)
+    )]
+    Redirect {
+        operation: &'static str,
+        status: u16,
+        location: String,
+        request_id: Option<String>,
+    },
+    /// More members than `max_members_per_image` (or what `max_members_total` leaves).
+    #[error(
+        "{operation}: more than {limit} members ({setting}){}",
+        fmt_request_id(request_id)
+    )]
+    TooManyMembers {
+        operation: &'static str,
+        limit: usize,
+        setting: &'static str,
+        request_id: Option<String>,
+    },
     #[error(
         "{operation}: cannot decode response{}: {message}",
         fmt_request_id(request_id)
@@ -64,6 +96,22 @@ pub enum ApiError {
     },
 }
 
+/// Longest API error message kept (in characters); the rest is cut with `…`.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+/// Longest error code or request id kept.
+const MAX_CODE_CHARS: usize = 128;
+/// Longest excerpt of a body that is not JSON (an HTML page from a proxy, say).
+const MAX_NON_JSON_CHARS: usize = 120;
+
+/// `s` without control characters, cut to `max` characters (marked with `…`).
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
+    if s.chars().filter(|c| !c.is_control()).nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn fmt_code(code: &Option<String>, message: &Option<String>) -> String {
     match (code, message) {
         (Some(c), Some(m)) => format!(" {c}: {m}"),
@@ -92,11 +140,13 @@ pub enum Reason {
     Decode,
     TooLarge,
     Paging,
+    Redirect,
+    Read,
 }
 
 impl Reason {
     /// Every reason, so that counters can start at 0 (then `increase()` sees the first).
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Auth,
         Reason::Throttled,
         Reason::NotFound,
@@ -107,6 +157,8 @@ impl Reason {
         Reason::Decode,
         Reason::TooLarge,
         Reason::Paging,
+        Reason::Redirect,
+        Reason::Read,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +173,8 @@ impl Reason {
             Reason::Decode => "decode",
             Reason::TooLarge => "too_large",
             Reason::Paging => "paging",
+            Reason::Redirect => "redirect",
+            Reason::Read => "read",
         }
     }
 }
@@ -136,7 +190,8 @@ impl ApiError {
         match self {
             ApiError::Http { status, code, .. } => {
                 let code = code.as_deref().unwrap_or("");
-                if *status == 429 || code == "APIGW.0308" {
+                // APIGW.0308 on the cloud gateway, APIG.0308 on API Gateway.
+                if *status == 429 || code.ends_with(".0308") {
                     Reason::Throttled
                 } else if *status == 401
                     || code == "APIGW.0301"
@@ -155,7 +210,9 @@ impl ApiError {
             ApiError::NoCredentials { .. } => Reason::Auth,
             ApiError::Connect { .. } | ApiError::Transport { .. } => Reason::Connect,
             ApiError::Decode { .. } | ApiError::Signing { .. } => Reason::Decode,
-            ApiError::TooLarge { .. } => Reason::TooLarge,
+            ApiError::TooLarge { .. } | ApiError::TooManyMembers { .. } => Reason::TooLarge,
+            ApiError::Redirect { .. } => Reason::Redirect,
+            ApiError::Read { .. } => Reason::Read,
             ApiError::Paging { .. } => Reason::Paging,
         }
     }
@@ -164,7 +221,10 @@ impl ApiError {
         match self {
             ApiError::Http { request_id, .. }
             | ApiError::Decode { request_id, .. }
-            | ApiError::TooLarge { request_id, .. } => request_id.as_deref(),
+            | ApiError::TooLarge { request_id, .. }
+            | ApiError::Read { request_id, .. }
+            | ApiError::Redirect { request_id, .. }
+            | ApiError::TooManyMembers { request_id, .. } => request_id.as_deref(),
             _ => None,
         }
     }
@@ -200,14 +260,14 @@ impl ApiError {
             message = message.or(b.error_msg);
             body_request_id = b.request_id;
         }
+        // Whatever the server sends ends up in a log line on every try: bounded.
+        let code = code.map(|c| excerpt(&c, MAX_CODE_CHARS));
+        let mut message = message.map(|m| excerpt(&m, MAX_MESSAGE_CHARS));
+        let body_request_id = body_request_id.map(|r| excerpt(&r, MAX_CODE_CHARS));
         if message.is_none() && !body.is_empty() {
             // Not JSON (an HTML error page from a proxy, say): keep a short, printable excerpt.
-            let text: String = String::from_utf8_lossy(body)
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(120)
-                .collect();
-            message = Some(text);
+            let head = &body[..body.len().min(4 * MAX_NON_JSON_CHARS)];
+            message = Some(excerpt(&String::from_utf8_lossy(head), MAX_NON_JSON_CHARS));
         }
         ApiError::Http {
             operation,
@@ -250,6 +310,32 @@ mod tests {
             br#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#,
         );
         assert_eq!(t.reason(), Reason::Throttled);
+    }
+
+    #[test]
+    fn huge_error_message_is_cut() {
+        let body = format!(
+            r#"{{"error_code":"APIGW.0101","error_msg":"{}"}}"#,
+            "x".repeat(4 << 20)
+        );
+        let e = ApiError::from_response("list_members", 500, None, body.as_bytes());
+        let text = e.to_string();
+        assert!(text.len() < 1024, "{} bytes", text.len());
+        assert!(text.ends_with('…'), "{text}");
+        let html = "<p>".repeat(1 << 20);
+        let e = ApiError::from_response("list_members", 502, None, html.as_bytes());
+        assert!(e.to_string().len() < 1024);
+    }
+
+    #[test]
+    fn api_gateway_throttling_code() {
+        let e = ApiError::from_response(
+            "list_members",
+            403,
+            None,
+            br#"{"error_code":"APIG.0308","error_msg":"The throttling threshold has been reached"}"#,
+        );
+        assert_eq!(e.reason(), Reason::Throttled);
     }
 
     #[test]

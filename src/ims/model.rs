@@ -1,6 +1,10 @@
-//! Serde types for IMS responses. Lenient by design: unknown fields are ignored,
-//! optional fields may be absent or null, any `status`/`member_type` string is kept,
-//! and a timestamp that does not parse leaves the member in place without it.
+//! Serde types for IMS responses. Lenient where the API may vary: unknown fields are
+//! ignored, optional fields may be absent or null, any `status`/`member_type` string is
+//! kept, and a timestamp that does not parse leaves the member in place without it.
+//! Strict where a lenient reading would lie: the list field (`members`, `images`) must
+//! be there with the right JSON type — a 200 without it (`{}`, `[]`, a gateway error
+//! body) is a malformed answer, not an empty list — and member strings are bounded
+//! ([`check_member`]).
 
 use std::borrow::Cow;
 
@@ -9,7 +13,6 @@ use serde::{Deserialize, Serialize};
 /// `GET /v1/{project_id}/cloudimages/{image_id}/members`
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct MemberList {
-    #[serde(default)]
     pub members: Vec<Member>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
@@ -31,7 +34,7 @@ pub struct PageInfo {
 /// costs a handful of allocations instead of thousands.
 #[derive(Debug, Default, Deserialize)]
 pub struct MemberPage<'a> {
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub members: Vec<MemberRef<'a>>,
     #[serde(default, borrow)]
     pub page_info: Option<PageInfoRef<'a>>,
@@ -107,7 +110,6 @@ pub struct Member {
 /// `GET /v2/cloudimages`: one page of the project's images (only what discovery uses).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ImageList {
-    #[serde(default)]
     pub images: Vec<ImageSummary>,
 }
 
@@ -129,6 +131,42 @@ pub struct ImageSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }
+
+/// Longest `member_id` or `urn` accepted (real ones are 32 hex characters, or an
+/// organization URN of about 100).
+pub const MAX_MEMBER_ID_BYTES: usize = 1024;
+/// Longest `member_type` or `status` accepted (real ones are one short word).
+pub const MAX_MEMBER_LABEL_BYTES: usize = 64;
+
+/// Refuses a listed member whose strings no real member has: an empty ID, or an ID,
+/// URN, type or status over the bounds above. Such a page is a malformed answer.
+pub fn check_member(m: &MemberRef<'_>) -> Result<(), String> {
+    let id = &m.member_id;
+    if id.is_empty() {
+        return Err("a member has an empty member_id".into());
+    }
+    let long = |field: &str, value: Option<&str>, max: usize| match value {
+        Some(v) if v.len() > max => Err(format!(
+            "member {}: {field} is {} bytes (at most {max})",
+            super::error::excerpt(id, 64),
+            v.len()
+        )),
+        _ => Ok(()),
+    };
+    long("member_id", Some(id), MAX_MEMBER_ID_BYTES)?;
+    long("urn", m.urn.as_deref(), MAX_MEMBER_ID_BYTES)?;
+    long(
+        "member_type",
+        m.member_type.as_deref(),
+        MAX_MEMBER_LABEL_BYTES,
+    )?;
+    long("status", m.status.as_deref(), MAX_MEMBER_LABEL_BYTES)
+}
+
+/// Timestamps outside these years are taken as unparseable (the member stays, without
+/// the timestamp): IMS did not exist before 2000, and nothing is shared in 2200.
+const MIN_YEAR: i64 = 2000;
+const MAX_YEAR: i64 = 2199;
 
 /// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
@@ -154,6 +192,9 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
+        return None;
+    }
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let date = time::Date::from_calendar_date(
         i32::try_from(year).ok()?,
@@ -223,11 +264,13 @@ mod tests {
             Some(1_709_164_800.0)
         );
         assert_eq!(parse_timestamp("2000-02-29T00:00:00Z"), Some(951_782_400.0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1.0));
-        // The same as the `time` crate for every day of four centuries.
-        let mut date = time::Date::from_calendar_date(1900, time::Month::January, 1).unwrap();
-        while date.year() < 2300 {
+        assert_eq!(
+            parse_timestamp("2199-12-31T23:59:59Z"),
+            Some(7_258_118_399.0)
+        );
+        // The same as the `time` crate for every day of the two centuries accepted.
+        let mut date = time::Date::from_calendar_date(2000, time::Month::January, 1).unwrap();
+        while date.year() < 2200 {
             let text = format!("{date}T01:02:03Z");
             let want = date
                 .with_hms(1, 2, 3)
@@ -251,8 +294,64 @@ mod tests {
             "2023-08-23T04:60:00Z",
             "2023-08-23T04:07:60Z",
             "2023-00-10T04:07:52Z",
+            // Outside the years accepted: the member is kept without the timestamp.
+            "0000-01-01T00:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "2200-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_page_without_its_list_is_malformed() {
+        for body in [
+            "{}",
+            "[]",
+            r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist"}"#,
+            r#"{"members":{}}"#,
+            r#"{"members":null}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<MemberPage<'_>>(body).is_err(),
+                "{body}"
+            );
+            assert!(serde_json::from_str::<MemberList>(body).is_err(), "{body}");
+        }
+        for body in ["{}", "[]", r#"{"images":"x"}"#] {
+            assert!(serde_json::from_str::<ImageList>(body).is_err(), "{body}");
+        }
+        let empty: MemberPage<'_> = serde_json::from_str(r#"{"members":[]}"#).unwrap();
+        assert!(
+            empty.members.is_empty(),
+            "an empty list is a real empty answer"
+        );
+    }
+
+    #[test]
+    fn member_strings_are_bounded() {
+        let page = |m: &str| format!(r#"{{"members":[{m}]}}"#);
+        let ok = page(r#"{"member_id":"p1","status":"accepted"}"#);
+        let p: MemberPage<'_> = serde_json::from_str(&ok).unwrap();
+        assert!(check_member(&p.members[0]).is_ok());
+        let long_id = format!(
+            r#"{{"member_id":"{}"}}"#,
+            "a".repeat(MAX_MEMBER_ID_BYTES + 1)
+        );
+        let long_status = format!(r#"{{"member_id":"p","status":"{}"}}"#, "s".repeat(65));
+        let long_urn = format!(r#"{{"member_id":"p","urn":"{}"}}"#, "u".repeat(1 << 20));
+        for m in [
+            long_id,
+            long_status,
+            long_urn,
+            r#"{"member_id":""}"#.to_string(),
+        ] {
+            let text = page(&m);
+            let p: MemberPage<'_> = serde_json::from_str(&text).unwrap();
+            let e = check_member(&p.members[0]).unwrap_err();
+            assert!(e.len() < 300, "{e}");
         }
     }
 

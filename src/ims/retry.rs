@@ -1,6 +1,7 @@
 //! When and how long to wait before trying a failed API call again: exponential
 //! backoff with full jitter, bounded attempts, `Retry-After` honoured. Only failures
-//! that may pass are retried: 5xx, 429/throttling, timeouts and connection errors.
+//! that may pass are retried: 5xx, 429/throttling, timeouts, connection errors and
+//! bodies cut off mid-read.
 
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 pub fn is_retryable(e: &ApiError) -> bool {
     matches!(
         e.reason(),
-        Reason::Http5xx | Reason::Throttled | Reason::Timeout | Reason::Connect
+        Reason::Http5xx | Reason::Throttled | Reason::Timeout | Reason::Connect | Reason::Read
     )
 }
 
