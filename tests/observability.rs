@@ -3,8 +3,9 @@
 //! thing — the exporter polling the fake IMS, a real Prometheus scraping it every second
 //! with the rules loaded, and a real Alertmanager notifying a webhook served here.
 //!
-//! The end-to-end test loads a copy of the rules in which every `for:` longer than
-//! [`SHORT_FOR`] is rewritten to it ([`shorten_for`]); the shipped file is never edited.
+//! The end-to-end test loads a copy of the rules in which every `for:` and
+//! `keep_firing_for:` longer than [`SHORT_FOR`] is rewritten to it ([`shorten_for`]); the
+//! shipped file is never edited.
 //!
 //! Needs Debian's `prometheus` (prometheus, promtool) and `prometheus-alertmanager`
 //! (installed as `prometheus-alertmanager`; upstream calls it `alertmanager`). Without
@@ -47,8 +48,10 @@ const REQUIRED_ALERTS: [(&str, &str); 8] = [
 ];
 /// The scrape job name the rules (ImsExporterDown) and the README assume.
 const JOB: &str = "ims";
-/// What the end-to-end test shortens every longer `for:` to.
+/// What the end-to-end test shortens every longer `for:` and `keep_firing_for:` to.
 const SHORT_FOR: &str = "1s";
+/// The rule keys [`shorten_for`] rewrites; the shortened copy differs in nothing else.
+const SHORTENED_KEYS: [&str; 2] = ["for", "keep_firing_for"];
 /// Series Prometheus itself adds to every scrape or rule evaluation.
 const PROMETHEUS_SERIES: [&str; 7] = [
     "up",
@@ -77,6 +80,7 @@ struct AlertRule {
     name: String,
     expr: String,
     for_: Option<String>,
+    keep_firing_for: Option<String>,
     labels: Value,
     annotations: Value,
 }
@@ -91,6 +95,7 @@ fn alert_rules(rules: &Value) -> Vec<AlertRule> {
             name: str_of(&r, "alert").to_string(),
             expr: str_of(&r, "expr").to_string(),
             for_: r["for"].as_str().map(str::to_string),
+            keep_firing_for: r["keep_firing_for"].as_str().map(str::to_string),
             labels: r["labels"].clone(),
             annotations: r["annotations"].clone(),
         })
@@ -120,10 +125,15 @@ fn duration_secs(d: &str) -> f64 {
 }
 
 /// The documented mechanism for trying the rules fast: a copy of the rules text in
-/// which every `for:` longer than [`SHORT_FOR`] becomes [`SHORT_FOR`] (shorter ones,
-/// like `0m`, stay). Returns the copy and how many durations it shortened.
+/// which every `for:` and `keep_firing_for:` ([`SHORTENED_KEYS`]) longer than
+/// [`SHORT_FOR`] becomes [`SHORT_FOR`] (shorter ones, like `0m`, stay). Returns the copy
+/// and how many durations it shortened.
 fn shorten_for(rules: &str) -> (String, usize) {
-    let re = Regex::new(r"^(\s*for:\s*)(\S+)\s*$").unwrap();
+    let re = Regex::new(&format!(
+        r"^(\s*(?:{}):\s*)(\S+)\s*$",
+        SHORTENED_KEYS.join("|")
+    ))
+    .unwrap();
     let short = duration_secs(SHORT_FOR);
     let mut changed = 0;
     let mut out = String::with_capacity(rules.len());
@@ -138,6 +148,21 @@ fn shorten_for(rules: &str) -> (String, usize) {
         out.push('\n');
     }
     (out, changed)
+}
+
+/// A rules document without the keys [`shorten_for`] rewrites ([`SHORTENED_KEYS`]) in
+/// any of its rules: what the shipped file and its shortened copy must agree on.
+fn without_shortened_keys(mut rules: Value) -> Value {
+    for group in rules["groups"].as_array_mut().into_iter().flatten() {
+        for rule in group["rules"].as_array_mut().into_iter().flatten() {
+            if let Some(rule) = rule.as_object_mut() {
+                for key in SHORTENED_KEYS {
+                    rule.remove(key);
+                }
+            }
+        }
+    }
+    rules
 }
 
 /// Metric names the exporter exposes (from `--demo --once`), plus what Prometheus adds.
@@ -242,10 +267,12 @@ fn metric_names_finds_selected_metrics_only() {
 
 #[test]
 fn shorten_for_rewrites_only_longer_for_durations() {
-    let text = "      - alert: A\n        expr: x == 1\n        for: 15m\n      - alert: B\n        expr: y\n        for: 0m\n        annotations:\n          summary: \"for: 5m\"\n";
+    let text = "      - alert: A\n        expr: x == 1\n        for: 15m\n        keep_firing_for: 15m\n      - alert: B\n        expr: y\n        for: 0m\n        keep_firing_for: 0s\n        annotations:\n          summary: \"for: 5m, keep_firing_for: 5m\"\n";
     let (copy, n) = shorten_for(text);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
+    // Both `for: 15m` and `keep_firing_for: 15m` of A.
     assert_eq!(copy, text.replace("for: 15m", "for: 1s"));
+    assert!(copy.contains("\n        keep_firing_for: 1s\n"), "{copy}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -301,6 +328,26 @@ async fn rules_have_the_documented_alerts_labels_and_unit_tests() {
         "{}",
         unexpected.expr
     );
+    // Share alerts: one alert per share, whatever its status or the exporter that
+    // exports it, kept firing over a scrape gap (the promtool tests prove both).
+    for name in [
+        "ImsUnexpectedImageShare",
+        "ImsWatchedShareMissing",
+        "ImsSharePendingTooLong",
+    ] {
+        let rule = by_name[name];
+        assert!(
+            rule.expr
+                .contains("by (region, project_id, image_id, member_id"),
+            "{name} is not aggregated to the share: {}",
+            rule.expr
+        );
+        let keep = rule
+            .keep_firing_for
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name}: no keep_firing_for"));
+        duration_secs(keep);
+    }
     let down = &by_name["ImsExporterDown"].expr;
     assert!(
         down.contains(&format!(r#"up{{job="{JOB}"}} == 0"#))
@@ -354,19 +401,43 @@ async fn rules_have_the_documented_alerts_labels_and_unit_tests() {
         );
     }
 
-    // The shortened copy the end-to-end test loads changes every long `for:`, nothing else.
+    // The shortened copy the end-to-end test loads changes every long `for:` and
+    // `keep_firing_for:`, nothing else.
     let (copy, changed) = shorten_for(&read(RULES));
     let long = rules
         .iter()
-        .filter(|r| duration_secs(r.for_.as_deref().unwrap()) > duration_secs(SHORT_FOR))
+        .flat_map(|r| [r.for_.as_deref(), r.keep_firing_for.as_deref()])
+        .flatten()
+        .filter(|d| duration_secs(d) > duration_secs(SHORT_FOR))
         .count();
-    assert_eq!(changed, long, "every long for: is shortened");
+    assert_eq!(
+        changed, long,
+        "every long for: and keep_firing_for: is shortened"
+    );
     let shortened = alert_rules(&serde_yaml::from_str(&copy).expect("copy is YAML"));
     assert_eq!(shortened.len(), rules.len());
     for (a, b) in rules.iter().zip(&shortened) {
         assert_eq!((&a.name, &a.expr, &a.labels), (&b.name, &b.expr, &b.labels));
         assert!(duration_secs(b.for_.as_deref().unwrap()) <= duration_secs(SHORT_FOR));
+        assert_eq!(
+            a.keep_firing_for.is_some(),
+            b.keep_firing_for.is_some(),
+            "{}: keep_firing_for",
+            a.name
+        );
+        if let Some(k) = &b.keep_firing_for {
+            assert!(
+                duration_secs(k) <= duration_secs(SHORT_FOR),
+                "{}: {k}",
+                b.name
+            );
+        }
     }
+    assert_eq!(
+        without_shortened_keys(yaml(RULES)),
+        without_shortened_keys(serde_yaml::from_str(&copy).expect("copy is YAML")),
+        "the shortened copy differs from {RULES} in more than {SHORTENED_KEYS:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -881,7 +952,8 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
         ),
     )
     .await;
-    // A copy of the shipped rules with short `for:`s; the shipped file stays as it is.
+    // A copy of the shipped rules with short `for:`s and `keep_firing_for:`s; the shipped
+    // file stays as it is.
     let shipped = read(RULES);
     let (fast_rules, _) = shorten_for(&shipped);
     let rules_copy = dir.path().join("ims-exporter.fast.rules.yml");
@@ -900,7 +972,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     .await;
     phase("exporter, Alertmanager and Prometheus up");
 
-    // Every shipped rule is loaded, with its `for:` shortened.
+    // Every shipped rule is loaded, with its `for:` and `keep_firing_for:` shortened.
     let n_rules = alert_rules(&yaml(RULES)).len();
     let rules = wait_for("the rules to load", async || {
         let rules = prom.rules().await;
@@ -913,6 +985,12 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             "rule {} kept a long for: {}",
             r["name"],
             r["duration"]
+        );
+        assert!(
+            r["keepFiringFor"].as_f64().unwrap_or(0.0) <= duration_secs(SHORT_FOR),
+            "rule {} kept a long keep_firing_for: {}",
+            r["name"],
+            r["keepFiringFor"]
         );
     }
     wait_for("Prometheus to scrape the exporter", async || {
@@ -1003,14 +1081,17 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     })
     .await;
     phase("ImsUnexpectedImageShare notified");
+    // Labelled with the share only: the status and the exporter's job and instance
+    // change while the share stays, so they are not labels (the status is in the
+    // description).
     for (k, v) in [
         ("severity", "critical"),
         ("member_type", "project"),
-        ("status", "pending"),
         ("region", REGION),
         ("project_id", PROJECT),
-        ("job", JOB),
-        ("instance", instance.as_str()),
+        ("status", ""),
+        ("job", ""),
+        ("instance", ""),
     ] {
         assert_eq!(alert.label(k), v, "label {k} of {alert:?}");
     }
@@ -1018,6 +1099,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     assert!(
         description.contains(&format!("{IMAGE} ({IMAGE_NAME})"))
             && description.contains(STRANGER)
+            && description.contains("(share status pending)")
             && description.contains("What to do"),
         "description: {description}"
     );
