@@ -27,6 +27,13 @@ impl Change<'_> {
     }
 }
 
+/// The `change` label for a stored name, as a static (restored counters).
+pub fn kind_label(name: &str) -> Option<&'static str> {
+    ["added", "removed", "status_changed"]
+        .into_iter()
+        .find(|k| *k == name)
+}
+
 /// Changes from `old` to `new`; both are sorted by member ID.
 pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
     let (mut i, mut j) = (0, 0);

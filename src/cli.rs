@@ -75,6 +75,10 @@ pub struct Cli {
     )]
     pub telemetry_path: String,
 
+    /// Directory where the last good state is kept across restarts (off: stateless).
+    #[arg(long = "storage.path", value_name = "DIR")]
+    pub storage_path: Option<PathBuf>,
+
     /// Enable shutdown and reload via HTTP request (`POST /-/reload`); SIGHUP always
     /// reloads.
     #[arg(long = "web.enable-lifecycle")]

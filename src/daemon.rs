@@ -24,6 +24,7 @@ use crate::poller::Poller;
 use crate::server::{self, ReloadRequest, ServeOptions};
 use crate::shard::Shard;
 use crate::snapshot::{now_unix, Store};
+use crate::storage::{Storage, StoredDiscovery};
 use crate::{EXIT_FAILURE, EXIT_OK};
 
 /// How long shutdown waits for in-flight scrapes before exiting anyway.
@@ -111,6 +112,8 @@ pub struct DaemonOptions {
     pub serve: ServeOptions,
     /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
     pub lifecycle: bool,
+    /// `--storage.path`: where state is kept across restarts.
+    pub storage: Option<Storage>,
 }
 
 /// Loads the config on a blocking thread (driving the async IAM look-up from there),
@@ -198,7 +201,15 @@ pub async fn run(
     let config = Arc::new(config);
     store.set_credentials(config.credential_providers());
     let mut refreshers = spawn_refreshers(&config);
-    let mut running = Running::start(Poller::new(config, client, store.clone(), None));
+    let restored = match &options.storage {
+        Some(storage) => restore(storage, &store, &self_metrics).await,
+        None => Vec::new(),
+    };
+    let mut running = Running::start(Poller::new(config, client, store.clone(), None, &restored));
+    let writer = options
+        .storage
+        .clone()
+        .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let app = server::router(server::AppState {
@@ -249,7 +260,8 @@ pub async fn run(
                         }
                         refreshers = spawn_refreshers(&new);
                         store.set_credentials(new.credential_providers());
-                        let poller = Poller::new(new.clone(), client, store.clone(), Some(&old));
+                        let poller =
+                            Poller::new(new.clone(), client, store.clone(), Some(&old), &[]);
                         running = Running::start(poller);
                         tracing::info!(
                             images = new.image_count(),
@@ -274,6 +286,10 @@ pub async fn run(
 
     tracing::info!(signal, "shutting down");
     running.stop().await;
+    if let (Some(task), Some(storage)) = (writer, &options.storage) {
+        task.abort();
+        save(storage, &store, &self_metrics).await;
+    }
     for task in refreshers {
         task.abort();
     }
@@ -291,6 +307,106 @@ pub async fn run(
         Err(_) => {
             tracing::warn!("in-flight requests did not finish in time; exiting anyway");
             EXIT_OK
+        }
+    }
+}
+
+/// Restores the state file into `store` (what the config no longer names is dropped
+/// by the poller's first `set_images`), and returns the restored discovered sets. A
+/// file that cannot be used is moved aside and the exporter starts clean.
+async fn restore(storage: &Storage, store: &Store, metrics: &SelfMetrics) -> Vec<StoredDiscovery> {
+    let s = storage.clone();
+    let loaded = tokio::task::spawn_blocking(move || s.load()).await;
+    match loaded {
+        Ok(Ok(Some(r))) => {
+            let members: usize = r.images.iter().map(|i| i.member_count()).sum();
+            tracing::info!(
+                file = %storage.file().display(), images = r.images.len(), members,
+                written_at = %humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs_f64(r.written_at.max(0.0))
+                ),
+                "restored state; the first poll of each image is compared with it"
+            );
+            store.restore(r.images);
+            metrics.state_restored(true);
+            r.discovered
+        }
+        Ok(Ok(None)) => {
+            tracing::info!(file = %storage.file().display(), "no state to restore; starting clean");
+            metrics.state_restored(true);
+            Vec::new()
+        }
+        Ok(Err(e)) => {
+            let s = storage.clone();
+            let aside = tokio::task::spawn_blocking(move || s.move_aside(now_unix()))
+                .await
+                .ok()
+                .flatten();
+            tracing::warn!(
+                error = %e,
+                moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+                "cannot restore state; starting clean"
+            );
+            metrics.state_restored(false);
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot restore state; starting clean");
+            metrics.state_restored(false);
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the state file after every poll cycle that changed what it keeps.
+async fn write_state(storage: Storage, store: Arc<Store>, metrics: Arc<SelfMetrics>) {
+    let mut written = store.generation();
+    loop {
+        store.cycle_ended().await;
+        let now = store.generation();
+        if now != written && save(&storage, &store, &metrics).await {
+            written = now;
+        }
+    }
+}
+
+/// One crash-safe write of the current state, off the async workers.
+async fn save(storage: &Storage, store: &Store, metrics: &SelfMetrics) -> bool {
+    let snapshot = store.snapshot();
+    let discovered: Vec<StoredDiscovery> = snapshot
+        .targets
+        .iter()
+        .filter_map(|t| {
+            Some(StoredDiscovery {
+                region: t.region.to_string(),
+                project_id: t.project_id.to_string(),
+                images: t.discovered.as_deref()?.clone(),
+            })
+        })
+        .collect();
+    let s = storage.clone();
+    let started = std::time::Instant::now();
+    let result =
+        tokio::task::spawn_blocking(move || s.write(&snapshot, &discovered, now_unix())).await;
+    match result {
+        Ok(Ok(bytes)) => {
+            tracing::debug!(
+                bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "state written"
+            );
+            metrics.state_written(true, now_unix());
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot write state");
+            metrics.state_written(false, now_unix());
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write state");
+            metrics.state_written(false, now_unix());
+            false
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod server;
 pub mod shard;
 pub mod signer;
 pub mod snapshot;
+pub mod storage;
 pub mod web_config;
 
 use std::sync::Arc;
@@ -145,6 +146,7 @@ async fn run_async(cli: Cli) -> u8 {
                 max_requests: cli.web_max_requests,
             },
             lifecycle: cli.web_enable_lifecycle,
+            storage: cli.storage_path.as_deref().map(storage::Storage::new),
         };
         daemon::run(source, config, options, self_metrics, projects, signals).await
     };
@@ -169,7 +171,7 @@ async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let poller = Poller::new(Arc::new(config.clone()), client, store, None);
+    let poller = Poller::new(Arc::new(config.clone()), client, store, None, &[]);
     let all_ok = poller.once().await;
     print!("{}", metrics.render(Format::Text));
     if all_ok {

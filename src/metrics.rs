@@ -80,6 +80,9 @@ pub struct SelfMetrics {
     api_requests: Family<RequestLabels, Counter>,
     api_retries: Family<OperationLabels, Counter>,
     api_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    state_restore_ok: Gauge,
+    state_write_ok: Gauge,
+    state_write_time: Gauge<f64, AtomicU64>,
 }
 
 impl SelfMetrics {
@@ -90,6 +93,22 @@ impl SelfMetrics {
             api_requests: Family::default(),
             api_retries: Family::default(),
             api_duration: Family::new_with_constructor(latency_histogram),
+            state_restore_ok: Gauge::default(),
+            state_write_ok: Gauge::default(),
+            state_write_time: Gauge::default(),
+        }
+    }
+
+    /// Whether the state under `--storage.path` was restored (or there was none).
+    pub fn state_restored(&self, ok: bool) {
+        self.state_restore_ok.set(i64::from(ok));
+    }
+
+    /// Records a write of the state file.
+    pub fn state_written(&self, ok: bool, now_unix: f64) {
+        self.state_write_ok.set(i64::from(ok));
+        if ok {
+            self.state_write_time.set(now_unix);
         }
     }
 
@@ -162,6 +181,21 @@ impl Metrics {
             "ims_api_request_duration_seconds",
             "IMS API request latency by operation",
             self_metrics.api_duration.clone(),
+        );
+        registry.register(
+            "ims_exporter_state_restore_successful",
+            "With --storage.path: 1 if the state file was restored at start (or there was none), 0 if it could not be used and was moved aside",
+            self_metrics.state_restore_ok.clone(),
+        );
+        registry.register(
+            "ims_exporter_state_last_write_successful",
+            "With --storage.path: whether the last write of the state file succeeded",
+            self_metrics.state_write_ok.clone(),
+        );
+        registry.register(
+            "ims_exporter_state_last_write_success_timestamp_seconds",
+            "With --storage.path: Unix time of the last successful write of the state file",
+            self_metrics.state_write_time.clone(),
         );
         Metrics { registry, store }
     }

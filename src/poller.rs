@@ -32,6 +32,7 @@ use crate::snapshot::{
     now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store,
     TargetSlot,
 };
+use crate::storage::StoredDiscovery;
 
 /// Longest random delay before a target's polls in a cycle, so that many targets do
 /// not hit the API in the same instant. A tenth of the interval, at most this.
@@ -95,11 +96,13 @@ impl Poller {
     /// poller being replaced: targets that stay take over what it discovered (before
     /// the store's image set is rebuilt, so discovered images keep their state) and
     /// its schedules.
+    /// At start, `restored` is what the state file says each target last discovered.
     pub fn new(
         config: Arc<Config>,
         client: ImsClient,
         store: Arc<Store>,
         previous: Option<&Poller>,
+        restored: &[StoredDiscovery],
     ) -> Self {
         let keys: Vec<(Arc<str>, Arc<str>)> = config
             .targets
@@ -132,6 +135,18 @@ impl Poller {
                     {
                         lock(&o.discovered).clone()
                     }
+                    // Restored images are served until the first discovery replaces them.
+                    (None, Some(_)) => restored
+                        .iter()
+                        .find(|r| r.region == t.region && r.project_id == t.project_id.as_str())
+                        .map(|r| {
+                            r.images
+                                .iter()
+                                .filter_map(|(id, name)| {
+                                    Some((ImageId::parse(id).ok()?, name.clone()))
+                                })
+                                .collect()
+                        }),
                     _ => None,
                 };
                 // A changed filter is applied at once.
@@ -274,12 +289,17 @@ impl Poller {
             .iter()
             .filter(|(id, _)| shard.owns(target.project_id.as_str(), id.as_str()))
             .count();
+        let kept: Vec<(String, String)> = found
+            .iter()
+            .map(|(id, name)| (id.to_string(), name.clone()))
+            .collect();
         run.slot.update(|s| {
             s.discovery = Some(DiscoveryStatus {
                 ok: true,
                 images: count,
                 last_success_unix: Some(now_unix()),
             });
+            s.discovered = Some(Arc::new(kept.clone()));
         });
         let changed = {
             let mut discovered = lock(&run.discovered);

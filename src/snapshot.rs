@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,7 +51,7 @@ const KNOWN_LABELS: [&str; 7] = [
     "unknown",
 ];
 
-fn label(value: Option<&str>) -> Label {
+pub fn label(value: Option<&str>) -> Label {
     match value.filter(|s| !s.is_empty()) {
         None => Cow::Borrowed("unknown"),
         Some(v) => match KNOWN_LABELS.iter().find(|k| **k == v) {
@@ -267,17 +267,20 @@ pub struct Slot {
     state: ArcSwap<ImageState>,
     /// The store's count of members held, kept current as states are swapped.
     held: Arc<AtomicUsize>,
+    /// The store's generation, bumped when what the state file keeps changes.
+    generation: Arc<AtomicU64>,
     /// No longer in the store (a poll that ends after a reload dropped the image
     /// must not count its members).
     retired: AtomicBool,
 }
 
 impl Slot {
-    fn new(key: ImageKey, state: ImageState, held: Arc<AtomicUsize>) -> Slot {
+    fn new(key: ImageKey, state: ImageState, store: &Store) -> Slot {
         Slot {
             key,
             state: ArcSwap::from_pointee(state),
-            held,
+            held: store.held.clone(),
+            generation: store.generation.clone(),
             retired: AtomicBool::new(false),
         }
     }
@@ -288,7 +291,16 @@ impl Slot {
 
     pub fn store(&self, state: ImageState) {
         let new = state.member_count();
-        let old = self.state.swap(Arc::new(state)).member_count();
+        let previous = self.state.swap(Arc::new(state));
+        let current = self.state.load();
+        let kept = |s: &ImageState| (s.last_success_unix, s.watched.len(), s.meta.clone());
+        if !same_members(&previous.members, &current.members)
+            || kept(&previous) != kept(&current)
+            || previous.watched != current.watched
+        {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        let old = previous.member_count();
         if !self.retired.load(Ordering::Acquire) && new != old {
             if new > old {
                 self.held.fetch_add(new - old, Ordering::AcqRel);
@@ -296,6 +308,14 @@ impl Slot {
                 self.held.fetch_sub(old - new, Ordering::AcqRel);
             }
         }
+    }
+}
+
+fn same_members(a: &Option<Arc<MemberSet>>, b: &Option<Arc<MemberSet>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        _ => false,
     }
 }
 
@@ -339,6 +359,8 @@ pub struct TargetStatus {
     pub discovery: Option<DiscoveryStatus>,
     /// Wall time of the target's last complete poll cycle.
     pub last_cycle_seconds: Option<f64>,
+    /// What the last good discovery found, (image ID, name), for the state file.
+    pub discovered: Option<Arc<Vec<(String, String)>>>,
 }
 
 /// One target's status, replaced whole; the discovery and poll schedules of the
@@ -374,6 +396,10 @@ pub struct Store {
     ready: AtomicBool,
     /// Members held across all images (checked against `max_members_total`).
     held: Arc<AtomicUsize>,
+    /// Bumped whenever what `--storage.path` keeps changes.
+    generation: Arc<AtomicU64>,
+    /// Woken when a target finishes a poll cycle (the state writer waits on it).
+    cycles: tokio::sync::Notify,
 }
 
 impl Store {
@@ -413,6 +439,7 @@ impl Store {
                                 project_id: project_id.clone(),
                                 discovery: None,
                                 last_cycle_seconds: None,
+                                discovered: None,
                             }),
                         })
                     })
@@ -444,7 +471,7 @@ impl Store {
                 None => Arc::new(Slot::new(
                     k.clone(),
                     ImageState::new(k.clone(), meta.clone()),
-                    self.held.clone(),
+                    self,
                 )),
             })
             .collect();
@@ -462,6 +489,29 @@ impl Store {
     /// Members held across all images.
     pub fn members_held(&self) -> usize {
         self.held.load(Ordering::Acquire)
+    }
+
+    /// Puts restored image states in place before the first poller registers its
+    /// images: those it keeps are served at once (and their first poll is diffed
+    /// against them); the others are dropped by its first `set_images`.
+    pub fn restore(&self, states: Vec<ImageState>) {
+        let slots: Vec<Arc<Slot>> = states
+            .into_iter()
+            .map(|s| Arc::new(Slot::new(s.key.clone(), s, self)))
+            .collect();
+        let held = slots.iter().map(|s| s.load().member_count()).sum();
+        self.slots.store(Arc::new(slots));
+        self.held.store(held, Ordering::Release);
+    }
+
+    /// Changes whenever what the state file keeps changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Completes when a target finishes its next poll cycle.
+    pub async fn cycle_ended(&self) {
+        self.cycles.notified().await
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -483,6 +533,7 @@ impl Store {
     /// target has finished one (and stays ready across reloads).
     pub fn cycle_finished(&self, target: &TargetSlot, seconds: f64) {
         target.update(|s| s.last_cycle_seconds = Some(seconds));
+        self.cycles.notify_waiters();
         if self
             .targets
             .load()

@@ -1,0 +1,262 @@
+//! State that survives a restart (`--storage.path DIR`): for every image, the last good
+//! member list and what resuming needs (name, source, last success, watched members,
+//! change counts), and what each target last discovered.
+//!
+//! The format is one versioned JSON file, `DIR/state.json`, written whole by
+//! write-temp, fsync, rename, fsync-dir: a `kill -9` at any moment leaves the previous
+//! or the new file, never a torn one. A single file (not an embedded database) because
+//! the state is one small document written at most once a poll cycle and read once at
+//! start; JSON because an operator can read it. It is written on a blocking thread,
+//! only after a cycle that changed something, and is only as big as the data.
+//!
+//! A file that cannot be used (unreadable, corrupt, truncated, a future version) never
+//! stops the exporter: it is moved aside (`state.json.bad-<unix time>`), a warning
+//! names it and why, `ims_exporter_state_restore_successful` is 0, and the exporter
+//! starts clean. This module reads and writes values only; the daemon decides when.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Source;
+use crate::snapshot::{ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot};
+
+const FILE: &str = "state.json";
+/// Bumped when the format changes incompatibly; a newer file is not guessed at.
+pub const VERSION: u32 = 1;
+/// A state file larger than this is refused (about 5 million members).
+const MAX_STATE_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{file}: {message}")]
+    Unusable { file: String, message: String },
+    #[error("{file}: cannot write: {source}")]
+    Write {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    written_at: f64,
+    images: Vec<StoredImage>,
+    #[serde(default)]
+    discovered: Vec<StoredDiscovery>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredImage {
+    region: String,
+    project_id: String,
+    image_id: String,
+    name: String,
+    source: String,
+    last_success: Option<f64>,
+    /// Whether the list is the whole member list (`list_members: true`).
+    complete: bool,
+    members: Vec<StoredMember>,
+    #[serde(default)]
+    watched: BTreeMap<String, bool>,
+    #[serde(default)]
+    changes: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMember {
+    id: String,
+    #[serde(rename = "type")]
+    member_type: String,
+    status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    urn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<f64>,
+}
+
+/// What one target last discovered: (image ID, name).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredDiscovery {
+    pub region: String,
+    pub project_id: String,
+    pub images: Vec<(String, String)>,
+}
+
+/// What a start restores.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub images: Vec<ImageState>,
+    pub discovered: Vec<StoredDiscovery>,
+    /// When the file was written (Unix seconds).
+    pub written_at: f64,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    dir: PathBuf,
+}
+
+impl Storage {
+    pub fn new(dir: &Path) -> Storage {
+        Storage {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn file(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+
+    /// Reads the state file. `Ok(None)` when there is none yet.
+    pub fn load(&self) -> Result<Option<Restored>, StorageError> {
+        let path = self.file();
+        let unusable = |message: String| StorageError::Unusable {
+            file: path.display().to_string(),
+            message,
+        };
+        let bytes = match crate::files::read_capped(&path, MAX_STATE_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unusable(format!("cannot read: {e}"))),
+        };
+        // The version first, so that a newer format is named as such.
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let v: Version = serde_json::from_slice(&bytes)
+            .map_err(|e| unusable(format!("not a state file: {e}")))?;
+        if v.version != VERSION {
+            return Err(unusable(format!(
+                "format version {} (this exporter reads {VERSION})",
+                v.version
+            )));
+        }
+        let file: StateFile =
+            serde_json::from_slice(&bytes).map_err(|e| unusable(format!("corrupt: {e}")))?;
+        let images = file.images.into_iter().map(restore_image).collect();
+        Ok(Some(Restored {
+            images,
+            discovered: file.discovered,
+            written_at: file.written_at,
+        }))
+    }
+
+    /// Moves an unusable state file aside, so that it is kept for a post-mortem and
+    /// the next write does not overwrite it. Returns where it went.
+    pub fn move_aside(&self, now_unix: f64) -> Option<PathBuf> {
+        let to = self.dir.join(format!("{FILE}.bad-{}", now_unix as u64));
+        std::fs::rename(self.file(), &to).ok().map(|_| to)
+    }
+
+    /// Writes `snapshot` (and the discovered sets) crash-safely. Returns the bytes
+    /// written. Blocking: call it from a blocking thread.
+    pub fn write(
+        &self,
+        snapshot: &Snapshot,
+        discovered: &[StoredDiscovery],
+        now_unix: f64,
+    ) -> Result<usize, StorageError> {
+        let file = StateFile {
+            version: VERSION,
+            written_at: now_unix,
+            images: snapshot.images.iter().filter_map(store_image).collect(),
+            discovered: discovered.to_vec(),
+        };
+        let path = self.file();
+        let err = |source| StorageError::Write {
+            file: path.display().to_string(),
+            source,
+        };
+        let bytes = serde_json::to_vec(&file).map_err(|e| err(std::io::Error::other(e)))?;
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        // The rename itself is durable only once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(bytes.len())
+    }
+}
+
+fn store_image(s: &Arc<ImageState>) -> Option<StoredImage> {
+    let members = s.members.as_ref()?;
+    Some(StoredImage {
+        region: s.key.region.to_string(),
+        project_id: s.key.project_id.to_string(),
+        image_id: s.key.image_id.to_string(),
+        name: s.meta.name.to_string(),
+        source: s.meta.source.as_str().to_string(),
+        last_success: s.last_success_unix,
+        complete: members.complete,
+        members: members
+            .members
+            .iter()
+            .map(|m| StoredMember {
+                id: m.member_id.clone(),
+                member_type: m.member_type.to_string(),
+                status: m.status.to_string(),
+                urn: m.urn.clone(),
+                created_at: m.created_at,
+                updated_at: m.updated_at,
+            })
+            .collect(),
+        watched: s.watched.clone(),
+        changes: s.changes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    })
+}
+
+fn restore_image(i: StoredImage) -> ImageState {
+    let key = ImageKey {
+        region: i.region.into(),
+        project_id: i.project_id.into(),
+        image_id: i.image_id.into(),
+    };
+    let source = if i.source == Source::Discovery.as_str() {
+        Source::Discovery
+    } else {
+        Source::Config
+    };
+    let meta = ImageMeta {
+        name: i.name.into(),
+        source,
+    };
+    let records = i
+        .members
+        .into_iter()
+        .map(|m| MemberRecord {
+            member_id: m.id,
+            member_type: crate::snapshot::label(Some(&m.member_type)),
+            status: crate::snapshot::label(Some(&m.status)),
+            urn: m.urn,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            unexpected: true,
+        })
+        .collect();
+    let mut set = MemberSet::from_records(records, 0);
+    set.complete = i.complete;
+    let mut state = ImageState::new(key, meta);
+    state.members = Some(Arc::new(set));
+    state.last_success_unix = i.last_success;
+    state.watched = i.watched;
+    state.changes = i
+        .changes
+        .into_iter()
+        .filter_map(|(k, v)| crate::audit::kind_label(&k).map(|k| (k, v)))
+        .collect();
+    state
+}

@@ -1,0 +1,241 @@
+//! Continuity (README, "State across restarts"): with `--storage.path` a restarted
+//! exporter serves the last good members at once and audits what changed while it
+//! was down; an unusable state file never stops it; a reload keeps every image that
+//! stays, discovered ones included, with its counters.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ims_exporter::fake_ims::member;
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+
+fn mid(i: usize) -> String {
+    format!("{i:032x}")
+}
+
+fn share(fake: &ims_exporter::fake_ims::FakeIms, image: &str, i: usize) {
+    fake.state.put_member(
+        PROJECT,
+        member(
+            image,
+            &mid(i),
+            "project",
+            "pending",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            None,
+        ),
+    );
+}
+
+fn members(s: &[Sample]) -> Vec<String> {
+    let mut ids: Vec<String> = find(s, "ims_image_member_unexpected", &[("image_id", IMG)])
+        .iter()
+        .map(|s| s.label("member_id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn start(cfg: &std::path::Path, state: &std::path::Path) -> Exporter {
+    Exporter::start(
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--storage.path",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while_down() {
+    let fake = start_fake().await;
+    share(&fake, IMG, 1);
+    share(&fake, IMG, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let exporter = start(&cfg, &state).await;
+    let written = wait_for("the state to be written", async || {
+        let s = exporter.scrape_samples().await;
+        let ok = value(&s, "ims_exporter_state_last_write_successful", &[]) == Some(1.0);
+        (ok && members(&s).len() == 2).then_some(s)
+    })
+    .await;
+    let last_success = value(
+        &written,
+        "ims_image_last_success_timestamp_seconds",
+        &[("image_id", IMG)],
+    )
+    .unwrap();
+    // kill -9, then a share removed and one added while the exporter is down.
+    drop(exporter);
+    assert!(fake.state.remove_member(PROJECT, IMG, &mid(1)));
+    share(&fake, IMG, 3);
+    // The first poll after the restart takes a while: the restored members are
+    // served before it ends.
+    fake.state.set_latency(Duration::from_secs(3));
+    let exporter = start(&cfg, &state).await;
+    let s = exporter.scrape_samples().await;
+    assert_eq!(
+        members(&s),
+        [mid(1), mid(2)],
+        "restored before the first poll"
+    );
+    let restored_success = value(
+        &s,
+        "ims_image_last_success_timestamp_seconds",
+        &[("image_id", IMG)],
+    )
+    .unwrap();
+    assert!(
+        restored_success <= last_success + 5.0 && restored_success >= last_success - 5.0,
+        "the true last success time: {restored_success} vs {last_success}"
+    );
+    assert_eq!(
+        value(&s, "ims_exporter_state_restore_successful", &[]),
+        Some(1.0)
+    );
+    assert!(exporter.logs().contains("restored state"));
+    fake.state.set_latency(Duration::ZERO);
+    wait_for("the first poll after the restart", async || {
+        let s = exporter.scrape_samples().await;
+        (members(&s) == [mid(2), mid(3)]).then_some(())
+    })
+    .await;
+    let logs = exporter.logs();
+    assert_eq!(logs.matches("member_added").count(), 1, "{logs}");
+    assert_eq!(logs.matches("member_removed").count(), 1, "{logs}");
+    assert!(
+        logs.contains(&mid(3)) && !logs.contains("event=baseline"),
+        "{logs}"
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_state_file_is_moved_aside_and_the_exporter_starts_clean() {
+    let fake = start_fake().await;
+    share(&fake, IMG, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let good = r#"{"version":1,"written_at":1.0,"images":[]}"#;
+    for (what, text) in [
+        ("corrupt", "{not json at all".to_string()),
+        ("truncated", good[..good.len() / 2].to_string()),
+        (
+            "future version",
+            r#"{"version":99,"written_at":1.0,"images":[]}"#.into(),
+        ),
+    ] {
+        let state = dir.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("state.json"), text).unwrap();
+        let exporter = start(&cfg, &state).await;
+        exporter.wait_ready().await;
+        let s = exporter.scrape_samples().await;
+        assert_eq!(
+            value(&s, "ims_exporter_state_restore_successful", &[]),
+            Some(0.0),
+            "{what}"
+        );
+        assert_eq!(
+            value(&s, "ims_image_poll_success", &[("image_id", IMG)]),
+            Some(1.0),
+            "{what}: a clean start"
+        );
+        let logs = exporter.logs();
+        assert!(
+            logs.contains("cannot restore state") && logs.contains("state.json"),
+            "{what}: {logs}"
+        );
+        let aside = std::fs::read_dir(&state)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.bad-")
+            });
+        assert!(aside, "{what}: moved aside, not deleted");
+    }
+    fake.stop().await;
+}
+
+/// Reproduces the reload bug of issue 13: a discovered image lost its counters and
+/// was re-baselined by a SIGHUP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_discovered_images_with_their_counters() {
+    let fake = start_fake().await;
+    fake.state.add_image(PROJECT, IMG, "golden");
+    share(&fake, IMG, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "poll_interval: 1s\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
+             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
+            fake.endpoint()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    exporter.wait_ready().await;
+    share(&fake, IMG, 2);
+    let added = |s: &[Sample]| {
+        value(
+            s,
+            "ims_member_changes_total",
+            &[("image_id", IMG), ("change", "added")],
+        )
+    };
+    wait_for("the added share to be counted", async || {
+        (added(&exporter.scrape_samples().await) == Some(1.0)).then_some(())
+    })
+    .await;
+    Command::new("kill")
+        .args(["-HUP", &exporter.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the reload", async || {
+        exporter
+            .logs()
+            .contains("configuration reloaded")
+            .then_some(())
+    })
+    .await;
+    let s = exporter.scrape_samples().await;
+    assert_eq!(added(&s), Some(1.0), "the counter survives the reload");
+    assert_eq!(members(&s).len(), 2, "the members are served throughout");
+    // Two polls later, still no second baseline.
+    let seen = fake.state.requests();
+    wait_for("two more polls", async || {
+        (fake.state.requests() >= seen + 2).then_some(())
+    })
+    .await;
+    wait_for("their results", async || {
+        let s = exporter.scrape_samples().await;
+        let t = value(
+            &s,
+            "ims_image_last_success_timestamp_seconds",
+            &[("image_id", IMG)],
+        );
+        (t > value(
+            &s,
+            "ims_exporter_config_last_reload_success_timestamp_seconds",
+            &[],
+        ))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(exporter.logs().matches("event=baseline").count(), 1);
+    fake.stop().await;
+}
