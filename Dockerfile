@@ -7,7 +7,15 @@
 #   docker run --rm -p 10027:10027 -e HUAWEICLOUD_SDK_AK -e HUAWEICLOUD_SDK_SK \
 #     -v "$PWD/config.yaml:/etc/ims-exporter/config.yaml:ro" ims-exporter:0.1.0
 #
-# See docs/deployment.md. The build context is restricted by .dockerignore.
+# To keep the last good state across restarts (README: "State across restarts"), mount a
+# volume at /var/lib/ims-exporter (the image's VOLUME, owned by the runtime user) and add
+# the flag (CMD is replaced, so repeat it):
+#
+#   docker run ... -v ims-state:/var/lib/ims-exporter ims-exporter:0.1.0 \
+#     --config.file=/etc/ims-exporter/config.yaml --web.listen-address=:10027 \
+#     --storage.path=/var/lib/ims-exporter
+#
+# See the README, "Deployment". The build context is restricted by .dockerignore.
 
 ARG RUST_VERSION=1.95
 
@@ -28,7 +36,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     IMS_EXPORTER_REVISION="${IMS_EXPORTER_REVISION}" \
     cargo build --release --locked --bin ims-exporter \
-    && install -D -m 0755 target/release/ims-exporter /out/ims-exporter
+    && install -D -m 0755 target/release/ims-exporter /out/ims-exporter \
+    && install -d -m 0700 /out/state
 
 # --- runtime -----------------------------------------------------------------------
 # distroless "cc": glibc and libgcc for the Rust binary, CA certificates for HTTPS to
@@ -41,6 +50,10 @@ COPY --from=build /out/ims-exporter /usr/local/bin/ims-exporter
 # A starting point that documents every key: mount your own config over it (a file, or
 # a directory such as a Kubernetes ConfigMap at /etc/ims-exporter).
 COPY config.example.yaml /etc/ims-exporter/config.yaml
+# Where --storage.path keeps the state, owned by the runtime user so that a named
+# volume mounted there starts writable.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/ims-exporter
+VOLUME ["/var/lib/ims-exporter"]
 USER 65532:65532
 EXPOSE 10027
 ENTRYPOINT ["/usr/local/bin/ims-exporter"]

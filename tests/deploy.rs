@@ -954,7 +954,7 @@ fn kustomization_names_exactly_the_files_present() {
     check(Path::new(KUSTOMIZE_BASE));
 }
 
-/// kustomize renders the base: the five objects, the generated ConfigMap holding
+/// kustomize renders the base: the six objects, the generated ConfigMap holding
 /// config.yaml and the Deployment mounting it by its hashed name.
 #[tokio::test(flavor = "multi_thread")]
 async fn kustomize_renders_the_base() {
@@ -970,12 +970,13 @@ async fn kustomize_renders_the_base() {
         BTreeSet::from([
             "ConfigMap",
             "Deployment",
+            "PersistentVolumeClaim",
             "PrometheusRule",
             "Service",
             "ServiceMonitor"
         ])
     );
-    assert_eq!(docs.len(), 5, "one object of each kind");
+    assert_eq!(docs.len(), 6, "one object of each kind");
     let config_map = of_kind(&docs, "ConfigMap");
     assert_eq!(
         config_map["data"]["config.yaml"].as_str(),
@@ -992,6 +993,28 @@ async fn kustomize_renders_the_base() {
         str_at(deployment, "spec.template.spec.volumes.0.configMap.name"),
         name,
         "the Deployment mounts the generated ConfigMap"
+    );
+    // The state volume: the claim, mounted where --storage.path points, and a
+    // strategy that never needs the ReadWriteOnce volume in two pods at once.
+    let pvc = of_kind(&docs, "PersistentVolumeClaim");
+    let claim = str_at(pvc, "metadata.name");
+    assert_eq!(
+        str_at(
+            deployment,
+            "spec.template.spec.volumes.1.persistentVolumeClaim.claimName"
+        ),
+        claim
+    );
+    assert_eq!(str_at(deployment, "spec.strategy.type"), "Recreate");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mount = str_at(container, "volumeMounts.1.mountPath");
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str() == Some(&format!("--storage.path={mount}"))),
+        "--storage.path on the state volume: {container}"
     );
     // Everything else comes through unchanged.
     for (file, shipped) in shipped_manifests() {

@@ -22,6 +22,7 @@ use ims_exporter::fake_ims::{member, FakeIms, Fault};
 use regex::Regex;
 use serde_json::Value;
 use support::dashboards::*;
+use support::rules::duration_secs;
 use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
 use support::{describe, run_tool, wait_for, Exporter, AK, PROJECT, REGION, SK};
 
@@ -102,52 +103,12 @@ fn alert_rules(rules: &Value) -> Vec<AlertRule> {
         .collect()
 }
 
-/// A Prometheus duration (`90s`, `15m`, `1h30m`, `7d`) in seconds.
-fn duration_secs(d: &str) -> f64 {
-    let re = Regex::new(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)").unwrap();
-    let mut total = 0.0;
-    let mut consumed = 0;
-    for c in re.captures_iter(d) {
-        consumed += c[0].len();
-        let n: f64 = c[1].parse().unwrap();
-        total += n * match &c[2] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            _ => 365.0 * 86400.0,
-        };
-    }
-    assert_eq!(consumed, d.len(), "not a Prometheus duration: {d:?}");
-    total
-}
-
 /// The documented mechanism for trying the rules fast: a copy of the rules text in
 /// which every `for:` and `keep_firing_for:` ([`SHORTENED_KEYS`]) longer than
 /// [`SHORT_FOR`] becomes [`SHORT_FOR`] (shorter ones, like `0m`, stay). Returns the copy
 /// and how many durations it shortened.
 fn shorten_for(rules: &str) -> (String, usize) {
-    let re = Regex::new(&format!(
-        r"^(\s*(?:{}):\s*)(\S+)\s*$",
-        SHORTENED_KEYS.join("|")
-    ))
-    .unwrap();
-    let short = duration_secs(SHORT_FOR);
-    let mut changed = 0;
-    let mut out = String::with_capacity(rules.len());
-    for line in rules.lines() {
-        match re.captures(line) {
-            Some(c) if duration_secs(c[2].trim_matches('"')) > short => {
-                out.push_str(&format!("{}{SHORT_FOR}", &c[1]));
-                changed += 1;
-            }
-            _ => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    (out, changed)
+    support::rules::shorten(rules, &SHORTENED_KEYS.map(|k| (k, SHORT_FOR)))
 }
 
 /// A rules document without the keys [`shorten_for`] rewrites ([`SHORTENED_KEYS`]) in

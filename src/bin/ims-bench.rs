@@ -7,6 +7,9 @@
 //! steady RSS, `/metrics` latency (median and p99, with and without gzip), bytes per
 //! scrape and series count. `--churn-cycles N` instead replaces a share of every
 //! image's members each cycle and prints the exporter's RSS after every cycle.
+//! `--state` instead runs the exporter with `--storage.path` and prints the state
+//! file's size and write time per cycle, and the time a restarted exporter takes to
+//! serve the restored members.
 //!
 //! ```sh
 //! cargo build --release --bins
@@ -96,6 +99,10 @@ struct Args {
     /// Share of each image's members replaced per churn cycle, in percent.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
     churn_percent: u64,
+    /// Instead of the table: the cost of `--storage.path` (state bytes and write time
+    /// per cycle) and the restart time to the first served metrics.
+    #[arg(long)]
+    state: bool,
     /// The exporter binary (default: `ims-exporter` next to this binary).
     #[arg(long)]
     exporter: Option<PathBuf>,
@@ -332,6 +339,21 @@ struct LogSink {
     warnings: u64,
     first_warnings: Vec<String>,
     address: Option<String>,
+    /// (bytes, seconds) of each state write (`--state`).
+    state_writes: Vec<(f64, f64)>,
+}
+
+/// `bytes` and `seconds` of a "state written" log line.
+fn state_write(line: &str) -> Option<(f64, f64)> {
+    if !line.contains("state written") {
+        return None;
+    }
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some((field("bytes=")?, field("seconds=")?))
 }
 
 /// The exporter, running; killed when dropped.
@@ -361,11 +383,19 @@ fn listening_address(line: &str) -> Option<String> {
 }
 
 impl Exporter {
-    async fn start(bin: &Path, config: &Path) -> Result<Exporter, String> {
-        let mut child = Command::new(bin)
-            .arg("--config.file")
-            .arg(config)
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "info"])
+    async fn start(bin: &Path, config: &Path, state: Option<&Path>) -> Result<Exporter, String> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config.file").arg(config);
+        match state {
+            // Debug: the state writes are logged with their size and time.
+            Some(dir) => cmd
+                .arg("--storage.path")
+                .arg(dir)
+                .args(["--log.level", "debug"]),
+            None => cmd.args(["--log.level", "info"]),
+        };
+        let mut child = cmd
+            .args(["--web.listen-address", "127.0.0.1:0"])
             .env_remove("HUAWEICLOUD_SDK_AK")
             .env_remove("HUAWEICLOUD_SDK_SK")
             .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
@@ -388,6 +418,9 @@ impl Exporter {
                     s.lines += 1;
                     if s.address.is_none() {
                         s.address = listening_address(&line);
+                    }
+                    if let Some(w) = state_write(&line) {
+                        s.state_writes.push(w);
                     }
                     if line.contains("level=warn")
                         || line.contains("level=error")
@@ -735,7 +768,8 @@ impl Run {
         let config = dir.0.join("config.yaml");
         std::fs::write(&config, config_yaml(args, &fake.endpoint(), &fleet))
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        let exporter = Exporter::start(bin, &config).await?;
+        let state = args.state.then(|| dir.0.join("state"));
+        let exporter = Exporter::start(bin, &config, state.as_deref()).await?;
         eprintln!(
             "[{}] exporter pid {} listening on {}",
             s.name,
@@ -814,6 +848,7 @@ impl Run {
 
     async fn stop(self) {
         let Run { exporter, fake, .. } = self;
+        // (also used by `--state`, whose restart replaces the exporter)
         drop(exporter);
         fake.stop().await;
     }
@@ -1214,11 +1249,106 @@ async fn churn_run(args: &Args, s: &Scenario, run: &mut Run, cycles: u64) -> Res
 }
 
 // ---------------------------------------------------------------------------------
+// `--state`: what `--storage.path` costs
+
+/// State writes measured before the restart.
+const STATE_WRITES: usize = 6;
+
+async fn state(args: &Args, s: &Scenario, bin: &Path) -> Result<(), String> {
+    let mut run = Run::start(args, s, bin).await?;
+    let result = state_run(s, bin, &mut run).await;
+    run.stop().await;
+    result
+}
+
+async fn state_run(s: &Scenario, bin: &Path, run: &mut Run) -> Result<(), String> {
+    let name = &s.name;
+    // The first write follows the first cycle; every cycle changes the last success
+    // times, so every cycle writes.
+    let deadline = Instant::now() + run.cycle_budget * (STATE_WRITES as u32 + 2);
+    while lock(&run.exporter.logs).state_writes.len() < STATE_WRITES + 1 {
+        run.exporter.check_alive()?;
+        if Instant::now() > deadline {
+            return Err(format!(
+                "[{name}] timed out waiting for state writes; the exporter's log:\n{}",
+                run.exporter.log_tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first write is left out (it overlaps the first scrape-free cycle's start-up).
+    let writes: Vec<(f64, f64)> = lock(&run.exporter.logs).state_writes[1..].to_vec();
+    let size = sorted(writes.iter().map(|w| w.0).collect());
+    let secs = sorted(writes.iter().map(|w| w.1).collect());
+
+    // kill -9, then a restart against an API that now answers in 30 s: what is served
+    // before the first poll can end is the restored state.
+    let config = run._dir.0.join("config.yaml");
+    let dir = run._dir.0.join("state");
+    run.fleet.state.set_latency(Duration::from_secs(30));
+    let _ = run.exporter.child.kill();
+    let _ = run.exporter.child.wait();
+    let started = Instant::now();
+    run.exporter = Exporter::start(bin, &config, Some(&dir)).await?;
+    let listening = started.elapsed().as_secs_f64();
+    run.url = format!("http://{}/metrics", run.exporter.addr);
+    let served = loop {
+        let sc = run.scrape(Variant::Text).await?;
+        let text = String::from_utf8_lossy(&sc.body);
+        let images = text
+            .lines()
+            .filter(|l| l.starts_with("ims_image_last_success_timestamp_seconds{"))
+            .count();
+        if images == s.images {
+            break started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() > run.cycle_budget {
+            return Err(format!("[{name}] the restored state was not served"));
+        }
+    };
+    let rss = run.kib("VmRSS")?;
+    println!();
+    println!(
+        "| state (`--storage.path`), {name}: {} images × {} members | median | max |",
+        s.images, s.members
+    );
+    println!("|---|---|---|");
+    println!(
+        "| state file per write | {} | {} |",
+        bytes(percentile(&size, 0.5) as usize),
+        bytes(size.last().copied().unwrap_or(0.0) as usize)
+    );
+    println!(
+        "| write time per cycle (serialise, write, fsync, rename) | {} | {} |",
+        ms(percentile(&secs, 0.5)),
+        ms(secs.last().copied().unwrap_or(0.0))
+    );
+    println!(
+        "| restart: process start to listening | {} | |",
+        ms(listening)
+    );
+    println!(
+        "| restart: process start to every image's restored members served | {} | |",
+        ms(served)
+    );
+    println!("| RSS after the restore | {} | |", mib(rss));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<(), String> {
     let bin = exporter_binary(&args)?;
     eprintln!("exporter: {}", bin.display());
     let list = scenarios(&args);
+    if args.state {
+        for s in &list {
+            tokio::time::timeout(args.timeout, state(&args, s, &bin))
+                .await
+                .map_err(|_| format!("[{}] ran out of time (--timeout)", s.name))??;
+        }
+        return Ok(());
+    }
     if let Some(cycles) = args.churn_cycles {
         for s in &list {
             tokio::time::timeout(args.timeout, churn(&args, s, &bin, cycles))

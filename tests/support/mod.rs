@@ -88,10 +88,15 @@ impl Exporter {
     /// Starts `ims-exporter` with `args` (plus a loopback listen address) and waits
     /// until it says where it listens.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Exporter {
+        Self::start_on("127.0.0.1:0", args, envs).await
+    }
+
+    /// [`Exporter::start`] on a given listen address (a restart on the same port).
+    pub async fn start_on(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Exporter {
         init_tls();
         let mut cmd = Command::new(bin());
         cmd.args(args)
-            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(["--web.listen-address", listen])
             .env_remove("HUAWEICLOUD_SDK_AK")
             .env_remove("HUAWEICLOUD_SDK_SK")
             .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
@@ -400,3 +405,6 @@ pub mod dashboards;
 
 /// A CA and certificates for TLS tests.
 pub mod pki;
+
+/// Shortened copies of the shipped alert rules.
+pub mod rules;

@@ -1,0 +1,187 @@
+//! An unexpected-share alert says "resolved" only when the share is gone: not when its
+//! status changes, not when the exporter restarts, not when the config is reloaded
+//! (README, "Alert rules"). Proven with a real Prometheus loading the shipped rules (only
+//! `for:` and `keep_firing_for:` shortened, by the documented mechanism), a real
+//! Alertmanager grouping by every label, and a webhook receiver on loopback.
+
+mod support;
+
+use std::process::Command;
+
+use ims_exporter::fake_ims::{member, FakeIms};
+use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
+use support::*;
+
+const IMAGE: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
+const STRANGER: &str = "0badc0de0badc0de0badc0de0badc0d";
+const JOB: &str = "ims";
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/ims-exporter.rules.yml");
+/// Long enough to cover the exporter being down for a few scrapes, short enough to
+/// see a removed share resolve within the test's deadline.
+const KEEP_FIRING_FOR: &str = "12s";
+
+fn share(fake: &FakeIms, member_id: &str, status: &str) {
+    fake.state.put_member(
+        PROJECT,
+        member(
+            IMAGE,
+            member_id,
+            "project",
+            status,
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            None,
+        ),
+    );
+}
+
+/// What the webhook was told about the stranger's share, as (firing, resolved).
+fn told(webhook: &Webhook) -> (usize, usize) {
+    let about = |status: &str| {
+        webhook
+            .alerts()
+            .iter()
+            .filter(|a| {
+                a.status == status
+                    && a.label("alertname") == "ImsUnexpectedImageShare"
+                    && a.label("member_id") == STRANGER
+            })
+            .count()
+    };
+    (about("firing"), about("resolved"))
+}
+
+/// Waits until Prometheus has taken `n` more scrapes of the exporter's job (each one
+/// an evaluation of the rules too, at the same 1s interval).
+async fn scrapes(prom: &Prometheus, n: f64) {
+    let count = format!(r#"count_over_time(up{{job="{JOB}"}}[5m])"#);
+    let start = prom.scalar(&count).await.unwrap_or(0.0);
+    wait_for("more scrapes", async || {
+        (prom.scalar(&count).await.unwrap_or(0.0) >= start + n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_share_alert_resolves_only_when_the_share_is_gone() {
+    if !require_tool("prometheus") {
+        return;
+    }
+    let Some(alertmanager) = require_any_tool(&["alertmanager", "prometheus-alertmanager"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake().await;
+    share(&fake, ALLOWED, "accepted");
+    let cfg = write_config(
+        dir.path(),
+        &fake.endpoint(),
+        &[IMAGE],
+        &format!("allowed_members: [{ALLOWED}]"),
+    );
+    let state = dir.path().join("state");
+    let listen = format!("127.0.0.1:{}", support::services::free_port());
+    let args = [
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--storage.path",
+        state.to_str().unwrap(),
+    ];
+    let exporter = Exporter::start_on(&listen, &args, &[]).await;
+    exporter.wait_ready().await;
+
+    let webhook = Webhook::start().await;
+    let am = Alertmanager::start(
+        &alertmanager,
+        dir.path(),
+        &format!(
+            "route:\n  receiver: webhook\n  group_by: ['...']\n\
+             \x20 group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: webhook\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+            webhook.url()
+        ),
+    )
+    .await;
+    let (rules, _) = rules::shorten(
+        &std::fs::read_to_string(RULES).unwrap(),
+        &[("for", "1s"), ("keep_firing_for", KEEP_FIRING_FOR)],
+    );
+    let rules_copy = dir.path().join("fast.rules.yml");
+    std::fs::write(&rules_copy, rules).unwrap();
+    let prom = Prometheus::start(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - '{}'\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
+             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{listen}']\n",
+            rules_copy.display(),
+            am.0.addr()
+        ),
+    )
+    .await;
+
+    // An unexpected share appears: exactly one firing.
+    share(&fake, STRANGER, "pending");
+    wait_for("the alert at the webhook", async || {
+        (told(&webhook) == (1, 0)).then_some(())
+    })
+    .await;
+
+    // Its status changes: the same alert, nothing new said.
+    share(&fake, STRANGER, "accepted");
+    wait_for("the new status in Prometheus", async || {
+        let q =
+            format!(r#"ims_image_member_unexpected{{member_id="{STRANGER}",status="accepted"}}"#);
+        (!prom.query(&q).await.is_empty()).then_some(())
+    })
+    .await;
+    scrapes(&prom, 4.0).await;
+    assert_eq!(
+        told(&webhook),
+        (1, 0),
+        "status change: {:?}",
+        webhook.alerts()
+    );
+
+    // The exporter is down for more than two scrape intervals, then back with its state.
+    drop(exporter);
+    scrapes(&prom, 3.0).await;
+    assert_eq!(
+        prom.scalar(&format!(r#"up{{job="{JOB}"}}"#)).await,
+        Some(0.0)
+    );
+    let exporter = Exporter::start_on(&listen, &args, &[]).await;
+    wait_for("the restarted exporter to be scraped", async || {
+        (prom.scalar(&format!(r#"up{{job="{JOB}"}}"#)).await == Some(1.0)).then_some(())
+    })
+    .await;
+    scrapes(&prom, 3.0).await;
+    assert_eq!(told(&webhook), (1, 0), "restart: {:?}", webhook.alerts());
+
+    // A config reload.
+    Command::new("kill")
+        .args(["-HUP", &exporter.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the reload", async || {
+        exporter
+            .logs()
+            .contains("configuration reloaded")
+            .then_some(())
+    })
+    .await;
+    scrapes(&prom, 3.0).await;
+    assert_eq!(told(&webhook), (1, 0), "reload: {:?}", webhook.alerts());
+
+    // The share is removed: exactly one resolved, within keep_firing_for.
+    assert!(fake.state.remove_member(PROJECT, IMAGE, STRANGER));
+    wait_for("the resolved notification", async || {
+        (told(&webhook).1 >= 1).then_some(())
+    })
+    .await;
+    scrapes(&prom, 3.0).await;
+    assert_eq!(told(&webhook), (1, 1), "{:?}", webhook.alerts());
+    fake.stop().await;
+}
