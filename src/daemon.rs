@@ -177,6 +177,12 @@ pub async fn run(
     };
     self_metrics.config_loaded(true, now_unix());
 
+    // Restored before the first request is served: no scrape sees the images missing.
+    let restored = match &options.storage {
+        Some(storage) => restore(storage, &store, &self_metrics).await,
+        None => Vec::new(),
+    };
+
     let address = server::normalize_listen_address(&options.listen_address);
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(l) => l,
@@ -201,10 +207,6 @@ pub async fn run(
     let config = Arc::new(config);
     store.set_credentials(config.credential_providers());
     let mut refreshers = spawn_refreshers(&config);
-    let restored = match &options.storage {
-        Some(storage) => restore(storage, &store, &self_metrics).await,
-        None => Vec::new(),
-    };
     let mut running = Running::start(Poller::new(config, client, store.clone(), None, &restored));
     let writer = options
         .storage

@@ -9,6 +9,7 @@ mod support;
 use std::process::Command;
 
 use ims_exporter::fake_ims::{member, FakeIms};
+use support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
 use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
 use support::*;
 
@@ -159,6 +160,26 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     .await;
     scrapes(&prom, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "restart: {:?}", webhook.alerts());
+    // The dashboard's unexpected-shares table has one row for the share, with its
+    // current status, after the status change and the restart.
+    let overview = dashboard("dashboards/ims-sharing-overview.json");
+    let table = panels(&overview)
+        .into_iter()
+        .find(|p| p["title"] == "Unexpected shares" && p["type"] == "table")
+        .expect("Unexpected shares table");
+    let expr = substitute(
+        str_of(&table["targets"][0], "expr"),
+        &all_vars(&overview, ".*"),
+    )
+    .unwrap();
+    let rows: Vec<_> = prom
+        .query(&expr)
+        .await
+        .into_iter()
+        .filter(|r| r["metric"]["member_id"] == STRANGER)
+        .collect();
+    assert_eq!(rows.len(), 1, "one row per share: {rows:?}");
+    assert_eq!(rows[0]["metric"]["status"], "accepted", "{rows:?}");
 
     // A config reload.
     Command::new("kill")
