@@ -13,8 +13,8 @@ use ims_exporter::allowlist::Entry;
 use ims_exporter::config::Source;
 use ims_exporter::fake_ims::member;
 use ims_exporter::ims::model::{Member, MemberList, MemberPage, PageInfo};
-use ims_exporter::metrics::{Format, Metrics, SelfMetrics};
-use ims_exporter::snapshot::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
+use ims_exporter::render::families::{Format, Metrics, SelfMetrics};
+use ims_exporter::state::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
 
 const ORG_URN_PREFIX: &str =
     "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/";
@@ -150,7 +150,7 @@ fn fleet(images: usize, per_image: usize) -> Metrics {
         .collect();
     let slots = store.set_images(&keys);
     let entries = allowlist();
-    let now = ims_exporter::snapshot::now_unix();
+    let now = ims_exporter::state::now_unix();
     for (i, slot) in slots.iter().enumerate() {
         let api = members(&image_id(i), (i * 37) as u64, per_image);
         let set = MemberSet::from_api(api).evaluate(&entries);

@@ -3,9 +3,9 @@
 
 mod support;
 
-use ims_exporter::credentials::Secret;
+use ims_exporter::auth::credentials::Secret;
+use ims_exporter::auth::signer::{self, RequestParts};
 use ims_exporter::fake_ims::{member, Fault};
-use ims_exporter::signer::{self, RequestParts};
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";

@@ -5,13 +5,13 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use ims_exporter::auth::credentials::Secret;
+use ims_exporter::auth::signer::{self, RequestParts};
 use ims_exporter::config::{self, Source};
-use ims_exporter::credentials::Secret;
 use ims_exporter::ims::client::build_url;
 use ims_exporter::ims::model::{parse_timestamp, ImageList, Member, MemberList};
-use ims_exporter::metrics::{Format, Metrics, SelfMetrics};
-use ims_exporter::signer::{self, RequestParts};
-use ims_exporter::snapshot::{ImageKey, ImageMeta, MemberSet, Store};
+use ims_exporter::render::families::{Format, Metrics, SelfMetrics};
+use ims_exporter::state::{ImageKey, ImageMeta, MemberSet, Store};
 use proptest::prelude::*;
 use std::sync::Arc;
 

@@ -16,16 +16,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::app::projects::ProjectResolver;
+use crate::app::{EXIT_FAILURE, EXIT_OK};
 use crate::config::{self, Config, ConfigError, ProjectLookup};
-use crate::iam::ProjectResolver;
+use crate::http::server::{self, ReloadRequest, ServeOptions};
 use crate::ims::ImsClient;
-use crate::metrics::{Metrics, SelfMetrics};
-use crate::poller::Poller;
-use crate::server::{self, ReloadRequest, ServeOptions};
+use crate::poll::poller::Poller;
+use crate::render::families::{Metrics, SelfMetrics};
 use crate::shard::Shard;
-use crate::snapshot::{now_unix, Store};
-use crate::storage::{Storage, StoredDiscovery};
-use crate::{EXIT_FAILURE, EXIT_OK};
+use crate::state::storage::{Storage, StoredDiscovery};
+use crate::state::{now_unix, Store};
 
 /// How long shutdown waits for in-flight scrapes before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::credentials::{Credentials, Secret};
+use crate::auth::credentials::{Credentials, Secret};
 use crate::ims::model::parse_timestamp;
 
 pub const DEFAULT_URL: &str = "http://169.254.169.254";

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crate::credentials::{self, Credentials, CredentialsConfig, CredentialsError, Secret};
-use crate::ecs_metadata::EcsMetadata;
+use crate::auth::credentials::{self, Credentials, CredentialsConfig, CredentialsError, Secret};
+use crate::auth::ecs_metadata::EcsMetadata;
 
 pub const ENV_CREDENTIALS_FILE: &str = "HUAWEICLOUD_SDK_CREDENTIALS_FILE";
 

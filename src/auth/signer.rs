@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
-use crate::credentials::Secret;
+use crate::auth::credentials::Secret;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "x-sdk-date";

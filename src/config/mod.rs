@@ -3,6 +3,8 @@
 //! Everything a user can get wrong is caught here, at start or reload, with the key
 //! path and the file in the message. Nothing downstream re-validates.
 
+pub mod web;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -14,12 +16,12 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
-use crate::credential_provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
-use crate::credentials::{self, CredentialsConfig};
-use crate::ecs_metadata::EcsMetadata;
+use crate::auth::credentials::{self, CredentialsConfig};
+use crate::auth::ecs_metadata::EcsMetadata;
+use crate::auth::provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
 use crate::ids::{ImageId, MemberId, ProjectId};
+use crate::ims::ratelimit::{Rate, TokenBucket};
 use crate::ims::retry::RetryPolicy;
-use crate::ratelimit::{Rate, TokenBucket};
 use crate::shard::Shard;
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
@@ -446,7 +448,7 @@ pub struct LookupRequest {
     pub credentials: Arc<CredentialProvider>,
 }
 
-/// Resolves omitted project IDs (IAM, with a cache); see `crate::iam`.
+/// Resolves omitted project IDs (IAM, with a cache); see `crate::app::projects`.
 pub trait ProjectLookup {
     fn lookup<'a>(
         &'a self,
@@ -644,7 +646,10 @@ pub async fn build(
     let ecs_metadata = match &raw.ecs_metadata {
         None => None,
         Some(m) => {
-            let url = m.url.as_deref().unwrap_or(crate::ecs_metadata::DEFAULT_URL);
+            let url = m
+                .url
+                .as_deref()
+                .unwrap_or(crate::auth::ecs_metadata::DEFAULT_URL);
             let url = parse_endpoint(url, "").map_err(|m| invalid("ecs_metadata.url".into(), m))?;
             Some(
                 EcsMetadata::new(url, raw.request_timeout)

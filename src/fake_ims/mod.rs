@@ -24,9 +24,9 @@ use axum::Router;
 use base64::Engine;
 use serde_json::json;
 
-use crate::credentials::Secret;
+use crate::auth::credentials::Secret;
+use crate::auth::signer::{self, RequestParts};
 use crate::ims::model::{Member, MemberList, PageInfo};
-use crate::signer::{self, RequestParts};
 
 /// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -326,7 +326,7 @@ impl FakeIms {
         let addr = listener.local_addr()?;
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let options = crate::server::ServeOptions {
+        let options = crate::http::server::ServeOptions {
             web_config_file: Some(web_config),
             max_requests: 0,
         };
@@ -334,7 +334,7 @@ impl FakeIms {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = crate::server::serve(listener, app, options, shutdown).await {
+            if let Err(e) = crate::http::server::serve(listener, app, options, shutdown).await {
                 tracing::error!(error = %e, "fake IMS server failed");
             }
         });

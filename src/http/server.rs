@@ -27,9 +27,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 
-use crate::metrics::{Format, Metrics};
-use crate::snapshot::Store;
-use crate::web_config;
+use crate::config::web;
+use crate::render::families::{Format, Metrics};
+use crate::state::Store;
 
 /// A reload request: the answer says whether the new config was taken.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -77,7 +77,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every connection shares.
 struct Shared {
     app: TowerToHyperService<Router>,
-    web: Option<Arc<web_config::Watcher>>,
+    web: Option<Arc<web::Watcher>>,
     limit: Option<Arc<Semaphore>>,
     max_requests: usize,
 }
@@ -96,7 +96,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let web = match options.web_config_file {
         Some(path) => {
-            let watcher = tokio::task::spawn_blocking(move || web_config::Watcher::new(&path))
+            let watcher = tokio::task::spawn_blocking(move || web::Watcher::new(&path))
                 .await
                 .map_err(std::io::Error::other)?;
             Some(Arc::new(watcher))
@@ -237,7 +237,7 @@ fn has_body(req: &Request<Incoming>) -> bool {
 /// body is read, and a client that fails basic auth before it takes a slot.
 async fn limited(
     shared: &Shared,
-    settings: Option<&web_config::Settings>,
+    settings: Option<&web::Settings>,
     req: Request<Incoming>,
 ) -> Response {
     if has_body(&req) {

@@ -18,12 +18,12 @@ use tokio::sync::Semaphore;
 use super::error::{ApiError, Reason};
 use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::retry::{self, RetryPolicy};
+use crate::auth::provider::CredentialProvider;
+use crate::auth::signer::{self, RequestParts};
 use crate::config::{ClientOptions, Discover, Target};
-use crate::credential_provider::CredentialProvider;
 use crate::ids::{ImageId, MemberId};
-use crate::metrics::SelfMetrics;
-use crate::ratelimit::TokenBucket;
-use crate::signer::{self, RequestParts};
+use crate::ims::ratelimit::TokenBucket;
+use crate::render::families::SelfMetrics;
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";

@@ -4,7 +4,7 @@
 //!
 //! The first good poll of an image is a baseline: one line, not a flood of `added`.
 
-use crate::snapshot::{ImageKey, MemberRecord, MemberSet};
+use crate::state::{ImageKey, MemberRecord, MemberSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change<'a> {

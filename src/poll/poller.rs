@@ -22,17 +22,17 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use crate::audit;
 use crate::config::{Config, ImageConfig, Target};
 use crate::ids::ImageId;
 use crate::ims::client::MemberCap;
 use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
-use crate::snapshot::{
+use crate::poll::audit;
+use crate::state::storage::StoredDiscovery;
+use crate::state::{
     now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store,
     TargetSlot,
 };
-use crate::storage::StoredDiscovery;
 
 /// Longest random delay before a target's polls in a cycle, so that many targets do
 /// not hit the API in the same instant. A tenth of the interval, at most this.

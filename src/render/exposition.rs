@@ -6,7 +6,7 @@
 //! `region`, `project_id`, `image_id`) are escaped once and copied in as a block, and
 //! nothing is allocated per series.
 
-use crate::metrics::Format;
+use crate::render::families::Format;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -4,7 +4,7 @@
 //! The self-metrics live in a prometheus-client registry (encoded as OpenMetrics, and
 //! converted by [`openmetrics_to_text`] for text 0.0.4). The snapshot families, up to
 //! hundreds of thousands of series, are written directly in the negotiated format by
-//! [`crate::exposition`] from one [`Snapshot`] per scrape.
+//! [`crate::render::exposition`] from one [`Snapshot`] per scrape.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::exposition::{label_block, Exposition, Kind, Sink};
 use crate::ims::error::Reason;
-use crate::snapshot::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
+use crate::render::exposition::{label_block, Exposition, Kind, Sink};
+use crate::state::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";

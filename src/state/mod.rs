@@ -5,6 +5,8 @@
 //! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
 //! never sees half an update and never waits for the poller.
 
+pub mod storage;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,8 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::allowlist::{is_unexpected, Entry};
+use crate::auth::provider::CredentialProvider;
 use crate::config::Source;
-use crate::credential_provider::CredentialProvider;
 use crate::ims::error::Reason;
 use crate::ims::model::{parse_timestamp, Member, MemberRef};
 use crate::shard::Shard;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Source;
-use crate::snapshot::{ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot};
+use crate::state::{ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot};
 
 const FILE: &str = "state.json";
 /// Bumped when the format changes incompatibly; a newer file is not guessed at.
@@ -239,8 +239,8 @@ fn restore_image(i: StoredImage) -> ImageState {
         .into_iter()
         .map(|m| MemberRecord {
             member_id: m.id,
-            member_type: crate::snapshot::label(Some(&m.member_type)),
-            status: crate::snapshot::label(Some(&m.status)),
+            member_type: crate::state::label(Some(&m.member_type)),
+            status: crate::state::label(Some(&m.status)),
             urn: m.urn,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -256,7 +256,7 @@ fn restore_image(i: StoredImage) -> ImageState {
     state.changes = i
         .changes
         .into_iter()
-        .filter_map(|(k, v)| crate::audit::kind_label(&k).map(|k| (k, v)))
+        .filter_map(|(k, v)| crate::poll::audit::kind_label(&k).map(|k| (k, v)))
         .collect();
     state
 }

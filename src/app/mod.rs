@@ -1,0 +1,164 @@
+//! The application: wires config, poller, store, renderer and HTTP server together
+//! for the three ways to run (daemon, `--once`, `--demo`), and owns the exit codes.
+//! The only module that knows every other one.
+
+pub mod daemon;
+pub mod projects;
+
+use std::sync::Arc;
+
+use crate::app::projects as iam;
+use crate::cli::Cli;
+use crate::config::web;
+use crate::config::Config;
+use crate::fake_ims::{FakeIms, FakeState};
+use crate::http::server;
+use crate::ims::ImsClient;
+use crate::poll::poller::Poller;
+use crate::render::families::{Format, Metrics, SelfMetrics};
+use crate::state::storage;
+use crate::state::Store;
+use crate::{fake_ims, logging, shard};
+
+/// Exit codes, as documented in the README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the exporter as the command line says and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return EXIT_FAILURE;
+        }
+    };
+    let code = runtime.block_on(run_async(cli));
+    // A file read that hangs (a FIFO, a dead mount) is left on its blocking thread;
+    // exiting must not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
+}
+
+async fn run_async(cli: Cli) -> u8 {
+    // First, so that a SIGTERM during a slow start is not lost.
+    let signals = daemon::Signals::new();
+    // In demo mode the fake IMS lives as long as the exporter.
+    let mut demo_fake: Option<FakeIms> = None;
+    let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
+    let source = if cli.demo {
+        let state = FakeState::default();
+        let secret = fake_ims::demo::populate(&state, cli.demo_large_image_members);
+        // Shares change on the fake every two polls, so the audit has something to say.
+        demo_churn = Some(tokio::spawn(fake_ims::demo::churn(
+            state.clone(),
+            cli.demo_poll_interval * 2,
+        )));
+        let fake = match FakeIms::start(state).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the demo's fake IMS");
+                return EXIT_FAILURE;
+            }
+        };
+        tracing::info!(endpoint = %fake.endpoint(), "demo mode: polling a built-in fake IMS");
+        let yaml = fake_ims::demo::config_yaml(&fake.endpoint(), &secret, cli.demo_poll_interval);
+        demo_fake = Some(fake);
+        daemon::ConfigSource::Text {
+            name: "demo config".into(),
+            yaml,
+        }
+    } else {
+        let shard = match shard::Shard::new(&cli.shard_index, cli.shard_count) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ims-exporter: {e}");
+                return EXIT_CONFIG;
+            }
+        };
+        daemon::ConfigSource::File(cli.config_file.clone(), shard)
+    };
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let projects = Arc::new(iam::ProjectResolver::new(self_metrics.clone()));
+    let config = match daemon::load_config(&source, &projects).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("ims-exporter: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+
+    if let Some(Err(e)) = cli.web_config_file.as_deref().map(web::check) {
+        tracing::error!(error = %e, "invalid web configuration");
+        eprintln!("ims-exporter: {e}");
+        return EXIT_CONFIG;
+    }
+
+    if cli.config_check {
+        println!(
+            "{}: OK: {} target(s), {} image(s)",
+            if cli.demo {
+                "demo".to_string()
+            } else {
+                cli.config_file.display().to_string()
+            },
+            config.targets.len(),
+            config.image_count()
+        );
+        for source in config.credential_sources() {
+            println!("credentials: {source}");
+        }
+        return EXIT_OK;
+    }
+
+    let code = if cli.once {
+        once(&config, self_metrics).await
+    } else {
+        let options = daemon::DaemonOptions {
+            listen_address: cli.listen_address.clone(),
+            telemetry_path: cli.telemetry_path.clone(),
+            serve: server::ServeOptions {
+                web_config_file: cli.web_config_file.clone(),
+                max_requests: cli.web_max_requests,
+            },
+            lifecycle: cli.web_enable_lifecycle,
+            storage: cli.storage_path.as_deref().map(storage::Storage::new),
+        };
+        daemon::run(source, config, options, self_metrics, projects, signals).await
+    };
+    if let Some(task) = demo_churn {
+        task.abort();
+    }
+    if let Some(fake) = demo_fake {
+        fake.stop().await;
+    }
+    code
+}
+
+/// `--once`: discover, poll everything once, print the metrics.
+async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
+    let store = Arc::new(Store::new());
+    store.set_credentials(config.credential_providers());
+    let metrics = Metrics::new(store.clone(), &self_metrics);
+    let client = match ImsClient::new(&config.client_options(), self_metrics) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client");
+            return EXIT_FAILURE;
+        }
+    };
+    let poller = Poller::new(Arc::new(config.clone()), client, store, None, &[]);
+    let all_ok = poller.once().await;
+    print!("{}", metrics.render(Format::Text));
+    if all_ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}

@@ -1,0 +1,5 @@
+//! From state to exposition: the metric families ([`families`]) written by the
+//! exposition writer ([`exposition`]). Reads [`crate::state`] only.
+
+pub mod exposition;
+pub mod families;
