@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ims_exporter::allowlist::Entry;
-use ims_exporter::config::Source;
 use ims_exporter::fake_ims::member;
+use ims_exporter::ids::Source;
 use ims_exporter::ims::model::{Member, MemberList, MemberPage, PageInfo};
-use ims_exporter::render::families::{Format, Metrics, SelfMetrics};
+use ims_exporter::render::exposition::Format;
+use ims_exporter::render::families::{Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
 
 const ORG_URN_PREFIX: &str =
@@ -150,7 +151,7 @@ fn fleet(images: usize, per_image: usize) -> Metrics {
         .collect();
     let slots = store.set_images(&keys);
     let entries = allowlist();
-    let now = ims_exporter::state::now_unix();
+    let now = ims_exporter::timestamp::now_unix();
     for (i, slot) in slots.iter().enumerate() {
         let api = members(&image_id(i), (i * 37) as u64, per_image);
         let set = MemberSet::from_api(api).evaluate(&entries);

@@ -84,6 +84,22 @@ macro_rules! display_as_str {
 }
 display_as_str!(ProjectId, ImageId, MemberId);
 
+/// Where an image to monitor came from; the `source` label of `ims_image_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Config,
+    Discovery,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Discovery => "discovery",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

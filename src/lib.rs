@@ -19,5 +19,7 @@ pub mod poll;
 pub mod render;
 pub mod shard;
 pub mod state;
+pub mod timestamp;
+pub mod tls;
 
 pub use app::run;

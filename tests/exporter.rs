@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use ims_exporter::fake_ims::{member, FakeIms, Fault};
-use ims_exporter::ims::model::parse_timestamp;
+use ims_exporter::timestamp::parse_timestamp;
 use support::*;
 
 const IMG_A: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";

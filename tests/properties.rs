@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 
 use ims_exporter::auth::credentials::Secret;
 use ims_exporter::auth::signer::{self, RequestParts};
-use ims_exporter::config::{self, Source};
+use ims_exporter::config;
+use ims_exporter::ids::Source;
 use ims_exporter::ims::client::build_url;
-use ims_exporter::ims::model::{parse_timestamp, ImageList, Member, MemberList};
-use ims_exporter::render::families::{Format, Metrics, SelfMetrics};
+use ims_exporter::ims::model::{ImageList, Member, MemberList};
+use ims_exporter::render::exposition::Format;
+use ims_exporter::render::families::{Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberSet, Store};
+use ims_exporter::timestamp::parse_timestamp;
 use proptest::prelude::*;
 use std::sync::Arc;
 

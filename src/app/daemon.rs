@@ -25,7 +25,8 @@ use crate::poll::poller::Poller;
 use crate::render::families::{Metrics, SelfMetrics};
 use crate::shard::Shard;
 use crate::state::storage::{Storage, StoredDiscovery};
-use crate::state::{now_unix, Store};
+use crate::state::Store;
+use crate::timestamp::now_unix;
 
 /// How long shutdown waits for in-flight scrapes before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -76,9 +77,23 @@ impl ConfigSource {
 
 /// Keeps temporary credentials fresh: refreshes each before it expires (40 minutes
 /// before, or half-way for short-lived ones), retrying every few seconds on failure.
-fn spawn_refreshers(config: &Config) -> Vec<JoinHandle<()>> {
-    config
-        .credential_providers()
+/// Also publishes their expiry to the store (a scrape reads values, never providers).
+fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinHandle<()>> {
+    publish_expiry(config, store);
+    let providers = config.credential_providers();
+    let publisher = {
+        let (config, store) = (config.clone(), store.clone());
+        tokio::spawn(async move {
+            // A refresh after the API refused the credentials happens in the client:
+            // picked up here within the period.
+            let mut every = tokio::time::interval(EXPIRY_PUBLISH_PERIOD);
+            loop {
+                every.tick().await;
+                publish_expiry(&config, &store);
+            }
+        })
+    };
+    providers
         .into_iter()
         .filter(|p| p.is_temporary())
         .map(|provider| {
@@ -100,7 +115,22 @@ fn spawn_refreshers(config: &Config) -> Vec<JoinHandle<()>> {
                 }
             })
         })
+        .chain([publisher])
         .collect()
+}
+
+/// How often the credentials' expiry is copied into the store.
+const EXPIRY_PUBLISH_PERIOD: Duration = Duration::from_secs(10);
+
+/// Copies the expiry of the config's temporary credentials into the store.
+pub fn publish_expiry(config: &Config, store: &Store) {
+    store.set_credential_expiry(
+        config
+            .credential_providers()
+            .iter()
+            .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
+            .collect(),
+    );
 }
 
 /// Wait between failed credential refreshes.
@@ -205,8 +235,7 @@ pub async fn run(
     );
 
     let config = Arc::new(config);
-    store.set_credentials(config.credential_providers());
-    let mut refreshers = spawn_refreshers(&config);
+    let mut refreshers = spawn_refreshers(&config, &store);
     let mut running = Running::start(Poller::new(config, client, store.clone(), None, &restored));
     let writer = options
         .storage
@@ -260,8 +289,7 @@ pub async fn run(
                         for task in refreshers.drain(..) {
                             task.abort();
                         }
-                        refreshers = spawn_refreshers(&new);
-                        store.set_credentials(new.credential_providers());
+                        refreshers = spawn_refreshers(&new, &store);
                         let poller =
                             Poller::new(new.clone(), client, store.clone(), Some(&old), &[]);
                         running = Running::start(poller);

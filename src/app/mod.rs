@@ -15,7 +15,8 @@ use crate::fake_ims::{FakeIms, FakeState};
 use crate::http::server;
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
-use crate::render::families::{Format, Metrics, SelfMetrics};
+use crate::render::exposition::Format;
+use crate::render::families::{Metrics, SelfMetrics};
 use crate::state::storage;
 use crate::state::Store;
 use crate::{fake_ims, logging, shard};
@@ -144,7 +145,7 @@ async fn run_async(cli: Cli) -> u8 {
 /// `--once`: discover, poll everything once, print the metrics.
 async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
     let store = Arc::new(Store::new());
-    store.set_credentials(config.credential_providers());
+    daemon::publish_expiry(config, &store);
     let metrics = Metrics::new(store.clone(), &self_metrics);
     let client = match ImsClient::new(&config.client_options(), self_metrics) {
         Ok(c) => c,

@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::auth::credentials::{Credentials, Secret};
-use crate::ims::model::parse_timestamp;
+use crate::timestamp::parse_timestamp;
 
 pub const DEFAULT_URL: &str = "http://169.254.169.254";
 const TOKEN_TTL_SECONDS: &str = "21600";
@@ -35,7 +35,7 @@ struct Credential {
 
 impl EcsMetadata {
     pub fn new(base: Url, timeout: Duration) -> Result<Self, String> {
-        crate::ims::client::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         // The metadata service is link-local plain HTTP: never through a proxy.
         let http = reqwest::Client::builder()
             .timeout(timeout)

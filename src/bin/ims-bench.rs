@@ -776,7 +776,7 @@ impl Run {
             exporter.pid(),
             exporter.addr
         );
-        ims_exporter::ims::client::ensure_crypto_provider();
+        ims_exporter::tls::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(SCRAPE_TIMEOUT)
             .build()

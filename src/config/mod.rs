@@ -19,7 +19,7 @@ use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials::{self, CredentialsConfig};
 use crate::auth::ecs_metadata::EcsMetadata;
 use crate::auth::provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
-use crate::ids::{ImageId, MemberId, ProjectId};
+use crate::ids::{ImageId, MemberId, ProjectId, Source};
 use crate::ims::ratelimit::{Rate, TokenBucket};
 use crate::ims::retry::RetryPolicy;
 use crate::shard::Shard;
@@ -339,22 +339,6 @@ pub struct Target {
     pub images: Vec<ImageConfig>,
 }
 
-/// Where an image to monitor came from; the `source` label of `ims_image_info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Config,
-    Discovery,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Config => "config",
-            Source::Discovery => "discovery",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ImageConfig {
     pub id: ImageId,
@@ -641,7 +625,7 @@ pub async fn build(
     }
 
     if let Some(ca) = &raw.ca_file {
-        crate::ims::client::read_ca_file(ca).map_err(|m| invalid("ca_file".into(), m))?;
+        crate::tls::read_ca_file(ca).map_err(|m| invalid("ca_file".into(), m))?;
     }
     let ecs_metadata = match &raw.ecs_metadata {
         None => None,

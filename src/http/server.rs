@@ -28,7 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::web;
-use crate::render::families::{Format, Metrics};
+use crate::render::exposition::Format;
+use crate::render::families::Metrics;
 use crate::state::Store;
 
 /// A reload request: the answer says whether the new config was taken.

@@ -134,7 +134,7 @@ fn host_header(url: &Url) -> String {
 impl ImsClient {
     /// A client with the config's timeout, concurrency limit, retry policy and body cap.
     pub fn new(config: &ClientOptions, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
-        ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
@@ -145,7 +145,7 @@ impl ImsClient {
             .referer(false);
         if let Some(path) = &config.ca_file {
             // Validated when the config was loaded; a file gone since is reported then.
-            match read_ca_file(path) {
+            match crate::tls::read_ca_file(path) {
                 Ok(certs) => builder = builder.tls_certs_merge(certs),
                 Err(e) => tracing::error!(error = %e, "ca_file"),
             }
@@ -650,24 +650,6 @@ struct RawResponse {
     /// `Location` of a 3xx, cut short.
     location: Option<String>,
     body: Vec<u8>,
-}
-
-/// reqwest is built without a default TLS provider (ring builds fast and small), so
-/// one must be installed before any client is built; this does it once.
-pub fn ensure_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Reads PEM certificates to trust in addition to the system's.
-pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = crate::files::read_capped(path, crate::files::MAX_SECRET_BYTES)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificates in it", path.display()));
-    }
-    Ok(certs)
 }
 
 fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {

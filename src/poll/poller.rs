@@ -30,9 +30,9 @@ use crate::ims::{ApiError, ImsClient, Member};
 use crate::poll::audit;
 use crate::state::storage::StoredDiscovery;
 use crate::state::{
-    now_unix, DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store,
-    TargetSlot,
+    DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store, TargetSlot,
 };
+use crate::timestamp::now_unix;
 
 /// Longest random delay before a target's polls in a cycle, so that many targets do
 /// not hit the API in the same instant. A tenth of the interval, at most this.

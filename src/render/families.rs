@@ -18,12 +18,9 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::ims::error::Reason;
-use crate::render::exposition::{label_block, Exposition, Kind, Sink};
-use crate::state::{now_unix, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
-
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
+use crate::state::{ImageState, MemberRecord, Snapshot, Store, TargetStatus};
+use crate::timestamp::now_unix;
 
 /// The member types and statuses IMS documents; their counts are exported even when
 /// zero so that graphs and alerts see a drop to 0 rather than a vanished series.
@@ -33,29 +30,6 @@ pub const KNOWN_STATUSES: [&str; 3] = ["accepted", "pending", "rejected"];
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    OpenMetrics,
-    Text,
-}
-
-impl Format {
-    /// Like the Go client: OpenMetrics only when the scraper asks for it.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Text,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-            Format::Text => TEXT_CONTENT_TYPE,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

@@ -11,24 +11,15 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use crate::allowlist::{is_unexpected, Entry};
-use crate::auth::provider::CredentialProvider;
-use crate::config::Source;
+use crate::ids::Source;
 use crate::ims::error::Reason;
-use crate::ims::model::{parse_timestamp, Member, MemberRef};
+use crate::ims::model::{Member, MemberRef};
 use crate::shard::Shard;
-
-/// Seconds since the Unix epoch, as metrics carry time.
-pub fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use crate::timestamp::parse_timestamp;
 
 /// Identifies one monitored image; the label values every per-image series carries.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -389,7 +380,9 @@ impl TargetSlot {
 #[derive(Debug, Default)]
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
-    credentials: ArcSwap<Vec<Arc<CredentialProvider>>>,
+    /// (provider kind, expiry) of the temporary credentials in use, as the app last
+    /// published them: values, so a scrape never calls into a provider.
+    credential_expiry: ArcSwap<Vec<(&'static str, f64)>>,
     /// `member_metrics: false` turns this on: no per-member series.
     no_member_metrics: AtomicBool,
     /// (index, count) of this replica.
@@ -417,9 +410,11 @@ impl Store {
         self.no_member_metrics.store(!on, Ordering::Relaxed);
     }
 
-    /// The credential providers in use, for their expiry.
-    pub fn set_credentials(&self, providers: Vec<Arc<CredentialProvider>>) {
-        self.credentials.store(Arc::new(providers));
+    /// Publishes the expiry of the temporary credentials in use.
+    pub fn set_credential_expiry(&self, expiry: Vec<(&'static str, f64)>) {
+        if **self.credential_expiry.load() != expiry {
+            self.credential_expiry.store(Arc::new(expiry));
+        }
     }
 
     /// Sets which targets exist, keeping the status of those that stay.
@@ -520,12 +515,7 @@ impl Store {
         Snapshot {
             images: self.slots.load().iter().map(|s| s.load()).collect(),
             targets: self.targets.load().iter().map(|t| t.load()).collect(),
-            credential_expiry: self
-                .credentials
-                .load()
-                .iter()
-                .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
-                .collect(),
+            credential_expiry: (**self.credential_expiry.load()).clone(),
             member_metrics: !self.no_member_metrics.load(Ordering::Relaxed),
             shard: **self.shard.load(),
         }

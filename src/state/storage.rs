@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Source;
+use crate::ids::Source;
 use crate::state::{ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot};
 
 const FILE: &str = "state.json";
