@@ -97,6 +97,7 @@ fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinHandle<()>> 
         .into_iter()
         .filter(|p| p.is_temporary())
         .map(|provider| {
+            let (config, store) = (config.clone(), store.clone());
             tokio::spawn(async move {
                 let mut fetched = now_unix();
                 loop {
@@ -105,6 +106,7 @@ fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinHandle<()>> 
                     match provider.refresh().await {
                         Ok(()) => {
                             fetched = now_unix();
+                            publish_expiry(&config, &store);
                             tracing::info!(provider = provider.kind(), expires_at = provider.expires_at().unwrap_or(0.0), "refreshed temporary credentials");
                         }
                         Err(e) => {
@@ -119,8 +121,9 @@ fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinHandle<()>> 
         .collect()
 }
 
-/// How often the credentials' expiry is copied into the store.
-const EXPIRY_PUBLISH_PERIOD: Duration = Duration::from_secs(10);
+/// How often the credentials' expiry is copied into the store (besides after each
+/// refresh here): a few atomic reads, so often enough that a scrape is never behind.
+const EXPIRY_PUBLISH_PERIOD: Duration = Duration::from_secs(1);
 
 /// Copies the expiry of the config's temporary credentials into the store.
 pub fn publish_expiry(config: &Config, store: &Store) {

@@ -20,6 +20,7 @@ use crate::auth::credentials::{self, CredentialsConfig};
 use crate::auth::ecs_metadata::EcsMetadata;
 use crate::auth::provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
 use crate::ids::{ImageId, MemberId, ProjectId, Source};
+use crate::ims::client::{ApiTarget, ClientOptions, ImageFilter};
 use crate::ims::ratelimit::{Rate, TokenBucket};
 use crate::ims::retry::RetryPolicy;
 use crate::shard::Shard;
@@ -291,18 +292,6 @@ pub struct Config {
     pub targets: Vec<Target>,
 }
 
-/// How the API client behaves: from the config, and for IAM look-ups before the
-/// config is complete.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    pub request_timeout: Duration,
-    pub max_concurrent_requests: usize,
-    pub retry: RetryPolicy,
-    pub max_response_bytes: usize,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
-
 impl Config {
     pub fn client_options(&self) -> ClientOptions {
         ClientOptions {
@@ -322,21 +311,25 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub struct Target {
     pub region: String,
-    pub project_id: ProjectId,
-    /// Base URL of the IMS endpoint, without a trailing slash.
-    pub endpoint: Url,
+    /// Where and as whom the target's calls go (endpoint, project, credentials, rate
+    /// limit, request share).
+    pub api: ApiTarget,
     /// IAM endpoint, for looking up an omitted project ID.
     pub iam_endpoint: Url,
-    pub credentials: Arc<CredentialProvider>,
     /// Entries that apply to every image of the target (top level + target).
     pub allowlist: Allowlist,
     pub discover: Option<Discover>,
-    /// The target's request rate limit (its own `rate_limit`, else the top-level one).
-    pub rate_limit: Option<Arc<TokenBucket>>,
-    /// The target's share of `max_concurrent_requests`, so that a hung endpoint holds
-    /// only its own share and delays only its own images.
-    pub concurrency: Arc<tokio::sync::Semaphore>,
     pub images: Vec<ImageConfig>,
+}
+
+impl Target {
+    pub fn project_id(&self) -> &ProjectId {
+        &self.api.project_id
+    }
+
+    pub fn credentials(&self) -> &Arc<CredentialProvider> {
+        &self.api.credentials
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -367,21 +360,18 @@ impl ImageConfig {
 /// Filters for listing a target's own images (`GET /v2/cloudimages`).
 #[derive(Debug, Clone)]
 pub struct Discover {
-    pub imagetype: String,
+    /// The filters the API applies.
+    pub api: ImageFilter,
     pub name_regex: Option<regex::Regex>,
-    pub tag: Option<String>,
-    pub visibility: Option<String>,
     pub exclude_ids: Vec<ImageId>,
 }
 
 impl Discover {
     /// Whether `other` selects the same images (what a reload may carry over).
     pub fn same_filter(&self, other: &Discover) -> bool {
-        self.imagetype == other.imagetype
+        self.api == other.api
             && self.name_regex.as_ref().map(regex::Regex::as_str)
                 == other.name_regex.as_ref().map(regex::Regex::as_str)
-            && self.tag == other.tag
-            && self.visibility == other.visibility
             && self.exclude_ids == other.exclude_ids
     }
 }
@@ -394,7 +384,7 @@ impl Config {
             .map(|t| {
                 t.images
                     .iter()
-                    .filter(|i| self.shard.owns(t.project_id.as_str(), i.id.as_str()))
+                    .filter(|i| self.shard.owns(t.project_id().as_str(), i.id.as_str()))
                     .count()
             })
             .sum()
@@ -405,7 +395,7 @@ impl Config {
         let mut out: Vec<String> = self
             .targets
             .iter()
-            .map(|t| t.credentials.describe())
+            .map(|t| t.credentials().describe())
             .collect();
         out.dedup();
         out
@@ -415,8 +405,8 @@ impl Config {
     pub fn credential_providers(&self) -> Vec<Arc<CredentialProvider>> {
         let mut out: Vec<Arc<CredentialProvider>> = Vec::new();
         for t in &self.targets {
-            if !out.iter().any(|p| Arc::ptr_eq(p, &t.credentials)) {
-                out.push(t.credentials.clone());
+            if !out.iter().any(|p| Arc::ptr_eq(p, t.credentials())) {
+                out.push(t.credentials().clone());
             }
         }
         out
@@ -432,7 +422,7 @@ pub struct LookupRequest {
     pub credentials: Arc<CredentialProvider>,
 }
 
-/// Resolves omitted project IDs (IAM, with a cache); see `crate::app::projects`.
+/// Resolves omitted project IDs (the application implements it with IAM and a cache).
 pub trait ProjectLookup {
     fn lookup<'a>(
         &'a self,
@@ -724,7 +714,7 @@ pub async fn build(
         };
         if let Some(first) = targets
             .iter()
-            .position(|o: &Target| o.region == t.region && o.project_id == project_id)
+            .position(|o: &Target| o.region == t.region && o.project_id() == &project_id)
         {
             // Per-target series (discovery, cycle time) are labelled by region and project.
             return Err(invalid(
@@ -794,21 +784,23 @@ pub async fn build(
         }
         targets.push(Target {
             region: t.region.clone(),
-            project_id,
-            endpoint,
+            api: ApiTarget {
+                endpoint,
+                project_id,
+                credentials,
+                rate_limit,
+                // Set below, once the number of targets is known.
+                concurrency: Arc::new(tokio::sync::Semaphore::new(1)),
+            },
             iam_endpoint,
-            credentials,
             allowlist: target_allow,
             discover,
-            rate_limit,
-            // Set below, once the number of targets is known.
-            concurrency: Arc::new(tokio::sync::Semaphore::new(1)),
             images,
         });
     }
     let share = target_share(raw.max_concurrent_requests as usize, targets.len());
     for t in &mut targets {
-        t.concurrency = Arc::new(tokio::sync::Semaphore::new(share));
+        t.api.concurrency = Arc::new(tokio::sync::Semaphore::new(share));
     }
 
     Ok(Config {
@@ -881,10 +873,12 @@ fn discover(d: &FileDiscover, key: &str) -> Result<Discover, (String, String)> {
         ));
     }
     Ok(Discover {
-        imagetype: d.imagetype.clone(),
+        api: ImageFilter {
+            imagetype: d.imagetype.clone(),
+            tag: d.tag.clone(),
+            visibility: d.visibility.clone(),
+        },
         name_regex,
-        tag: d.tag.clone(),
-        visibility: d.visibility.clone(),
         exclude_ids,
     })
 }
@@ -936,7 +930,7 @@ targets:
         assert_eq!(c.page_size, 1000);
         assert_eq!(c.max_concurrent_requests, 8);
         assert_eq!(
-            c.targets[0].endpoint.as_str(),
+            c.targets[0].api.endpoint.as_str(),
             "https://ims.cn-north-4.myhuaweicloud.com/"
         );
     }
@@ -1018,7 +1012,7 @@ targets:
         };
         let c = parse(&text, "config.yaml", &env).unwrap();
         assert_eq!(
-            c.targets[0].credentials.current().unwrap().access_key_id,
+            c.targets[0].credentials().current().unwrap().access_key_id,
             "EAK"
         );
     }
@@ -1030,7 +1024,7 @@ targets:
         assert_eq!(c.retry.max_attempts, 5);
         assert_eq!(c.retry.initial_backoff, Duration::from_millis(100));
         assert_eq!(c.max_response_bytes, 2 << 20);
-        assert!(c.targets[0].rate_limit.is_some());
+        assert!(c.targets[0].api.rate_limit.is_some());
         let e = err(&format!("retry:\n  max_attempts: 0\n{GOOD}"));
         assert_eq!(
             e,
@@ -1068,7 +1062,7 @@ targets:
         );
         let c = parse(&text, "config.yaml", &no_env).unwrap();
         assert_eq!(
-            c.targets[0].endpoint.host_str(),
+            c.targets[0].api.endpoint.host_str(),
             Some("ims.cn-north-4.myhuaweicloud.eu")
         );
         let e = err(&GOOD.replace("    images:", "    endpoint: ftp://x\n    images:"));

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,13 +18,12 @@ use tokio::sync::Semaphore;
 
 use super::error::{ApiError, Reason};
 use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
+use super::observer::RequestObserver;
 use super::retry::{self, RetryPolicy};
 use crate::auth::provider::CredentialProvider;
 use crate::auth::signer::{self, RequestParts};
-use crate::config::{ClientOptions, Discover, Target};
-use crate::ids::{ImageId, MemberId};
+use crate::ids::{ImageId, MemberId, ProjectId};
 use crate::ims::ratelimit::TokenBucket;
-use crate::render::families::SelfMetrics;
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";
@@ -54,7 +54,41 @@ pub struct CallContext<'a> {
     pub concurrency: Option<&'a Semaphore>,
 }
 
-impl Target {
+/// Where and as whom one project's calls go: what the client needs of a target.
+#[derive(Debug, Clone)]
+pub struct ApiTarget {
+    /// Base URL of the IMS endpoint, without a trailing slash.
+    pub endpoint: Url,
+    pub project_id: ProjectId,
+    pub credentials: Arc<CredentialProvider>,
+    /// The target's request rate limit, if any.
+    pub rate_limit: Option<Arc<TokenBucket>>,
+    /// The target's share of the concurrent requests, so that a hung endpoint holds
+    /// only its own share and delays only its own images.
+    pub concurrency: Arc<Semaphore>,
+}
+
+/// The image-list filters the API applies (`GET /v2/cloudimages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFilter {
+    pub imagetype: String,
+    pub visibility: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// How the API client behaves: from the config, and for IAM look-ups before the
+/// config is complete.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub retry: RetryPolicy,
+    pub max_response_bytes: usize,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+impl ApiTarget {
     pub fn call_context(&self) -> CallContext<'_> {
         CallContext {
             credentials: &self.credentials,
@@ -72,7 +106,7 @@ pub struct ImsClient {
     limiter: Arc<Semaphore>,
     retry: RetryPolicy,
     max_response_bytes: usize,
-    metrics: Arc<SelfMetrics>,
+    observer: Arc<dyn RequestObserver>,
 }
 
 /// Percent-encodes one path segment. `.` and `..` cannot be made safe in a URL path
@@ -133,7 +167,10 @@ fn host_header(url: &Url) -> String {
 
 impl ImsClient {
     /// A client with the config's timeout, concurrency limit, retry policy and body cap.
-    pub fn new(config: &ClientOptions, metrics: Arc<SelfMetrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        config: &ClientOptions,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Self, reqwest::Error> {
         crate::tls::ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -163,7 +200,7 @@ impl ImsClient {
             limiter: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             retry: config.retry,
             max_response_bytes: config.max_response_bytes,
-            metrics,
+            observer,
         })
     }
 
@@ -173,7 +210,7 @@ impl ImsClient {
     /// never ends) fail the call before they are all held.
     pub async fn list_members<R: Send>(
         &self,
-        target: &Target,
+        target: &ApiTarget,
         image: &ImageId,
         page_size: u32,
         cap: MemberCap,
@@ -255,7 +292,7 @@ impl ImsClient {
     /// One member of an image; `None` when the image is not shared with it (404).
     pub async fn get_member(
         &self,
-        target: &Target,
+        target: &ApiTarget,
         image: &ImageId,
         member: &MemberId,
     ) -> Result<Option<Member>, ApiError> {
@@ -291,8 +328,8 @@ impl ImsClient {
     /// (image type, visibility, tag); paged by `marker` = last image ID.
     pub async fn list_images(
         &self,
-        target: &Target,
-        filter: &Discover,
+        target: &ApiTarget,
+        filter: &ImageFilter,
     ) -> Result<Vec<ImageSummary>, ApiError> {
         let op = OP_LIST_IMAGES;
         let limit = IMAGES_PAGE_SIZE.to_string();
@@ -433,7 +470,7 @@ impl ImsClient {
             else {
                 return Err(error);
             };
-            self.metrics.count_retry(operation);
+            self.observer.retry(operation);
             tracing::debug!(
                 operation, attempt, wait_seconds = wait.as_secs_f64(), error = %error,
                 "retrying API request"
@@ -475,8 +512,7 @@ impl ImsClient {
             Err(ApiError::Timeout { .. }) => "timeout".to_string(),
             Err(_) => "error".to_string(),
         };
-        self.metrics
-            .observe_request(operation, &code, started.elapsed());
+        self.observer.request(operation, &code, started.elapsed());
         let response = result.map_err(|e| (e, None))?;
         if (300..400).contains(&response.status) {
             let error = ApiError::Redirect {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod model;
+pub mod observer;
 pub mod ratelimit;
 pub mod retry;
 

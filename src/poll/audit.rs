@@ -4,7 +4,7 @@
 //!
 //! The first good poll of an image is a baseline: one line, not a flood of `added`.
 
-use crate::state::{ImageKey, MemberRecord, MemberSet};
+use crate::state::{ChangeKind, ImageKey, MemberRecord, MemberSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change<'a> {
@@ -17,21 +17,13 @@ pub enum Change<'a> {
 }
 
 impl Change<'_> {
-    /// The `change` label of `ims_member_changes_total`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ChangeKind {
         match self {
-            Change::Added(_) => "added",
-            Change::Removed(_) => "removed",
-            Change::StatusChanged { .. } => "status_changed",
+            Change::Added(_) => ChangeKind::Added,
+            Change::Removed(_) => ChangeKind::Removed,
+            Change::StatusChanged { .. } => ChangeKind::StatusChanged,
         }
     }
-}
-
-/// The `change` label for a stored name, as a static (restored counters).
-pub fn kind_label(name: &str) -> Option<&'static str> {
-    ["added", "removed", "status_changed"]
-        .into_iter()
-        .find(|k| *k == name)
 }
 
 /// Changes from `old` to `new`; both are sorted by member ID.
@@ -148,7 +140,7 @@ mod tests {
                     Change::Added(m) | Change::Removed(m) => m.member_id.as_str(),
                     Change::StatusChanged { new, .. } => new.member_id.as_str(),
                 };
-                (c.kind(), id)
+                (c.kind().as_str(), id)
             })
             .collect();
         assert_eq!(

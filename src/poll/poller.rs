@@ -81,7 +81,7 @@ pub struct Poller {
 pub fn image_key(target: &Target, image: &ImageId) -> ImageKey {
     ImageKey {
         region: target.region.as_str().into(),
-        project_id: target.project_id.as_str().into(),
+        project_id: target.project_id().as_str().into(),
         image_id: image.as_str().into(),
     }
 }
@@ -107,7 +107,7 @@ impl Poller {
         let keys: Vec<(Arc<str>, Arc<str>)> = config
             .targets
             .iter()
-            .map(|t| (t.region.as_str().into(), t.project_id.as_str().into()))
+            .map(|t| (t.region.as_str().into(), t.project_id().as_str().into()))
             .collect();
         let slots = store.set_targets(&keys);
         store.set_member_metrics(config.member_metrics);
@@ -119,7 +119,7 @@ impl Poller {
             .map(|(t, slot)| {
                 let old = previous.and_then(|p| {
                     p.targets.iter().find(|o| {
-                        o.target.region == t.region && o.target.project_id == t.project_id
+                        o.target.region == t.region && o.target.project_id() == t.project_id()
                     })
                 });
                 // Only a target that finished a cycle has a schedule worth resuming.
@@ -138,7 +138,7 @@ impl Poller {
                     // Restored images are served until the first discovery replaces them.
                     (None, Some(_)) => restored
                         .iter()
-                        .find(|r| r.region == t.region && r.project_id == t.project_id.as_str())
+                        .find(|r| r.region == t.region && r.project_id == t.project_id().as_str())
                         .map(|r| {
                             r.images
                                 .iter()
@@ -192,7 +192,7 @@ impl Poller {
                 .collect();
             let configured: HashSet<&ImageId> = target.images.iter().map(|i| &i.id).collect();
             let shard = self.config.shard;
-            let mine = |id: &ImageId| shard.owns(target.project_id.as_str(), id.as_str());
+            let mine = |id: &ImageId| shard.owns(target.project_id().as_str(), id.as_str());
             for image in target.images.iter().filter(|i| mine(&i.id)) {
                 let mut image = image.clone();
                 if image.name.is_none() {
@@ -243,11 +243,11 @@ impl Poller {
         let Some(filter) = &target.discover else {
             return true;
         };
-        let images = match self.client.list_images(target, filter).await {
+        let images = match self.client.list_images(&target.api, &filter.api).await {
             Ok(images) => images,
             Err(e) => {
                 tracing::warn!(
-                    region = %target.region, project_id = %target.project_id,
+                    region = %target.region, project_id = %target.project_id(),
                     reason = %e.reason(), request_id = e.request_id().unwrap_or("-"), error = %e,
                     "discovery failed; keeping the previous image set"
                 );
@@ -267,7 +267,7 @@ impl Poller {
             let name = image.name.unwrap_or_default();
             let Ok(id) = ImageId::parse(&image.id) else {
                 tracing::warn!(
-                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                     "discovery returned an image ID that is not a UUID; skipped"
                 );
                 continue;
@@ -287,7 +287,7 @@ impl Poller {
         let shard = self.config.shard;
         let count = found
             .iter()
-            .filter(|(id, _)| shard.owns(target.project_id.as_str(), id.as_str()))
+            .filter(|(id, _)| shard.owns(target.project_id().as_str(), id.as_str()))
             .count();
         let kept: Vec<(String, String)> = found
             .iter()
@@ -310,7 +310,7 @@ impl Poller {
             changed
         };
         if changed {
-            tracing::info!(region = %target.region, project_id = %target.project_id, images = count, "discovered images");
+            tracing::info!(region = %target.region, project_id = %target.project_id(), images = count, "discovered images");
             self.rebuild();
         }
         true
@@ -354,7 +354,7 @@ impl Poller {
             self.store.cycle_finished(&run.slot, secs);
         }
         tracing::debug!(
-            region = %run.target.region, project_id = %run.target.project_id,
+            region = %run.target.region, project_id = %run.target.project_id(),
             images = polled, seconds = secs, all_ok, only_new, "poll cycle finished"
         );
         all_ok
@@ -509,7 +509,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(target, &image.id, page_size, cap, &mut record)
+                .list_members(&target.api, &image.id, page_size, cap, &mut record)
                 .await?,
         )
     } else {
@@ -518,7 +518,7 @@ async fn fetch(
     let mut watched = BTreeMap::new();
     let mut found: Vec<Member> = Vec::new();
     for member_id in &image.watch_members {
-        let member = client.get_member(target, &image.id, member_id).await?;
+        let member = client.get_member(&target.api, &image.id, member_id).await?;
         watched.insert(member_id.to_string(), member.is_some());
         found.extend(member);
     }
@@ -546,14 +546,14 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
             let set = set.evaluate(&entries);
             if set.duplicates > 0 {
                 tracing::warn!(
-                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                     count = set.duplicates,
                     "member IDs listed more than once; the copy listed last is kept"
                 );
             }
             if set.bad_timestamps > 0 {
                 tracing::warn!(
-                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                     count = set.bad_timestamps,
                     "unparseable member timestamps; those members are exported without them"
                 );
@@ -561,7 +561,7 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
             for (member_id, present) in &watched {
                 if !present && previous.watched.get(member_id) != Some(&false) {
                     tracing::warn!(
-                        region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                        region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                         member_id = %member_id, "watched member is not shared with the image"
                     );
                 }
@@ -581,7 +581,7 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
                     request_id: None,
                 };
                 tracing::warn!(
-                    region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                    region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                     reason = %e.reason(), error = %e,
                     "poll failed; serving the last good member list"
                 );
@@ -602,7 +602,7 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
                 }
             }
             tracing::debug!(
-                region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                 members = new_set.members.len(), seconds = started.elapsed().as_secs_f64(),
                 "image polled"
             );
@@ -611,7 +611,7 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
         }
         Err(e) => {
             tracing::warn!(
-                region = %target.region, project_id = %target.project_id, image_id = %image.id,
+                region = %target.region, project_id = %target.project_id(), image_id = %image.id,
                 reason = %e.reason(), request_id = e.request_id().unwrap_or("-"), error = %e,
                 "poll failed; serving the last good member list"
             );

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::ims::error::Reason;
 use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
-use crate::state::{ImageState, MemberRecord, Snapshot, Store, TargetStatus};
+use crate::state::{ChangeKind, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
 use crate::timestamp::now_unix;
 
 /// The member types and statuses IMS documents; their counts are exported even when
@@ -93,7 +93,19 @@ impl SelfMetrics {
             self.config_reload_time.set(now_unix);
         }
     }
+}
 
+impl crate::ims::observer::RequestObserver for SelfMetrics {
+    fn retry(&self, operation: &'static str) {
+        self.count_retry(operation)
+    }
+
+    fn request(&self, operation: &'static str, code: &str, elapsed: Duration) {
+        self.observe_request(operation, code, elapsed)
+    }
+}
+
+impl SelfMetrics {
     pub fn count_retry(&self, operation: &'static str) {
         self.api_retries
             .get_or_create(&OperationLabels { operation })
@@ -369,9 +381,9 @@ fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
     }
     w.family("ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", Kind::Counter);
     for (s, b) in per_image() {
-        for change in ["added", "removed", "status_changed"] {
-            let n = s.changes.get(change).copied().unwrap_or(0);
-            w.series().labels(b).label("change", change).int(n);
+        for change in ChangeKind::ALL {
+            let n = s.changes.get(&change).copied().unwrap_or(0);
+            w.series().labels(b).label("change", change.as_str()).int(n);
         }
     }
 

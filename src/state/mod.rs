@@ -185,8 +185,37 @@ pub struct ImageState {
     pub last_success_unix: Option<f64>,
     /// Failed polls by reason, since the exporter started.
     pub errors: BTreeMap<Reason, u64>,
-    /// Member changes seen by the audit, by kind (`added`, `removed`, `status_changed`).
-    pub changes: BTreeMap<&'static str, u64>,
+    /// Member changes seen by the audit, by kind.
+    pub changes: BTreeMap<ChangeKind, u64>,
+}
+
+/// A kind of member change the audit counts: the `change` label of
+/// `ims_member_changes_total`, and its key in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    StatusChanged,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 3] = [
+        ChangeKind::Added,
+        ChangeKind::Removed,
+        ChangeKind::StatusChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::StatusChanged => "status_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// What the exporter knows about an image besides its members.

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Source;
-use crate::state::{ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot};
+use crate::state::{
+    ChangeKind, ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot,
+};
 
 const FILE: &str = "state.json";
 /// Bumped when the format changes incompatibly; a newer file is not guessed at.
@@ -215,7 +217,11 @@ fn store_image(s: &Arc<ImageState>) -> Option<StoredImage> {
             })
             .collect(),
         watched: s.watched.clone(),
-        changes: s.changes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        changes: s
+            .changes
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .collect(),
     })
 }
 
@@ -256,7 +262,7 @@ fn restore_image(i: StoredImage) -> ImageState {
     state.changes = i
         .changes
         .into_iter()
-        .filter_map(|(k, v)| crate::poll::audit::kind_label(&k).map(|k| (k, v)))
+        .filter_map(|(k, v)| ChangeKind::parse(&k).map(|k| (k, v)))
         .collect();
     state
 }
