@@ -13,8 +13,7 @@ use ims_exporter::allowlist::Entry;
 use ims_exporter::fake_ims::member;
 use ims_exporter::ids::Source;
 use ims_exporter::ims::model::{Member, MemberList, MemberPage, PageInfo};
-use ims_exporter::render::exposition::Format;
-use ims_exporter::render::families::{Metrics, SelfMetrics};
+use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
 
 const ORG_URN_PREFIX: &str =

@@ -326,7 +326,7 @@ impl FakeIms {
         let addr = listener.local_addr()?;
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let options = crate::http::server::ServeOptions {
+        let options = crate::http::ServeOptions {
             web_config_file: Some(web_config),
             max_requests: 0,
         };
@@ -334,7 +334,7 @@ impl FakeIms {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = crate::http::server::serve(listener, app, options, shutdown).await {
+            if let Err(e) = crate::http::serve(listener, app, options, shutdown).await {
                 tracing::error!(error = %e, "fake IMS server failed");
             }
         });

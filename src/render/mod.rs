@@ -3,3 +3,6 @@
 
 pub mod exposition;
 pub mod families;
+
+pub use exposition::Format;
+pub use families::{Metrics, SelfMetrics};
