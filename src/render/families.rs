@@ -188,8 +188,14 @@ impl Metrics {
 
     /// The whole exposition in one string (for `--once` and tests).
     pub fn render(&self, format: Format) -> String {
+        self.render_at(format, now_unix())
+    }
+
+    /// [`Metrics::render`] as of `now` (Unix seconds), which ages are computed from:
+    /// a fixed `now` makes the output reproducible (the golden file test).
+    pub fn render_at(&self, format: Format, now: f64) -> String {
         let mut w = Exposition::new(format, self.self_metrics(format));
-        write_snapshot(&mut w, &self.store.snapshot(), now_unix());
+        write_snapshot(&mut w, &self.store.snapshot(), now);
         w.finish()
     }
 
