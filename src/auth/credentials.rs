@@ -35,8 +35,6 @@ pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub security_token: Option<Secret>,
-    /// Where they came from, for `--config.check` and logs (never the value).
-    pub source: String,
 }
 
 /// Credential settings as written in the config file.
@@ -139,7 +137,6 @@ impl CredentialsConfig {
             access_key_id: ak.ok_or_else(|| missing("access_key_id"))?,
             secret_access_key: Secret(sk.ok_or_else(|| missing("secret_access_key"))?),
             security_token: token.map(Secret),
-            source: format!("config file ({prefix})"),
         })
     }
 }
@@ -153,7 +150,6 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Option<Credentials> {
         access_key_id: ak.trim().to_string(),
         secret_access_key: Secret(sk.trim().to_string()),
         security_token: non_empty(ENV_TOKEN).map(|t| Secret(t.trim().to_string())),
-        source: format!("environment ({ENV_AK}, {ENV_SK})"),
     })
 }
 
@@ -167,7 +163,6 @@ mod tests {
             access_key_id: "AK1".into(),
             secret_access_key: Secret::new("super-secret-sk"),
             security_token: Some(Secret::new("super-secret-token")),
-            source: "test".into(),
         };
         let shown = format!(
             "{c:?} {:?}",

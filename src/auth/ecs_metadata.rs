@@ -105,7 +105,6 @@ impl EcsMetadata {
                 access_key_id: c.access,
                 secret_access_key: Secret::new(c.secret),
                 security_token: Some(Secret::new(c.securitytoken)),
-                source: format!("ECS metadata service {}", self.base_url()),
             },
             expires_at,
         ))

@@ -55,11 +55,6 @@ impl CredentialProvider {
         }
     }
 
-    /// Fixed credentials (the demo, tests).
-    pub fn fixed(credentials: Credentials) -> Self {
-        Self::with(Kind::Environment, Some(credentials))
-    }
-
     /// The credentials to sign with now; `None` until a temporary provider has fetched.
     pub fn current(&self) -> Option<Arc<Credentials>> {
         self.current.load_full()
@@ -241,7 +236,6 @@ pub fn read_sdk_file(path: &Path) -> Result<Option<Credentials>, String> {
                 access_key_id: ak,
                 secret_access_key: Secret::new(sk),
                 security_token: token.filter(|t| !t.is_empty()).map(Secret::new),
-                source: format!("SDK credentials file {}", path.display()),
             }),
             _ => None,
         },

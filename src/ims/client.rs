@@ -20,6 +20,7 @@ use super::error::{ApiError, Reason};
 use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::observer::RequestObserver;
 use super::retry::{self, RetryPolicy};
+use super::url::{host_header, url};
 use crate::auth::provider::CredentialProvider;
 use crate::auth::signer::{self, RequestParts};
 use crate::ids::{ImageId, MemberId, ProjectId};
@@ -109,38 +110,6 @@ pub struct ImsClient {
     observer: Arc<dyn RequestObserver>,
 }
 
-/// Percent-encodes one path segment. `.` and `..` cannot be made safe in a URL path
-/// (parsers resolve them even when encoded), so they are refused.
-fn push_segment(path: &mut String, segment: &str) -> Result<(), String> {
-    if segment.is_empty() || segment == "." || segment == ".." {
-        return Err(format!("{segment:?} cannot be used as a path segment"));
-    }
-    path.push('/');
-    path.push_str(&signer::encode(segment));
-    Ok(())
-}
-
-/// The URL of `segments` under the target's endpoint, with `query` encoded the way
-/// the SDKs encode it (`%20` for space, `%2B` for `+`).
-pub fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
-    let mut path = base.path().trim_end_matches('/').to_string();
-    for s in segments {
-        push_segment(&mut path, s)?;
-    }
-    let mut url = base.clone();
-    url.set_path(&path);
-    if query.is_empty() {
-        url.set_query(None);
-    } else {
-        let q: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{}={}", signer::encode(k), signer::encode(v)))
-            .collect();
-        url.set_query(Some(&q.join("&")));
-    }
-    Ok(url)
-}
-
 /// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
 /// cheaper than serde_json checking each string of a 1,000-member page on its own. The
 /// plain decoder is used first; only a body that fails is decoded again to find the
@@ -154,15 +123,6 @@ fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
             Ok(_) => plain.to_string(),
         }
     })
-}
-
-/// `host` or `host:port`, as hyper will send it in the Host header.
-fn host_header(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
 }
 
 impl ImsClient {
@@ -234,12 +194,7 @@ impl ImsClient {
             if let Some(m) = &marker {
                 query.push(("marker", m.as_str()));
             }
-            let url = build_url(&target.endpoint, &segments, &query).map_err(|message| {
-                ApiError::Signing {
-                    operation: op,
-                    message,
-                }
-            })?;
+            let url = url(op, &target.endpoint, &segments, &query)?;
             let mut decode_page = |body: &[u8]| {
                 let page: MemberPage<'_> = decode_json(body)?;
                 if members.len() + page.members.len() > cap.limit {
@@ -305,11 +260,7 @@ impl ImsClient {
             "members",
             member.as_str(),
         ];
-        let url =
-            build_url(&target.endpoint, &segments, &[]).map_err(|message| ApiError::Signing {
-                operation: op,
-                message,
-            })?;
+        let url = url(op, &target.endpoint, &segments, &[])?;
         match self.get_json(op, &target.call_context(), url).await {
             Ok(m) => {
                 check_member(&MemberRef::from(&m)).map_err(|message| ApiError::Decode {
@@ -349,13 +300,7 @@ impl ImsClient {
             if let Some(m) = &marker {
                 query.push(("marker", m));
             }
-            let url =
-                build_url(&target.endpoint, &["v2", "cloudimages"], &query).map_err(|message| {
-                    ApiError::Signing {
-                        operation: op,
-                        message,
-                    }
-                })?;
+            let url = url(op, &target.endpoint, &["v2", "cloudimages"], &query)?;
             let page: ImageList = self.get_json(op, &target.call_context(), url).await?;
             let full = page.images.len() >= IMAGES_PAGE_SIZE as usize;
             let last = page.images.last().map(|i| i.id.clone());
@@ -398,12 +343,7 @@ impl ImsClient {
             name: String,
         }
         let op = OP_LIST_PROJECTS;
-        let url = build_url(iam_endpoint, &["v3", "projects"], &[("name", region)]).map_err(
-            |message| ApiError::Signing {
-                operation: op,
-                message,
-            },
-        )?;
+        let url = url(op, iam_endpoint, &["v3", "projects"], &[("name", region)])?;
         let ctx = CallContext {
             credentials,
             project_id: None,
@@ -709,31 +649,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_cannot_change_path_or_query() {
-        let base = Url::parse("https://ims.example.com").unwrap();
-        let url = build_url(&base, &["v1", "p", "cloudimages", "../x?y", "members"], &[]).unwrap();
-        assert_eq!(url.path(), "/v1/p/cloudimages/..%2Fx%3Fy/members");
-        assert_eq!(url.query(), None);
-        assert!(build_url(&base, &["v1", ".."], &[]).is_err());
-    }
-
-    #[test]
-    fn marker_is_encoded_like_the_sdk() {
-        let base = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
-        let url = build_url(&base, &["v1"], &[("limit", "2"), ("marker", "YW+/Yw==")]).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:8080/prefix/v1?limit=2&marker=YW%2B%2FYw%3D%3D"
-        );
-        let pairs: Vec<_> = url.query_pairs().collect();
-        assert_eq!(pairs[1].1, "YW+/Yw==");
-        assert_eq!(host_header(&url), "127.0.0.1:8080");
-    }
 }

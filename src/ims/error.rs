@@ -89,6 +89,12 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
+    /// An ID or marker that cannot be part of a request URL.
+    #[error("{operation}: cannot build the request URL: {message}")]
+    Url {
+        operation: &'static str,
+        message: String,
+    },
     #[error("{operation}: cannot sign request: {message}")]
     Signing {
         operation: &'static str,
@@ -142,11 +148,12 @@ pub enum Reason {
     Paging,
     Redirect,
     Read,
+    Url,
 }
 
 impl Reason {
     /// Every reason, so that counters can start at 0 (then `increase()` sees the first).
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Auth,
         Reason::Throttled,
         Reason::NotFound,
@@ -159,6 +166,7 @@ impl Reason {
         Reason::Paging,
         Reason::Redirect,
         Reason::Read,
+        Reason::Url,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -175,6 +183,7 @@ impl Reason {
             Reason::Paging => "paging",
             Reason::Redirect => "redirect",
             Reason::Read => "read",
+            Reason::Url => "url",
         }
     }
 }
@@ -213,6 +222,7 @@ impl ApiError {
             ApiError::TooLarge { .. } | ApiError::TooManyMembers { .. } => Reason::TooLarge,
             ApiError::Redirect { .. } => Reason::Redirect,
             ApiError::Read { .. } => Reason::Read,
+            ApiError::Url { .. } => Reason::Url,
             ApiError::Paging { .. } => Reason::Paging,
         }
     }

@@ -7,6 +7,7 @@ pub mod model;
 pub mod observer;
 pub mod ratelimit;
 pub mod retry;
+pub mod url;
 
 pub use client::ImsClient;
 pub use error::ApiError;

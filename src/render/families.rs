@@ -19,13 +19,10 @@ use std::sync::atomic::AtomicU64;
 
 use crate::ims::error::Reason;
 use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
-use crate::state::{ChangeKind, ImageState, MemberRecord, Snapshot, Store, TargetStatus};
+use crate::state::{
+    ChangeKind, ImageState, MemberRecord, Snapshot, Store, TargetStatus, MEMBER_TYPES, STATUSES,
+};
 use crate::timestamp::now_unix;
-
-/// The member types and statuses IMS documents; their counts are exported even when
-/// zero so that graphs and alerts see a drop to 0 rather than a vanished series.
-pub const KNOWN_MEMBER_TYPES: [&str; 3] = ["project", "domain", "organization"];
-pub const KNOWN_STATUSES: [&str; 3] = ["accepted", "pending", "rejected"];
 
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -399,8 +396,8 @@ fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
         Kind::Gauge,
     );
     for (_, b, set) in members().filter(|(_, _, m)| m.complete) {
-        for t in KNOWN_MEMBER_TYPES {
-            for st in KNOWN_STATUSES {
+        for t in MEMBER_TYPES {
+            for st in STATUSES {
                 let n = set
                     .counts
                     .iter()
@@ -414,7 +411,7 @@ fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
             }
         }
         for ((t, st), n) in &set.counts {
-            if !(KNOWN_MEMBER_TYPES.contains(&&**t) && KNOWN_STATUSES.contains(&&**st)) {
+            if !(MEMBER_TYPES.contains(&&**t) && STATUSES.contains(&&**st)) {
                 w.series()
                     .labels(b)
                     .label("member_type", t)

@@ -33,21 +33,19 @@ pub struct ImageKey {
 /// members do not carry 200,000 copies of "project" and "accepted".
 pub type Label = Cow<'static, str>;
 
-/// The values IMS documents for `member_type` and `status`, plus our "unknown".
-const KNOWN_LABELS: [&str; 7] = [
-    "project",
-    "domain",
-    "organization",
-    "accepted",
-    "pending",
-    "rejected",
-    "unknown",
-];
+/// The member types IMS documents.
+pub const MEMBER_TYPES: [&str; 3] = ["project", "domain", "organization"];
+/// The share statuses IMS documents (pending is real although the v1 pages name only
+/// the other two).
+pub const STATUSES: [&str; 3] = ["accepted", "pending", "rejected"];
+/// What a missing or empty type or status is exported as.
+pub const UNKNOWN: &str = "unknown";
 
+/// A type or status as a [`Label`]: a documented value is a shared static.
 pub fn label(value: Option<&str>) -> Label {
     match value.filter(|s| !s.is_empty()) {
-        None => Cow::Borrowed("unknown"),
-        Some(v) => match KNOWN_LABELS.iter().find(|k| **k == v) {
+        None => Cow::Borrowed(UNKNOWN),
+        Some(v) => match MEMBER_TYPES.iter().chain(&STATUSES).find(|k| **k == v) {
             Some(k) => Cow::Borrowed(k),
             None => Cow::Owned(v.to_string()),
         },
@@ -68,10 +66,6 @@ pub struct MemberRecord {
 }
 
 impl MemberRecord {
-    pub fn from_api(m: Member) -> Self {
-        Self::from_ref(&MemberRef::from(&m)).0
-    }
-
     /// The record, and how many of its timestamps were present but did not parse.
     pub fn from_ref(m: &MemberRef<'_>) -> (Self, usize) {
         // (value, present but unparseable)
@@ -161,13 +155,6 @@ impl MemberSet {
 
     pub fn unexpected_count(&self) -> usize {
         self.members.iter().filter(|m| m.unexpected).count()
-    }
-
-    pub fn get(&self, member_id: &str) -> Option<&MemberRecord> {
-        self.members
-            .binary_search_by(|m| m.member_id.as_str().cmp(member_id))
-            .ok()
-            .map(|i| &self.members[i])
     }
 }
 
