@@ -156,7 +156,7 @@ fn fleet(images: usize, per_image: usize) -> Metrics {
         let set = MemberSet::from_api(api).evaluate(&entries);
         slot.store(slot.load().succeeded(set, BTreeMap::new(), now));
     }
-    Metrics::new(store, &SelfMetrics::new())
+    Metrics::new(store, std::sync::Arc::new(SelfMetrics::new()))
 }
 
 fn render(c: &mut Criterion) {

@@ -177,7 +177,7 @@ proptest! {
         let api: Vec<Member> = members.iter().map(|(id, (kind, status, urn))| member(id.clone(), kind.clone(), status.clone(), urn.clone(), None)).collect();
         let set = MemberSet::from_api(api).evaluate(&[]);
         slots[0].store(slots[0].load().succeeded(set, BTreeMap::new(), 1.0));
-        let metrics = Metrics::new(store, &SelfMetrics::new());
+        let metrics = Metrics::new(store, std::sync::Arc::new(SelfMetrics::new()));
         for format in [Format::Text, Format::OpenMetrics] {
             let samples = support::parse_exposition(&metrics.render(format));
             let name = support::find(&samples, "ims_image_info", &[]);

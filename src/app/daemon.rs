@@ -22,7 +22,7 @@ use crate::config::{self, Config, ConfigError, ProjectLookup};
 use crate::http::server::{self, ReloadRequest, ServeOptions};
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
-use crate::render::families::{Metrics, SelfMetrics};
+use crate::render::{Metrics, SelfMetrics};
 use crate::shard::Shard;
 use crate::state::storage::{Storage, StoredDiscovery};
 use crate::state::Store;
@@ -200,7 +200,7 @@ pub async fn run(
     mut signals: Signals,
 ) -> u8 {
     let store = Arc::new(Store::new());
-    let metrics = Arc::new(Metrics::new(store.clone(), &self_metrics));
+    let metrics = Arc::new(Metrics::new(store.clone(), self_metrics.clone()));
     let client = match ImsClient::new(&config.client_options(), self_metrics.clone()) {
         Ok(c) => c,
         Err(e) => {

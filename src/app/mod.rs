@@ -16,7 +16,7 @@ use crate::http::server;
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
 use crate::render::exposition::Format;
-use crate::render::families::{Metrics, SelfMetrics};
+use crate::render::{Metrics, SelfMetrics};
 use crate::state::storage;
 use crate::state::Store;
 use crate::{fake_ims, logging, shard};
@@ -146,7 +146,7 @@ async fn run_async(cli: Cli) -> u8 {
 async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
     let store = Arc::new(Store::new());
     daemon::publish_expiry(config, &store);
-    let metrics = Metrics::new(store.clone(), &self_metrics);
+    let metrics = Metrics::new(store.clone(), self_metrics.clone());
     let client = match ImsClient::new(&config.client_options(), self_metrics) {
         Ok(c) => c,
         Err(e) => {

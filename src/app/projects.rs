@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{LookupRequest, ProjectLookup};
 use crate::ids::ProjectId;
 use crate::ims::ImsClient;
-use crate::render::families::SelfMetrics;
+use crate::render::SelfMetrics;
 
 /// (region, IAM endpoint, access key ID)
 type CacheKey = (String, String, String);

@@ -38,6 +38,7 @@ impl Format {
 pub enum Kind {
     Gauge,
     Counter,
+    Histogram,
 }
 
 impl Kind {
@@ -45,6 +46,7 @@ impl Kind {
         match self {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -69,11 +71,10 @@ pub struct Exposition<'a> {
 }
 
 impl<'a> Exposition<'a> {
-    /// Starts after `head` (already encoded in `format`, without `# EOF`); everything
-    /// is returned by [`Exposition::finish`].
-    pub fn new(format: Format, head: String) -> Self {
+    /// Starts an empty exposition; everything is returned by [`Exposition::finish`].
+    pub fn new(format: Format) -> Self {
         Exposition {
-            out: head,
+            out: String::new(),
             format,
             name: "",
             kind: Kind::Gauge,
@@ -86,11 +87,12 @@ impl<'a> Exposition<'a> {
 
     /// Like [`Exposition::new`], but hands the output to `sink` in chunks of about
     /// `chunk` bytes.
-    pub fn streaming(format: Format, head: String, chunk: usize, sink: Sink<'a>) -> Self {
+    pub fn streaming(format: Format, chunk: usize, sink: Sink<'a>) -> Self {
         Exposition {
+            out: String::with_capacity(chunk.saturating_add(chunk / 8)),
             chunk,
             sink: Some(sink),
-            ..Exposition::new(format, head)
+            ..Exposition::new(format)
         }
     }
 
@@ -149,6 +151,25 @@ impl<'a> Exposition<'a> {
             self.out.push_str("_total");
         }
         self.labels_open = false;
+        self
+    }
+
+    /// Starts a sample of the current family named with `suffix` (`_bucket`, `_sum`,
+    /// `_count` of a histogram).
+    pub fn suffixed(&mut self, suffix: &str) -> &mut Self {
+        self.out.push_str(self.name);
+        self.out.push_str(suffix);
+        self.labels_open = false;
+        self
+    }
+
+    /// A label whose value is a number (a histogram's `le`).
+    pub fn float_label(&mut self, name: &str, value: f64) -> &mut Self {
+        self.label_separator();
+        self.out.push_str(name);
+        self.out.push_str("=\"");
+        write_f64(&mut self.out, value);
+        self.out.push('"');
         self
     }
 
@@ -288,7 +309,7 @@ mod tests {
     }
 
     fn sample(format: Format) -> String {
-        let mut w = Exposition::new(format, String::new());
+        let mut w = Exposition::new(format);
         write_sample(&mut w);
         w.finish()
     }
@@ -323,7 +344,7 @@ mod tests {
             chunks.push(c);
             true
         };
-        let mut w = Exposition::streaming(Format::OpenMetrics, String::new(), 40, &mut sink);
+        let mut w = Exposition::streaming(Format::OpenMetrics, 40, &mut sink);
         write_sample(&mut w);
         assert_eq!(w.finish(), "");
         assert!(chunks.len() > 2, "{chunks:?}");
@@ -338,7 +359,7 @@ mod tests {
             calls += 1;
             false
         };
-        let mut w = Exposition::streaming(Format::Text, String::new(), 1, &mut refuse);
+        let mut w = Exposition::streaming(Format::Text, 1, &mut refuse);
         w.family("c", "C.", Kind::Gauge);
         w.series().value(1.0);
         assert!(w.stopped());

@@ -3,6 +3,8 @@
 
 pub mod exposition;
 pub mod families;
+pub mod self_metrics;
 
 pub use exposition::Format;
-pub use families::{Metrics, SelfMetrics};
+pub use families::Metrics;
+pub use self_metrics::SelfMetrics;
