@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::args::Args;
@@ -41,12 +41,12 @@ fn state_write(line: &str) -> Option<(f64, f64)> {
 
 /// The exporter, running; killed when dropped.
 pub(crate) struct Exporter {
-    pub(crate) child: Child,
-    pub(crate) logs: Arc<Mutex<LogSink>>,
+    child: Child,
+    logs: Arc<Mutex<LogSink>>,
     pub(crate) addr: String,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -153,6 +153,11 @@ impl Exporter {
         self.child.id()
     }
 
+    /// What the log reader has found so far; the reader waits while this is held.
+    pub(crate) fn logs(&self) -> MutexGuard<'_, LogSink> {
+        lock(&self.logs)
+    }
+
     pub(crate) fn log_tail(&self) -> String {
         let logs = lock(&self.logs);
         logs.tail.iter().cloned().collect::<Vec<_>>().join("\n")
@@ -173,17 +178,22 @@ impl Exporter {
             Err(e) => Err(format!("cannot check on the exporter: {e}")),
         }
     }
-}
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
+    /// Kills the exporter (SIGKILL) and reaps it; also done when it is dropped.
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A directory under the system's temp dir, removed when dropped.
-pub(crate) struct TempDir(pub(crate) PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> Result<TempDir, String> {
@@ -195,6 +205,10 @@ impl TempDir {
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(TempDir(path))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

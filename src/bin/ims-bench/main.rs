@@ -33,16 +33,28 @@ mod scrape;
 mod state;
 mod table;
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
-use args::{scenarios, Args};
+use args::{scenarios, Args, Scenario};
 use churn::churn;
 use exporter::exporter_binary;
 use state::state;
 use table::{measure, print_table};
+
+/// `job` for scenario `s`, given up after `--timeout`.
+async fn in_time<T>(
+    args: &Args,
+    s: &Scenario,
+    job: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(args.timeout, job)
+        .await
+        .map_err(|_| format!("[{}] ran out of time (--timeout)", s.name))?
+}
 
 async fn run(args: Args) -> Result<(), String> {
     let bin = exporter_binary(&args)?;
@@ -50,25 +62,19 @@ async fn run(args: Args) -> Result<(), String> {
     let list = scenarios(&args);
     if args.state {
         for s in &list {
-            tokio::time::timeout(args.timeout, state(&args, s, &bin))
-                .await
-                .map_err(|_| format!("[{}] ran out of time (--timeout)", s.name))??;
+            in_time(&args, s, state(&args, s, &bin)).await?;
         }
         return Ok(());
     }
     if let Some(cycles) = args.churn_cycles {
         for s in &list {
-            tokio::time::timeout(args.timeout, churn(&args, s, &bin, cycles))
-                .await
-                .map_err(|_| format!("[{}] ran out of time (--timeout)", s.name))??;
+            in_time(&args, s, churn(&args, s, &bin, cycles)).await?;
         }
         return Ok(());
     }
     let mut rows = Vec::new();
     for s in &list {
-        let row = tokio::time::timeout(args.timeout, measure(&args, s, &bin))
-            .await
-            .map_err(|_| format!("[{}] ran out of time (--timeout)", s.name))??;
+        let row = in_time(&args, s, measure(&args, s, &bin)).await?;
         rows.push(row);
     }
     print_table(&rows, &args);

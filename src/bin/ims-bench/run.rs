@@ -2,7 +2,7 @@
 //! fleet, the exporter polling it, a scrape client, and the poll cycles counted from
 //! the requests the fake receives.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ims_exporter::fake_ims::{FakeIms, FakeState};
@@ -20,9 +20,13 @@ pub(crate) struct Run {
     pub(crate) fleet: Fleet,
     fake: FakeIms,
     pub(crate) exporter: Exporter,
-    pub(crate) _dir: TempDir,
+    /// The exporter's config file.
+    config: PathBuf,
+    /// The exporter's `--storage.path` (with `--state`).
+    state_dir: Option<PathBuf>,
+    /// Holds `config` and `state_dir`; removed when the run is dropped.
+    _dir: TempDir,
     client: reqwest::Client,
-    pub(crate) url: String,
     ticks: f64,
     pub(crate) per_cycle: u64,
     /// How long waiting for one cycle may take before the run is called stuck.
@@ -49,11 +53,11 @@ impl Run {
             .await
             .map_err(|e| format!("cannot start the fake IMS: {e}"))?;
         let dir = TempDir::new(&s.name)?;
-        let config = dir.0.join("config.yaml");
+        let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml(args, &fake.endpoint(), &fleet))
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        let state = args.state.then(|| dir.0.join("state"));
-        let exporter = Exporter::start(bin, &config, state.as_deref()).await?;
+        let state_dir = args.state.then(|| dir.path().join("state"));
+        let exporter = Exporter::start(bin, &config, state_dir.as_deref()).await?;
         eprintln!(
             "[{}] exporter pid {} listening on {}",
             s.name,
@@ -69,10 +73,11 @@ impl Run {
         let ideal = s.requests_per_cycle() as f64 * l / args.concurrency as f64;
         let path = s.pages_per_image() as f64 * l;
         Ok(Run {
-            url: format!("http://{}/metrics", exporter.addr),
             fleet,
             fake,
             exporter,
+            config,
+            state_dir,
             _dir: dir,
             client,
             ticks: clock_ticks(),
@@ -80,6 +85,13 @@ impl Run {
             cycle_budget: Duration::from_secs(60) + Duration::from_secs_f64(20.0 * ideal.max(path)),
             deadline: Instant::now() + args.timeout,
         })
+    }
+
+    /// Starts a new exporter on the same config and state directory in place of the
+    /// current one (`--state`'s restart; the caller kills the old one first).
+    pub(crate) async fn restart_exporter(&mut self, bin: &Path) -> Result<(), String> {
+        self.exporter = Exporter::start(bin, &self.config, self.state_dir.as_deref()).await?;
+        Ok(())
     }
 
     /// Requests the fake has received (the exporter's count, at arrival).
@@ -119,7 +131,8 @@ impl Run {
         if Instant::now() > self.deadline {
             return Err("the scenario ran out of time (--timeout)".into());
         }
-        scrape(&self.client, &self.url, variant).await
+        let url = format!("http://{}/metrics", self.exporter.addr);
+        scrape(&self.client, &url, variant).await
     }
 
     pub(crate) fn cpu(&self) -> Result<f64, String> {

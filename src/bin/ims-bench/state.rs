@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::args::{Args, Scenario};
-use crate::exporter::{lock, Exporter};
 use crate::report::{bytes, mib, ms, percentile, sorted};
 use crate::run::Run;
 use crate::scrape::Variant;
@@ -25,7 +24,7 @@ async fn state_run(s: &Scenario, bin: &Path, run: &mut Run) -> Result<(), String
     // The first write follows the first cycle; every cycle changes the last success
     // times, so every cycle writes.
     let deadline = Instant::now() + run.cycle_budget * (STATE_WRITES as u32 + 2);
-    while lock(&run.exporter.logs).state_writes.len() < STATE_WRITES + 1 {
+    while run.exporter.logs().state_writes.len() < STATE_WRITES + 1 {
         run.exporter.check_alive()?;
         if Instant::now() > deadline {
             return Err(format!(
@@ -36,21 +35,17 @@ async fn state_run(s: &Scenario, bin: &Path, run: &mut Run) -> Result<(), String
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The first write is left out (it overlaps the first scrape-free cycle's start-up).
-    let writes: Vec<(f64, f64)> = lock(&run.exporter.logs).state_writes[1..].to_vec();
+    let writes: Vec<(f64, f64)> = run.exporter.logs().state_writes[1..].to_vec();
     let size = sorted(writes.iter().map(|w| w.0).collect());
     let secs = sorted(writes.iter().map(|w| w.1).collect());
 
     // kill -9, then a restart against an API that now answers in 30 s: what is served
     // before the first poll can end is the restored state.
-    let config = run._dir.0.join("config.yaml");
-    let dir = run._dir.0.join("state");
     run.fleet.state.set_latency(Duration::from_secs(30));
-    let _ = run.exporter.child.kill();
-    let _ = run.exporter.child.wait();
+    run.exporter.kill();
     let started = Instant::now();
-    run.exporter = Exporter::start(bin, &config, Some(&dir)).await?;
+    run.restart_exporter(bin).await?;
     let listening = started.elapsed().as_secs_f64();
-    run.url = format!("http://{}/metrics", run.exporter.addr);
     let served = loop {
         let sc = run.scrape(Variant::Text).await?;
         let text = String::from_utf8_lossy(&sc.body);

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::args::{Args, Scenario};
-use crate::exporter::lock;
 use crate::proc::load_average;
 use crate::report::{bytes, mib, ms, percentile, sorted};
 use crate::run::Run;
@@ -77,7 +76,7 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
     let mut marks: Vec<(u64, f64)> = Vec::new(); // (cycle under way, completed requests)
     let mut walls = Vec::new();
     let mut cpu_total = 0.0;
-    let lines_before = lock(&run.exporter.logs).lines;
+    let lines_before = run.exporter.logs().lines;
     let cycles_before = run.current_cycle();
     for k in 0..args.cycles {
         // A cycle that starts after the last scrape ended is undisturbed.
@@ -101,7 +100,7 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
         );
     }
     let cycles_after = run.current_cycle();
-    let log_lines = lock(&run.exporter.logs).lines - lines_before;
+    let log_lines = run.exporter.logs().lines - lines_before;
     let requests_per_cycle = match (marks.first(), marks.last()) {
         (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) / (b.0 - a.0) as f64,
         _ => run.per_cycle as f64,
@@ -157,7 +156,7 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
         !l.contains("code=\"200\"")
     })
     .unwrap_or(0.0);
-    let warnings = lock(&run.exporter.logs).first_warnings.clone();
+    let warnings = run.exporter.logs().first_warnings.clone();
     Ok(Row {
         scenario: s.clone(),
         latency: args.latency,
