@@ -1,0 +1,96 @@
+//! Scraping `/metrics` as Prometheus does (OpenMetrics plain or gzip, text 0.0.4)
+//! and reading samples out of the exposition.
+
+use std::time::{Duration, Instant};
+
+/// What Prometheus sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
+    OpenMetrics,
+    OpenMetricsGzip,
+    Text,
+}
+
+pub(crate) struct Scrape {
+    pub(crate) elapsed: Duration,
+    pub(crate) body: Vec<u8>,
+}
+
+pub(crate) async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+    variant: Variant,
+) -> Result<Scrape, String> {
+    let mut req = client.get(url);
+    if variant != Variant::Text {
+        req = req.header("accept", PROMETHEUS_ACCEPT);
+    }
+    if variant == Variant::OpenMetricsGzip {
+        req = req.header("accept-encoding", "gzip");
+    }
+    let start = Instant::now();
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("scrape failed: {e}"))?;
+    let status = resp.status();
+    let gzipped = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the scrape failed: {e}"))?;
+    let elapsed = start.elapsed();
+    if status != 200 {
+        return Err(format!(
+            "scrape answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
+    }
+    if gzipped != (variant == Variant::OpenMetricsGzip) {
+        return Err(format!(
+            "scrape: Content-Encoding gzip was {gzipped}, expected {}",
+            !gzipped
+        ));
+    }
+    Ok(Scrape {
+        elapsed,
+        body: body.to_vec(),
+    })
+}
+
+/// The sum of the samples of `name` whose labels pass `keep`.
+pub(crate) fn sum_samples(text: &str, name: &str, keep: impl Fn(&str) -> bool) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let labels = match rest.as_bytes().first() {
+            Some(b'{') => rest.get(1..rest.rfind('}')?)?,
+            Some(b' ') => "",
+            _ => continue,
+        };
+        if !keep(labels) {
+            continue;
+        }
+        if let Some(v) = line
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+pub(crate) fn series_count(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
