@@ -3,8 +3,15 @@
 //! signature checking ([`authenticate`]), and the common prologue every IMS route
 //! starts with (count, latency, authenticate, injected faults).
 //!
+//! The query string is parsed here ([`parse_query`]) because the signature covers
+//! it; handlers reuse that parser.
+//!
 //! It must not know the routes or what they answer on success: that is
-//! `handlers`. It reads and updates [`FakeState`] but owns none of it.
+//! `handlers`. It must not reach into [`FakeState`]'s data either: counters,
+//! accounts, latency and faults are read and moved on through its methods.
+
+// The checks return a ready `Response` as their error: it is what gets sent.
+#![allow(clippy::result_large_err)]
 
 use std::time::Duration;
 
@@ -75,7 +82,7 @@ pub(super) fn authenticate(
     rid: &str,
 ) -> Result<(), Response> {
     let deny = |message: &str| {
-        state.lock().rejected_signatures += 1;
+        state.count_rejected_signature();
         Err(gateway_error(
             StatusCode::UNAUTHORIZED,
             rid,
@@ -105,7 +112,7 @@ pub(super) fn authenticate(
     if skew > MAX_CLOCK_SKEW {
         return deny("Incorrect IAM authentication information: request expired (X-Sdk-Date too far from now)");
     }
-    let account = state.lock().accounts.get(&auth.access_key).cloned();
+    let account = state.account(&auth.access_key);
     let Some(Account { sk, token, expires }) = account else {
         return deny("Incorrect IAM authentication information: unknown access key");
     };
@@ -153,48 +160,13 @@ pub(super) async fn prologue(
     image_id: &str,
     rid: &str,
 ) -> Result<Option<Fault>, Response> {
-    {
-        let mut inner = state.lock();
-        inner.requests += 1;
-        inner.request_times.push(tokio::time::Instant::now());
-    }
-    let latency = state.lock().latency;
+    state.record_request();
+    let latency = state.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     authenticate(state, method, uri, headers, rid)?;
-    let fault = {
-        let mut inner = state.lock();
-        let fault = inner.faults.get(image_id).cloned();
-        // A script moves on to its next answer (the last one stays).
-        if let Some(Fault::Script(answers)) = &fault {
-            if answers.len() > 1 {
-                let rest = answers[1..].to_vec();
-                inner.faults.insert(image_id.into(), Fault::Script(rest));
-            }
-        }
-        // A flaky fault counts itself down and clears when spent.
-        if let Some(Fault::Flaky {
-            failures,
-            status,
-            retry_after,
-        }) = fault.clone()
-        {
-            if failures <= 1 {
-                inner.faults.remove(image_id);
-            } else {
-                inner.faults.insert(
-                    image_id.into(),
-                    Fault::Flaky {
-                        failures: failures - 1,
-                        status,
-                        retry_after,
-                    },
-                );
-            }
-        }
-        fault
-    };
+    let fault = state.next_fault(image_id);
     match fault {
         Some(Fault::Flaky {
             status,

@@ -3,7 +3,11 @@
 //! with the parsing of their query parameters (`limit`, `marker`, filters).
 //!
 //! Each handler starts with the gateway's prologue (or [`authenticate`]) and must
-//! not check signatures, inject faults or shape errors itself.
+//! not check signatures, inject faults or write error bodies itself: it picks the
+//! IMS error code and message, [`ims_error`] formats them.
+
+// Handlers return a ready `Response` as their error: it is what gets sent.
+#![allow(clippy::result_large_err)]
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -48,6 +52,27 @@ fn parse_limit(value: Option<&str>, default: usize, rid: &str) -> Result<usize, 
     }
 }
 
+/// A member-list `marker`: `None` when absent or empty; `Err` is the 400 answer.
+fn parse_marker(value: Option<&str>, rid: &str) -> Result<Option<String>, Response> {
+    // Markers are opaque to clients: Base64 of the last member ID of the previous page.
+    match value {
+        None | Some("") => Ok(None),
+        Some(m) => base64::engine::general_purpose::STANDARD
+            .decode(m)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ims_error(
+                    StatusCode::BAD_REQUEST,
+                    rid,
+                    "IMG.0001",
+                    "marker is not valid Base64",
+                )
+            }),
+    }
+}
+
 pub(super) async fn list_members(
     State(state): State<FakeState>,
     Path((project_id, image_id)): Path<(String, String)>,
@@ -66,24 +91,9 @@ pub(super) async fn list_members(
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    // Markers are opaque to clients: Base64 of the last member ID of the previous page.
-    let after = match get("marker") {
-        None | Some("") => None,
-        Some(m) => match base64::engine::general_purpose::STANDARD
-            .decode(m)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-        {
-            Some(id) => Some(id),
-            None => {
-                return ims_error(
-                    StatusCode::BAD_REQUEST,
-                    &rid,
-                    "IMG.0001",
-                    "marker is not valid Base64",
-                )
-            }
-        },
+    let after = match parse_marker(get("marker"), &rid) {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     let inner = state.lock();
     let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
@@ -187,7 +197,7 @@ pub(super) async fn list_images(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
     else {
-        state.lock().requests += 1;
+        state.count_request();
         return ims_error(
             StatusCode::BAD_REQUEST,
             &rid,
@@ -256,7 +266,7 @@ pub(super) async fn list_projects(
     headers: HeaderMap,
 ) -> Response {
     let rid = request_id();
-    state.lock().requests += 1;
+    state.count_request();
     if let Err(resp) = authenticate(&state, &method, &uri, &headers, &rid) {
         return resp;
     }

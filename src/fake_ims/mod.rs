@@ -4,9 +4,12 @@
 //! verifies SDK-HMAC-SHA256 signatures (wrong SK, missing header, stale date and a
 //! missing security token are refused as the API gateway does), pages member lists
 //! with opaque Base64 markers, and can inject faults per image.
-
-// Handlers return a ready `Response` as their error: it is what gets sent.
-#![allow(clippy::result_large_err)]
+//!
+//! Inside, the code follows a request: `state` holds what the fake knows (and the
+//! tests change), `gateway` does what the API gateway does before a handler
+//! (request IDs, error formats, signatures, latency, faults), and `handlers` answer
+//! the routes. This module starts and stops the server and wires the routes
+//! ([`router`]); it must not answer requests itself.
 
 pub mod demo;
 mod gateway;

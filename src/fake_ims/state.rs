@@ -2,9 +2,12 @@
 //! faults to inject, the request counters and the added latency; plus [`member`],
 //! the fixture builder.
 //!
-//! Plain data behind one lock, shared by the tests and the server. It must not know
-//! HTTP: no requests, responses, status codes or signatures (that is the gateway's
-//! and the handlers' business).
+//! Plain data behind one lock, shared by the tests and the server; how a fault
+//! evolves from one request to the next (scripts advance, flaky faults count down)
+//! is decided here, under that lock. It must not know HTTP: no requests, responses,
+//! status codes or signatures (that is the gateway's and the handlers' business).
+//! The server reads images and projects through [`FakeState::lock`]; everything
+//! else goes through methods.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,22 +79,21 @@ pub(super) struct FakeImage {
 
 #[derive(Debug, Default)]
 pub(super) struct Inner {
-    /// AK → (SK, required security token).
-    pub(super) accounts: HashMap<String, Account>,
+    /// AK → the key pair (SK, required security token, expiry).
+    accounts: HashMap<String, Account>,
     /// IAM projects: (ID, name).
     pub(super) projects: Vec<(String, String)>,
     /// (project_id, image_id) → image.
     pub(super) images: BTreeMap<(String, String), FakeImage>,
-    pub(super) faults: HashMap<String, Fault>,
-    pub(super) requests: u64,
+    faults: HashMap<String, Fault>,
+    requests: u64,
     /// When each request arrived, for rate checks.
-    pub(super) request_times: Vec<tokio::time::Instant>,
-    pub(super) rejected_signatures: u64,
+    request_times: Vec<tokio::time::Instant>,
+    rejected_signatures: u64,
     /// Added to every answer about members and images (see [`FakeState::set_latency`]).
-    pub(super) latency: Duration,
+    latency: Duration,
 }
 
-/// Shared, mutable state of the fake; tests change it while the exporter polls.
 /// A key pair the fake accepts; temporary ones carry a token and expire.
 #[derive(Debug, Clone)]
 pub(super) struct Account {
@@ -100,6 +102,7 @@ pub(super) struct Account {
     pub(super) expires: Option<std::time::SystemTime>,
 }
 
+/// Shared, mutable state of the fake; tests change it while the exporter polls.
 #[derive(Debug, Default, Clone)]
 pub struct FakeState(Arc<Mutex<Inner>>);
 
@@ -232,6 +235,65 @@ impl FakeState {
     /// `latency` before it is sent, like a distant API; zero (the default) for none.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Counts a request that goes through the prologue, with its arrival time.
+    pub(super) fn record_request(&self) {
+        let mut inner = self.lock();
+        inner.requests += 1;
+        inner.request_times.push(tokio::time::Instant::now());
+    }
+
+    /// Counts a request answered outside the prologue (no arrival time kept).
+    pub(super) fn count_request(&self) {
+        self.lock().requests += 1;
+    }
+
+    pub(super) fn count_rejected_signature(&self) {
+        self.lock().rejected_signatures += 1;
+    }
+
+    pub(super) fn latency(&self) -> Duration {
+        self.lock().latency
+    }
+
+    pub(super) fn account(&self, access_key: &str) -> Option<Account> {
+        self.lock().accounts.get(access_key).cloned()
+    }
+
+    /// The fault to apply to this request about `key` (an image ID, or a project ID
+    /// for image listings), moving it on for the next one.
+    pub(super) fn next_fault(&self, key: &str) -> Option<Fault> {
+        let mut inner = self.lock();
+        let fault = inner.faults.get(key).cloned();
+        // A script moves on to its next answer (the last one stays).
+        if let Some(Fault::Script(answers)) = &fault {
+            if answers.len() > 1 {
+                let rest = answers[1..].to_vec();
+                inner.faults.insert(key.into(), Fault::Script(rest));
+            }
+        }
+        // A flaky fault counts itself down and clears when spent.
+        if let Some(Fault::Flaky {
+            failures,
+            status,
+            retry_after,
+        }) = fault.clone()
+        {
+            if failures <= 1 {
+                inner.faults.remove(key);
+            } else {
+                inner.faults.insert(
+                    key.into(),
+                    Fault::Flaky {
+                        failures: failures - 1,
+                        status,
+                        retry_after,
+                    },
+                );
+            }
+        }
+        fault
     }
 }
 
