@@ -1,0 +1,251 @@
+//! What the API gateway does before a handler runs: request IDs, the two error
+//! formats (IMS's `{"error": {...}}` and the gateway's `error_code`/`error_msg`),
+//! signature checking ([`authenticate`]), and the common prologue every IMS route
+//! starts with (count, latency, authenticate, injected faults).
+//!
+//! The query string is parsed here ([`parse_query`]) because the signature covers
+//! it; handlers reuse that parser.
+//!
+//! It must not know the routes or what they answer on success: that is
+//! `handlers`. It must not reach into [`FakeState`]'s data either: counters,
+//! accounts, latency and faults are read and moved on through its methods.
+
+// The checks return a ready `Response` as their error: it is what gets sent.
+#![allow(clippy::result_large_err)]
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::state::{Account, FakeState, Fault};
+use crate::auth::signer::{self, RequestParts};
+
+/// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+
+pub(super) fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+pub(super) fn json_response(status: StatusCode, request_id: &str, body: String) -> Response {
+    (
+        status,
+        [
+            ("content-type", "application/json"),
+            ("x-request-id", request_id),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub(super) fn ims_error(
+    status: StatusCode,
+    request_id: &str,
+    code: &str,
+    message: &str,
+) -> Response {
+    json_response(
+        status,
+        request_id,
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
+}
+
+pub(super) fn gateway_error(
+    status: StatusCode,
+    request_id: &str,
+    code: &str,
+    message: &str,
+) -> Response {
+    json_response(
+        status,
+        request_id,
+        json!({"error_code": code, "error_msg": message, "request_id": request_id}).to_string(),
+    )
+}
+
+pub(super) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Checks the signature like the API gateway; `Err` is the response to send.
+pub(super) fn authenticate(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    rid: &str,
+) -> Result<(), Response> {
+    let deny = |message: &str| {
+        state.count_rejected_signature();
+        Err(gateway_error(
+            StatusCode::UNAUTHORIZED,
+            rid,
+            "APIGW.0301",
+            message,
+        ))
+    };
+    let Some(auth) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(signer::parse_authorization)
+    else {
+        return deny(
+            "Incorrect IAM authentication information: Authorization header missing or malformed",
+        );
+    };
+    let Some(date) = headers
+        .get(signer::DATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return deny("Incorrect IAM authentication information: X-Sdk-Date missing");
+    };
+    let Ok(when) = time::PrimitiveDateTime::parse(date, signer::DATE_FORMAT) else {
+        return deny("Incorrect IAM authentication information: X-Sdk-Date malformed");
+    };
+    let skew = (time::OffsetDateTime::now_utc() - when.assume_utc()).unsigned_abs();
+    if skew > MAX_CLOCK_SKEW {
+        return deny("Incorrect IAM authentication information: request expired (X-Sdk-Date too far from now)");
+    }
+    let account = state.account(&auth.access_key);
+    let Some(Account { sk, token, expires }) = account else {
+        return deny("Incorrect IAM authentication information: unknown access key");
+    };
+    if expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
+        return deny(
+            "Incorrect IAM authentication information: the temporary credentials have expired",
+        );
+    }
+    if let Some(required) = token {
+        let given = headers
+            .get("x-security-token")
+            .and_then(|v| v.to_str().ok());
+        if given != Some(required.as_str())
+            || !auth.signed_headers.iter().any(|h| h == "x-security-token")
+        {
+            return deny(
+                "Incorrect IAM authentication information: security token missing or wrong",
+            );
+        }
+    }
+    let all_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let query = parse_query(uri.query());
+    let parts = RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: &query,
+        headers: &all_headers,
+        body: b"",
+    };
+    if !signer::verify(&auth, &sk, &parts) {
+        return deny("Incorrect IAM authentication information: verify aksk signature fail");
+    }
+    Ok(())
+}
+
+/// Common prologue: count, authenticate, apply the image's fault. `Err` is the answer.
+pub(super) async fn prologue(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    image_id: &str,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
+    state.record_request();
+    let latency = state.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    authenticate(state, method, uri, headers, rid)?;
+    let fault = state.next_fault(image_id);
+    match fault {
+        Some(Fault::Flaky {
+            status,
+            retry_after,
+            ..
+        }) => {
+            let mut resp = if status == 429 {
+                gateway_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    rid,
+                    "APIGW.0308",
+                    "The throttling threshold has been reached",
+                )
+            } else {
+                let code =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                ims_error(code, rid, "IMG.0999", "injected transient fault")
+            };
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert("retry-after", secs.into());
+            }
+            Err(resp)
+        }
+        Some(Fault::Oversized(bytes)) => {
+            let padding = "x".repeat(bytes);
+            let body = json!({"members": [], "schema": "/v2/schemas/members", "padding": padding});
+            Err(json_response(StatusCode::OK, rid, body.to_string()))
+        }
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Err(ims_error(status, rid, "IMG.0999", "injected fault"))
+        }
+        Some(Fault::Throttle) => Err(gateway_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            rid,
+            "APIGW.0308",
+            "The throttling threshold has been reached",
+        )),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(None)
+        }
+        Some(Fault::Script(answers)) => {
+            let Some(a) = answers.first() else {
+                return Ok(None);
+            };
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+            let mut resp = json_response(status, rid, a.body.clone());
+            for (k, v) in &a.headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    axum::http::HeaderValue::from_str(v),
+                ) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            Err(resp)
+        }
+        Some(Fault::Flood(per_page)) => {
+            let from: usize = uri
+                .query()
+                .and_then(|q| {
+                    parse_query(Some(q))
+                        .into_iter()
+                        .find(|(k, _)| k == "marker")
+                        .and_then(|(_, v)| v.parse().ok())
+                })
+                .unwrap_or(0);
+            let members: Vec<serde_json::Value> = (from..from + per_page)
+                .map(|i| json!({"member_id": format!("{i:032x}"), "member_type": "project", "status": "accepted"}))
+                .collect();
+            let body = json!({"members": members, "page_info": {"next_marker": (from + per_page).to_string()}});
+            Err(json_response(StatusCode::OK, rid, body.to_string()))
+        }
+        Some(Fault::BrokenBody) => Err(json_response(
+            StatusCode::OK,
+            rid,
+            r#"{"members": [{"member_id": "trunc"#.into(),
+        )),
+        other => Ok(other),
+    }
+}
