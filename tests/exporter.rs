@@ -5,7 +5,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use ims_exporter::fake_ims::{member, FakeIms, Fault};
+use ims_exporter::fake_ims::{member, Fault};
 use ims_exporter::timestamp::parse_timestamp;
 use support::*;
 
@@ -16,9 +16,9 @@ const ORG_URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z514
 
 /// Image A: every member type and status, an organization with a URN, one bad timestamp.
 /// Image B: 2,500 members, three pages of 1,000.
-async fn fake_with_fleet() -> FakeIms {
-    let fake = start_fake().await;
-    let s = &fake.state;
+async fn fake_with_fleet() -> Fleet {
+    let fleet = Fleet::new().await;
+    let s = &fleet.fake.state;
     for (id, kind, status, created, updated, urn) in [
         (
             "edc89b490d7d4392898e19b2deb34797",
@@ -74,7 +74,7 @@ async fn fake_with_fleet() -> FakeIms {
             ),
         );
     }
-    fake
+    fleet
 }
 
 fn image(id: &str) -> [(&'static str, &str); 3] {
@@ -91,11 +91,11 @@ fn with<'a>(base: [(&'a str, &'a str); 3], more: &[(&'a str, &'a str)]) -> Vec<(
     v
 }
 
-/// Starts the exporter on `cfg` and asserts that image A's first poll succeeded,
-/// i.e. the fake accepted how the requests were signed.
-async fn assert_first_poll_succeeds(cfg: &std::path::Path, envs: &[(&str, &str)]) {
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], envs).await;
-    exporter.wait_ready().await;
+/// Starts the exporter on the fleet's config for image A and asserts that its first
+/// poll succeeded, i.e. the fake accepted how the requests were signed.
+async fn assert_first_poll_succeeds(fleet: Fleet) {
+    let fleet = fleet.images(&[IMG_A]);
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(
         value(&s, "ims_image_poll_success", &image(IMG_A)),
@@ -103,20 +103,18 @@ async fn assert_first_poll_succeeds(cfg: &std::path::Path, envs: &[(&str, &str)]
         "{}",
         exporter.logs()
     );
+    drop(exporter);
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_equal_what_the_fake_holds() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG_A, IMG_B],
-        "page_size: 1000",
-    );
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet()
+        .await
+        .images(&[IMG_A, IMG_B])
+        .config("page_size: 1000");
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&[]).await;
     let samples = exporter.scrape_samples().await;
 
     for img in [IMG_A, IMG_B] {
@@ -272,21 +270,17 @@ async fn metrics_equal_what_the_fake_holds() {
         "{}",
         exporter.logs()
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_image_keeps_its_last_good_data() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG_A, IMG_B],
-        "page_size: 1000",
-    );
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet()
+        .await
+        .images(&[IMG_A, IMG_B])
+        .config("page_size: 1000");
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&[]).await;
     let before = exporter.scrape_samples().await;
 
     fake.state.set_fault(IMG_A, Some(Fault::Status(503)));
@@ -390,23 +384,19 @@ async fn a_failing_image_keeps_its_last_good_data() {
             .then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_secret_key_fails_and_is_reported() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace(SK, "WRONG-SECRET-KEY"),
-    )
-    .unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet()
+        .await
+        .images(&[IMG_A])
+        .credentials(&format!(
+            "access_key_id: {AK}\nsecret_access_key: WRONG-SECRET-KEY"
+        ));
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(
         value(&s, "ims_image_poll_success", &image(IMG_A)),
@@ -432,61 +422,42 @@ async fn a_wrong_secret_key_fails_and_is_reported() {
         !logs.contains("WRONG-SECRET-KEY"),
         "the secret key must never be logged"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn temporary_credentials_sign_the_security_token() {
-    let fake = fake_with_fleet().await;
-    fake.state
+    let fleet = fake_with_fleet().await;
+    fleet
+        .fake
+        .state
         .add_account("TEMPAK", "TEMPSK", Some("the-token"));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(AK, "TEMPAK")
-        .replace(SK, "TEMPSK");
-    let token = dir.path().join("token");
+    let token = fleet.dir.path().join("token");
     std::fs::write(&token, "the-token\n").unwrap();
-    let text = text.replace(
-        "  secret_access_key:",
-        &format!(
-            "  security_token_file: {}\n  secret_access_key:",
-            token.display()
-        ),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    assert_first_poll_succeeds(&cfg, &[]).await;
-    fake.stop().await;
+    let fleet = fleet.credentials(&format!(
+        "access_key_id: TEMPAK\nsecurity_token_file: {}\nsecret_access_key: TEMPSK",
+        token.display()
+    ));
+    assert_first_poll_succeeds(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_come_from_the_sdk_environment_variables() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text.replace(
-        &format!("credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n"),
-        "",
-    );
-    std::fs::write(&cfg, text).unwrap();
-    assert_first_poll_succeeds(
-        &cfg,
-        &[("HUAWEICLOUD_SDK_AK", AK), ("HUAWEICLOUD_SDK_SK", SK)],
-    )
-    .await;
-    fake.stop().await;
+    let fleet = fake_with_fleet()
+        .await
+        .no_credentials()
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK);
+    assert_first_poll_succeeds(fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_waits_for_the_first_cycle() {
-    let fake = fake_with_fleet().await;
+    let fleet = fake_with_fleet().await.images(&[IMG_A]);
+    let fake = &fleet.fake;
     fake.state
         .set_fault(IMG_A, Some(Fault::Delay(std::time::Duration::from_secs(3))));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    let exporter = fleet.start_unready(&[]).await;
     assert_eq!(exporter.get("/-/ready").await.status(), 503);
     assert_eq!(exporter.get("/-/healthy").await.status(), 200);
     // Scrapes answer while the poll is in flight; they never wait for the API.
@@ -496,25 +467,13 @@ async fn readiness_waits_for_the_first_cycle() {
     exporter.wait_ready().await;
     let landing = exporter.get("/").await.text().await.unwrap();
     assert!(landing.contains("href=\"/metrics\""), "{landing}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn content_negotiation_and_gzip() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    let exporter = Exporter::start(
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--web.telemetry-path",
-            "/m",
-        ],
-        &[],
-    )
-    .await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet().await.images(&[IMG_A]);
+    let exporter = fleet.start(&["--web.telemetry-path", "/m"]).await;
     let client = reqwest::Client::new();
 
     let plain = client.get(exporter.url("/m")).send().await.unwrap();
@@ -565,50 +524,27 @@ async fn content_negotiation_and_gzip() {
     );
     let post = client.post(exporter.url("/m")).send().await.unwrap();
     assert_eq!(post.status(), 405);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_exits_cleanly() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A], "");
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet().await.images(&[IMG_A]);
+    let exporter = fleet.start(&[]).await;
     let status = exporter.terminate().await;
     assert_eq!(status.code(), Some(0));
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_bodies_and_timeouts_fail_only_that_image() {
-    let fake = fake_with_fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG_A, IMG_B],
-        "page_size: 1000",
-    );
-    // A short timeout so the delayed image times out quickly.
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("request_timeout: 5s", "request_timeout: 300ms"),
-    )
-    .unwrap();
-    let exporter = Exporter::start(
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--log.format",
-            "json",
-        ],
-        &[],
-    )
-    .await;
-    exporter.wait_ready().await;
+    let fleet = fake_with_fleet()
+        .await
+        .images(&[IMG_A, IMG_B])
+        // A short timeout so the delayed image times out quickly.
+        .config("page_size: 1000\nrequest_timeout: 300ms");
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&["--log.format", "json"]).await;
     fake.state.set_fault(IMG_A, Some(Fault::BrokenBody));
     fake.state
         .set_fault(IMG_B, Some(Fault::Delay(std::time::Duration::from_secs(2))));
@@ -655,5 +591,5 @@ async fn broken_bodies_and_timeouts_fail_only_that_image() {
             .contains("cannot decode response"),
         "{line}"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -3,10 +3,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use ims_exporter::fake_ims::{FakeIms, Fault};
+use ims_exporter::fake_ims::Fault;
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -16,28 +15,14 @@ fn uuid(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-000000000000")
 }
 
-async fn fake_with(images: &[String]) -> FakeIms {
-    let fake = start_fake().await;
-    for img in images {
-        share_accepted(&fake.state, PROJECT, img);
-    }
-    fake
+/// The fake with `images` shared, and a config listing them.
+async fn fake_with(images: &[String]) -> Fleet {
+    Fleet::new().await.shared(images).images(images)
 }
 
-/// Runs `--once` on a config for `images` with `extra` top-level keys.
-async fn once(fake: &FakeIms, images: &[String], extra: &str) -> (i32, Vec<Sample>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &ids, extra);
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "--once",
-        "--log.level",
-        "debug",
-        "--config.file",
-        cfg.to_str().unwrap(),
-    ]);
-    let out = run_tool(cmd, None, Duration::from_secs(60)).await;
+/// Runs `--once` on the fleet's config.
+async fn once(fleet: &Fleet) -> (i32, Vec<Sample>, String) {
+    let out = fleet.run_once(&["--log.level", "debug"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (
         out.status.code().unwrap_or(-1),
@@ -51,7 +36,8 @@ const FAST_RETRY: &str = "retry:\n  max_attempts: 3\n  initial_backoff: 10ms\n  
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_failures_are_retried_and_counted() {
     let images = vec![IMG.to_string()];
-    let fake = fake_with(&images).await;
+    let fleet = fake_with(&images).await.config(FAST_RETRY);
+    let fake = &fleet.fake;
     fake.state.set_fault(
         IMG,
         Some(Fault::Flaky {
@@ -60,7 +46,7 @@ async fn transient_failures_are_retried_and_counted() {
             retry_after: None,
         }),
     );
-    let (code, s, logs) = once(&fake, &images, FAST_RETRY).await;
+    let (code, s, logs) = once(&fleet).await;
     assert_eq!(code, 0, "{logs}");
     assert_eq!(
         value(&s, "ims_image_poll_success", &[("image_id", IMG)]),
@@ -88,15 +74,16 @@ async fn transient_failures_are_retried_and_counted() {
             .all(|e| e.value == 0.0),
         "no poll failed"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn attempts_are_bounded_and_client_errors_are_final() {
     let images = vec![IMG.to_string()];
-    let fake = fake_with(&images).await;
+    let fleet = fake_with(&images).await.config(FAST_RETRY);
+    let fake = &fleet.fake;
     fake.state.set_fault(IMG, Some(Fault::Status(503)));
-    let (code, s, _) = once(&fake, &images, FAST_RETRY).await;
+    let (code, s, _) = once(&fleet).await;
     assert_eq!(code, 1);
     assert_eq!(
         value(
@@ -118,7 +105,7 @@ async fn attempts_are_bounded_and_client_errors_are_final() {
 
     for status in [400, 403, 404] {
         fake.state.set_fault(IMG, Some(Fault::Status(status)));
-        let (code, s, _) = once(&fake, &images, FAST_RETRY).await;
+        let (code, s, _) = once(&fleet).await;
         assert_eq!(code, 1);
         assert_eq!(
             value(
@@ -131,13 +118,14 @@ async fn attempts_are_bounded_and_client_errors_are_final() {
         );
         assert!(find(&s, "ims_api_retries_total", &[]).is_empty());
     }
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured() {
     let images = vec![IMG.to_string()];
-    let fake = fake_with(&images).await;
+    let fleet = fake_with(&images).await.config(FAST_RETRY);
+    let fake = &fleet.fake;
     fake.state.set_fault(
         IMG,
         Some(Fault::Flaky {
@@ -146,7 +134,7 @@ async fn retry_after_is_honoured() {
             retry_after: Some(2),
         }),
     );
-    let (code, s, logs) = once(&fake, &images, FAST_RETRY).await;
+    let (code, s, logs) = once(&fleet).await;
     assert_eq!(code, 0, "{logs}");
     assert_eq!(
         value(
@@ -164,19 +152,17 @@ async fn retry_after_is_honoured() {
         "waited {:?}",
         times[1] - times[0]
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rate_limit_spaces_requests() {
     let images: Vec<String> = (0..30).map(uuid).collect();
-    let fake = fake_with(&images).await;
-    let (code, _, logs) = once(
-        &fake,
-        &images,
-        "rate_limit: 20/s\nmax_concurrent_requests: 30",
-    )
-    .await;
+    let fleet = fake_with(&images)
+        .await
+        .config("rate_limit: 20/s\nmax_concurrent_requests: 30");
+    let fake = &fleet.fake;
+    let (code, _, logs) = once(&fleet).await;
     assert_eq!(code, 0, "{logs}");
     let times = fake.state.request_times();
     assert_eq!(times.len(), 30);
@@ -186,16 +172,17 @@ async fn the_rate_limit_spaces_requests() {
         span >= Duration::from_millis(450),
         "30 requests at 20/s took only {span:?}"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_fails_only_that_image() {
     let images = vec![IMG.to_string(), uuid(1)];
-    let fake = fake_with(&images).await;
+    let fleet = fake_with(&images).await.config("max_response_bytes: 64KiB");
+    let fake = &fleet.fake;
     fake.state
         .set_fault(IMG, Some(Fault::Oversized(200 * 1024)));
-    let (code, s, logs) = once(&fake, &images, "max_response_bytes: 64KiB").await;
+    let (code, s, logs) = once(&fleet).await;
     assert_eq!(code, 1);
     assert_eq!(
         value(
@@ -210,25 +197,24 @@ async fn an_oversized_body_fails_only_that_image() {
         Some(1.0)
     );
     assert!(logs.contains("response larger than 65536 bytes"), "{logs}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_target_does_not_stall_the_others() {
-    let fake = fake_with(&[]).await;
     let hung = uuid(7);
+    let fleet = Fleet::new()
+        .await
+        .config("request_timeout: 50s")
+        .images(&[IMG])
+        .target(OTHER_PROJECT, &[&hung]);
+    let fake = &fleet.fake;
     share_accepted(&fake.state, OTHER_PROJECT, &hung);
     share_accepted(&fake.state, PROJECT, IMG);
     fake.state
         .set_fault(&hung, Some(Fault::Delay(Duration::from_secs(60))));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("request_timeout: 5s", "request_timeout: 50s");
-    let text = format!("{text}  - region: {REGION}\n    project_id: {OTHER_PROJECT}\n    endpoint: {}\n    images:\n      - id: {hung}\n", fake.endpoint());
-    std::fs::write(&cfg, text).unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    // Never ready: the hung target's first cycle cannot end.
+    let exporter = fleet.start_unready(&[]).await;
     // The healthy target keeps its one-second schedule while the other waits.
     let first = wait_for("a first poll of the healthy target", async || {
         value(
@@ -252,19 +238,18 @@ async fn a_hung_target_does_not_stall_the_others() {
         (last >= first + 2.5).then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_poll_never_overlaps_itself() {
     let images = vec![IMG.to_string()];
-    let fake = fake_with(&images).await;
+    let fleet = fake_with(&images).await;
+    let fake = &fleet.fake;
     // Each answer takes 1.5 s with a 1 s interval.
     fake.state
         .set_fault(IMG, Some(Fault::Delay(Duration::from_millis(1500))));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    let exporter = fleet.start_unready(&[]).await;
     wait_for("four polls", async || {
         (fake.state.request_times().len() >= 4).then_some(())
     })
@@ -278,5 +263,5 @@ async fn a_slow_poll_never_overlaps_itself() {
         );
     }
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }

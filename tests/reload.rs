@@ -24,22 +24,12 @@ fn ids(s: &[Sample], name: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
-    let fake = start_fake().await;
-    for img in [IMG_A, IMG_B, IMG_C] {
-        share_accepted(&fake.state, PROJECT, img);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG_A, IMG_B], "");
-    let exporter = Exporter::start(
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--web.enable-lifecycle",
-        ],
-        &[],
-    )
-    .await;
-    exporter.wait_ready().await;
+    let fleet = Fleet::new()
+        .await
+        .shared(&[IMG_A, IMG_B, IMG_C])
+        .images(&[IMG_A, IMG_B]);
+    let (fake, dir, cfg) = (&fleet.fake, &fleet.dir, fleet.config_path());
+    let exporter = fleet.start(&["--web.enable-lifecycle"]).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(ids(&s, "ims_image_member_info"), [IMG_B, IMG_A]);
     assert_eq!(
@@ -145,5 +135,5 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
         (fake.state.requests() >= polls + 2).then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -30,18 +30,9 @@ fn share(fake: &FakeIms, image: &str, id: &str, kind: &str, status: &str) {
     );
 }
 
-/// A config with the test credentials; `body` is everything from `targets:` on.
-fn config(dir: &std::path::Path, top: &str, body: &str) -> String {
-    let text = format!(
-        "poll_interval: 1s\nrequest_timeout: 5s\ndiscovery_interval: 1s\n{top}\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n{body}"
-    );
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-fn target(endpoint: &str, rest: &str) -> String {
-    format!("targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n{rest}")
+/// The fleet of these tests, which discover every second too.
+async fn new_fleet() -> Fleet {
+    Fleet::new().await.config("discovery_interval: 1s")
 }
 
 fn unexpected_ids(samples: &[Sample], image: &str) -> Vec<String> {
@@ -67,14 +58,8 @@ fn count_logs(exporter: &Exporter, needles: &[&str]) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn allowlists_by_id_glob_urn_and_file() {
-    let fake = start_fake().await;
-    share(&fake, IMG, P1, "project", "accepted");
-    share(&fake, IMG, P2, "project", "rejected");
-    share(&fake, IMG, D1, "domain", "pending");
-    share(&fake, IMG, ORG, "organization", "accepted");
-    share(&fake, IMG2, P1, "project", "accepted");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("allowed.txt");
+    let fleet = new_fleet().await;
+    let file = fleet.dir.path().join("allowed.txt");
     std::fs::write(
         &file,
         "# approved by security\n5a6b7c8d*   # glob in the file\n",
@@ -82,18 +67,23 @@ async fn allowlists_by_id_glob_urn_and_file() {
     .unwrap();
     // IMG: exact ID at the top level, a glob in the file, a URN for the organization.
     // IMG2 has no entries of its own but inherits the top level and the file.
-    let path = config(
-        dir.path(),
-        &format!("allowed_members: [{P1}]\nallowed_members_file: {}", file.display()),
-        &target(
-            &fake.endpoint(),
-            &format!(
-                "    images:\n      - id: {IMG}\n        expected_members: [\"urn:organizations::6c03*:ou:o-z514*/*\"]\n      - id: {IMG2}\n"
-            ),
-        ),
-    );
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fleet
+        .config(&format!(
+            "allowed_members: [{P1}]\nallowed_members_file: {}",
+            file.display()
+        ))
+        .image(
+            IMG,
+            "expected_members: [\"urn:organizations::6c03*:ou:o-z514*/*\"]",
+        )
+        .images(&[IMG2]);
+    let fake = &fleet.fake;
+    share(fake, IMG, P1, "project", "accepted");
+    share(fake, IMG, P2, "project", "rejected");
+    share(fake, IMG, D1, "domain", "pending");
+    share(fake, IMG, ORG, "organization", "accepted");
+    share(fake, IMG2, P1, "project", "accepted");
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     // P2 matches nothing: unexpected even though the recipient rejected the share.
     assert_eq!(unexpected_ids(&s, IMG), [P2]);
@@ -126,25 +116,16 @@ async fn allowlists_by_id_glob_urn_and_file() {
         (unexpected_ids(&s, IMG) == [D1]).then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_allowlist_means_every_member_is_unexpected() {
-    let fake = start_fake().await;
-    share(&fake, IMG, P1, "project", "accepted");
-    share(&fake, IMG, ORG, "organization", "pending");
-    let dir = tempfile::tempdir().unwrap();
-    let path = config(
-        dir.path(),
-        "",
-        &target(
-            &fake.endpoint(),
-            &format!("    images:\n      - id: {IMG}\n"),
-        ),
-    );
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = new_fleet().await.images(&[IMG]);
+    let fake = &fleet.fake;
+    share(fake, IMG, P1, "project", "accepted");
+    share(fake, IMG, ORG, "organization", "pending");
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     let mut want = vec![P1.to_string(), ORG.to_string()];
     want.sort();
@@ -153,24 +134,17 @@ async fn no_allowlist_means_every_member_is_unexpected() {
         value(&s, "ims_image_unexpected_members", &[("image_id", IMG)]),
         Some(2.0)
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn added_and_removed_shares_are_audited_once() {
-    let fake = start_fake().await;
-    share(&fake, IMG, P1, "project", "pending");
-    let dir = tempfile::tempdir().unwrap();
-    let path = config(
-        dir.path(),
-        "",
-        &target(
-            &fake.endpoint(),
-            &format!("    images:\n      - id: {IMG}\n        expected_members: [{P1}]\n"),
-        ),
-    );
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = new_fleet()
+        .await
+        .image(IMG, &format!("expected_members: [{P1}]"));
+    let fake = &fleet.fake;
+    share(fake, IMG, P1, "project", "pending");
+    let exporter = fleet.start(&[]).await;
     // The first poll is a baseline: one line, no `added` events.
     assert_eq!(
         count_logs(&exporter, &["event=baseline", IMG]),
@@ -181,7 +155,7 @@ async fn added_and_removed_shares_are_audited_once() {
     assert_eq!(count_logs(&exporter, &["event=member_added"]), 0);
 
     // Someone shares the image with a stranger.
-    share(&fake, IMG, D1, "domain", "pending");
+    share(fake, IMG, D1, "domain", "pending");
     let s = wait_for("the new share to show", async || {
         let s = exporter.scrape_samples().await;
         (value(&s, "ims_image_unexpected_members", &[("image_id", IMG)]) == Some(1.0)).then_some(s)
@@ -215,7 +189,7 @@ async fn added_and_removed_shares_are_audited_once() {
     }
 
     // The expected member accepts: one status change, with old and new status.
-    share(&fake, IMG, P1, "project", "accepted");
+    share(fake, IMG, P1, "project", "accepted");
     wait_for("the status change", async || {
         (count_logs(&exporter, &["event=member_status_changed"]) == 1).then_some(())
     })
@@ -261,28 +235,24 @@ async fn added_and_removed_shares_are_audited_once() {
     assert_eq!(count_logs(&exporter, &["event=member_status_changed"]), 1);
     assert_eq!(count_logs(&exporter, &["event=member_added"]), 1);
     assert_eq!(count_logs(&exporter, &["event=member_removed"]), 1);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watched_members_with_and_without_listing() {
-    let fake = start_fake().await;
-    share(&fake, IMG, P1, "project", "accepted");
-    share(&fake, IMG, P2, "project", "accepted");
-    share(&fake, IMG2, ORG, "organization", "accepted");
-    let dir = tempfile::tempdir().unwrap();
-    let path = config(
-        dir.path(),
-        &format!("allowed_members: [{P1}, {P2}, {ORG}]"),
-        &target(
-            &fake.endpoint(),
-            &format!(
-                "    images:\n      - id: {IMG}\n        watch_members: [{P1}]\n      - id: {IMG2}\n        list_members: false\n        watch_members: [{ORG}, {D1}]\n"
-            ),
-        ),
-    );
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = new_fleet()
+        .await
+        .config(&format!("allowed_members: [{P1}, {P2}, {ORG}]"))
+        .image(IMG, &format!("watch_members: [{P1}]"))
+        .image(
+            IMG2,
+            &format!("list_members: false\nwatch_members: [{ORG}, {D1}]"),
+        );
+    let fake = &fleet.fake;
+    share(fake, IMG, P1, "project", "accepted");
+    share(fake, IMG, P2, "project", "accepted");
+    share(fake, IMG2, ORG, "organization", "accepted");
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(
         value(
@@ -340,21 +310,17 @@ async fn watched_members_with_and_without_listing() {
     assert!(exporter
         .logs()
         .contains("watched member is not shared with the image"));
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn least_privilege_image_never_lists_members() {
-    let fake = start_fake().await;
-    share(&fake, IMG, ORG, "organization", "accepted");
-    let dir = tempfile::tempdir().unwrap();
-    let path = config(
-        dir.path(),
-        "",
-        &target(&fake.endpoint(), &format!("    images:\n      - id: {IMG}\n        list_members: false\n        watch_members: [{ORG}]\n")),
-    );
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = new_fleet()
+        .await
+        .image(IMG, &format!("list_members: false\nwatch_members: [{ORG}]"));
+    let fake = &fleet.fake;
+    share(fake, IMG, ORG, "organization", "accepted");
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     assert!(find(
         &s,
@@ -371,7 +337,7 @@ async fn least_privilege_image_never_lists_members() {
         .unwrap()
             >= 1.0
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// 1,100 images: 1,050 tagged `env.prod` (so the listing takes three pages of 500),
@@ -379,8 +345,16 @@ async fn least_privilege_image_never_lists_members() {
 /// another type and visibility that the server-side filters drop.
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_pages_filters_and_keeps_the_last_good_set() {
-    let fake = start_fake().await;
     let id = |i: usize| format!("{i:08x}-0000-4000-8000-000000000000");
+    let fleet = new_fleet()
+        .await
+        .config("poll_interval: 1h")
+        .target_keys(&format!(
+            "discover:\n  imagetype: private\n  visibility: private\n  tag: env.prod\n  name_regex: \"^golden-\"\n  exclude_ids: [{}]",
+            id(10)
+        ))
+        .image(&id(0), &format!("expected_members: [{P1}]"));
+    let fake = &fleet.fake;
     let mut want = Vec::new();
     for i in 0..1100 {
         let golden = i % 2 == 0;
@@ -409,30 +383,8 @@ async fn discovery_pages_filters_and_keeps_the_last_good_set() {
     fake.state
         .set_image_attributes(PROJECT, &id(5002), "private", "public", &["env.prod"]);
     // A configured image that discovery also finds keeps its config (its allowlist).
-    share(&fake, &id(0), P1, "project", "accepted");
-    let dir = tempfile::tempdir().unwrap();
-    let path = config(
-        dir.path(),
-        "poll_interval: 1h",
-        &target(
-            &fake.endpoint(),
-            &format!(
-                "    discover:\n      imagetype: private\n      visibility: private\n      tag: env.prod\n      name_regex: \"^golden-\"\n      exclude_ids: [{}]\n    images:\n      - id: {}\n        expected_members: [{P1}]\n",
-                id(10),
-                id(0)
-            ),
-        ),
-    );
-    // poll_interval must come from the `top` block; remove the default one.
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replacen("poll_interval: 1s\n", "", 1),
-    )
-    .unwrap();
-    let exporter = Exporter::start(&["--config.file", &path], &[]).await;
-    exporter.wait_ready().await;
+    share(fake, &id(0), P1, "project", "accepted");
+    let exporter = fleet.start(&[]).await;
     let s = exporter.scrape_samples().await;
     let mut got: Vec<String> = find(&s, "ims_image_info", &[])
         .iter()
@@ -507,7 +459,7 @@ async fn discovery_pages_filters_and_keeps_the_last_good_set() {
             .then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

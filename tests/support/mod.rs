@@ -23,6 +23,20 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ims-exporter")
 }
 
+/// The binary, with no credentials from the environment and never the developer's
+/// own `~/.huaweicloud/credentials`.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+        .env(
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+            "/nonexistent/ims-exporter-test-credentials",
+        );
+    cmd
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
 pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -94,17 +108,9 @@ impl Exporter {
     /// [`Exporter::start`] on a given listen address (a restart on the same port).
     pub async fn start_on(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Exporter {
         init_tls();
-        let mut cmd = Command::new(bin());
+        let mut cmd = command();
         cmd.args(args)
             .args(["--web.listen-address", listen])
-            .env_remove("HUAWEICLOUD_SDK_AK")
-            .env_remove("HUAWEICLOUD_SDK_SK")
-            .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
-            // Never the developer's own ~/.huaweicloud/credentials.
-            .env(
-                "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
-                "/nonexistent/ims-exporter-test-credentials",
-            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in envs {
@@ -396,6 +402,11 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The repeated setup: a fake IMS, images shared, a config, the exporter started.
+pub mod fleet;
+#[allow(unused_imports)] // not every test file builds a fleet
+pub use fleet::Fleet;
 
 /// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.
 pub mod services;
