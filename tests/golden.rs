@@ -11,12 +11,10 @@
 //! git diff tests/data/golden/
 //! ```
 //!
-//! Two things are not reproducible and are normalised before comparing (see
+//! One thing is not reproducible and is normalised before comparing (see
 //! [`normalise`]): the `revision` label of `ims_exporter_build_info` (set from
 //! `IMS_EXPORTER_REVISION` at build time; written as `unknown`, what a plain
-//! `cargo build` emits), and the order of series within the families kept by the
-//! prometheus-client registry (`ims_api_*`), which hold their series in a `HashMap`
-//! (sorted by label set).
+//! `cargo build` emits).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +24,7 @@ use ims_exporter::allowlist::Entry;
 use ims_exporter::fake_ims::member;
 use ims_exporter::ids::Source;
 use ims_exporter::ims::error::Reason;
+use ims_exporter::ims::observer::RequestObserver;
 use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{
     ChangeKind, DiscoveryStatus, ImageKey, ImageMeta, ImageState, MemberSet, Store,
@@ -225,51 +224,28 @@ fn snapshot() -> Metrics {
         ("get_member", "404", ms(20)),
         ("list_images", "200", ms(300)),
     ] {
-        self_metrics.observe_request(operation, code, elapsed);
+        self_metrics.request(operation, code, elapsed);
     }
-    self_metrics.count_retry("list_members");
-    self_metrics.count_retry("list_members");
-    self_metrics.count_retry("list_images");
+    self_metrics.retry("list_members");
+    self_metrics.retry("list_members");
+    self_metrics.retry("list_images");
 
-    Metrics::new(store, &self_metrics)
+    Metrics::new(store, Arc::new(self_metrics))
 }
 
 /// Makes the rendering reproducible; see the header comment.
 fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    // Series of the current `ims_api_*` family: (label set without `le`, its lines).
-    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    let flush = |groups: &mut BTreeMap<String, Vec<&str>>, out: &mut String| {
-        for line in std::mem::take(groups).into_values().flatten() {
-            out.push_str(line);
-            out.push('\n');
-        }
-    };
     for line in text.lines() {
-        if line.starts_with('#') {
-            flush(&mut groups, &mut out);
-        } else if line.starts_with("ims_exporter_build_info{") {
+        if line.starts_with("ims_exporter_build_info{") {
             let start = line.find("revision=\"").expect("a revision label") + 10;
             let end = start + line[start..].find('"').expect("end of the revision");
             out.push_str(&format!("{}unknown{}\n", &line[..start], &line[end..]));
-            continue;
-        } else if line.starts_with("ims_api_") {
-            let labels = line
-                .find('{')
-                .map(|i| &line[i..line.rfind('}').expect("end of labels")])
-                .unwrap_or("");
-            let labels: Vec<&str> = labels
-                .trim_matches(['{', '}'])
-                .split(',')
-                .filter(|l| !l.starts_with("le="))
-                .collect();
-            groups.entry(labels.join(",")).or_default().push(line);
-            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    flush(&mut groups, &mut out);
     out
 }
 
@@ -340,7 +316,7 @@ fn rendering_is_reproducible() {
     let raw = snapshot().render_at(Format::OpenMetrics, FIXED_NOW);
     let keep = |t: &str| {
         t.lines()
-            .filter(|l| !l.starts_with("ims_api_") && !l.starts_with("ims_exporter_build_info{"))
+            .filter(|l| !l.starts_with("ims_exporter_build_info{"))
             .map(str::to_string)
             .collect::<Vec<_>>()
     };

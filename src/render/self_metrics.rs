@@ -117,11 +117,16 @@ impl SelfMetrics {
             w.family(name, help, Kind::Gauge);
             w.series().value(v);
         };
-        gauge(
+        // A 0/1 gauge, written as an integer.
+        let flag = |w: &mut Exposition, name: &'static str, help: &str, v: &AtomicI64| {
+            w.family(name, help, Kind::Gauge);
+            w.series().int(u64::from(v.load(Ordering::Relaxed) == 1));
+        };
+        flag(
             w,
             "ims_exporter_config_last_reload_successful",
             "Whether the last configuration load (at start, SIGHUP or /-/reload) was taken.",
-            self.config_reload_ok.load(Ordering::Relaxed) as f64,
+            &self.config_reload_ok,
         );
         gauge(
             w,
@@ -163,17 +168,17 @@ impl SelfMetrics {
                 .int(h.count);
         }
         drop(requests);
-        gauge(
+        flag(
             w,
             "ims_exporter_state_restore_successful",
             "With --storage.path: 1 if the state file was restored at start (or there was none), 0 if it could not be used and was moved aside.",
-            self.state_restore_ok.load(Ordering::Relaxed) as f64,
+            &self.state_restore_ok,
         );
-        gauge(
+        flag(
             w,
             "ims_exporter_state_last_write_successful",
             "With --storage.path: whether the last write of the state file succeeded.",
-            self.state_write_ok.load(Ordering::Relaxed) as f64,
+            &self.state_write_ok,
         );
         gauge(
             w,

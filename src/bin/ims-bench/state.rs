@@ -69,12 +69,12 @@ async fn state_run(s: &Scenario, bin: &Path, run: &mut Run) -> Result<(), String
     println!("|---|---|---|");
     println!(
         "| state file per write | {} | {} |",
-        bytes(percentile(&size, 0.5) as usize),
+        bytes(percentile(&size, 50.0) as usize),
         bytes(size.last().copied().unwrap_or(0.0) as usize)
     );
     println!(
         "| write time per cycle (serialise, write, fsync, rename) | {} | {} |",
-        ms(percentile(&secs, 0.5)),
+        ms(percentile(&secs, 50.0)),
         ms(secs.last().copied().unwrap_or(0.0))
     );
     println!(
