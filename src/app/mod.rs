@@ -2,24 +2,24 @@
 //! for the three ways to run (daemon, `--once`, `--demo`), and owns the exit codes.
 //! The only module that knows every other one.
 
+pub mod credentials;
 pub mod daemon;
+mod demo;
+mod once;
+mod persist;
 pub mod projects;
+pub mod signals;
+pub mod source;
 
 use std::sync::Arc;
 
 use crate::app::projects as iam;
 use crate::cli::Cli;
 use crate::config::web;
-use crate::config::Config;
-use crate::fake_ims::{FakeIms, FakeState};
 use crate::http::server;
-use crate::ims::ImsClient;
-use crate::poll::poller::Poller;
-use crate::render::exposition::Format;
-use crate::render::{Metrics, SelfMetrics};
+use crate::render::SelfMetrics;
 use crate::state::storage;
-use crate::state::Store;
-use crate::{fake_ims, logging, shard};
+use crate::{logging, shard};
 
 /// Exit codes, as documented in the README.
 pub const EXIT_OK: u8 = 0;
@@ -48,31 +48,16 @@ pub fn run(cli: Cli) -> u8 {
 
 async fn run_async(cli: Cli) -> u8 {
     // First, so that a SIGTERM during a slow start is not lost.
-    let signals = daemon::Signals::new();
+    let signals = signals::Signals::new();
     // In demo mode the fake IMS lives as long as the exporter.
-    let mut demo_fake: Option<FakeIms> = None;
-    let mut demo_churn: Option<tokio::task::JoinHandle<()>> = None;
+    let mut demo: Option<demo::Demo> = None;
     let source = if cli.demo {
-        let state = FakeState::default();
-        let secret = fake_ims::demo::populate(&state, cli.demo_large_image_members);
-        // Shares change on the fake every two polls, so the audit has something to say.
-        demo_churn = Some(tokio::spawn(fake_ims::demo::churn(
-            state.clone(),
-            cli.demo_poll_interval * 2,
-        )));
-        let fake = match FakeIms::start(state).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the demo's fake IMS");
-                return EXIT_FAILURE;
+        match demo::Demo::start(cli.demo_large_image_members, cli.demo_poll_interval).await {
+            Ok((d, source)) => {
+                demo = Some(d);
+                source
             }
-        };
-        tracing::info!(endpoint = %fake.endpoint(), "demo mode: polling a built-in fake IMS");
-        let yaml = fake_ims::demo::config_yaml(&fake.endpoint(), &secret, cli.demo_poll_interval);
-        demo_fake = Some(fake);
-        daemon::ConfigSource::Text {
-            name: "demo config".into(),
-            yaml,
+            Err(code) => return code,
         }
     } else {
         let shard = match shard::Shard::new(&cli.shard_index, cli.shard_count) {
@@ -82,11 +67,11 @@ async fn run_async(cli: Cli) -> u8 {
                 return EXIT_CONFIG;
             }
         };
-        daemon::ConfigSource::File(cli.config_file.clone(), shard)
+        source::ConfigSource::File(cli.config_file.clone(), shard)
     };
     let self_metrics = Arc::new(SelfMetrics::new());
     let projects = Arc::new(iam::ProjectResolver::new(self_metrics.clone()));
-    let config = match daemon::load_config(&source, &projects).await {
+    let config = match source::load_config(&source, &projects).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
@@ -119,7 +104,7 @@ async fn run_async(cli: Cli) -> u8 {
     }
 
     let code = if cli.once {
-        once(&config, self_metrics).await
+        once::run(&config, self_metrics).await
     } else {
         let options = daemon::DaemonOptions {
             listen_address: cli.listen_address.clone(),
@@ -133,33 +118,8 @@ async fn run_async(cli: Cli) -> u8 {
         };
         daemon::run(source, config, options, self_metrics, projects, signals).await
     };
-    if let Some(task) = demo_churn {
-        task.abort();
-    }
-    if let Some(fake) = demo_fake {
-        fake.stop().await;
+    if let Some(demo) = demo {
+        demo.stop().await;
     }
     code
-}
-
-/// `--once`: discover, poll everything once, print the metrics.
-async fn once(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
-    let store = Arc::new(Store::new());
-    daemon::publish_expiry(config, &store);
-    let metrics = Metrics::new(store.clone(), self_metrics.clone());
-    let client = match ImsClient::new(&config.client_options(), self_metrics) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client");
-            return EXIT_FAILURE;
-        }
-    };
-    let poller = Poller::new(Arc::new(config.clone()), client, store, None, &[]);
-    let all_ok = poller.once().await;
-    print!("{}", metrics.render(Format::Text));
-    if all_ok {
-        EXIT_OK
-    } else {
-        EXIT_FAILURE
-    }
 }

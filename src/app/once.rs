@@ -1,0 +1,34 @@
+//! `--once`: discover, poll every image once, print the metrics to stdout, and exit
+//! 0 if every image succeeded, 1 otherwise (cron, the textfile collector).
+
+use std::sync::Arc;
+
+use crate::app::credentials;
+use crate::app::{EXIT_FAILURE, EXIT_OK};
+use crate::config::Config;
+use crate::ims::ImsClient;
+use crate::poll::poller::Poller;
+use crate::render::{Format, Metrics, SelfMetrics};
+use crate::state::Store;
+
+/// `--once`: discover, poll everything once, print the metrics.
+pub(super) async fn run(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
+    let store = Arc::new(Store::new());
+    credentials::publish_expiry(config, &store);
+    let metrics = Metrics::new(store.clone(), self_metrics.clone());
+    let client = match ImsClient::new(&config.client_options(), self_metrics) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client");
+            return EXIT_FAILURE;
+        }
+    };
+    let poller = Poller::new(Arc::new(config.clone()), client, store, None, &[]);
+    let all_ok = poller.once().await;
+    print!("{}", metrics.render(Format::Text));
+    if all_ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}

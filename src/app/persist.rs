@@ -1,0 +1,115 @@
+//! `--storage.path` wired in: restore at start, a write after every poll cycle that
+//! changed what the state file keeps, and a last write at shutdown. The file format
+//! and its crash safety are [`crate::state::storage`]'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::render::SelfMetrics;
+use crate::state::storage::{Storage, StoredDiscovery};
+use crate::state::Store;
+use crate::timestamp::now_unix;
+
+/// Restores the state file into `store` (what the config no longer names is dropped
+/// by the poller's first `set_images`), and returns the restored discovered sets. A
+/// file that cannot be used is moved aside and the exporter starts clean.
+pub(super) async fn restore(
+    storage: &Storage,
+    store: &Store,
+    metrics: &SelfMetrics,
+) -> Vec<StoredDiscovery> {
+    let s = storage.clone();
+    let loaded = tokio::task::spawn_blocking(move || s.load()).await;
+    match loaded {
+        Ok(Ok(Some(r))) => {
+            let members: usize = r.images.iter().map(|i| i.member_count()).sum();
+            tracing::info!(
+                file = %storage.file().display(), images = r.images.len(), members,
+                written_at = %humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs_f64(r.written_at.max(0.0))
+                ),
+                "restored state; the first poll of each image is compared with it"
+            );
+            store.restore(r.images);
+            metrics.state_restored(true);
+            r.discovered
+        }
+        Ok(Ok(None)) => {
+            tracing::info!(file = %storage.file().display(), "no state to restore; starting clean");
+            metrics.state_restored(true);
+            Vec::new()
+        }
+        Ok(Err(e)) => {
+            let s = storage.clone();
+            let aside = tokio::task::spawn_blocking(move || s.move_aside(now_unix()))
+                .await
+                .ok()
+                .flatten();
+            tracing::warn!(
+                error = %e,
+                moved_to = %aside.map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+                "cannot restore state; starting clean"
+            );
+            metrics.state_restored(false);
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot restore state; starting clean");
+            metrics.state_restored(false);
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the state file after every poll cycle that changed what it keeps.
+pub(super) async fn write_state(storage: Storage, store: Arc<Store>, metrics: Arc<SelfMetrics>) {
+    let mut written = store.generation();
+    loop {
+        store.cycle_ended().await;
+        let now = store.generation();
+        if now != written && save(&storage, &store, &metrics).await {
+            written = now;
+        }
+    }
+}
+
+/// One crash-safe write of the current state, off the async workers.
+pub(super) async fn save(storage: &Storage, store: &Store, metrics: &SelfMetrics) -> bool {
+    let snapshot = store.snapshot();
+    let discovered: Vec<StoredDiscovery> = snapshot
+        .targets
+        .iter()
+        .filter_map(|t| {
+            Some(StoredDiscovery {
+                region: t.region.to_string(),
+                project_id: t.project_id.to_string(),
+                images: t.discovered.as_deref()?.clone(),
+            })
+        })
+        .collect();
+    let s = storage.clone();
+    let started = std::time::Instant::now();
+    let result =
+        tokio::task::spawn_blocking(move || s.write(&snapshot, &discovered, now_unix())).await;
+    match result {
+        Ok(Ok(bytes)) => {
+            tracing::debug!(
+                bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "state written"
+            );
+            metrics.state_written(true, now_unix());
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot write state");
+            metrics.state_written(false, now_unix());
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write state");
+            metrics.state_written(false, now_unix());
+            false
+        }
+    }
+}
