@@ -22,7 +22,7 @@ use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
 use crate::app::{EXIT_FAILURE, EXIT_OK};
 use crate::config::Config;
-use crate::http::server::{self, ReloadRequest, ServeOptions};
+use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
@@ -138,7 +138,7 @@ pub async fn run(
         None => Vec::new(),
     };
 
-    let address = server::normalize_listen_address(&options.listen_address);
+    let address = http::normalize_listen_address(&options.listen_address);
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(l) => l,
         Err(e) => {
@@ -172,14 +172,14 @@ pub async fn run(
         .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let app = server::router(server::AppState {
+    let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
         telemetry_path: options.telemetry_path.clone(),
         reload: options.lifecycle.then_some(reload_tx),
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
-    let mut server = tokio::spawn(server::serve(listener, app, options.serve, async move {
+    let mut server = tokio::spawn(http::serve(listener, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;
     }));
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::app::projects as iam;
 use crate::cli::Cli;
 use crate::config::web;
-use crate::http::server;
+use crate::http;
 use crate::render::SelfMetrics;
 use crate::state::storage;
 use crate::{logging, shard};
@@ -109,7 +109,7 @@ async fn run_async(cli: Cli) -> u8 {
         let options = daemon::DaemonOptions {
             listen_address: cli.listen_address.clone(),
             telemetry_path: cli.telemetry_path.clone(),
-            serve: server::ServeOptions {
+            serve: http::ServeOptions {
                 web_config_file: cli.web_config_file.clone(),
                 max_requests: cli.web_max_requests,
             },

@@ -1,8 +1,12 @@
-//! The HTTP side: routes, connection serving (TLS, auth, limits) and scrape
-//! streaming ([`server`]). Reads the store and renders; never calls the API.
+//! The HTTP side: routes and their handlers ([`routes`]), the scrape and its
+//! streaming ([`scrape`]), and how connections are served ([`serve`]: TLS, auth,
+//! limits, timeouts). Reads the store and renders; never calls the API.
 
-pub mod server;
+pub mod routes;
+mod scrape;
+pub mod serve;
 
-pub use server::{
+pub use routes::{normalize_listen_address, router, AppState, ReloadRequest};
+pub use serve::{
     serve, ServeOptions, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
 };

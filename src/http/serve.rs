@@ -1,20 +1,17 @@
-//! The HTTP server: landing page, metrics (with content negotiation and gzip),
-//! health and readiness, and how they are served: TLS and basic auth from the web
-//! config, header/body/handshake timeouts, the concurrency cap and graceful shutdown.
-//! Handlers only read the store; they never call the API.
+//! How requests are served: one hyper connection per client with header, body,
+//! handshake and write-stall timeouts, TLS and basic auth from the web config
+//! (re-checked per connection and per request), the request cap, and graceful
+//! shutdown. Cheap refusals come before a request takes a slot.
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Request, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -28,31 +25,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::web;
-use crate::render::exposition::Format;
-use crate::render::families::Metrics;
-use crate::state::Store;
-
-/// A reload request: the answer says whether the new config was taken.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub metrics: Arc<Metrics>,
-    pub store: Arc<Store>,
-    pub telemetry_path: String,
-    /// `None` without `--web.enable-lifecycle`: `/-/reload` is refused.
-    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(landing))
-        .route(&state.telemetry_path.clone(), get(metrics))
-        .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload).put(reload))
-        .with_state(state)
-}
 
 /// How the server listens: TLS and basic auth from the web config, request limits.
 #[derive(Debug, Clone, Default)]
@@ -401,212 +373,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-async fn reload(State(state): State<AppState>) -> Response {
-    let Some(reload) = &state.reload else {
-        // As Prometheus answers: reloading over HTTP is opt-in; SIGHUP always works.
-        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if reload.send(tx).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    match rx.await {
-        Ok(Ok(())) => (StatusCode::OK, "OK\n").into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {e}\n"),
-        )
-            .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
-    }
-}
-
-/// `:PORT` means every interface, as in the Go exporters.
-pub fn normalize_listen_address(addr: &str) -> String {
-    match addr.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => addr.to_string(),
-    }
-}
-
-async fn landing(State(state): State<AppState>) -> Html<String> {
-    let path = html_escape(&state.telemetry_path);
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><title>IMS Exporter</title></head><body>\n\
-         <h1>IMS Exporter</h1>\n<p>Who Huawei Cloud images are shared with, as Prometheus metrics.</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-         <li><a href=\"/-/ready\">Readiness</a></li></ul>\n<p>Version {}</p>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn ready(State(state): State<AppState>) -> Response {
-    if state.store.ready() {
-        (StatusCode::OK, "Ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Not ready: the first poll cycle has not finished\n",
-        )
-            .into_response()
-    }
-}
-
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|enc| {
-            let mut parts = enc.split(';').map(str::trim);
-            parts.next() == Some("gzip") && !parts.any(|p| p.replace(' ', "") == "q=0")
-        })
-}
-
-/// Size of the pieces a scrape is streamed in.
-const SCRAPE_CHUNK: usize = 256 * 1024;
-
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let gzip = accepts_gzip(&headers);
-    // Rendering is CPU work: it runs on a blocking thread and streams chunks through a
-    // short queue (via a second thread that gzips them, when asked), so the client
-    // receives while the rest is rendered and a scrape of a large fleet never sits in
-    // memory whole.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    if gzip {
-        let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || render_stream(&state.metrics, format, &raw_tx));
-        tokio::task::spawn_blocking(move || gzip_stream(raw_rx, &tx));
-    } else {
-        tokio::task::spawn_blocking(move || render_stream(&state.metrics, format, &tx));
-    }
-    let stream = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
-        if done {
-            return None;
-        }
-        match rx.recv().await {
-            // The renderer's end marker: the body is complete.
-            Some(Ok(chunk)) if chunk.is_empty() => None,
-            Some(Ok(chunk)) => Some((Ok(chunk), (rx, false))),
-            Some(Err(e)) => Some((Err(e), (rx, true))),
-            // The renderer ended without its marker: abort rather than serve a
-            // truncated exposition as if it were whole.
-            None => Some((
-                Err(std::io::Error::other("rendering metrics stopped")),
-                (rx, true),
-            )),
-        }
-    });
-    let mut resp = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, format.content_type())],
-        Body::from_stream(stream),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::VARY,
-        header::HeaderValue::from_static("Accept-Encoding"),
-    );
-    if gzip {
-        resp.headers_mut().insert(
-            header::CONTENT_ENCODING,
-            header::HeaderValue::from_static("gzip"),
-        );
-    }
-    resp
-}
-
-type ChunkSender = tokio::sync::mpsc::Sender<std::io::Result<Bytes>>;
-type ChunkReceiver = tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>;
-
-/// Renders one scrape into `tx`, then an empty chunk as the end marker. Returns early
-/// when the receiver is gone (the client went away).
-fn render_stream(metrics: &Metrics, format: Format, tx: &ChunkSender) {
-    let mut open = true;
-    metrics.render_chunks(format, SCRAPE_CHUNK, &mut |chunk: String| {
-        open = tx.blocking_send(Ok(chunk.into_bytes().into())).is_ok();
-        open
-    });
-    if open {
-        let _ = tx.blocking_send(Ok(Bytes::new()));
-    }
-}
-
-/// Gzips the chunks from `rx` into `tx`. It runs on its own thread so that rendering
-/// and compressing a large scrape overlap on two cores.
-fn gzip_stream(mut rx: ChunkReceiver, tx: &ChunkSender) {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(SCRAPE_CHUNK / 4),
-        flate2::Compression::fast(),
-    );
-    let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes.into())).is_ok();
-    loop {
-        match rx.blocking_recv() {
-            Some(Ok(chunk)) if chunk.is_empty() => break,
-            Some(Ok(chunk)) => {
-                if let Err(e) = enc.write_all(&chunk) {
-                    tracing::error!(error = %e, "compressing metrics failed");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-                if !send(std::mem::take(enc.get_mut())) {
-                    return;
-                }
-            }
-            // Passed on as is; a renderer that ended without its marker ends the
-            // body without one too, which aborts it.
-            Some(Err(e)) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            None => return,
-        }
-    }
-    match enc.finish() {
-        Ok(rest) => {
-            if send(rest) {
-                let _ = tx.blocking_send(Ok(Bytes::new()));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "compressing metrics failed");
-            let _ = tx.blocking_send(Err(e));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gzip_negotiation() {
-        let mut h = HeaderMap::new();
-        assert!(!accepts_gzip(&h));
-        h.insert(
-            header::ACCEPT_ENCODING,
-            "deflate, gzip;q=1.0, *;q=0.5".parse().unwrap(),
-        );
-        assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, "gzip;q=0".parse().unwrap());
-        assert!(!accepts_gzip(&h));
-    }
-
-    #[test]
-    fn listen_address() {
-        assert_eq!(normalize_listen_address(":10027"), "0.0.0.0:10027");
-        assert_eq!(normalize_listen_address("[::1]:9"), "[::1]:9");
     }
 }
