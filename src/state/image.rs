@@ -1,0 +1,130 @@
+//! Everything known about one image, replaced whole by each poll: its key, name and
+//! source, last good members, watched members, poll outcome, error and change counts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::allowlist::Entry;
+use crate::ids::Source;
+use crate::ims::error::Reason;
+
+use super::members::MemberSet;
+
+/// Identifies one monitored image; the label values every per-image series carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageKey {
+    pub region: Arc<str>,
+    pub project_id: Arc<str>,
+    pub image_id: Arc<str>,
+}
+
+/// Everything known about one image. Replaced whole, never mutated.
+#[derive(Debug, Clone)]
+pub struct ImageState {
+    pub key: ImageKey,
+    pub meta: ImageMeta,
+    /// The last good member list; `None` until a poll has succeeded.
+    pub members: Option<Arc<MemberSet>>,
+    /// Watched members by ID: present (shared) or not, from the last good poll.
+    pub watched: BTreeMap<String, bool>,
+    /// `None` before the first poll ended.
+    pub last_poll_ok: Option<bool>,
+    pub last_success_unix: Option<f64>,
+    /// Failed polls by reason, since the exporter started.
+    pub errors: BTreeMap<Reason, u64>,
+    /// Member changes seen by the audit, by kind.
+    pub changes: BTreeMap<ChangeKind, u64>,
+}
+
+/// A kind of member change the audit counts: the `change` label of
+/// `ims_member_changes_total`, and its key in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    StatusChanged,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 3] = [
+        ChangeKind::Added,
+        ChangeKind::Removed,
+        ChangeKind::StatusChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::StatusChanged => "status_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What the exporter knows about an image besides its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub name: Arc<str>,
+    pub source: Source,
+}
+
+impl ImageState {
+    pub fn new(key: ImageKey, meta: ImageMeta) -> Self {
+        ImageState {
+            key,
+            meta,
+            members: None,
+            watched: BTreeMap::new(),
+            last_poll_ok: None,
+            last_success_unix: None,
+            errors: BTreeMap::new(),
+            changes: BTreeMap::new(),
+        }
+    }
+
+    pub fn succeeded(
+        &self,
+        members: MemberSet,
+        watched: BTreeMap<String, bool>,
+        now_unix: f64,
+    ) -> Self {
+        ImageState {
+            members: Some(Arc::new(members)),
+            watched,
+            last_poll_ok: Some(true),
+            last_success_unix: Some(now_unix),
+            ..self.clone()
+        }
+    }
+
+    /// Keeps the last good members (re-judged against the allowlist now in force) and
+    /// records why this poll failed.
+    pub fn failed(&self, reason: Reason, entries: &[Entry]) -> Self {
+        let mut next = self.clone();
+        next.last_poll_ok = Some(false);
+        *next.errors.entry(reason).or_insert(0) += 1;
+        if let Some(m) = &self.members {
+            let judged = (**m).clone().evaluate(entries);
+            if judged != **m {
+                next.members = Some(Arc::new(judged));
+            }
+        }
+        next
+    }
+
+    pub fn unexpected_count(&self) -> usize {
+        self.members
+            .as_ref()
+            .map(|m| m.unexpected_count())
+            .unwrap_or(0)
+    }
+
+    /// Members held for this image (what counts against `max_members_total`).
+    pub fn member_count(&self) -> usize {
+        self.members.as_ref().map(|m| m.members.len()).unwrap_or(0)
+    }
+}
