@@ -485,84 +485,31 @@ impl ImsClient {
         }
     }
 
+    /// Signs and sends one GET, and reads its answer (capped at the body limit).
     async fn send(
         &self,
         operation: &'static str,
         ctx: &CallContext<'_>,
         url: Url,
     ) -> Result<RawResponse, ApiError> {
-        let Some(credentials) = ctx.credentials.current() else {
-            let message = format!("no credentials yet from {}", ctx.credentials.describe());
-            return Err(ApiError::NoCredentials { operation, message });
-        };
-        let date = time::OffsetDateTime::now_utc()
-            .format(signer::DATE_FORMAT)
-            .map_err(|e| ApiError::Signing {
-                operation,
-                message: e.to_string(),
-            })?;
-        let mut signed: Vec<(String, String)> = vec![
-            ("host".into(), host_header(&url)),
-            (signer::DATE_HEADER.into(), date),
-        ];
-        if let Some(project_id) = ctx.project_id {
-            // As the SDKs do; /v2/cloudimages takes the project from it.
-            signed.push(("x-project-id".into(), project_id.to_string()));
-        }
-        if let Some(token) = &credentials.security_token {
-            signed.push(("x-security-token".into(), token.expose().to_string()));
-        }
-        let query: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let parts = RequestParts {
-            method: "GET",
-            path: url.path(),
-            query: &query,
-            headers: &signed,
-            body: b"",
-        };
-        let authorization = signer::authorization(
-            &credentials.access_key_id,
-            &credentials.secret_access_key,
-            &parts,
-        )
-        .map_err(|e| ApiError::Signing {
-            operation,
-            message: e.to_string(),
-        })?;
-
-        let mut headers = HeaderMap::new();
-        for (name, value) in signed.iter().filter(|(n, _)| n != "host") {
-            let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) else {
-                return Err(ApiError::Signing {
-                    operation,
-                    message: format!("header {name} is not valid"),
-                });
-            };
-            headers.insert(n, v);
-        }
-        let mut auth = HeaderValue::from_str(&authorization).map_err(|_| ApiError::Signing {
-            operation,
-            message: "access key is not a valid header value".into(),
-        })?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        if let Some(v) = headers.get_mut("x-security-token") {
-            v.set_sensitive(true);
-        }
-
-        let mut response = self
+        let headers = signed_headers(operation, ctx, &url)?;
+        let response = self
             .http
             .get(url)
             .headers(headers)
             .send()
             .await
             .map_err(|e| transport_error(operation, e))?;
+        self.read(operation, response).await
+    }
+
+    /// Reads an answer's status, the headers that matter and its body: a body over
+    /// the limit fails this call, never the daemon's memory.
+    async fn read(
+        &self,
+        operation: &'static str,
+        mut response: reqwest::Response,
+    ) -> Result<RawResponse, ApiError> {
         let status = response.status().as_u16();
         let request_id = response
             .headers()
@@ -578,7 +525,6 @@ impl ImsClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
-        // A bigger body fails this call, never the daemon's memory.
         let limit = self.max_response_bytes;
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(ApiError::TooLarge {
@@ -616,6 +562,80 @@ impl ImsClient {
             body,
         })
     }
+}
+
+/// The headers of a signed GET of `url`: date, project, security token and the
+/// `Authorization` signature (marked sensitive, so never logged).
+fn signed_headers(
+    operation: &'static str,
+    ctx: &CallContext<'_>,
+    url: &Url,
+) -> Result<HeaderMap, ApiError> {
+    let Some(credentials) = ctx.credentials.current() else {
+        let message = format!("no credentials yet from {}", ctx.credentials.describe());
+        return Err(ApiError::NoCredentials { operation, message });
+    };
+    let date = time::OffsetDateTime::now_utc()
+        .format(signer::DATE_FORMAT)
+        .map_err(|e| ApiError::Signing {
+            operation,
+            message: e.to_string(),
+        })?;
+    let mut signed: Vec<(String, String)> = vec![
+        ("host".into(), host_header(url)),
+        (signer::DATE_HEADER.into(), date),
+    ];
+    if let Some(project_id) = ctx.project_id {
+        // As the SDKs do; /v2/cloudimages takes the project from it.
+        signed.push(("x-project-id".into(), project_id.to_string()));
+    }
+    if let Some(token) = &credentials.security_token {
+        signed.push(("x-security-token".into(), token.expose().to_string()));
+    }
+    let query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let parts = RequestParts {
+        method: "GET",
+        path: url.path(),
+        query: &query,
+        headers: &signed,
+        body: b"",
+    };
+    let authorization = signer::authorization(
+        &credentials.access_key_id,
+        &credentials.secret_access_key,
+        &parts,
+    )
+    .map_err(|e| ApiError::Signing {
+        operation,
+        message: e.to_string(),
+    })?;
+
+    let mut headers = HeaderMap::new();
+    for (name, value) in signed.iter().filter(|(n, _)| n != "host") {
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(ApiError::Signing {
+                operation,
+                message: format!("header {name} is not valid"),
+            });
+        };
+        headers.insert(n, v);
+    }
+    let mut auth = HeaderValue::from_str(&authorization).map_err(|_| ApiError::Signing {
+        operation,
+        message: "access key is not a valid header value".into(),
+    })?;
+    auth.set_sensitive(true);
+    headers.insert(AUTHORIZATION, auth);
+    if let Some(v) = headers.get_mut("x-security-token") {
+        v.set_sensitive(true);
+    }
+    Ok(headers)
 }
 
 /// What one HTTP exchange returned, before the status is judged.
