@@ -511,13 +511,14 @@ fn curve(
     }
 }
 
+/// The `tls_server_config` block as a rustls server config: client certificate mode,
+/// protocol versions, cipher suites and curves, certificate and key, client CAs.
 fn tls_settings(
     raw: TlsServerConfig,
     ctx: &Ctx,
     reader: &mut Reader,
 ) -> Result<ServerConfig, WebConfigError> {
-    const T: &str = "tls_server_config";
-    let k = |name: &str| format!("{T}.{name}");
+    let k = |name: &str| format!("{TLS}.{name}");
     if raw
         .client_allowed_sans
         .as_ref()
@@ -528,65 +529,9 @@ fn tls_settings(
             "restrict clients with a client CA that signs only their certificates",
         ));
     }
-    let client_auth = match non_empty(raw.client_auth_type).as_deref() {
-        None | Some("NoClientCert") => ClientAuth::NoClientCert,
-        Some("RequestClientCert") => ClientAuth::RequestClientCert,
-        // The toolkit still accepts the old name.
-        Some("RequireAnyClientCert" | "RequireClientCert") => ClientAuth::RequireAnyClientCert,
-        Some("VerifyClientCertIfGiven") => ClientAuth::VerifyClientCertIfGiven,
-        Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerifyClientCert,
-        Some(other) => {
-            return Err(ctx.invalid(
-                &k("client_auth_type"),
-                format!(
-                    "unknown value {other:?} (expected NoClientCert, RequestClientCert, \
-                     RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
-                ),
-            ))
-        }
-    };
-    let min = tls_version(ctx, &k("min_version"), raw.min_version, 2)?;
-    let max = tls_version(ctx, &k("max_version"), raw.max_version, 3)?;
-    if min > max {
-        return Err(ctx.invalid(&k("min_version"), "is above max_version"));
-    }
-    let versions: Vec<&'static SupportedProtocolVersion> =
-        [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect();
-
-    let mut provider: CryptoProvider = rustls::crypto::ring::default_provider();
-    if let Some(names) = raw.cipher_suites.filter(|n| !n.is_empty()) {
-        let key = k("cipher_suites");
-        let mut suites = Vec::new();
-        for name in &names {
-            if let Some(s) = cipher_suite(ctx, &key, name)? {
-                if !suites.contains(&s) {
-                    suites.push(s);
-                }
-            }
-        }
-        // As in Go, the list governs TLS 1.2 only; TLS 1.3 keeps its own suites.
-        suites.extend(
-            provider
-                .cipher_suites
-                .iter()
-                .filter(|s| s.version() == &rustls::version::TLS13)
-                .copied(),
-        );
-        provider.cipher_suites = suites;
-    }
-    if let Some(names) = raw.curve_preferences.filter(|n| !n.is_empty()) {
-        let key = k("curve_preferences");
-        provider.kx_groups = names
-            .iter()
-            .map(|n| curve(ctx, &key, n))
-            .collect::<Result<_, _>>()?;
-    }
-    let provider = Arc::new(provider);
-
+    let client_auth = client_auth_mode(ctx, raw.client_auth_type)?;
+    let versions = protocol_versions(ctx, raw.min_version, raw.max_version)?;
+    let provider = crypto_provider(ctx, raw.cipher_suites, raw.curve_preferences)?;
     let cert_pem = pem_source(
         ctx,
         reader,
@@ -635,8 +580,114 @@ fn tls_settings(
         }
         None => None,
     };
+    let verifier = client_verifier(ctx, client_auth, roots, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| ctx.invalid(&k("cipher_suites"), format!("no usable TLS setup: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            ctx.invalid(
+                &key_pem.0,
+                format!("does not fit the certificate in {}: {e}", cert_pem.0),
+            )
+        })?;
+    config.ignore_client_order = raw.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+const TLS: &str = "tls_server_config";
+
+/// `client_auth_type`, as the toolkit names its modes.
+fn client_auth_mode(ctx: &Ctx, value: Option<String>) -> Result<ClientAuth, WebConfigError> {
+    let k = |name: &str| format!("{TLS}.{name}");
+    Ok(match non_empty(value).as_deref() {
+        None | Some("NoClientCert") => ClientAuth::NoClientCert,
+        Some("RequestClientCert") => ClientAuth::RequestClientCert,
+        // The toolkit still accepts the old name.
+        Some("RequireAnyClientCert" | "RequireClientCert") => ClientAuth::RequireAnyClientCert,
+        Some("VerifyClientCertIfGiven") => ClientAuth::VerifyClientCertIfGiven,
+        Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerifyClientCert,
+        Some(other) => {
+            return Err(ctx.invalid(
+                &k("client_auth_type"),
+                format!(
+                    "unknown value {other:?} (expected NoClientCert, RequestClientCert, \
+                     RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+                ),
+            ))
+        }
+    })
+}
+
+/// `min_version` and `max_version` (TLS 1.2 and 1.3 only).
+fn protocol_versions(
+    ctx: &Ctx,
+    min: Option<String>,
+    max: Option<String>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
+    let k = |name: &str| format!("{TLS}.{name}");
+    let min = tls_version(ctx, &k("min_version"), min, 2)?;
+    let max = tls_version(ctx, &k("max_version"), max, 3)?;
+    if min > max {
+        return Err(ctx.invalid(&k("min_version"), "is above max_version"));
+    }
+    Ok([(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The ring provider with `cipher_suites` (TLS 1.2) and `curve_preferences` applied.
+fn crypto_provider(
+    ctx: &Ctx,
+    cipher_suites: Option<Vec<String>>,
+    curve_preferences: Option<Vec<String>>,
+) -> Result<Arc<CryptoProvider>, WebConfigError> {
+    let k = |name: &str| format!("{TLS}.{name}");
+    let mut provider: CryptoProvider = rustls::crypto::ring::default_provider();
+    if let Some(names) = cipher_suites.filter(|n| !n.is_empty()) {
+        let key = k("cipher_suites");
+        let mut suites = Vec::new();
+        for name in &names {
+            if let Some(s) = cipher_suite(ctx, &key, name)? {
+                if !suites.contains(&s) {
+                    suites.push(s);
+                }
+            }
+        }
+        // As in Go, the list governs TLS 1.2 only; TLS 1.3 keeps its own suites.
+        suites.extend(
+            provider
+                .cipher_suites
+                .iter()
+                .filter(|s| s.version() == &rustls::version::TLS13)
+                .copied(),
+        );
+        provider.cipher_suites = suites;
+    }
+    if let Some(names) = curve_preferences.filter(|n| !n.is_empty()) {
+        let key = k("curve_preferences");
+        provider.kx_groups = names
+            .iter()
+            .map(|n| curve(ctx, &key, n))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(Arc::new(provider))
+}
+
+/// How client certificates are checked, from the mode and the client CAs.
+fn client_verifier(
+    ctx: &Ctx,
+    client_auth: ClientAuth,
+    roots: Option<(String, Arc<RootCertStore>)>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+    let k = |name: &str| format!("{TLS}.{name}");
     let auth_key = k("client_auth_type");
-    let verifier: Arc<dyn ClientCertVerifier> = match (client_auth, roots) {
+    Ok(match (client_auth, roots) {
         (ClientAuth::NoClientCert, None) => WebPkiClientVerifier::no_client_auth(),
         (ClientAuth::NoClientCert, Some((key, _))) => {
             return Err(ctx.invalid(
@@ -670,21 +721,7 @@ fn tls_settings(
                 .build()
                 .map_err(|e| ctx.invalid(&key, format!("unusable client CAs: {e}")))?
         }
-    };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| ctx.invalid(&k("cipher_suites"), format!("no usable TLS setup: {e}")))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            ctx.invalid(
-                &key_pem.0,
-                format!("does not fit the certificate in {}: {e}", cert_pem.0),
-            )
-        })?;
-    config.ignore_client_order = raw.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    })
 }
 
 /// `RequestClientCert` / `RequireAnyClientCert`: take any certificate without checking
