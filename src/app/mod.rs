@@ -2,14 +2,14 @@
 //! for the three ways to run (daemon, `--once`, `--demo`), and owns the exit codes.
 //! The only module that knows every other one.
 
-pub mod credentials;
-pub mod daemon;
+pub(crate) mod credentials;
+pub(crate) mod daemon;
 mod demo;
 mod once;
 mod persist;
-pub mod projects;
-pub mod signals;
-pub mod source;
+pub(crate) mod projects;
+pub(crate) mod signals;
+pub(crate) mod source;
 
 use std::sync::Arc;
 

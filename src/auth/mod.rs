@@ -4,6 +4,6 @@
 //! Imports nothing of config, state, render or poll.
 
 pub mod credentials;
-pub mod ecs_metadata;
-pub mod provider;
+pub(crate) mod ecs_metadata;
+pub(crate) mod provider;
 pub mod signer;

@@ -10,7 +10,7 @@
 mod build;
 mod file;
 mod validate;
-pub mod web;
+pub(crate) mod web;
 
 pub use file::{
     DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_MEMBERS_PER_IMAGE,

@@ -2,9 +2,9 @@
 //! streaming ([`scrape`]), and how connections are served ([`serve`]: TLS, auth,
 //! limits, timeouts). Reads the store and renders; never calls the API.
 
-pub mod routes;
+pub(crate) mod routes;
 mod scrape;
-pub mod serve;
+pub(crate) mod serve;
 
 pub use routes::{normalize_listen_address, router, AppState, ReloadRequest};
 pub use serve::{

@@ -1,12 +1,12 @@
 //! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]) and
 //! the signing, paging HTTP client ([`client`]).
 
-pub mod client;
+pub(crate) mod client;
 pub mod error;
 pub mod model;
 pub mod observer;
-pub mod ratelimit;
-pub mod retry;
+pub(crate) mod ratelimit;
+pub(crate) mod retry;
 pub mod url;
 
 pub use client::ImsClient;

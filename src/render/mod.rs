@@ -1,9 +1,9 @@
 //! From state to exposition: the metric families ([`families`]) written by the
 //! exposition writer ([`exposition`]). Reads [`crate::state`] only.
 
-pub mod exposition;
-pub mod families;
-pub mod self_metrics;
+pub(crate) mod exposition;
+pub(crate) mod families;
+pub(crate) mod self_metrics;
 
 pub use exposition::Format;
 pub use families::Metrics;
