@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use ims_exporter::fake_ims::{member, FakeIms};
 use support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
 use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
@@ -182,17 +180,8 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     assert_eq!(rows[0]["metric"]["status"], "accepted", "{rows:?}");
 
     // A config reload.
-    Command::new("kill")
-        .args(["-HUP", &exporter.pid().to_string()])
-        .status()
-        .unwrap();
-    wait_for("the reload", async || {
-        exporter
-            .logs()
-            .contains("configuration reloaded")
-            .then_some(())
-    })
-    .await;
+    exporter.hangup();
+    exporter.wait_reloaded(1).await;
     scrapes(&prom, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "reload: {:?}", webhook.alerts());
 

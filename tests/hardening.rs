@@ -426,10 +426,7 @@ async fn reload_is_gated_and_polls_only_added_images() {
     assert_eq!(before, 3);
     let reloaded = || exporter.logs().matches("configuration reloaded").count();
     for n in 1..=10 {
-        Command::new("kill")
-            .args(["-HUP", &exporter.pid().to_string()])
-            .status()
-            .unwrap();
+        exporter.hangup();
         wait_for("the reload", async || (reloaded() == n).then_some(())).await;
     }
     assert_eq!(fake.state.requests(), before, "10 reloads polled nothing");
@@ -445,10 +442,7 @@ async fn reload_is_gated_and_polls_only_added_images() {
             .replace("poll_interval: 1s", "poll_interval: 1h"),
     )
     .unwrap();
-    Command::new("kill")
-        .args(["-HUP", &exporter.pid().to_string()])
-        .status()
-        .unwrap();
+    exporter.hangup();
     wait_for("the added image to be polled", async || {
         let s = exporter.scrape_samples().await;
         (value(&s, "ims_image_poll_success", &[("image_id", IMG)]) == Some(1.0)).then_some(())
@@ -675,10 +669,7 @@ async fn oversized_files_are_refused_not_read_whole() {
     let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
     std::fs::remove_file(&cfg).unwrap();
     std::os::unix::fs::symlink(&sparse, &cfg).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &exporter.pid().to_string()])
-        .status()
-        .unwrap();
+    exporter.hangup();
     wait_for("the refused reload", async || {
         let logs = exporter.logs();
         (logs.contains("reload refused") && logs.contains("larger than")).then_some(())

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use ims_exporter::fake_ims::member;
@@ -201,17 +200,8 @@ async fn a_reload_keeps_discovered_images_with_their_counters() {
         (added(&exporter.scrape_samples().await) == Some(1.0)).then_some(())
     })
     .await;
-    Command::new("kill")
-        .args(["-HUP", &exporter.pid().to_string()])
-        .status()
-        .unwrap();
-    wait_for("the reload", async || {
-        exporter
-            .logs()
-            .contains("configuration reloaded")
-            .then_some(())
-    })
-    .await;
+    exporter.hangup();
+    exporter.wait_reloaded(1).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(added(&s), Some(1.0), "the counter survives the reload");
     assert_eq!(members(&s).len(), 2, "the members are served throughout");

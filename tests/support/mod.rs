@@ -194,6 +194,23 @@ impl Exporter {
         .await;
     }
 
+    /// Sends SIGHUP (reload the config).
+    pub fn hangup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
+
+    /// Waits until the log says the config was reloaded `n` times in all.
+    pub async fn wait_reloaded(&self, n: usize) {
+        wait_for("the reload", async || {
+            (self.logs().matches("configuration reloaded").count() >= n).then_some(())
+        })
+        .await;
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
