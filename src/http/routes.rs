@@ -1,29 +1,14 @@
 //! The routes and their small handlers: landing page, health, readiness, reload
 //! (behind `--web.enable-lifecycle`). `/metrics` is [`super::scrape`]'s.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use super::context::AppState;
 use super::scrape::metrics;
-use crate::render::Metrics;
-use crate::state::Store;
-
-/// A reload request: the answer says whether the new config was taken.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub metrics: Arc<Metrics>,
-    pub store: Arc<Store>,
-    pub telemetry_path: String,
-    /// `None` without `--web.enable-lifecycle`: `/-/reload` is refused.
-    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::routes::AppState;
+use super::context::AppState;
 use crate::render::{Format, Metrics};
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
