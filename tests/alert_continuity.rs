@@ -51,10 +51,10 @@ fn told(webhook: &Webhook) -> (usize, usize) {
     (about("firing"), about("resolved"))
 }
 
-/// Waits until Prometheus has taken `n` more scrapes of the exporter's job (each one
-/// an evaluation of the rules too, at the same 1s interval).
-async fn scrapes(prom: &Prometheus, n: f64) {
-    let count = format!(r#"count_over_time(up{{job="{JOB}"}}[5m])"#);
+/// Waits until Prometheus has taken `n` more scrapes of the exporter at `instance`
+/// (each one an evaluation of the rules too, at the same 1s interval).
+async fn scrapes(prom: &Prometheus, instance: &str, n: f64) {
+    let count = format!(r#"count_over_time(up{{job="{JOB}",instance="{instance}"}}[5m])"#);
     let start = prom.scalar(&count).await.unwrap_or(0.0);
     wait_for("more scrapes", async || {
         (prom.scalar(&count).await.unwrap_or(0.0) >= start + n).then_some(())
@@ -81,6 +81,8 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     );
     let state = dir.path().join("state");
     let listen = format!("127.0.0.1:{}", support::services::free_port());
+    // A second replica, started later for a while: two shards during a hand-over.
+    let listen2 = format!("127.0.0.1:{}", support::services::free_port());
     let args = [
         "--config.file",
         cfg.to_str().unwrap(),
@@ -114,7 +116,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - '{}'\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{listen}']\n",
+             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{listen}', '{listen2}']\n",
             rules_copy.display(),
             am.0.addr()
         ),
@@ -136,7 +138,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         (!prom.query(&q).await.is_empty()).then_some(())
     })
     .await;
-    scrapes(&prom, 4.0).await;
+    scrapes(&prom, &listen, 4.0).await;
     assert_eq!(
         told(&webhook),
         (1, 0),
@@ -146,17 +148,22 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
 
     // The exporter is down for more than two scrape intervals, then back with its state.
     drop(exporter);
-    scrapes(&prom, 3.0).await;
+    scrapes(&prom, &listen, 3.0).await;
     assert_eq!(
-        prom.scalar(&format!(r#"up{{job="{JOB}"}}"#)).await,
+        prom.scalar(&format!(r#"up{{job="{JOB}",instance="{listen}"}}"#))
+            .await,
         Some(0.0)
     );
     let exporter = Exporter::start_on(&listen, &args, &[]).await;
     wait_for("the restarted exporter to be scraped", async || {
-        (prom.scalar(&format!(r#"up{{job="{JOB}"}}"#)).await == Some(1.0)).then_some(())
+        (prom
+            .scalar(&format!(r#"up{{job="{JOB}",instance="{listen}"}}"#))
+            .await
+            == Some(1.0))
+        .then_some(())
     })
     .await;
-    scrapes(&prom, 3.0).await;
+    scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "restart: {:?}", webhook.alerts());
     // The dashboard's unexpected-shares table has one row for the share, with its
     // current status, after the status change and the restart.
@@ -179,10 +186,41 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     assert_eq!(rows.len(), 1, "one row per share: {rows:?}");
     assert_eq!(rows[0]["metric"]["status"], "accepted", "{rows:?}");
 
+    // A second replica exports the same share for a while (two shards during a
+    // hand-over): still one alert, one table row; it goes away without a resolved.
+    let second = Exporter::start_on(&listen2, &args[..2], &[]).await;
+    wait_for("the second replica's share in Prometheus", async || {
+        let q = format!(
+            r#"ims_image_member_unexpected{{instance="{listen2}",member_id="{STRANGER}"}}"#
+        );
+        (!prom.query(&q).await.is_empty()).then_some(())
+    })
+    .await;
+    scrapes(&prom, &listen2, 2.0).await;
+    let rows: Vec<_> = prom
+        .query(&expr)
+        .await
+        .into_iter()
+        .filter(|r| r["metric"]["member_id"] == STRANGER)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one row per share across two replicas: {rows:?}"
+    );
+    drop(second);
+    scrapes(&prom, &listen2, 3.0).await;
+    assert_eq!(
+        told(&webhook),
+        (1, 0),
+        "two replicas: {:?}",
+        webhook.alerts()
+    );
+
     // A config reload.
     exporter.hangup();
     exporter.wait_reloaded(1).await;
-    scrapes(&prom, 3.0).await;
+    scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "reload: {:?}", webhook.alerts());
 
     // The share is removed: exactly one resolved, within keep_firing_for.
@@ -191,7 +229,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         (told(&webhook).1 >= 1).then_some(())
     })
     .await;
-    scrapes(&prom, 3.0).await;
+    scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 1), "{:?}", webhook.alerts());
     fake.stop().await;
 }
