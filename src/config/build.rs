@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-use super::file::{FileConfig, FileDiscover, DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT};
+use super::file::{FileConfig, FileDiscover, FileTarget, DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT};
 use super::{Config, Discover, Fail, ImageConfig, LookupRequest, Target};
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials;
@@ -113,13 +113,6 @@ impl Plan {
 /// variables (the credentials chain).
 pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Fail> {
     let max_response_bytes = super::validate::settings(raw)?;
-    let parse_rate = |key: String, value: &Option<String>| -> Result<Option<Rate>, Fail> {
-        value
-            .as_deref()
-            .map(Rate::parse)
-            .transpose()
-            .map_err(|m| (key, m))
-    };
     let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
     let client = ClientOptions {
         request_timeout: raw.request_timeout,
@@ -171,126 +164,19 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         "",
     )?;
 
-    let mut targets = Vec::with_capacity(raw.targets.len());
-    for (ti, t) in raw.targets.iter().enumerate() {
-        let key = |k: &str| format!("targets[{ti}].{k}");
-        if t.region.is_empty()
-            || !t
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err((
-                key("region"),
-                format!("must be a region name like cn-north-4, got {:?}", t.region),
-            ));
-        }
-        let iam_endpoint = parse_endpoint(
-            t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT),
-            &t.region,
-        )
-        .map_err(|m| (key("iam_endpoint"), m))?;
-        let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
-            .or(global_rate)
-            .map(|r| Arc::new(TokenBucket::new(r)));
-        let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
-            .map_err(|m| (key("endpoint"), m))?;
-        let credentials = match &t.credentials {
-            Some(c) => Arc::new(
-                chain
-                    .resolve(Some(c), &key("credentials"))
-                    .map_err(|e| (e.key, e.message))?
-                    .ok_or_else(|| (key("credentials"), "no credentials".to_string()))?,
-            ),
-            None => global.clone().ok_or_else(|| {
-                (
-                    "credentials".to_string(),
-                    format!(
-                        "no credentials for targets[{ti}]: set credentials.access_key_id and \
-                         credentials.secret_access_key (or their _file variants), or the {} and {} \
-                         environment variables, or [basic] ak and sk in the SDK credentials file ({}), \
-                         or ecs_metadata on an ECS/CCE server with an agency",
-                        credentials::ENV_AK,
-                        credentials::ENV_SK,
-                        chain.credentials_file().map(|p| p.display().to_string()).unwrap_or_else(|| ENV_CREDENTIALS_FILE.into()),
-                    ),
-                )
-            })?,
-        };
-        let project = match &t.project_id {
-            Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
-            None => Project::Lookup(Box::new(LookupRequest {
-                key: key("project_id"),
-                client: client.clone(),
-                region: t.region.clone(),
-                iam_endpoint: iam_endpoint.clone(),
-                credentials: credentials.clone(),
-            })),
-        };
-        if t.images.is_empty() && t.discover.is_none() {
-            return Err((
-                key("images"),
-                "at least one image is required (or a discover: block)".into(),
-            ));
-        }
-        let target_allow = Allowlist::merge(&[
-            &global_allow,
-            &allowlist(
-                &t.allowed_members,
-                t.allowed_members_file.as_deref(),
-                &format!("targets[{ti}]."),
-            )?,
-        ]);
-        let discover = match &t.discover {
-            None => None,
-            Some(d) => Some(discover(d, &key("discover"))?),
-        };
-        let mut images = Vec::with_capacity(t.images.len());
-        for (ii, img) in t.images.iter().enumerate() {
-            let ikey = |k: &str| key(&format!("images[{ii}].{k}"));
-            let id = ImageId::parse(&img.id).map_err(|e| (ikey("id"), e.0))?;
-            let expected = allowlist(
-                &img.expected_members,
-                None,
-                &format!("targets[{ti}].images[{ii}]."),
-            )
-            .map_err(|(k, m)| (k.replace("allowed_members", "expected_members"), m))?;
-            let mut watch_members = Vec::with_capacity(img.watch_members.len());
-            for (wi, m) in img.watch_members.iter().enumerate() {
-                let wkey = ikey(&format!("watch_members[{wi}]"));
-                let id = MemberId::parse(m).map_err(|e| (wkey.clone(), e.0))?;
-                if watch_members.contains(&id) {
-                    return Err((wkey, format!("{id} is listed twice")));
-                }
-                watch_members.push(id);
-            }
-            if !img.list_members && watch_members.is_empty() {
-                return Err((
-                    ikey("list_members"),
-                    "with list_members: false, watch_members must name at least one member".into(),
-                ));
-            }
-            images.push(ImageConfig {
-                id,
-                name: img.name.clone(),
-                source: Source::Config,
-                allowlist: Allowlist::merge(&[&target_allow, &expected]),
-                watch_members,
-                list_members: img.list_members,
-            });
-        }
-        targets.push(PlannedTarget {
-            region: t.region.clone(),
-            project,
-            endpoint,
-            credentials,
-            rate_limit,
-            iam_endpoint,
-            allowlist: target_allow,
-            discover,
-            images,
-        });
-    }
+    let shared = Shared {
+        client: &client,
+        global_rate,
+        chain: &chain,
+        credentials: global.as_ref(),
+        allowlist: &global_allow,
+    };
+    let targets = raw
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| target(ti, t, &shared))
+        .collect::<Result<Vec<_>, Fail>>()?;
     Ok(Plan {
         targets,
         settings: Config {
@@ -310,6 +196,159 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
             targets: Vec::new(),
         },
     })
+}
+
+/// What every target inherits from the top level.
+struct Shared<'a> {
+    client: &'a ClientOptions,
+    global_rate: Option<Rate>,
+    chain: &'a Chain<'a>,
+    credentials: Option<&'a Arc<CredentialProvider>>,
+    allowlist: &'a Allowlist,
+}
+
+/// `targets[ti]`: its endpoints, rate limit, credentials, project, allowlist,
+/// discovery and images.
+fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarget, Fail> {
+    let key = |k: &str| format!("targets[{ti}].{k}");
+    if t.region.is_empty()
+        || !t
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err((
+            key("region"),
+            format!("must be a region name like cn-north-4, got {:?}", t.region),
+        ));
+    }
+    let iam_endpoint = parse_endpoint(
+        t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT),
+        &t.region,
+    )
+    .map_err(|m| (key("iam_endpoint"), m))?;
+    let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
+        .or(shared.global_rate)
+        .map(|r| Arc::new(TokenBucket::new(r)));
+    let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
+        .map_err(|m| (key("endpoint"), m))?;
+    let credentials = match &t.credentials {
+        Some(c) => Arc::new(
+            shared
+                .chain
+                .resolve(Some(c), &key("credentials"))
+                .map_err(|e| (e.key, e.message))?
+                .ok_or_else(|| (key("credentials"), "no credentials".to_string()))?,
+        ),
+        None => shared.credentials.cloned().ok_or_else(|| {
+            (
+                "credentials".to_string(),
+                format!(
+                    "no credentials for targets[{ti}]: set credentials.access_key_id and \
+                     credentials.secret_access_key (or their _file variants), or the {} and {} \
+                     environment variables, or [basic] ak and sk in the SDK credentials file ({}), \
+                     or ecs_metadata on an ECS/CCE server with an agency",
+                    credentials::ENV_AK,
+                    credentials::ENV_SK,
+                    shared
+                        .chain
+                        .credentials_file()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| ENV_CREDENTIALS_FILE.into()),
+                ),
+            )
+        })?,
+    };
+    let project = match &t.project_id {
+        Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
+        None => Project::Lookup(Box::new(LookupRequest {
+            key: key("project_id"),
+            client: shared.client.clone(),
+            region: t.region.clone(),
+            iam_endpoint: iam_endpoint.clone(),
+            credentials: credentials.clone(),
+        })),
+    };
+    if t.images.is_empty() && t.discover.is_none() {
+        return Err((
+            key("images"),
+            "at least one image is required (or a discover: block)".into(),
+        ));
+    }
+    let target_allow = Allowlist::merge(&[
+        shared.allowlist,
+        &allowlist(
+            &t.allowed_members,
+            t.allowed_members_file.as_deref(),
+            &format!("targets[{ti}]."),
+        )?,
+    ]);
+    let discover = match &t.discover {
+        None => None,
+        Some(d) => Some(discover(d, &key("discover"))?),
+    };
+    let images = images(ti, t, &target_allow)?;
+    Ok(PlannedTarget {
+        region: t.region.clone(),
+        project,
+        endpoint,
+        credentials,
+        rate_limit,
+        iam_endpoint,
+        allowlist: target_allow,
+        discover,
+        images,
+    })
+}
+
+/// `targets[ti].images`: IDs, expected members (on top of the target's allowlist),
+/// watched members.
+fn images(ti: usize, t: &FileTarget, target_allow: &Allowlist) -> Result<Vec<ImageConfig>, Fail> {
+    let key = |k: &str| format!("targets[{ti}].{k}");
+    let mut images = Vec::with_capacity(t.images.len());
+    for (ii, img) in t.images.iter().enumerate() {
+        let ikey = |k: &str| key(&format!("images[{ii}].{k}"));
+        let id = ImageId::parse(&img.id).map_err(|e| (ikey("id"), e.0))?;
+        let expected = allowlist(
+            &img.expected_members,
+            None,
+            &format!("targets[{ti}].images[{ii}]."),
+        )
+        .map_err(|(k, m)| (k.replace("allowed_members", "expected_members"), m))?;
+        let mut watch_members = Vec::with_capacity(img.watch_members.len());
+        for (wi, m) in img.watch_members.iter().enumerate() {
+            let wkey = ikey(&format!("watch_members[{wi}]"));
+            let id = MemberId::parse(m).map_err(|e| (wkey.clone(), e.0))?;
+            if watch_members.contains(&id) {
+                return Err((wkey, format!("{id} is listed twice")));
+            }
+            watch_members.push(id);
+        }
+        if !img.list_members && watch_members.is_empty() {
+            return Err((
+                ikey("list_members"),
+                "with list_members: false, watch_members must name at least one member".into(),
+            ));
+        }
+        images.push(ImageConfig {
+            id,
+            name: img.name.clone(),
+            source: Source::Config,
+            allowlist: Allowlist::merge(&[target_allow, &expected]),
+            watch_members,
+            list_members: img.list_members,
+        });
+    }
+    Ok(images)
+}
+
+/// A `rate_limit` value, if set.
+fn parse_rate(key: String, value: &Option<String>) -> Result<Option<Rate>, Fail> {
+    value
+        .as_deref()
+        .map(Rate::parse)
+        .transpose()
+        .map_err(|m| (key, m))
 }
 
 /// Validates `allowed_members` entries and loads `allowed_members_file`. `prefix` is
