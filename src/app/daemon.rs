@@ -138,18 +138,10 @@ pub async fn run(
         None => Vec::new(),
     };
 
-    let address = http::normalize_listen_address(&options.listen_address);
-    let listener = match tokio::net::TcpListener::bind(&address).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %address, error = %e, "cannot listen");
-            return EXIT_FAILURE;
-        }
+    let (listener, local) = match listen(&options.listen_address).await {
+        Some(l) => l,
+        None => return EXIT_FAILURE,
     };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(address);
     tracing::info!(
         address = %local,
         telemetry_path = %options.telemetry_path,
@@ -229,6 +221,12 @@ pub async fn run(
         save(storage, &store, &self_metrics).await;
     }
     let _ = server_stop_tx.send(true);
+    server_exit(server).await
+}
+
+/// Waits (at most the grace period) for the server to finish its in-flight requests,
+/// and says how the process exits.
+async fn server_exit(server: JoinHandle<std::io::Result<()>>) -> u8 {
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(Ok(()))) => EXIT_OK,
         Ok(Ok(Err(e))) => {
@@ -244,4 +242,21 @@ pub async fn run(
             EXIT_OK
         }
     }
+}
+
+/// Binds the listen address (`:PORT` is every interface); `None` after logging why not.
+async fn listen(address: &str) -> Option<(tokio::net::TcpListener, String)> {
+    let address = http::normalize_listen_address(address);
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(address = %address, error = %e, "cannot listen");
+            return None;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(address);
+    Some((listener, local))
 }
