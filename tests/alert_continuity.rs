@@ -62,6 +62,15 @@ async fn scrapes(prom: &Prometheus, instance: &str, n: f64) {
     .await;
 }
 
+/// The rows of the dashboard table query `expr` about the stranger's share.
+async fn stranger_rows(prom: &Prometheus, expr: &str) -> Vec<serde_json::Value> {
+    prom.query(expr)
+        .await
+        .into_iter()
+        .filter(|r| r["metric"]["member_id"] == STRANGER)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     if !require_tool("prometheus") {
@@ -177,12 +186,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         &all_vars(&overview, ".*"),
     )
     .unwrap();
-    let rows: Vec<_> = prom
-        .query(&expr)
-        .await
-        .into_iter()
-        .filter(|r| r["metric"]["member_id"] == STRANGER)
-        .collect();
+    let rows = stranger_rows(&prom, &expr).await;
     assert_eq!(rows.len(), 1, "one row per share: {rows:?}");
     assert_eq!(rows[0]["metric"]["status"], "accepted", "{rows:?}");
 
@@ -197,12 +201,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     })
     .await;
     scrapes(&prom, &listen2, 2.0).await;
-    let rows: Vec<_> = prom
-        .query(&expr)
-        .await
-        .into_iter()
-        .filter(|r| r["metric"]["member_id"] == STRANGER)
-        .collect();
+    let rows = stranger_rows(&prom, &expr).await;
     assert_eq!(
         rows.len(),
         1,
