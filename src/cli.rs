@@ -134,7 +134,7 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') {
         return Err(format!("must start with '/', got {s:?}"));
     }
-    if RESERVED_PATHS.contains(&s) || s.starts_with("/-/") {
+    if RESERVED_PATHS.contains(&s) || s.starts_with("/-/") || s.starts_with("/api/") {
         return Err(format!("{s:?} is reserved for the server's own pages"));
     }
     if s.contains(['{', '}', '*', '?', '#']) || s.contains("//") || s.ends_with('/') {

@@ -2,6 +2,7 @@
 //! streaming ([`scrape`]), and how connections are served ([`serve`]: TLS, auth,
 //! limits, timeouts). Reads the store and renders; never calls the API.
 
+mod api;
 mod context;
 pub(crate) mod routes;
 mod scrape;

@@ -4,6 +4,7 @@
 pub(crate) mod exposition;
 pub(crate) mod families;
 pub(crate) mod self_metrics;
+pub mod shares;
 
 pub use exposition::Format;
 pub use families::Metrics;

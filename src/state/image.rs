@@ -32,6 +32,8 @@ pub struct ImageState {
     pub last_success_unix: Option<f64>,
     /// Failed polls by reason, since the exporter started.
     pub errors: BTreeMap<Reason, u64>,
+    /// Why the last failed poll failed (kept after a later success).
+    pub last_error: Option<Reason>,
     /// Member changes seen by the audit, by kind.
     pub changes: BTreeMap<ChangeKind, u64>,
 }
@@ -82,6 +84,7 @@ impl ImageState {
             last_poll_ok: None,
             last_success_unix: None,
             errors: BTreeMap::new(),
+            last_error: None,
             changes: BTreeMap::new(),
         }
     }
@@ -106,6 +109,7 @@ impl ImageState {
     pub fn failed(&self, reason: Reason, entries: &[Entry]) -> Self {
         let mut next = self.clone();
         next.last_poll_ok = Some(false);
+        next.last_error = Some(reason);
         *next.errors.entry(reason).or_insert(0) += 1;
         if let Some(m) = &self.members {
             let judged = (**m).clone().evaluate(entries);

@@ -1,0 +1,182 @@
+//! Who can boot which image, as rows a person (or a script) reads: one row per share,
+//! unexpected shares first, filtered and paged; and one row per image with its poll
+//! health. Built from one snapshot; the JSON API serves it (schema version 1, in the
+//! README), and the field names are a contract.
+
+use serde::Serialize;
+
+use crate::state::{ImageState, MemberRecord, Snapshot};
+
+/// The schema version of the JSON API.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Rows per page unless asked otherwise, and at most.
+pub const DEFAULT_PER_PAGE: usize = 100;
+pub const MAX_PER_PAGE: usize = 1000;
+
+/// Which shares to list (query parameters of `/api/v1/shares`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShareFilter {
+    /// An image ID or name.
+    pub image: Option<String>,
+    pub member_type: Option<String>,
+    pub status: Option<String>,
+    pub unexpected_only: bool,
+}
+
+impl ShareFilter {
+    fn image_matches(&self, s: &ImageState) -> bool {
+        self.image
+            .as_deref()
+            .is_none_or(|i| *s.key.image_id == *i || *s.meta.name == *i)
+    }
+
+    fn member_matches(&self, m: &MemberRecord) -> bool {
+        self.member_type
+            .as_deref()
+            .is_none_or(|t| m.member_type == t)
+            && self.status.as_deref().is_none_or(|st| m.status == st)
+            && (!self.unexpected_only || m.unexpected)
+    }
+}
+
+/// One share.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShareRow {
+    pub region: String,
+    pub project_id: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub member_id: String,
+    pub member_type: String,
+    pub status: String,
+    /// Organization members only; `null` otherwise.
+    pub urn: Option<String>,
+    /// `created_at`, RFC 3339 (UTC), or `null` when the API did not say.
+    pub shared_since: Option<String>,
+    /// `updated_at`, likewise.
+    pub updated_at: Option<String>,
+    /// No applicable allowlist entry matches the member.
+    pub unexpected: bool,
+}
+
+/// One page of shares.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SharePage {
+    pub version: u32,
+    /// Shares matching the filter, on all pages.
+    pub total: usize,
+    pub page: usize,
+    pub per_page: usize,
+    pub shares: Vec<ShareRow>,
+}
+
+/// One image and its poll health.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageRow {
+    pub region: String,
+    pub project_id: String,
+    pub image_id: String,
+    pub name: String,
+    /// `config` or `discovery`.
+    pub source: &'static str,
+    /// `null` before the first poll ended.
+    pub last_poll_ok: Option<bool>,
+    pub last_success: Option<String>,
+    /// The `reason` of the last failed poll, if any poll failed.
+    pub last_error_reason: Option<&'static str>,
+    /// `null` until a poll succeeded.
+    pub members: Option<usize>,
+    pub unexpected_members: usize,
+    /// Watched members that are not shared with the image.
+    pub watched_missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageList {
+    pub version: u32,
+    pub images: Vec<ImageRow>,
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(unix: f64) -> Option<String> {
+    let t =
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::try_from_secs_f64(unix).ok()?)?;
+    Some(humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// The shares matching `filter`, unexpected first, then by image and member; page
+/// `page` (1-based) of `per_page` rows (clamped to 1..=[`MAX_PER_PAGE`]).
+pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usize) -> SharePage {
+    let per_page = per_page.clamp(1, MAX_PER_PAGE);
+    let page = page.max(1);
+    let mut matching: Vec<(&ImageState, &MemberRecord)> = snap
+        .images
+        .iter()
+        .filter(|s| filter.image_matches(s))
+        .filter_map(|s| s.members.as_deref().map(|m| (&**s, m)))
+        .flat_map(|(s, set)| {
+            set.members
+                .iter()
+                .filter(|m| filter.member_matches(m))
+                .map(move |m| (s, m))
+        })
+        .collect();
+    // Unexpected first; the rest in a stable order (the store keeps images in config
+    // order and members sorted by ID).
+    matching.sort_by_key(|(_, m)| !m.unexpected);
+    let total = matching.len();
+    let rows = matching
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|(s, m)| ShareRow {
+            region: s.key.region.to_string(),
+            project_id: s.key.project_id.to_string(),
+            image_id: s.key.image_id.to_string(),
+            image_name: s.meta.name.to_string(),
+            member_id: m.member_id.clone(),
+            member_type: m.member_type.to_string(),
+            status: m.status.to_string(),
+            urn: (!m.urn.is_empty()).then(|| m.urn.clone()),
+            shared_since: m.created_at.and_then(rfc3339),
+            updated_at: m.updated_at.and_then(rfc3339),
+            unexpected: m.unexpected,
+        })
+        .collect();
+    SharePage {
+        version: SCHEMA_VERSION,
+        total,
+        page,
+        per_page,
+        shares: rows,
+    }
+}
+
+/// Every monitored image with its poll health.
+pub fn images(snap: &Snapshot) -> ImageList {
+    ImageList {
+        version: SCHEMA_VERSION,
+        images: snap
+            .images
+            .iter()
+            .map(|s| ImageRow {
+                region: s.key.region.to_string(),
+                project_id: s.key.project_id.to_string(),
+                image_id: s.key.image_id.to_string(),
+                name: s.meta.name.to_string(),
+                source: s.meta.source.as_str(),
+                last_poll_ok: s.last_poll_ok,
+                last_success: s.last_success_unix.and_then(rfc3339),
+                last_error_reason: s.last_error.map(|r| r.as_str()),
+                members: s.members.as_ref().map(|m| m.members.len()),
+                unexpected_members: s.unexpected_count(),
+                watched_missing: s
+                    .watched
+                    .iter()
+                    .filter(|(_, present)| !**present)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+            })
+            .collect(),
+    }
+}

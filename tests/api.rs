@@ -1,0 +1,193 @@
+//! The JSON API (README, "JSON API"): every share with its image and status,
+//! unexpected first, filtered and paged; every image with its poll health; behind the
+//! web config's basic auth like `/metrics`.
+
+mod support;
+
+use ims_exporter::fake_ims::member;
+use serde_json::Value;
+use support::fleet::Fleet;
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
+const PENDING: &str = "0badc0de0badc0de0badc0de0badc0d";
+const ORG: &str = "ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+const URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+const WATCHED: &str = "aaaabbbbccccddddeeeeffff00001111";
+
+async fn fleet() -> Fleet {
+    let fleet = Fleet::new()
+        .await
+        .image(IMG, &format!("name: golden\nwatch_members: [{WATCHED}]"))
+        .config(&format!("allowed_members: [{ALLOWED}]"));
+    let share = |id: &str, kind: &str, status: &str, urn: Option<&str>| {
+        fleet.fake.state.put_member(
+            PROJECT,
+            member(
+                IMG,
+                id,
+                kind,
+                status,
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T12:30:00Z",
+                urn,
+            ),
+        );
+    };
+    share(ALLOWED, "project", "accepted", None);
+    share(PENDING, "project", "pending", None);
+    share(ORG, "organization", "accepted", Some(URN));
+    fleet
+}
+
+async fn get(exporter: &Exporter, path: &str) -> (u16, Value) {
+    let r = exporter.get(path).await;
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn ids(page: &Value) -> Vec<&str> {
+    page["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["member_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shares_are_listed_unexpected_first_filtered_and_paged() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+
+    let (status, page) = get(&exporter, "/api/v1/shares").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["version"], 1);
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["page"], 1);
+    let rows = page["shares"].as_array().unwrap();
+    assert!(
+        rows[0]["unexpected"] == true
+            && rows[1]["unexpected"] == true
+            && rows[2]["unexpected"] == false,
+        "unexpected first: {page}"
+    );
+    let org = rows.iter().find(|r| r["member_id"] == ORG).unwrap();
+    for (field, want) in [
+        ("region", REGION),
+        ("project_id", PROJECT),
+        ("image_id", IMG),
+        ("image_name", "golden"),
+        ("member_type", "organization"),
+        ("status", "accepted"),
+        ("urn", URN),
+        ("shared_since", "2025-01-01T00:00:00Z"),
+        ("updated_at", "2025-02-01T12:30:00Z"),
+    ] {
+        assert_eq!(org[field], want, "{field}: {org}");
+    }
+    let allowed = rows.iter().find(|r| r["member_id"] == ALLOWED).unwrap();
+    assert_eq!(allowed["urn"], Value::Null);
+
+    for (query, want) in [
+        ("?unexpected=true", vec![ORG, PENDING]),
+        ("?status=pending", vec![PENDING]),
+        ("?type=organization", vec![ORG]),
+        ("?image=golden&status=accepted", vec![ORG, ALLOWED]),
+        (
+            &format!("?image={IMG}&unexpected=true&status=accepted"),
+            vec![ORG],
+        ),
+        ("?image=another", vec![]),
+    ] {
+        let (status, page) = get(&exporter, &format!("/api/v1/shares{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let mut got = ids(&page);
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(got, want, "{query}");
+        assert_eq!(page["total"], want.len(), "{query}");
+    }
+
+    // Paging: the same order, a page at a time.
+    let (_, all) = get(&exporter, "/api/v1/shares").await;
+    let mut paged = Vec::new();
+    for n in 1..=3 {
+        let (_, page) = get(&exporter, &format!("/api/v1/shares?per_page=1&page={n}")).await;
+        assert_eq!(page["total"], 3);
+        assert_eq!(page["per_page"], 1);
+        paged.extend(ids(&page).into_iter().map(str::to_string));
+    }
+    assert_eq!(paged, ids(&all));
+    let (_, past) = get(&exporter, "/api/v1/shares?per_page=2&page=9").await;
+    assert!(ids(&past).is_empty());
+
+    // A misspelt filter is an error, not a wider answer.
+    let (status, _) = get(&exporter, "/api/v1/shares?unexpeted=true").await;
+    assert_eq!(status, 400);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_show_their_poll_health() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    let (status, list) = get(&exporter, "/api/v1/images").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["version"], 1);
+    let image = &list["images"][0];
+    assert_eq!(image["image_id"], IMG);
+    assert_eq!(image["name"], "golden");
+    assert_eq!(image["source"], "config");
+    assert_eq!(image["last_poll_ok"], true);
+    assert_eq!(image["members"], 3);
+    assert_eq!(image["unexpected_members"], 2);
+    assert_eq!(image["watched_missing"], serde_json::json!([WATCHED]));
+    assert!(image["last_success"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(image["last_error_reason"], Value::Null);
+
+    // A failing poll shows its reason; the last good members stay.
+    fleet
+        .fake
+        .state
+        .set_fault(IMG, Some(ims_exporter::fake_ims::Fault::Status(500)));
+    let image = wait_for("the failed poll", async || {
+        let (_, list) = get(&exporter, "/api/v1/images").await;
+        (list["images"][0]["last_poll_ok"] == false).then(|| list["images"][0].clone())
+    })
+    .await;
+    assert_eq!(image["last_error_reason"], "http_5xx");
+    assert_eq!(image["members"], 3);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_needs_the_web_configs_basic_auth() {
+    let fleet = fleet().await;
+    let hash = bcrypt::hash("right-password", 4).unwrap();
+    let web = fleet.dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let exporter = fleet
+        .start_unready(&["--web.config.file", web.to_str().unwrap()])
+        .await;
+    let client = reqwest::Client::new();
+    for path in ["/api/v1/shares", "/api/v1/images"] {
+        let r = client.get(exporter.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = client
+            .get(exporter.url(path))
+            .basic_auth("alice", Some("right-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+    }
+    fleet.stop().await;
+}
