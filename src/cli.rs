@@ -110,6 +110,11 @@ pub struct Cli {
     #[arg(long)]
     pub once: bool,
 
+    /// What `--once` prints: the metrics (`prometheus`), or a report of the current
+    /// shares, unexpected first, with poll failures (`json`, `csv`, `markdown`).
+    #[arg(long = "once.format", value_enum, default_value = "prometheus")]
+    pub once_format: OnceFormat,
+
     /// Run against a built-in fake IMS with generated images and members; needs no
     /// cloud account and ignores --config.file.
     #[arg(long)]
@@ -155,4 +160,13 @@ fn parse_demo_interval(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("must be between 1s and 1d, got {s}"));
     }
     Ok(d)
+}
+
+/// `--once.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnceFormat {
+    Prometheus,
+    Json,
+    Csv,
+    Markdown,
 }

@@ -104,7 +104,7 @@ async fn run_async(cli: Cli) -> u8 {
     }
 
     let code = if cli.once {
-        once::run(&config, self_metrics).await
+        once::run(&config, self_metrics, cli.once_format).await
     } else {
         let options = daemon::DaemonOptions {
             listen_address: cli.listen_address.clone(),

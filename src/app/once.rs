@@ -1,18 +1,21 @@
-//! `--once`: discover, poll every image once, print the metrics to stdout, and exit
-//! 0 if every image succeeded, 1 otherwise (cron, the textfile collector).
+//! `--once`: discover, poll every image once, print the metrics (or, with
+//! `--once.format`, a report of the shares) to stdout, and exit 0 if every image
+//! succeeded, 1 otherwise (cron, the textfile collector, audits).
 
 use std::sync::Arc;
 
 use crate::app::credentials;
 use crate::app::{EXIT_FAILURE, EXIT_OK};
+use crate::cli::OnceFormat;
 use crate::config::Config;
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
+use crate::render::report::Report;
 use crate::render::{Format, Metrics, SelfMetrics};
 use crate::state::Store;
 
 /// `--once`: discover, poll everything once, print the metrics.
-pub(super) async fn run(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
+pub(super) async fn run(config: &Config, self_metrics: Arc<SelfMetrics>, format: OnceFormat) -> u8 {
     let store = Arc::new(Store::new());
     credentials::publish_expiry(config, &store);
     let metrics = Metrics::new(store.clone(), self_metrics.clone());
@@ -23,9 +26,16 @@ pub(super) async fn run(config: &Config, self_metrics: Arc<SelfMetrics>) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let poller = Poller::new(Arc::new(config.clone()), client, store, None, &[]);
+    let poller = Poller::new(Arc::new(config.clone()), client, store.clone(), None, &[]);
     let all_ok = poller.once().await;
-    print!("{}", metrics.render(Format::Text));
+    let report = || Report::new(&store.snapshot());
+    let out = match format {
+        OnceFormat::Prometheus => metrics.render(Format::Text),
+        OnceFormat::Json => report().json(),
+        OnceFormat::Csv => report().csv(),
+        OnceFormat::Markdown => report().markdown(),
+    };
+    print!("{out}");
     if all_ok {
         EXIT_OK
     } else {

@@ -104,11 +104,12 @@ pub fn rfc3339(unix: f64) -> Option<String> {
     Some(humantime::format_rfc3339_seconds(t).to_string())
 }
 
-/// The shares matching `filter`, unexpected first, then by image and member; page
-/// `page` (1-based) of `per_page` rows (clamped to 1..=[`MAX_PER_PAGE`]).
-pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usize) -> SharePage {
-    let per_page = per_page.clamp(1, MAX_PER_PAGE);
-    let page = page.max(1);
+/// The shares matching `filter`, unexpected first; the rest in a stable order (the
+/// store keeps images in config order and members sorted by ID).
+fn matching<'s>(
+    snap: &'s Snapshot,
+    filter: &ShareFilter,
+) -> Vec<(&'s ImageState, &'s MemberRecord)> {
     let mut matching: Vec<(&ImageState, &MemberRecord)> = snap
         .images
         .iter()
@@ -121,35 +122,53 @@ pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usiz
                 .map(move |m| (s, m))
         })
         .collect();
-    // Unexpected first; the rest in a stable order (the store keeps images in config
-    // order and members sorted by ID).
     matching.sort_by_key(|(_, m)| !m.unexpected);
-    let total = matching.len();
+    matching
+}
+
+fn row(s: &ImageState, m: &MemberRecord) -> ShareRow {
+    ShareRow {
+        region: s.key.region.to_string(),
+        project_id: s.key.project_id.to_string(),
+        image_id: s.key.image_id.to_string(),
+        image_name: s.meta.name.to_string(),
+        member_id: m.member_id.clone(),
+        member_type: m.member_type.to_string(),
+        status: m.status.to_string(),
+        urn: (!m.urn.is_empty()).then(|| m.urn.clone()),
+        shared_since: m.created_at.and_then(rfc3339),
+        updated_at: m.updated_at.and_then(rfc3339),
+        unexpected: m.unexpected,
+    }
+}
+
+/// Page `page` (1-based) of `per_page` rows (clamped to 1..=[`MAX_PER_PAGE`]) of the
+/// shares matching `filter`; only that page's rows are built.
+pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usize) -> SharePage {
+    let per_page = per_page.clamp(1, MAX_PER_PAGE);
+    let page = page.max(1);
+    let matching = matching(snap, filter);
     let rows = matching
-        .into_iter()
+        .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(|(s, m)| ShareRow {
-            region: s.key.region.to_string(),
-            project_id: s.key.project_id.to_string(),
-            image_id: s.key.image_id.to_string(),
-            image_name: s.meta.name.to_string(),
-            member_id: m.member_id.clone(),
-            member_type: m.member_type.to_string(),
-            status: m.status.to_string(),
-            urn: (!m.urn.is_empty()).then(|| m.urn.clone()),
-            shared_since: m.created_at.and_then(rfc3339),
-            updated_at: m.updated_at.and_then(rfc3339),
-            unexpected: m.unexpected,
-        })
+        .map(|(s, m)| row(s, m))
         .collect();
     SharePage {
         version: SCHEMA_VERSION,
-        total,
+        total: matching.len(),
         page,
         per_page,
         shares: rows,
     }
+}
+
+/// Every share, unexpected first (reports).
+pub fn all_shares(snap: &Snapshot) -> Vec<ShareRow> {
+    matching(snap, &ShareFilter::default())
+        .into_iter()
+        .map(|(s, m)| row(s, m))
+        .collect()
 }
 
 /// Every monitored image with its poll health.
