@@ -4,7 +4,7 @@ mod support;
 
 use std::process::Command;
 
-use ims_exporter::fake_ims::{member, Fault};
+use ims_exporter::fake_ims::Fault;
 use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -106,21 +106,9 @@ fn config_check_says_ok_and_where_credentials_come_from() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn once_prints_metrics_and_exits_by_outcome() {
-    let fake = start_fake().await;
-    fake.state.put_member(
-        PROJECT,
-        member(
-            IMG,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            "2023-08-23T04:07:52Z",
-            "2023-08-23T04:07:52Z",
-            None,
-        ),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let fleet = Fleet::new().await.shared(&[IMG]).images(&[IMG]);
+    let fake = &fleet.fake;
+    let path = fleet.write_config();
     let path = path.to_str().unwrap().to_string();
 
     let p = path.clone();
@@ -166,7 +154,7 @@ async fn once_prints_metrics_and_exits_by_outcome() {
         ),
         Some(1.0)
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[test]
@@ -231,26 +219,12 @@ fn the_example_config_is_valid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn member_metrics_false_keeps_counts_and_unexpected_only() {
-    let fake = start_fake().await;
-    fake.state.put_member(
-        PROJECT,
-        member(
-            IMG,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            "2023-08-23T04:07:52Z",
-            "2023-08-23T04:07:52Z",
-            None,
-        ),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        "member_metrics: false",
-    );
+    let fleet = Fleet::new()
+        .await
+        .shared(&[IMG])
+        .images(&[IMG])
+        .config("member_metrics: false");
+    let path = fleet.write_config();
     let path = path.to_str().unwrap().to_string();
     let (code, stdout, stderr) =
         tokio::task::spawn_blocking(move || run(&["--config.file", &path, "--once"]))
@@ -283,5 +257,5 @@ async fn member_metrics_false_keeps_counts_and_unexpected_only() {
     ] {
         assert!(find(&samples, family, &[]).is_empty(), "{family} is off");
     }
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -66,17 +66,23 @@ async fn polls_ok(exporter: &Exporter, image: &str) -> Vec<Sample> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_credentials_file_is_used() {
-    let fake = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("credentials");
+    let fleet = Fleet::new().await;
+    let file = fleet.dir.path().join("credentials");
     std::fs::write(
         &file,
         format!("[basic]\nak = {AK}\nsk = {SK}\nproject_id = {PROJECT}\n"),
     )
     .unwrap();
-    let cfg = config(dir.path(), &fake.endpoint(), "", "");
-    let file = file.to_str().unwrap();
-    let (code, stdout, stderr) = check(&cfg, &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file)]);
+    let file = file.to_str().unwrap().to_string();
+    let fleet = fleet
+        .shared(&[IMG])
+        .images(&[IMG])
+        .no_credentials()
+        .env("HUAWEICLOUD_SDK_CREDENTIALS_FILE", &file);
+    let cfg = fleet.write_config();
+    let cfg = cfg.to_str().unwrap();
+    let file = file.as_str();
+    let (code, stdout, stderr) = check(cfg, &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!(
@@ -85,13 +91,9 @@ async fn the_sdk_credentials_file_is_used() {
         "{stdout}"
     );
     assert!(!stdout.contains(SK));
-    let exporter = Exporter::start(
-        &["--config.file", &cfg],
-        &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", file)],
-    )
-    .await;
+    let exporter = fleet.start_unready(&[]).await;
     polls_ok(&exporter, IMG).await;
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,19 +143,16 @@ async fn providers_are_tried_in_the_documented_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ecs_metadata_credentials_are_refreshed_before_they_expire() {
-    let fake = fake().await;
+    let fleet = Fleet::new().await.shared(&[IMG]).images(&[IMG]);
     // Credentials that live 4 s: the exporter must refresh them to keep polling.
-    let metadata = FakeMetadata::start(fake.state.clone(), Duration::from_secs(4))
+    let metadata = FakeMetadata::start(fleet.fake.state.clone(), Duration::from_secs(4))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &fake.endpoint(),
-        "",
-        &format!("ecs_metadata:\n  url: {}", metadata.url()),
-    );
-    let (code, out, err) = check(&cfg, &[]);
+    let fleet = fleet
+        .no_credentials()
+        .config(&format!("ecs_metadata:\n  url: {}", metadata.url()));
+    let cfg = fleet.write_config();
+    let (code, out, err) = check(cfg.to_str().unwrap(), &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
@@ -163,7 +162,7 @@ async fn ecs_metadata_credentials_are_refreshed_before_they_expire() {
         "{out}"
     );
 
-    let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
+    let exporter = fleet.start_unready(&[]).await;
     let s = polls_ok(&exporter, IMG).await;
     let first_expiry = value(
         &s,
@@ -215,21 +214,20 @@ async fn ecs_metadata_credentials_are_refreshed_before_they_expire() {
         !logs.contains("tmp-sk-") && !logs.contains("tmp-token-"),
         "temporary secrets must not be logged"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_credentials_are_refreshed_once() {
-    let fake = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sk_file = dir.path().join("sk");
+    let fleet = Fleet::new().await;
+    let sk_file = fleet.dir.path().join("sk");
     std::fs::write(&sk_file, SK).unwrap();
-    let block = format!(
-        "credentials:\n  access_key_id: {AK}\n  secret_access_key_file: {}",
+    let fleet = fleet.shared(&[IMG]).images(&[IMG]).credentials(&format!(
+        "access_key_id: {AK}\nsecret_access_key_file: {}",
         sk_file.display()
-    );
-    let cfg = config(dir.path(), &fake.endpoint(), &block, "");
-    let exporter = Exporter::start(&["--config.file", &cfg], &[]).await;
+    ));
+    let fake = &fleet.fake;
+    let exporter = fleet.start_unready(&[]).await;
     polls_ok(&exporter, IMG).await;
 
     // The key is rotated: the file gets the new secret first (the exporter keeps the
@@ -272,7 +270,7 @@ async fn rejected_credentials_are_refreshed_once() {
         !logs.contains("ROTATED-SECRET") && !logs.contains("ANOTHER-SECRET"),
         "{logs}"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

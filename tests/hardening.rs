@@ -74,16 +74,11 @@ fn errors(s: &[Sample], image: &str, reason: &str) -> f64 {
 /// `decode` failure; the last good members stay, and nothing is "removed".
 #[tokio::test(flavor = "multi_thread")]
 async fn a_200_without_the_member_list_keeps_the_last_good_data() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 3);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        "retry:\n  max_attempts: 1",
-    );
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    let fleet = Fleet::new().await;
+    share_with(&fleet.fake, PROJECT, IMG, 3);
+    let fleet = fleet.images(&[IMG]).config("retry:\n  max_attempts: 1");
+    let fake = &fleet.fake;
+    let exporter = fleet.start_unready(&[]).await;
     let unexpected = async || {
         let s = exporter.scrape_samples().await;
         value(&s, "ims_image_unexpected_members", &[("image_id", IMG)])
@@ -136,31 +131,25 @@ async fn a_200_without_the_member_list_keeps_the_last_good_data() {
     })
     .await;
     assert_eq!(exporter.logs().matches("member_removed").count(), 3);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 1, discovery: `/v2/cloudimages` answering `{}` keeps the discovered images.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_discovery_without_the_image_list_keeps_the_discovered_images() {
-    let fake = start_fake().await;
+    let fleet = Fleet::new().await;
     for (i, img) in [IMG, IMG2].iter().enumerate() {
-        fake.state.add_image(PROJECT, img, &format!("golden-{i}"));
-        share_with(&fake, PROJECT, img, 1);
+        fleet
+            .fake
+            .state
+            .add_image(PROJECT, img, &format!("golden-{i}"));
+        share_with(&fleet.fake, PROJECT, img, 1);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "poll_interval: 1s\ndiscovery_interval: 1s\nretry:\n  max_attempts: 1\n\
-             credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
-            fake.endpoint()
-        ),
-    )
-    .unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fleet
+        .target_keys("discover: {}")
+        .config("discovery_interval: 1s\nretry:\n  max_attempts: 1");
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&[]).await;
     let info = async || {
         let s = exporter.scrape_samples().await;
         let ok = value(&s, "ims_discovery_success", &[]);
@@ -174,7 +163,7 @@ async fn a_discovery_without_the_image_list_keeps_the_discovered_images() {
     })
     .await;
     assert_eq!(info().await.0, 2, "the discovered images stay");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// A bare HTTP server on loopback that counts the connections it is sent.
@@ -202,8 +191,9 @@ async fn counting_server() -> (String, Arc<AtomicUsize>) {
 /// Item 2: a 3xx is an error with its own reason; nothing goes to the other host.
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_are_never_followed() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 1);
+    let fleet = Fleet::new().await.images(&[IMG]);
+    let fake = &fleet.fake;
+    share_with(fake, PROJECT, IMG, 1);
     let (other, hits) = counting_server().await;
     fake.state.set_fault(
         IMG,
@@ -216,14 +206,12 @@ async fn redirects_are_never_followed() {
             body: String::new(),
         }])),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let (code, s, logs) = run_once(&cfg, &[]).await;
+    let (code, s, logs) = run_once(&fleet.write_config(), &[]).await;
     assert_eq!(code, 1, "{logs}");
     assert_eq!(errors(&s, IMG, "redirect"), 1.0, "{logs}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the other host saw nothing");
     assert!(logs.contains("redirect"), "{logs}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// The smaller point: a body cut off mid-read is `read`, not `connect`.
@@ -302,31 +290,20 @@ async fn sigterm_during_a_reload_is_not_lost() {
 /// requests; another target's images are polled meanwhile.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_target_delays_only_its_own_images() {
-    let fake = start_fake().await;
     let hung: Vec<String> = (0..16).map(uuid).collect();
+    let fleet = Fleet::new()
+        .await
+        .images(&hung)
+        .target(OTHER_PROJECT, &[IMG])
+        .config("request_timeout: 120s\nmax_concurrent_requests: 4\nretry:\n  max_attempts: 1");
+    let fake = &fleet.fake;
     for img in &hung {
-        share_with(&fake, PROJECT, img, 1);
+        share_with(fake, PROJECT, img, 1);
         fake.state
             .set_fault(img, Some(Fault::Delay(Duration::from_secs(300))));
     }
-    share_with(&fake, OTHER_PROJECT, IMG, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    let mut text = format!(
-        "poll_interval: 1s\nrequest_timeout: 120s\nmax_concurrent_requests: 4\nretry:\n  max_attempts: 1\n\
-         credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {e}\n    images:\n",
-        e = fake.endpoint()
-    );
-    for img in &hung {
-        text.push_str(&format!("      - id: {img}\n"));
-    }
-    text.push_str(&format!(
-        "  - region: {REGION}\n    project_id: {OTHER_PROJECT}\n    endpoint: {e}\n    images:\n      - id: {IMG}\n",
-        e = fake.endpoint()
-    ));
-    std::fs::write(&cfg, text).unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
+    share_with(fake, OTHER_PROJECT, IMG, 1);
+    let exporter = fleet.start_unready(&[]).await;
     wait_for("the healthy target's image to be polled", async || {
         let s = exporter.scrape_samples().await;
         let ok = value(
@@ -338,7 +315,7 @@ async fn a_hung_target_delays_only_its_own_images() {
     })
     .await;
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 6: an allowlist file that hangs (a FIFO standing in for a dead NFS mount)
@@ -346,23 +323,17 @@ async fn a_hung_target_delays_only_its_own_images() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_allowlist_file_stalls_nothing() {
-    let fake = start_fake().await;
+    let fleet = Fleet::new().await;
     let images: Vec<String> = (0..6).map(uuid).collect();
     for img in &images {
-        share_with(&fake, PROJECT, img, 1);
+        share_with(&fleet.fake, PROJECT, img, 1);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let allow = dir.path().join("allow.txt");
+    let allow = fleet.dir.path().join("allow.txt");
     std::fs::write(&allow, format!("{}\n", member_id(1))).unwrap();
-    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &ids,
-        &format!("allowed_members_file: {}", allow.display()),
-    );
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = fleet
+        .images(&images)
+        .config(&format!("allowed_members_file: {}", allow.display()));
+    let exporter = fleet.start(&[]).await;
     std::fs::remove_file(&allow).unwrap();
     assert!(Command::new("mkfifo")
         .arg(&allow)
@@ -389,7 +360,7 @@ async fn a_hung_allowlist_file_stalls_nothing() {
     );
     let status = exporter.terminate().await;
     assert!(status.success(), "{status}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 const IMG_0: &str = "00000000-0000-4000-8000-000000000000";
@@ -398,21 +369,18 @@ const IMG_0: &str = "00000000-0000-4000-8000-000000000000";
 /// images it added.
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_is_gated_and_polls_only_added_images() {
-    let fake = start_fake().await;
     let images: Vec<String> = (0..3).map(uuid).collect();
-    for img in images.iter().chain([&IMG.to_string()]) {
-        share_with(&fake, PROJECT, img, 1);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &ids, "");
     // One poll an hour: any request after the first cycle comes from a reload.
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("poll_interval: 1s", "poll_interval: 1h");
-    std::fs::write(&cfg, &text).unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = Fleet::new()
+        .await
+        .images(&images)
+        .config("poll_interval: 1h");
+    let (fake, dir, cfg) = (&fleet.fake, &fleet.dir, fleet.config_path());
+    for img in images.iter().chain([&IMG.to_string()]) {
+        share_with(fake, PROJECT, img, 1);
+    }
+    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
+    let exporter = fleet.start(&[]).await;
     let client = reqwest::Client::new();
     let r = client.post(exporter.url("/-/reload")).send().await.unwrap();
     assert_eq!(r.status(), 403, "off without --web.enable-lifecycle");
@@ -457,7 +425,7 @@ async fn reload_is_gated_and_polls_only_added_images() {
             "{img} kept its state"
         );
     }
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 8: a server that ignores `limit` and never stops paging fails the image
@@ -465,17 +433,13 @@ async fn reload_is_gated_and_polls_only_added_images() {
 /// cap holds across images.
 #[tokio::test(flavor = "multi_thread")]
 async fn member_caps_fail_the_image_too_large() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        "max_members_per_image: 1000\nretry:\n  max_attempts: 1",
-    );
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    let fleet = Fleet::new()
+        .await
+        .images(&[IMG])
+        .config("max_members_per_image: 1000\nretry:\n  max_attempts: 1");
+    let (fake, dir) = (&fleet.fake, &fleet.dir);
+    share_with(fake, PROJECT, IMG, 2);
+    let exporter = fleet.start(&[]).await;
     fake.state.set_fault(IMG, Some(Fault::Flood(600)));
     let s = wait_for("a too_large failure", async || {
         let s = exporter.scrape_samples().await;
@@ -493,8 +457,8 @@ async fn member_caps_fail_the_image_too_large() {
 
     // Across images: 3 + 3 members under a total of 5.
     fake.state.set_fault(IMG, None);
-    share_with(&fake, PROJECT, IMG2, 3);
-    share_with(&fake, PROJECT, IMG, 3);
+    share_with(fake, PROJECT, IMG2, 3);
+    share_with(fake, PROJECT, IMG, 3);
     let cfg = write_config(
         dir.path(),
         &fake.endpoint(),
@@ -506,15 +470,16 @@ async fn member_caps_fail_the_image_too_large() {
     let failed = errors(&s, IMG, "too_large") + errors(&s, IMG2, "too_large");
     assert_eq!(failed, 1.0, "exactly one image over the total: {logs}");
     assert!(logs.contains("max_members_total"), "{logs}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 9: a member ID listed twice, inside a page and across pages: the copy listed
 /// last wins, and a warning says how many.
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_member_ids_keep_the_copy_listed_last() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 1);
+    let fleet = Fleet::new().await.images(&[IMG]);
+    let fake = &fleet.fake;
+    share_with(fake, PROJECT, IMG, 1);
     let m = |id: &str, status: &str| {
         format!(r#"{{"member_id":"{id}","member_type":"project","status":"{status}"}}"#)
     };
@@ -530,9 +495,7 @@ async fn duplicate_member_ids_keep_the_copy_listed_last() {
         IMG,
         Some(Fault::Script(vec![Canned::ok(page1), Canned::ok(page2)])),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let (code, s, logs) = run_once(&cfg, &[]).await;
+    let (code, s, logs) = run_once(&fleet.write_config(), &[]).await;
     assert_eq!(code, 0, "{logs}");
     let status = |id: &str| {
         find(&s, "ims_image_member_info", &[("member_id", id)])
@@ -547,7 +510,7 @@ async fn duplicate_member_ids_keep_the_copy_listed_last() {
         .find(|l| l.contains("listed more than once"))
         .unwrap_or_else(|| panic!("no warning:\n{logs}"));
     assert!(warning.contains("count=2"), "{warning}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 10: values that used to pass `--config.check` and then panic are refused at
@@ -683,8 +646,9 @@ async fn oversized_files_are_refused_not_read_whole() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn huge_error_messages_are_cut_and_open_key_files_are_warned_about() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 1);
+    let fleet = Fleet::new().await;
+    let fake = &fleet.fake;
+    share_with(fake, PROJECT, IMG, 1);
     let huge = format!(
         r#"{{"error_code":"APIGW.0101","error_msg":"{}"}}"#,
         "x".repeat(4 << 20)
@@ -697,26 +661,21 @@ async fn huge_error_messages_are_cut_and_open_key_files_are_warned_about() {
             body: huge,
         }])),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("sk");
+    let key = fleet.dir.path().join("sk");
     std::fs::write(&key, SK).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        "retry:\n  max_attempts: 3\n  initial_backoff: 1ms\n  max_backoff: 2ms",
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        &format!("secret_access_key: {SK}"),
-        &format!("secret_access_key_file: {}", key.display()),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let (code, s, logs) = run_once(&cfg, &[]).await;
+    let fleet = fleet
+        .images(&[IMG])
+        .config("retry:\n  max_attempts: 3\n  initial_backoff: 1ms\n  max_backoff: 2ms")
+        .credentials(&format!(
+            "access_key_id: {AK}\nsecret_access_key_file: {}",
+            key.display()
+        ));
+    let (code, s, logs) = run_once(&fleet.write_config(), &[]).await;
     assert_eq!(code, 1, "{}", &logs[..logs.len().min(2000)]);
     assert_eq!(errors(&s, IMG, "http_5xx"), 1.0);
     assert!(logs.len() < 64 * 1024, "{} bytes of logs", logs.len());
     assert!(logs.contains("readable by every user"), "{logs}");
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use ims_exporter::fake_ims::{self, FakeIms};
+use ims_exporter::fake_ims;
 use serde_json::Value;
-use support::{describe, run_tool, Exporter, KillOnDrop, PROJECT};
+use support::{describe, run_tool, Exporter, Fleet, KillOnDrop, PROJECT};
 
 const IMAGE: &str = "370befec-a369-475e-a224-44a45927a8fe";
 const ORG_ID: &str = "ou-5x1bvygwrplokk622i9gbn3f5ftfb2l9";
@@ -34,11 +34,11 @@ const PROMETHEUS_2_42_ACCEPT: &str =
 /// (member_id, member_type, status, urn) — a member as `ims_image_member_info` labels it.
 type MemberKey = (String, String, String, String);
 
-/// A fake with one image shared with members of every type (organizations with URNs)
+/// A fleet for one image shared with members of every type (organizations with URNs)
 /// and status, plus one undocumented status that needs escaping.
-async fn fake_with_members() -> (FakeIms, BTreeSet<MemberKey>) {
-    let fake = support::start_fake().await;
-    let s = &fake.state;
+async fn fleet_with_members() -> (Fleet, BTreeSet<MemberKey>) {
+    let fleet = Fleet::new().await.images(&[IMAGE]);
+    let s = &fleet.fake.state;
     s.add_image(PROJECT, IMAGE, "golden-debian-12");
     let t0 = "2023-08-23T04:07:52Z";
     let t1 = "2024-01-02T03:04:05Z";
@@ -101,19 +101,7 @@ async fn fake_with_members() -> (FakeIms, BTreeSet<MemberKey>) {
         })
         .collect::<BTreeSet<_>>();
     assert_eq!(expected.len(), members.len(), "fixture");
-    (fake, expected)
-}
-
-/// Starts the exporter on `fake` and waits until its first poll is served.
-async fn exporter_for(fake: &FakeIms, dir: &Path) -> Exporter {
-    let config = support::write_config(dir, &fake.endpoint(), &[IMAGE], "");
-    let exporter = Exporter::start(
-        &["--config.file", config.to_str().expect("utf-8 path")],
-        &[],
-    )
-    .await;
-    exporter.wait_ready().await;
-    exporter
+    (fleet, expected)
 }
 
 async fn promtool_check_metrics(body: String) -> Output {
@@ -153,9 +141,8 @@ async fn promtool_accepts_the_exposition() {
     if !support::require_tool("promtool") {
         return;
     }
-    let (fake, expected) = fake_with_members().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let exporter = exporter_for(&fake, dir.path()).await;
+    let (fleet, expected) = fleet_with_members().await;
+    let exporter = fleet.start(&[]).await;
 
     // Classic text format, as served to a scraper that does not ask for OpenMetrics.
     let (ctype, body) = scrape_as(&exporter, None).await;
@@ -210,7 +197,7 @@ async fn promtool_accepts_the_exposition() {
     }
 
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// A real Prometheus server with its data in a temporary directory; killed on drop.
@@ -318,9 +305,8 @@ async fn real_prometheus_scrapes_the_exporter() {
     if !support::require_tool("prometheus") {
         return;
     }
-    let (fake, expected) = fake_with_members().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let exporter = exporter_for(&fake, dir.path()).await;
+    let (fleet, expected) = fleet_with_members().await;
+    let exporter = fleet.start(&[]).await;
     let target = exporter.addr.clone();
     assert!(
         target.starts_with("127.0.0.1:"),
@@ -333,7 +319,7 @@ async fn real_prometheus_scrapes_the_exporter() {
         ctype.starts_with("application/openmetrics-text"),
         "Prometheus would get {ctype:?}"
     );
-    let prom = Prometheus::start(dir.path(), &target).await;
+    let prom = Prometheus::start(fleet.dir.path(), &target).await;
 
     support::wait_for(
         "Prometheus to scrape the exporter successfully",
@@ -411,5 +397,5 @@ async fn real_prometheus_scrapes_the_exporter() {
 
     drop(prom);
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ims_exporter::fake_ims::{member, FakeIms};
+use ims_exporter::fake_ims::member;
 use serde_json::Value;
 use support::dashboards::{all_vars, dashboard, panel_queries, substitute};
 use support::services::Prometheus;
@@ -17,9 +17,17 @@ fn image(i: usize) -> String {
     format!("{i:08x}-1111-4000-8000-000000000000")
 }
 
-/// 300 discoverable images, each shared with two members (one unexpected).
-async fn fleet() -> FakeIms {
-    let fake = start_fake().await;
+/// 300 discoverable images, each shared with two members (one unexpected), and a
+/// config that discovers them.
+async fn fleet() -> Fleet {
+    let fleet = Fleet::new()
+        .await
+        .config(
+            "poll_interval: 5s\ndiscovery_interval: 1m\nmax_concurrent_requests: 16\n\
+             allowed_members: [edc89b490d7d4392898e19b2deb34797]",
+        )
+        .target_keys("discover: {}");
+    let fake = &fleet.fake;
     for i in 0..IMAGES {
         fake.state
             .add_image(PROJECT, &image(i), &format!("golden-{i}"));
@@ -41,36 +49,17 @@ async fn fleet() -> FakeIms {
             );
         }
     }
-    fake
+    fleet
 }
 
-fn config(dir: &std::path::Path, fake: &FakeIms) -> String {
-    let text = format!(
-        "poll_interval: 5s\ndiscovery_interval: 1m\nmax_concurrent_requests: 16\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\nallowed_members: [edc89b490d7d4392898e19b2deb34797]\ntargets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
-        fake.endpoint()
-    );
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-async fn replicas(cfg: &str, count: usize) -> Vec<Exporter> {
+async fn replicas(fleet: &Fleet, count: usize) -> Vec<Exporter> {
     let mut out = Vec::new();
     for index in 0..count {
         let (c, i) = (count.to_string(), index.to_string());
         out.push(
-            Exporter::start(
-                &[
-                    "--config.file",
-                    cfg,
-                    "--shard.count",
-                    &c,
-                    "--shard.index",
-                    &i,
-                ],
-                &[],
-            )
-            .await,
+            fleet
+                .start_unready(&["--shard.count", &c, "--shard.index", &i])
+                .await,
         );
     }
     for e in &out {
@@ -96,10 +85,8 @@ async fn assignment(replicas: &[Exporter]) -> Vec<BTreeSet<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_split_the_images_and_move_few_when_scaled() {
-    let fake = fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake);
-    let three = replicas(&cfg, 3).await;
+    let fleet = fleet().await;
+    let three = replicas(&fleet, 3).await;
     let by3 = assignment(&three).await;
     let all: BTreeSet<String> = (0..IMAGES).map(image).collect();
     let union: BTreeSet<String> = by3.iter().flatten().cloned().collect();
@@ -131,7 +118,7 @@ async fn replicas_split_the_images_and_move_few_when_scaled() {
     }
     drop(three);
 
-    let four = replicas(&cfg, 4).await;
+    let four = replicas(&fleet, 4).await;
     let by4 = assignment(&four).await;
     let owner = |sets: &[BTreeSet<String>], id: &str| sets.iter().position(|s| s.contains(id));
     let moved = all
@@ -143,7 +130,7 @@ async fn replicas_split_the_images_and_move_few_when_scaled() {
         "{moved} of {IMAGES} images moved"
     );
     assert_eq!(by4.iter().map(BTreeSet::len).sum::<usize>(), IMAGES);
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Results of a query as (labels without job and instance) → value.
@@ -168,12 +155,10 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
     if !require_tool("prometheus") {
         return;
     }
-    let fake = fleet().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake);
-    let shards = replicas(&cfg, 3).await;
-    let single = Exporter::start(&["--config.file", &cfg], &[]).await;
-    single.wait_ready().await;
+    let fleet = fleet().await;
+    let dir = &fleet.dir;
+    let shards = replicas(&fleet, 3).await;
+    let single = fleet.start(&[]).await;
     let targets = |es: &[&Exporter]| {
         es.iter()
             .map(|e| format!("\"{}\"", e.addr))
@@ -248,5 +233,5 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
     assert!(compared >= 5, "only {compared} panel queries compared");
     drop(prom);
     drop(shards);
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -40,28 +40,21 @@ fn members(s: &[Sample]) -> Vec<String> {
     ids
 }
 
-async fn start(cfg: &std::path::Path, state: &std::path::Path) -> Exporter {
-    Exporter::start(
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--storage.path",
-            state.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await
+/// Starts an exporter of `fleet` keeping its state in `state` (returns once it listens).
+async fn start(fleet: &Fleet, state: &std::path::Path) -> Exporter {
+    fleet
+        .start_unready(&["--storage.path", state.to_str().unwrap()])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while_down() {
-    let fake = start_fake().await;
-    share(&fake, IMG, 1);
-    share(&fake, IMG, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let exporter = start(&cfg, &state).await;
+    let fleet = Fleet::new().await.images(&[IMG]);
+    let fake = &fleet.fake;
+    share(fake, IMG, 1);
+    share(fake, IMG, 2);
+    let state = fleet.dir.path().join("state");
+    let exporter = start(&fleet, &state).await;
     let written = wait_for("the state to be written", async || {
         let s = exporter.scrape_samples().await;
         let ok = value(&s, "ims_exporter_state_last_write_successful", &[]) == Some(1.0);
@@ -77,11 +70,11 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
     // kill -9, then a share removed and one added while the exporter is down.
     drop(exporter);
     assert!(fake.state.remove_member(PROJECT, IMG, &mid(1)));
-    share(&fake, IMG, 3);
+    share(fake, IMG, 3);
     // The first poll after the restart takes a while: the restored members are
     // served before it ends.
     fake.state.set_latency(Duration::from_secs(3));
-    let exporter = start(&cfg, &state).await;
+    let exporter = start(&fleet, &state).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(
         members(&s),
@@ -116,15 +109,14 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
         logs.contains(&mid(3)) && !logs.contains("event=baseline"),
         "{logs}"
     );
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_state_file_is_moved_aside_and_the_exporter_starts_clean() {
-    let fake = start_fake().await;
-    share(&fake, IMG, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let fleet = Fleet::new().await.images(&[IMG]);
+    share(&fleet.fake, IMG, 1);
+    let dir = &fleet.dir;
     let good = r#"{"version":1,"written_at":1.0,"images":[]}"#;
     for (what, text) in [
         ("corrupt", "{not json at all".to_string()),
@@ -137,8 +129,9 @@ async fn an_unusable_state_file_is_moved_aside_and_the_exporter_starts_clean() {
         let state = dir.path().join(what.replace(' ', "-"));
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(state.join("state.json"), text).unwrap();
-        let exporter = start(&cfg, &state).await;
-        exporter.wait_ready().await;
+        let exporter = fleet
+            .start(&["--storage.path", state.to_str().unwrap()])
+            .await;
         let s = exporter.scrape_samples().await;
         assert_eq!(
             value(&s, "ims_exporter_state_restore_successful", &[]),
@@ -165,30 +158,19 @@ async fn an_unusable_state_file_is_moved_aside_and_the_exporter_starts_clean() {
             });
         assert!(aside, "{what}: moved aside, not deleted");
     }
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Reproduces the reload bug of issue 13: a discovered image lost its counters and
 /// was re-baselined by a SIGHUP.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_keeps_discovered_images_with_their_counters() {
-    let fake = start_fake().await;
+    let fleet = Fleet::new().await.target_keys("discover: {}");
+    let fake = &fleet.fake;
     fake.state.add_image(PROJECT, IMG, "golden");
-    share(&fake, IMG, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "poll_interval: 1s\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n    discover: {{}}\n",
-            fake.endpoint()
-        ),
-    )
-    .unwrap();
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
-    share(&fake, IMG, 2);
+    share(fake, IMG, 1);
+    let exporter = fleet.start(&[]).await;
+    share(fake, IMG, 2);
     let added = |s: &[Sample]| {
         value(
             s,
@@ -227,5 +209,5 @@ async fn a_reload_keeps_discovered_images_with_their_counters() {
     })
     .await;
     assert_eq!(exporter.logs().matches("event=baseline").count(), 1);
-    fake.stop().await;
+    fleet.stop().await;
 }
