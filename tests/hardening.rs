@@ -344,13 +344,15 @@ async fn a_hung_allowlist_file_stalls_nothing() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    // Several poll cycles (1s each) run into the FIFO meanwhile.
-    for _ in 0..8 {
+    // Probed all along while three more poll cycles (1s each) run into the FIFO.
+    let polled = fleet.fake.state.requests();
+    let started = std::time::Instant::now();
+    while fleet.fake.state.requests() < polled + 3 * images.len() as u64 {
         for path in ["/metrics", "/-/healthy"] {
             let r = client.get(exporter.url(path)).send().await;
             assert!(r.as_ref().is_ok_and(|r| r.status() == 200), "{path}: {r:?}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(started.elapsed() < DEADLINE, "the polls stopped");
     }
     let s = exporter.scrape_samples().await;
     assert_eq!(
