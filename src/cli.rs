@@ -131,7 +131,7 @@ pub struct Cli {
 }
 
 /// Paths the server answers itself; the metrics cannot live there.
-pub const RESERVED_PATHS: [&str; 4] = ["/", "/-/healthy", "/-/ready", "/-/reload"];
+pub const RESERVED_PATHS: [&str; 5] = ["/", "/-/healthy", "/-/ready", "/-/reload", "/shares"];
 
 /// `--web.telemetry-path`: an absolute path of its own (checked here, so a bad value
 /// exits 2 with a message instead of failing when the routes are built).

@@ -1,5 +1,5 @@
 //! The JSON API: `GET /api/v1/shares` (filters and paging as query parameters) and
-//! `GET /api/v1/images`. Served behind the same TLS, basic auth and request cap as
+//! `GET /api/v1/images`; and the share browser `GET /shares` over the same filters. Served behind the same TLS, basic auth and request cap as
 //! `/metrics`; the rows are [`crate::render::shares`]'.
 
 use axum::extract::{Query, State};
@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::context::AppState;
+use axum::extract::rejection::QueryRejection;
+
+use crate::render::html;
 use crate::render::shares::{self, ShareFilter, DEFAULT_PER_PAGE};
 
 /// The query parameters of `/api/v1/shares`; unknown ones are refused (a typo must
@@ -36,27 +39,72 @@ fn json(body: &impl serde::Serialize) -> Response {
     }
 }
 
+impl SharesQuery {
+    /// The filter and the page asked for (empty values mean "any").
+    pub(super) fn parse(
+        query: Result<Query<SharesQuery>, QueryRejection>,
+    ) -> Result<(ShareFilter, usize, usize), String> {
+        let Query(q) = query.map_err(|e| format!("{e}\n"))?;
+        let filter = ShareFilter {
+            image: q.image.filter(|s| !s.is_empty()),
+            member_type: q.member_type.filter(|s| !s.is_empty()),
+            status: q.status.filter(|s| !s.is_empty()),
+            unexpected_only: q.unexpected.unwrap_or(false),
+        };
+        Ok((
+            filter,
+            q.page.unwrap_or(1),
+            q.per_page.unwrap_or(DEFAULT_PER_PAGE),
+        ))
+    }
+}
+
 pub(super) async fn shares(
     State(state): State<AppState>,
-    query: Result<Query<SharesQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SharesQuery>, QueryRejection>,
 ) -> Response {
-    let Query(q) = match query {
+    match SharesQuery::parse(query) {
+        Ok((filter, page, per_page)) => json(&shares::shares(
+            &state.store.snapshot(),
+            &filter,
+            page,
+            per_page,
+        )),
+        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+    }
+}
+
+/// Nothing but the page's own inline style: no script, no external asset, no frame.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+                   base-uri 'none'; frame-ancestors 'none'";
+
+/// The share browser.
+pub(super) async fn shares_page(
+    State(state): State<AppState>,
+    query: Result<Query<SharesQuery>, QueryRejection>,
+) -> Response {
+    let (filter, page, per_page) = match SharesQuery::parse(query) {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    };
-    let filter = ShareFilter {
-        image: q.image.filter(|s| !s.is_empty()),
-        member_type: q.member_type.filter(|s| !s.is_empty()),
-        status: q.status.filter(|s| !s.is_empty()),
-        unexpected_only: q.unexpected.unwrap_or(false),
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
     let snapshot = state.store.snapshot();
-    json(&shares::shares(
-        &snapshot,
-        &filter,
-        q.page.unwrap_or(1),
-        q.per_page.unwrap_or(DEFAULT_PER_PAGE),
-    ))
+    // A page of a large fleet is CPU work: not on an async worker.
+    let body =
+        tokio::task::spawn_blocking(move || html::shares_page(&snapshot, &filter, page, per_page))
+            .await;
+    match body {
+        Ok(body) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, CSP),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 pub(super) async fn images(State(state): State<AppState>) -> Response {

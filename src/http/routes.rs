@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
+        .route("/shares", get(api::shares_page))
         .route("/api/v1/shares", get(api::shares))
         .route("/api/v1/images", get(api::images))
         .with_state(state)
@@ -57,7 +58,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
         "<!DOCTYPE html>\n<html><head><title>IMS Exporter</title></head><body>\n\
          <h1>IMS Exporter</h1>\n<p>Who Huawei Cloud images are shared with, as Prometheus metrics.</p>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-         <li><a href=\"/-/ready\">Readiness</a></li><li><a href=\"/api/v1/shares\">Shares (JSON)</a></li>\
+         <li><a href=\"/-/ready\">Readiness</a></li><li><a href=\"/shares\">Shares</a></li><li><a href=\"/api/v1/shares\">Shares (JSON)</a></li>\
          <li><a href=\"/api/v1/images\">Images (JSON)</a></li></ul>\n<p>Version {}</p>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     ))

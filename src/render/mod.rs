@@ -3,6 +3,7 @@
 
 pub(crate) mod exposition;
 pub(crate) mod families;
+pub mod html;
 pub mod report;
 pub(crate) mod self_metrics;
 pub mod shares;

@@ -1,0 +1,117 @@
+//! The share browser in a real headless Chromium (Debian's `chromium`; the README's
+//! test command installs it): the page loads, the unexpected share is highlighted and
+//! first, a filter link narrows the table, and names and member IDs that carry HTML
+//! or script are shown as text while nothing executes.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ims_exporter::fake_ims::{Canned, Fault};
+use support::fleet::Fleet;
+use support::*;
+
+const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
+const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
+const HOSTILE_NAME: &str = "<script>document.title='pwned'</script>";
+const HOSTILE_MEMBER: &str = "<img src=x onerror=\"document.title='pwned'\">";
+const STRANGER: &str = "0badc0de0badc0de0badc0de0badc0d";
+
+/// The DOM of `url` after Chromium loaded it (scripts, if any could run, included).
+async fn load(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--virtual-time-budget=2000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(url);
+    let out = run_tool(cmd, None, Duration::from_secs(90)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `<tr>` lines of the shares table's body.
+fn share_rows(dom: &str) -> Vec<&str> {
+    let body = &dom[dom.find("<table id=\"shares\">").expect("the shares table")..];
+    let body = &body[..body.find("</table>").unwrap()];
+    body.match_indices("<tr class=")
+        .map(|(i, _)| &body[i..i + body[i..].find("</tr>").unwrap()])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_share_browser_shows_unexpected_shares_first_as_text() {
+    if !require_tool("chromium") {
+        return;
+    }
+    let fleet = Fleet::new()
+        .await
+        .image(IMG, &format!("name: \"{HOSTILE_NAME}\""))
+        .config(&format!("allowed_members: [{ALLOWED}]"));
+    let m = |id: &str, status: &str| serde_json::json!({"member_id": id, "member_type": "project", "status": status});
+    let page = serde_json::json!({"members": [
+        m(ALLOWED, "accepted"), m(HOSTILE_MEMBER, "pending"), m(STRANGER, "accepted")
+    ]});
+    fleet
+        .fake
+        .state
+        .set_fault(IMG, Some(Fault::Script(vec![Canned::ok(page.to_string())])));
+    let exporter = fleet.start(&[]).await;
+
+    let r = exporter.get("/shares").await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+
+    let dom = load(&exporter.url("/shares")).await;
+    assert!(
+        dom.contains("<title>Image shares — IMS Exporter</title>"),
+        "nothing rewrote the title:\n{dom}"
+    );
+    let rows = share_rows(&dom);
+    assert_eq!(rows.len(), 3, "{dom}");
+    assert!(
+        rows[0].starts_with("<tr class=\"unexpected\"")
+            && rows[1].starts_with("<tr class=\"unexpected\"")
+    );
+    assert!(rows[2].starts_with("<tr class=\"expected\"") && rows[2].contains(ALLOWED));
+    // Shown as text: escaped in the DOM, never elements.
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("&lt;img src=x onerror=\"document.title='pwned'\"&gt;"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img") && !dom.contains("<script"), "{dom}");
+
+    // The "Unexpected only" link narrows the table; it is a link one can paste.
+    let href = dom
+        .split("<a href=\"")
+        .find_map(|s| {
+            s.split_once("\">Unexpected only</a>")
+                .map(|(h, _)| h.replace("&amp;", "&"))
+        })
+        .expect("the unexpected-only link");
+    let narrowed = load(&exporter.url(&href)).await;
+    let rows = share_rows(&narrowed);
+    assert_eq!(rows.len(), 2, "{href}: {narrowed}");
+    assert!(rows
+        .iter()
+        .all(|r| r.starts_with("<tr class=\"unexpected\"")));
+    fleet.stop().await;
+}
