@@ -1,6 +1,6 @@
 //! The JSON API (README, "JSON API"): every share with its image and status,
 //! unexpected first, filtered and paged; every image with its poll health; behind the
-//! web config's basic auth like `/metrics`.
+//! web config's basic auth like `/metrics` (and so is the share browser).
 
 mod support;
 
@@ -177,7 +177,11 @@ async fn the_api_needs_the_web_configs_basic_auth() {
         .start_unready(&["--web.config.file", web.to_str().unwrap()])
         .await;
     let client = reqwest::Client::new();
-    for path in ["/api/v1/shares", "/api/v1/images"] {
+    for (path, content_type) in [
+        ("/api/v1/shares", "application/json"),
+        ("/api/v1/images", "application/json"),
+        ("/shares", "text/html; charset=utf-8"),
+    ] {
         let r = client.get(exporter.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         let r = client
@@ -187,7 +191,7 @@ async fn the_api_needs_the_web_configs_basic_auth() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.headers()["content-type"], content_type, "{path}");
     }
     fleet.stop().await;
 }
