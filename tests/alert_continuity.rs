@@ -117,20 +117,9 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         &std::fs::read_to_string(RULES).unwrap(),
         &[("for", "1s"), ("keep_firing_for", KEEP_FIRING_FOR)],
     );
-    let rules_copy = dir.path().join("fast.rules.yml");
-    std::fs::write(&rules_copy, rules).unwrap();
-    let prom = Prometheus::start(
-        dir.path(),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - '{}'\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{listen}', '{listen2}']\n",
-            rules_copy.display(),
-            am.0.addr()
-        ),
-    )
-    .await;
+    let prom =
+        Prometheus::start_alerting(dir.path(), &rules, &am.0.addr(), JOB, &[&listen, &listen2])
+            .await;
 
     // An unexpected share appears: exactly one firing.
     share(&fake, STRANGER, "pending");

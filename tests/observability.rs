@@ -917,20 +917,8 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     // file stays as it is.
     let shipped = read(RULES);
     let (fast_rules, _) = shorten_for(&shipped);
-    let rules_copy = dir.path().join("ims-exporter.fast.rules.yml");
-    std::fs::write(&rules_copy, fast_rules).expect("write rules copy");
-    let prom = Prometheus::start(
-        dir.path(),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - '{}'\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{instance}']\n",
-            rules_copy.display(),
-            am.0.addr()
-        ),
-    )
-    .await;
+    let prom =
+        Prometheus::start_alerting(dir.path(), &fast_rules, &am.0.addr(), JOB, &[&instance]).await;
     phase("exporter, Alertmanager and Prometheus up");
 
     // Every shipped rule is loaded, with its `for:` and `keep_firing_for:` shortened.

@@ -160,6 +160,32 @@ impl Prometheus {
         )
     }
 
+    /// Prometheus scraping `targets` every second as job `job`, evaluating `rules`
+    /// (written into `dir`) every second and sending alerts to `alertmanager`.
+    pub async fn start_alerting(
+        dir: &Path,
+        rules: &str,
+        alertmanager: &str,
+        job: &str,
+        targets: &[&str],
+    ) -> Prometheus {
+        let rules_file = dir.join("fast.rules.yml");
+        std::fs::write(&rules_file, rules).expect("write the rules copy");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Prometheus::start(
+            dir,
+            &format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - '{}'\n\
+                 alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n\
+                 scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                rules_file.display(),
+                targets.join(", ")
+            ),
+        )
+        .await
+    }
+
     pub fn logs(&self) -> String {
         self.0.logs()
     }
