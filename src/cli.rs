@@ -50,12 +50,19 @@ pub struct Cli {
     pub config_check: bool,
 
     /// Address to listen on for HTTP requests (`:PORT` means all interfaces).
+    /// Repeatable: listen on several addresses, e.g. an IPv4 and an IPv6 one.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
-        default_value = ":10027"
+        default_value = ":10027",
+        action = clap::ArgAction::Append
     )]
-    pub listen_address: String,
+    pub listen_address: Vec<String>,
+
+    /// Listen on the sockets systemd passes (socket activation, see the `.socket`
+    /// unit) instead of `--web.listen-address`.
+    #[arg(long = "web.systemd-socket")]
+    pub web_systemd_socket: bool,
 
     /// Path to a web configuration file (exporter-toolkit format) enabling TLS and/or
     /// basic authentication; re-read when it changes.

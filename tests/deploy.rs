@@ -25,6 +25,8 @@ use support::{describe, run_tool, AK, SK};
 const DOCKERFILE: &str = "Dockerfile";
 const DOCKERIGNORE: &str = ".dockerignore";
 const UNIT: &str = "deploy/systemd/ims-exporter.service";
+const SOCKET_UNIT: &str = "deploy/systemd/ims-exporter.socket";
+const SOCKET_DROP_IN: &str = "deploy/systemd/ims-exporter.service.d/socket-activation.conf";
 const SYSTEMD_CONFIG: &str = "deploy/systemd/config.yaml";
 const KUSTOMIZE_BASE: &str = "deploy/kubernetes";
 const RULES: &str = "alerts/ims-exporter.rules.yml";
@@ -728,6 +730,95 @@ async fn systemd_unit_is_hardened_and_verifies() {
     assert!(
         !out.status.success(),
         "a unit without DynamicUser/NoNewPrivileges must fail the exposure threshold:\n{}",
+        describe(&out)
+    );
+}
+
+/// The `ExecStart=` command lines of a unit or drop-in, in order ("" resets the list).
+fn exec_starts(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("ExecStart="))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The socket unit and its drop-in: the drop-in runs the service's own command with
+/// `--web.systemd-socket` in place of `--web.listen-address`, on the socket's port, and
+/// `systemd-analyze verify` accepts the socket and the service with the drop-in applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_socket_unit_activates_the_service() {
+    let service = exec_starts(&read(UNIT));
+    let drop_in = exec_starts(&read(SOCKET_DROP_IN));
+    assert_eq!(
+        drop_in.len(),
+        2,
+        "{SOCKET_DROP_IN}: ExecStart= then one command"
+    );
+    assert_eq!(
+        drop_in[0], "",
+        "{SOCKET_DROP_IN}: ExecStart= must reset the service's first"
+    );
+    assert_eq!(
+        drop_in[1],
+        service[0].replace(
+            &format!("--web.listen-address=:{PORT}"),
+            "--web.systemd-socket"
+        ),
+        "{SOCKET_DROP_IN}: the service's ExecStart with --web.systemd-socket"
+    );
+    let socket = read(SOCKET_UNIT);
+    assert!(
+        socket
+            .lines()
+            .any(|l| l.trim() == format!("ListenStream={PORT}")),
+        "{SOCKET_UNIT}: ListenStream={PORT}"
+    );
+
+    if !support::require_tool("systemd-analyze") {
+        return;
+    }
+    // The three files in a directory of their own, the binary the one cargo built.
+    let install = |dir: &Path, drop_in_binary: &str| {
+        let bin = support::bin();
+        let service = read(UNIT).replace("/usr/local/bin/ims-exporter", bin);
+        std::fs::write(dir.join("ims-exporter.service"), service).unwrap();
+        std::fs::write(dir.join("ims-exporter.socket"), read(SOCKET_UNIT)).unwrap();
+        std::fs::create_dir_all(dir.join("ims-exporter.service.d")).unwrap();
+        let conf = read(SOCKET_DROP_IN).replace("/usr/local/bin/ims-exporter", drop_in_binary);
+        std::fs::write(
+            dir.join("ims-exporter.service.d/socket-activation.conf"),
+            conf,
+        )
+        .unwrap();
+    };
+    let verify = |dir: &Path| {
+        let mut cmd = Command::new("systemd-analyze");
+        // Drop-ins are found on the unit path only: the directory, then the defaults.
+        cmd.env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+            .current_dir(dir)
+            .args([
+                "verify",
+                "--man=no",
+                "ims-exporter.socket",
+                "ims-exporter.service",
+            ]);
+        cmd
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    install(dir.path(), support::bin());
+    let out = run_tool(verify(dir.path()), None, TOOL_TIMEOUT).await;
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "systemd-analyze verify {SOCKET_UNIT} with {SOCKET_DROP_IN}:\n{}",
+        describe(&out)
+    );
+    // And the drop-in is what was checked: one that runs a missing binary fails.
+    let broken = tempfile::tempdir().expect("tempdir");
+    install(broken.path(), "/nonexistent/ims-exporter");
+    let out = run_tool(verify(broken.path()), None, TOOL_TIMEOUT).await;
+    assert!(
+        !out.status.success(),
+        "verify must read the drop-in:\n{}",
         describe(&out)
     );
 }

@@ -34,7 +34,7 @@ use crate::timestamp::now_unix;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct DaemonOptions {
-    pub listen_address: String,
+    pub listen: http::ListenOn,
     pub telemetry_path: String,
     pub serve: ServeOptions,
     /// `--web.enable-lifecycle`: whether `POST /-/reload` is served.
@@ -138,18 +138,24 @@ pub async fn run(
         None => Vec::new(),
     };
 
-    let (listener, local) = match listen(&options.listen_address).await {
-        Some(l) => l,
-        None => return EXIT_FAILURE,
+    let listeners = match options.listen.open().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            return EXIT_FAILURE;
+        }
     };
-    tracing::info!(
-        address = %local,
-        telemetry_path = %options.telemetry_path,
-        images = config.image_count(),
-        poll_interval = %humantime::format_duration(config.poll_interval),
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    for listener in &listeners {
+        let address = listener.local_addr().map(|a| a.to_string());
+        tracing::info!(
+            address = %address.unwrap_or_else(|e| e.to_string()),
+            telemetry_path = %options.telemetry_path,
+            images = config.image_count(),
+            poll_interval = %humantime::format_duration(config.poll_interval),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
 
     let config = Arc::new(config);
     let mut polling = Polling {
@@ -171,7 +177,7 @@ pub async fn run(
         reload: options.lifecycle.then_some(reload_tx),
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
-    let mut server = tokio::spawn(http::serve(listener, app, options.serve, async move {
+    let mut server = tokio::spawn(http::serve(listeners, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;
     }));
 
@@ -242,21 +248,4 @@ async fn server_exit(server: JoinHandle<std::io::Result<()>>) -> u8 {
             EXIT_OK
         }
     }
-}
-
-/// Binds the listen address (`:PORT` is every interface); `None` after logging why not.
-async fn listen(address: &str) -> Option<(tokio::net::TcpListener, String)> {
-    let address = http::normalize_listen_address(address);
-    let listener = match tokio::net::TcpListener::bind(&address).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %address, error = %e, "cannot listen");
-            return None;
-        }
-    };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(address);
-    Some((listener, local))
 }

@@ -29,6 +29,19 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Runs the exporter as the command line says and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     logging::init(cli.log_level, cli.log_format);
+    // Taken while the process has one thread (it changes the environment).
+    let listen = if cli.web_systemd_socket && !cli.once && !cli.config_check {
+        match http::systemd_sockets() {
+            Ok(sockets) => http::ListenOn::Inherited(sockets),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen");
+                eprintln!("ims-exporter: {e}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        http::ListenOn::Addresses(cli.listen_address.clone())
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,14 +52,14 @@ pub fn run(cli: Cli) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let code = runtime.block_on(run_async(cli));
+    let code = runtime.block_on(run_async(cli, listen));
     // A file read that hangs (a FIFO, a dead mount) is left on its blocking thread;
     // exiting must not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-async fn run_async(cli: Cli) -> u8 {
+async fn run_async(cli: Cli, listen: http::ListenOn) -> u8 {
     // First, so that a SIGTERM during a slow start is not lost.
     let signals = signals::Signals::new();
     // In demo mode the fake IMS lives as long as the exporter.
@@ -107,7 +120,7 @@ async fn run_async(cli: Cli) -> u8 {
         once::run(&config, self_metrics, cli.once_format).await
     } else {
         let options = daemon::DaemonOptions {
-            listen_address: cli.listen_address.clone(),
+            listen,
             telemetry_path: cli.telemetry_path.clone(),
             serve: http::ServeOptions {
                 web_config_file: cli.web_config_file.clone(),

@@ -85,7 +85,7 @@ impl FakeIms {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = crate::http::serve(listener, app, options, shutdown).await {
+            if let Err(e) = crate::http::serve(vec![listener], app, options, shutdown).await {
                 tracing::error!(error = %e, "fake IMS server failed");
             }
         });

@@ -55,14 +55,14 @@ struct Shared {
     max_requests: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and
-/// lets in-flight requests finish (idle connections are closed at once).
+/// Serves `app` on every listener until `shutdown` completes, then stops accepting
+/// and lets in-flight requests finish (idle connections are closed at once).
 ///
 /// Each connection is served with hyper directly (not `axum::serve`) to get a header
 /// read timeout, TLS from the web config (re-checked on every new connection, so
 /// rotated certificates apply without a restart) and the per-request limits.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     app: Router,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -85,21 +85,22 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     // Tells connections still in their TLS handshake to give up.
     let (stopping_tx, stopping_rx) = watch::channel(false);
+    // Every listener feeds one queue of accepted connections.
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    let mut acceptors = tokio::task::JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept(listener, accepted_tx.clone()));
+    }
+    drop(accepted_tx);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            accepted = accepted_rx.recv() => match accepted {
+                Some(stream) => stream,
+                None => return Err(std::io::Error::other("no listener left")),
             },
         };
-        let _ = stream.set_nodelay(true);
         // Subscribed here, before any shutdown signal, so that none is missed.
         let watcher = graceful.watcher();
         tokio::spawn(connection(
@@ -109,10 +110,34 @@ pub async fn serve(
             stopping_rx.clone(),
         ));
     }
-    drop(listener);
+    // The listeners are closed before waiting for in-flight requests.
+    acceptors.abort_all();
+    while acceptors.join_next().await.is_some() {}
     let _ = stopping_tx.send(true);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Accepts connections on one listener for as long as the server wants them.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    accepted: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                if accepted.send(stream).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 async fn connection(

@@ -1,0 +1,124 @@
+//! Where the server listens, as exporter-toolkit does it: every `--web.listen-address`
+//! (repeatable; `:PORT` is every interface), or with `--web.systemd-socket` the
+//! sockets systemd passed (socket activation: `LISTEN_FDS`, `LISTEN_PID`, fds from 3).
+//! Only TCP stream sockets are taken; anything else systemd passes is refused by name.
+
+use std::net::TcpListener as StdListener;
+
+/// Why the server cannot listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("--web.listen-address {address}: cannot listen: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "--web.systemd-socket: no socket activation file descriptors found \
+         (LISTEN_FDS is unset or 0, or LISTEN_PID names another process)"
+    )]
+    NoSockets,
+    #[error("--web.systemd-socket: file descriptor {fd}: {message}")]
+    Inherited { fd: usize, message: String },
+}
+
+/// `:PORT` means every interface, as in the Go exporters.
+pub fn normalize_listen_address(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_string(),
+    }
+}
+
+/// Takes the sockets systemd passed. Call it before the async runtime starts: it
+/// unsets `LISTEN_FDS`/`LISTEN_PID` (so children do not take them too), which is only
+/// sound while the process has one thread.
+pub fn systemd_sockets() -> Result<Vec<StdListener>, ListenError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Err(ListenError::NoSockets);
+    }
+    (0..fds.len())
+        .map(|i| {
+            // systemd numbers them from 3 (SD_LISTEN_FDS_START).
+            let fd = i + 3;
+            let listener = fds
+                .take_tcp_listener(i)
+                .map_err(|e| ListenError::Inherited {
+                    fd,
+                    message: format!("not a TCP listening socket: {e}"),
+                })?
+                .ok_or(ListenError::Inherited {
+                    fd,
+                    message: "already taken".into(),
+                })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| ListenError::Inherited {
+                    fd,
+                    message: e.to_string(),
+                })?;
+            Ok(listener)
+        })
+        .collect()
+}
+
+/// What to listen on.
+#[derive(Debug)]
+pub enum ListenOn {
+    /// `--web.listen-address`, one or more.
+    Addresses(Vec<String>),
+    /// `--web.systemd-socket`: what [`systemd_sockets`] took.
+    Inherited(Vec<StdListener>),
+}
+
+impl ListenOn {
+    /// The listeners, inside the runtime.
+    pub async fn open(self) -> Result<Vec<tokio::net::TcpListener>, ListenError> {
+        match self {
+            ListenOn::Addresses(a) => bind(&a).await,
+            ListenOn::Inherited(s) => adopt(s),
+        }
+    }
+}
+
+/// Binds every address, in order; the first that fails stops it.
+async fn bind(addresses: &[String]) -> Result<Vec<tokio::net::TcpListener>, ListenError> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        let normalized = normalize_listen_address(address);
+        let listener = tokio::net::TcpListener::bind(&normalized)
+            .await
+            .map_err(|source| ListenError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Hands inherited sockets to the runtime.
+fn adopt(sockets: Vec<StdListener>) -> Result<Vec<tokio::net::TcpListener>, ListenError> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            tokio::net::TcpListener::from_std(s).map_err(|e| ListenError::Inherited {
+                fd: i + 3,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address() {
+        assert_eq!(normalize_listen_address(":10027"), "0.0.0.0:10027");
+        assert_eq!(normalize_listen_address("[::1]:9"), "[::1]:9");
+    }
+}
