@@ -479,7 +479,7 @@ async fn content_negotiation_and_gzip() {
     let plain = client.get(exporter.url("/m")).send().await.unwrap();
     assert_eq!(
         plain.headers()["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
+        "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
     );
     let plain = plain.text().await.unwrap();
     assert!(plain.contains("# TYPE ims_api_requests_total counter") && !plain.contains("# EOF"));
@@ -495,7 +495,7 @@ async fn content_negotiation_and_gzip() {
         .unwrap();
     assert_eq!(
         om.headers()["content-type"],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
     );
     let om = om.text().await.unwrap();
     assert!(om.ends_with("# EOF\n") && om.contains("# TYPE ims_api_requests counter"));

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::context::AppState;
+use crate::render::negotiation::{negotiate, Negotiated};
 use crate::render::{Format, Metrics};
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
@@ -28,7 +29,10 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 const SCRAPE_CHUNK: usize = 256 * 1024;
 
 pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let Negotiated {
+        format,
+        content_type,
+    } = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(&headers);
     // Rendering is CPU work: it runs on a blocking thread and streams chunks through a
     // short queue (via a second thread that gzips them, when asked), so the client
@@ -61,13 +65,13 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     });
     let mut resp = (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, format.content_type())],
+        [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(stream),
     )
         .into_response();
     resp.headers_mut().insert(
         header::VARY,
-        header::HeaderValue::from_static("Accept-Encoding"),
+        header::HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     if gzip {
         resp.headers_mut().insert(

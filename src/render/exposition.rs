@@ -6,32 +6,11 @@
 //! `region`, `project_id`, `image_id`) are escaped once and copied in as a block, and
 //! nothing is allocated per series.
 
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The exposition format of a scrape.
+/// The exposition format of a scrape (which one: [`super::negotiation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     OpenMetrics,
     Text,
-}
-
-impl Format {
-    /// Like the Go client: OpenMetrics only when the scraper asks for it.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Text,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-            Format::Text => TEXT_CONTENT_TYPE,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

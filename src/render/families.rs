@@ -376,23 +376,3 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negotiation() {
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some(
-                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-            )),
-            Format::OpenMetrics
-        );
-    }
-}
