@@ -1,6 +1,7 @@
 //! The JSON API (README, "JSON API"): every share with its image and status,
-//! unexpected first, filtered and paged; every image with its poll health; behind the
-//! web config's basic auth like `/metrics` (and so is the share browser).
+//! unexpected first, filtered and paged; every image with its poll health; the most
+//! recent member changes; behind the web config's basic auth like `/metrics` (and so
+//! are the share browser and the landing page).
 
 mod support;
 
@@ -167,6 +168,105 @@ async fn images_show_their_poll_health() {
     fleet.stop().await;
 }
 
+/// (change, member_id, old_status, status) of each listed change, in order.
+fn changes(list: &Value) -> Vec<(String, String, String, String)> {
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    list["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                s(&c["change"]),
+                s(&c["member_id"]),
+                s(&c["old_status"]),
+                s(&c["status"]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_are_listed_newest_first_with_what_changed() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    let (status, list) = get(&exporter, "/api/v1/changes").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["version"], 1);
+    assert_eq!(
+        changes(&list),
+        [],
+        "the first poll is a baseline, not a change"
+    );
+
+    let state = &fleet.fake.state;
+    assert!(state.remove_member(PROJECT, IMG, PENDING));
+    let at = "2025-01-01T00:00:00Z";
+    state.put_member(
+        PROJECT,
+        member(IMG, ORG, "organization", "rejected", at, at, Some(URN)),
+    );
+    let list = wait_for("two changes", async || {
+        let (_, list) = get(&exporter, "/api/v1/changes").await;
+        (changes(&list).len() == 2).then_some(list)
+    })
+    .await;
+    let mut got = changes(&list);
+    got.sort();
+    let row = |c: &str, m: &str, old: &str, new: &str| {
+        (
+            c.to_string(),
+            m.to_string(),
+            old.to_string(),
+            new.to_string(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            row("removed", PENDING, "-", "pending"),
+            row("status_changed", ORG, "accepted", "rejected"),
+        ]
+    );
+    let first = &list["changes"][0];
+    assert_eq!(first["image_id"], IMG);
+    assert_eq!(first["image_name"], "golden");
+    assert_eq!(first["unexpected"], true);
+    assert!(first["time"].as_str().unwrap().ends_with('Z'), "{first}");
+
+    // A later change is listed first.
+    state.put_member(
+        PROJECT,
+        member(IMG, WATCHED, "project", "pending", at, at, None),
+    );
+    let list = wait_for("the third change", async || {
+        let (_, list) = get(&exporter, "/api/v1/changes").await;
+        (changes(&list).len() == 3).then_some(list)
+    })
+    .await;
+    assert_eq!(changes(&list)[0], row("added", WATCHED, "-", "pending"));
+    let (_, one) = get(&exporter, "/api/v1/changes?limit=1").await;
+    assert_eq!(changes(&one), changes(&list)[..1]);
+    let (_, none) = get(&exporter, "/api/v1/changes?image=another").await;
+    assert_eq!(changes(&none), []);
+    let (_, by_name) = get(&exporter, "/api/v1/changes?image=golden").await;
+    assert_eq!(changes(&by_name).len(), 3);
+    let (status, _) = get(&exporter, "/api/v1/changes?limt=1").await;
+    assert_eq!(status, 400);
+
+    // The share browser shows them too.
+    let page = exporter.get("/shares").await.text().await.unwrap();
+    let table = &page[page
+        .find("<table id=\"changes\">")
+        .expect("the changes table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for id in [WATCHED, PENDING, ORG] {
+        assert!(table.contains(id), "{id} in\n{table}");
+    }
+    assert!(table.contains("accepted → rejected"), "{table}");
+    fleet.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_needs_the_web_configs_basic_auth() {
     let fleet = fleet().await;
@@ -180,7 +280,9 @@ async fn the_api_needs_the_web_configs_basic_auth() {
     for (path, content_type) in [
         ("/api/v1/shares", "application/json"),
         ("/api/v1/images", "application/json"),
+        ("/api/v1/changes", "application/json"),
         ("/shares", "text/html; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
     ] {
         let r = client.get(exporter.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");

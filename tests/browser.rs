@@ -1,7 +1,8 @@
 //! The share browser in a real headless Chromium (Debian's `chromium`; the README's
 //! test command installs it): the page loads, the unexpected share is highlighted and
 //! first, a filter link narrows the table, and names and member IDs that carry HTML
-//! or script are shown as text while nothing executes.
+//! or script are shown as text (in the shares and in the recent changes) while nothing
+//! executes.
 
 mod support;
 
@@ -56,14 +57,24 @@ async fn the_share_browser_shows_unexpected_shares_first_as_text() {
         .image(IMG, &format!("name: \"{HOSTILE_NAME}\""))
         .config(&format!("allowed_members: [{ALLOWED}]"));
     let m = |id: &str, status: &str| serde_json::json!({"member_id": id, "member_type": "project", "status": status});
+    // The hostile member arrives with the second poll, so it is in the recent changes too.
+    let first = serde_json::json!({"members": [m(ALLOWED, "accepted"), m(STRANGER, "accepted")]});
     let page = serde_json::json!({"members": [
         m(ALLOWED, "accepted"), m(HOSTILE_MEMBER, "pending"), m(STRANGER, "accepted")
     ]});
-    fleet
-        .fake
-        .state
-        .set_fault(IMG, Some(Fault::Script(vec![Canned::ok(page.to_string())])));
+    fleet.fake.state.set_fault(
+        IMG,
+        Some(Fault::Script(vec![
+            Canned::ok(first.to_string()),
+            Canned::ok(page.to_string()),
+        ])),
+    );
     let exporter = fleet.start(&[]).await;
+    wait_for("the hostile member to be added", async || {
+        let body = exporter.get("/api/v1/changes").await.text().await.ok()?;
+        body.contains("onerror").then_some(())
+    })
+    .await;
 
     let r = exporter.get("/shares").await;
     assert_eq!(r.status(), 200);
@@ -98,6 +109,15 @@ async fn the_share_browser_shows_unexpected_shares_first_as_text() {
         "{dom}"
     );
     assert!(!dom.contains("<img") && !dom.contains("<script"), "{dom}");
+    let changes = &dom[dom
+        .find("<table id=\"changes\">")
+        .expect("the changes table")..];
+    assert!(
+        changes.contains("&lt;img src=x onerror=")
+            && changes.contains("added")
+            && changes.contains("&lt;script&gt;"),
+        "the change is listed, as text: {changes}"
+    );
 
     // The "Unexpected only" link narrows the table; it is a link one can paste.
     let href = dom

@@ -109,6 +109,40 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
         logs.contains(&mid(3)) && !logs.contains("event=baseline"),
         "{logs}"
     );
+    // The share browser's history has both changes, and keeps them across a restart.
+    let expected = [("added", mid(3)), ("removed", mid(1))];
+    let history = async |exporter: &Exporter| -> Vec<(String, String)> {
+        let v: serde_json::Value = exporter.get("/api/v1/changes").await.json().await.unwrap();
+        let mut rows: Vec<(String, String)> = v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["change"].as_str().unwrap().to_string(),
+                    c["member_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    wait_for("the changes to be written", async || {
+        let s = exporter.scrape_samples().await;
+        let written = value(&s, "ims_exporter_state_last_write_successful", &[]) == Some(1.0);
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("state.json")).ok()?).ok()?;
+        (written && state["changes"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let before = history(&exporter).await;
+    assert_eq!(before, expected.map(|(k, m)| (k.to_string(), m)));
+    drop(exporter);
+    // Served from the state file before the first poll ends.
+    fake.state.set_latency(Duration::from_secs(3));
+    let exporter = start(&fleet, &state).await;
+    assert_eq!(history(&exporter).await, before, "restored change history");
+    fake.state.set_latency(Duration::ZERO);
     fleet.stop().await;
 }
 

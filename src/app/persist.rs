@@ -31,6 +31,7 @@ pub(super) async fn restore(
                 "restored state; the first poll of each image is compared with it"
             );
             store.restore(r.images);
+            store.changes().push(r.changes);
             metrics.state_restored(true);
             r.discovered
         }
@@ -87,10 +88,12 @@ pub(super) async fn save(storage: &Storage, store: &Store, metrics: &SelfMetrics
             })
         })
         .collect();
+    let changes = store.changes().all();
     let s = storage.clone();
     let started = std::time::Instant::now();
     let result =
-        tokio::task::spawn_blocking(move || s.write(&snapshot, &discovered, now_unix())).await;
+        tokio::task::spawn_blocking(move || s.write(&snapshot, &discovered, &changes, now_unix()))
+            .await;
     match result {
         Ok(Ok(bytes)) => {
             tracing::debug!(

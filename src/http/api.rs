@@ -1,5 +1,6 @@
-//! The JSON API: `GET /api/v1/shares` (filters and paging as query parameters) and
-//! `GET /api/v1/images`; and the share browser `GET /shares` over the same filters. Served behind the same TLS, basic auth and request cap as
+//! The JSON API: `GET /api/v1/shares` (filters and paging as query parameters),
+//! `GET /api/v1/images` and `GET /api/v1/changes`; and the share browser `GET /shares`
+//! over the same filters. Served behind the same TLS, basic auth and request cap as
 //! `/metrics`; the rows are [`crate::render::shares`]'.
 
 use axum::extract::{Query, State};
@@ -11,7 +12,8 @@ use super::context::AppState;
 use axum::extract::rejection::QueryRejection;
 
 use crate::render::html;
-use crate::render::shares::{self, ShareFilter, DEFAULT_PER_PAGE};
+use crate::render::shares::{self, ShareFilter, DEFAULT_CHANGES, DEFAULT_PER_PAGE};
+use crate::state::MAX_CHANGES;
 
 /// The query parameters of `/api/v1/shares`; unknown ones are refused (a typo must
 /// not silently widen a filter).
@@ -88,23 +90,55 @@ pub(super) async fn shares_page(
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
     let snapshot = state.store.snapshot();
+    let changes = shares::changes(state.store.changes(), &filter, DEFAULT_CHANGES);
     // A page of a large fleet is CPU work: not on an async worker.
-    let body =
-        tokio::task::spawn_blocking(move || html::shares_page(&snapshot, &filter, page, per_page))
-            .await;
+    let body = tokio::task::spawn_blocking(move || {
+        html::shares_page(&snapshot, &changes, &filter, page, per_page)
+    })
+    .await;
     match body {
-        Ok(body) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CONTENT_SECURITY_POLICY, CSP),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            body,
-        )
-            .into_response(),
+        Ok(body) => html_response(body),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// An HTML page of ours, under the strict policy.
+pub(super) fn html_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The query parameters of `/api/v1/changes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangesQuery {
+    image: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most recent member changes, newest first.
+pub(super) async fn changes(
+    State(state): State<AppState>,
+    query: Result<Query<ChangesQuery>, QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let filter = ShareFilter {
+        image: q.image.filter(|s| !s.is_empty()),
+        ..ShareFilter::default()
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_CHANGES).clamp(1, MAX_CHANGES);
+    json(&shares::changes(state.store.changes(), &filter, limit))
 }
 
 pub(super) async fn images(State(state): State<AppState>) -> Response {

@@ -1,15 +1,17 @@
 //! The routes and their small handlers: landing page, health, readiness, reload
-//! (behind `--web.enable-lifecycle`). `/metrics` is [`super::scrape`]'s.
+//! (behind `--web.enable-lifecycle`). `/metrics` is [`super::scrape`]'s, the share
+//! browser and the JSON API [`super::api`]'s.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use super::api;
 use super::context::AppState;
 use super::scrape::metrics;
+use crate::render::html;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -21,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/shares", get(api::shares_page))
         .route("/api/v1/shares", get(api::shares))
         .route("/api/v1/images", get(api::images))
+        .route("/api/v1/changes", get(api::changes))
         .with_state(state)
 }
 
@@ -44,31 +47,14 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `:PORT` means every interface, as in the Go exporters.
-pub fn normalize_listen_address(addr: &str) -> String {
-    match addr.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => addr.to_string(),
-    }
-}
-
-async fn landing(State(state): State<AppState>) -> Html<String> {
-    let path = html_escape(&state.telemetry_path);
-    Html(format!(
-        "<!DOCTYPE html>\n<html><head><title>IMS Exporter</title></head><body>\n\
-         <h1>IMS Exporter</h1>\n<p>Who Huawei Cloud images are shared with, as Prometheus metrics.</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
-         <li><a href=\"/-/ready\">Readiness</a></li><li><a href=\"/shares\">Shares</a></li><li><a href=\"/api/v1/shares\">Shares (JSON)</a></li>\
-         <li><a href=\"/api/v1/images\">Images (JSON)</a></li></ul>\n<p>Version {}</p>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The landing page, with the same strict policy as the share browser.
+async fn landing(State(state): State<AppState>) -> Response {
+    let body = html::landing_page(
+        &state.store.snapshot(),
+        &state.telemetry_path,
+        env!("CARGO_PKG_VERSION"),
+    );
+    api::html_response(body)
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -80,16 +66,5 @@ async fn ready(State(state): State<AppState>) -> Response {
             "Not ready: the first poll cycle has not finished\n",
         )
             .into_response()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_address() {
-        assert_eq!(normalize_listen_address(":10027"), "0.0.0.0:10027");
-        assert_eq!(normalize_listen_address("[::1]:9"), "[::1]:9");
     }
 }

@@ -3,8 +3,11 @@
 //! `member_status_changed`) and counts for `ims_member_changes_total`.
 //!
 //! The first good poll of an image is a baseline: one line, not a flood of `added`.
+//! Changes are also kept as [`ChangeEvent`]s for the share browser.
 
-use crate::state::{ChangeKind, ImageKey, MemberRecord, MemberSet};
+use std::sync::Arc;
+
+use crate::state::{ChangeEvent, ChangeKind, ImageKey, MemberRecord, MemberSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change<'a> {
@@ -56,6 +59,25 @@ pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
         }
     }
     out
+}
+
+/// The changes as events to keep, all at `time_unix`.
+pub fn events(
+    key: &ImageKey,
+    image_name: &Arc<str>,
+    changes: &[Change<'_>],
+    time_unix: f64,
+) -> Vec<ChangeEvent> {
+    changes
+        .iter()
+        .map(|c| {
+            let (m, old) = match c {
+                Change::Added(m) | Change::Removed(m) => (*m, None),
+                Change::StatusChanged { old, new } => (*new, Some(&old.status)),
+            };
+            ChangeEvent::new(time_unix, c.kind(), key, image_name, m, old)
+        })
+        .collect()
 }
 
 /// Logs each change as one info event with everything a reviewer needs.

@@ -589,7 +589,8 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
                 return false;
             }
             let name = previous.meta.name.clone();
-            let mut next = previous.succeeded(set, watched, now_unix());
+            let now = now_unix();
+            let mut next = previous.succeeded(set, watched, now);
             let new_set = next.members.clone().unwrap_or_default();
             match &previous.members {
                 None => audit::log_baseline(&next.key, &name, &new_set),
@@ -599,6 +600,9 @@ async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: 
                     for c in &changes {
                         *next.changes.entry(c.kind()).or_insert(0) += 1;
                     }
+                    limits
+                        .store
+                        .record_changes(audit::events(&next.key, &name, &changes, now));
                 }
             }
             tracing::debug!(

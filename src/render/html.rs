@@ -1,10 +1,11 @@
-//! The share browser (`/shares`): the rows of [`super::shares`] as one small HTML page,
-//! readable on a laptop and a phone, with no external assets and no JavaScript.
-//! Everything that comes from the API is escaped here, once, by [`escape`].
+//! The server's HTML pages: the landing page (`/`, laid out as exporter-toolkit's) and
+//! the share browser (`/shares`: the rows of [`super::shares`] as one small page,
+//! readable on a laptop and a phone). No external assets, no JavaScript. Everything
+//! that comes from the API is escaped here, once, by [`escape`].
 
 use std::fmt::Write;
 
-use super::shares::{self, ShareFilter, SharePage};
+use super::shares::{self, ChangeList, ShareFilter, SharePage};
 use crate::state::{Snapshot, MEMBER_TYPES, STATUSES};
 
 /// Escapes text for HTML content and attribute values.
@@ -21,6 +22,14 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// An RFC 3339 time as two short lines (date, then time), so the column stays narrow.
+fn when(t: Option<&str>) -> String {
+    match t.and_then(|t| t.split_once('T')) {
+        Some((date, time)) => format!("{}<br><small>{}</small>", escape(date), escape(time)),
+        None => escape(t.unwrap_or("")),
+    }
 }
 
 /// Percent-encodes a query value.
@@ -58,12 +67,103 @@ fn link(filter: &ShareFilter, page: usize, per_page: usize) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;color:#222}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}\
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\
-td{overflow-wrap:anywhere}tr.unexpected{background:#fde2e1}tr.unexpected td:first-child{font-weight:bold;color:#a40000}\
+td{overflow-wrap:break-word}td.id,td small{overflow-wrap:anywhere}td.word{white-space:nowrap}\
+td.id,small{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem}\
+tr.unexpected{background:#fde2e1}tr.unexpected td:first-child{font-weight:bold;color:#a40000}\
 .bad{color:#a40000}.ok{color:#1b6e1b}form,nav{margin:.5rem 0}nav a{margin-right:1rem}\
-@media(max-width:700px){.wide{display:none}}";
+@media(max-width:700px){.wide{display:none}}@media(min-width:701px){td.member{min-width:20em}}";
+
+/// Exporter-toolkit's landing page style: the Prometheus-orange header.
+const LANDING_STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0}\
+header{background-color:#e6522c;color:#fff;font-size:1rem;padding:1rem}main{padding:1rem}\
+.bad{color:#a40000;font-weight:bold}";
+
+/// The landing page: name, description, version, what this exporter holds now, and
+/// links to every page, as exporter-toolkit's `LandingConfig` lays them out.
+pub fn landing_page(snap: &Snapshot, telemetry_path: &str, version: &str) -> String {
+    let images = snap.images.len();
+    let (shares, unexpected) = snap
+        .images
+        .iter()
+        .filter_map(|s| s.members.as_deref())
+        .fold((0, 0), |(n, u), m| {
+            (n + m.members.len(), u + m.unexpected_count())
+        });
+    let failing = snap
+        .images
+        .iter()
+        .filter(|s| s.last_poll_ok == Some(false))
+        .count();
+    let links = [
+        (telemetry_path, "Metrics", "the Prometheus exposition"),
+        (
+            "/shares",
+            "Shares",
+            "who can boot which image, unexpected shares first",
+        ),
+        (
+            "/api/v1/shares",
+            "Shares (JSON)",
+            "the same rows, filtered and paged",
+        ),
+        (
+            "/api/v1/images",
+            "Images (JSON)",
+            "every monitored image and its poll health",
+        ),
+        (
+            "/api/v1/changes",
+            "Changes (JSON)",
+            "the most recent member changes",
+        ),
+        ("/-/healthy", "Health", "the process is up"),
+        ("/-/ready", "Readiness", "the first poll cycle has finished"),
+    ];
+    let mut o = String::with_capacity(2048);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"UTF-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\">\
+         <title>IMS Exporter</title><style>{LANDING_STYLE}</style></head><body>\n\
+         <header><h1>IMS Exporter</h1></header>\n<main>\n\
+         <h2>Who Huawei Cloud images are shared with, as Prometheus metrics</h2>\n\
+         <div>Version: {}</div>\n<p id=\"summary\">{images} image(s) monitored; {shares} share(s), ",
+        escape(version)
+    );
+    if unexpected > 0 {
+        let _ = write!(
+            o,
+            "<a class=\"bad\" href=\"/shares?unexpected=true\">{unexpected} unexpected</a>"
+        );
+    } else {
+        o.push_str("0 unexpected");
+    }
+    if failing > 0 {
+        let _ = write!(
+            o,
+            "; <span class=\"bad\">{failing} image(s) failing to poll</span>"
+        );
+    }
+    o.push_str(".</p>\n<div><ul>\n");
+    for (href, text, description) in links {
+        let _ = writeln!(
+            o,
+            "<li><a href=\"{}\">{text}</a>: {description}</li>",
+            escape(href)
+        );
+    }
+    o.push_str("</ul></div>\n</main>\n</body></html>\n");
+    o
+}
 
 /// The whole page.
-pub fn shares_page(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usize) -> String {
+pub fn shares_page(
+    snap: &Snapshot,
+    changes: &ChangeList,
+    filter: &ShareFilter,
+    page: usize,
+    per_page: usize,
+) -> String {
     let p: SharePage = shares::shares(snap, filter, page, per_page);
     let mut o = String::with_capacity(16 * 1024 + p.shares.len() * 400);
     let _ = write!(
@@ -73,7 +173,8 @@ pub fn shares_page(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page:
          <title>Image shares — IMS Exporter</title><style>{STYLE}</style></head><body>\n\
          <h1>Image shares</h1>\n<p><a href=\"/\">IMS Exporter</a> · {} share(s) match; \
          unexpected shares first. <a href=\"{}\">Unexpected only</a> · <a href=\"/shares\">All</a> · \
-         <a href=\"/api/v1/shares\">JSON</a></p>\n",
+         <a href=\"/api/v1/shares\">JSON</a></p>\n<nav><a href=\"#shares\">Shares</a>\
+         <a href=\"#changes\">Recent changes</a><a href=\"#images\">Images</a></nav>\n",
         p.total,
         link(
             &ShareFilter {
@@ -93,9 +194,9 @@ pub fn shares_page(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page:
     for s in &p.shares {
         let _ = writeln!(
             o,
-            "<tr class=\"{}\"><td>{}</td><td>{}<br><small>{}</small></td><td class=\"wide\">{} / {}</td>\
-             <td class=\"member\">{}</td><td>{}</td><td>{}</td><td class=\"wide\">{}</td><td>{}</td>\
-             <td class=\"wide\">{}</td></tr>",
+            "<tr class=\"{}\"><td>{}</td><td>{}<br><small>{}</small></td><td class=\"wide\">{}<br><small>{}</small></td>\
+             <td class=\"member id\">{}</td><td class=\"word\">{}</td><td class=\"word\">{}</td><td class=\"wide id\">{}</td>\
+             <td class=\"word\">{}</td><td class=\"wide word\">{}</td></tr>",
             if s.unexpected { "unexpected" } else { "expected" },
             if s.unexpected { "yes" } else { "no" },
             escape(&s.image_name),
@@ -106,12 +207,13 @@ pub fn shares_page(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page:
             escape(&s.member_type),
             escape(&s.status),
             escape(s.urn.as_deref().unwrap_or("")),
-            escape(s.shared_since.as_deref().unwrap_or("")),
-            escape(s.updated_at.as_deref().unwrap_or("")),
+            when(s.shared_since.as_deref()),
+            when(s.updated_at.as_deref()),
         );
     }
     o.push_str("</tbody></table>\n");
     pages(&mut o, filter, &p);
+    recent_changes(&mut o, changes);
     images(&mut o, snap);
     o.push_str("</body></html>\n");
     o
@@ -177,6 +279,42 @@ fn pages(o: &mut String, filter: &ShareFilter, p: &SharePage) {
         );
     }
     o.push_str("</nav>\n");
+}
+
+/// The most recent member changes, newest first.
+fn recent_changes(o: &mut String, changes: &ChangeList) {
+    let _ = writeln!(
+        o,
+        "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, newest first. \
+         <a href=\"/api/v1/changes\">JSON</a></p>",
+        changes.changes.len()
+    );
+    if changes.changes.is_empty() {
+        o.push_str("<p id=\"changes\">No change seen yet: a change shows after the second good poll of an image.</p>\n");
+        return;
+    }
+    o.push_str(
+        "<table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member</th>\
+         <th>Type</th><th>Status</th></tr></thead><tbody>\n",
+    );
+    for c in &changes.changes {
+        let status = match &c.old_status {
+            Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
+            None => escape(&c.status),
+        };
+        let _ = writeln!(
+            o,
+            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td><td class=\"member id\">{}</td><td class=\"word\">{}</td><td class=\"word\">{status}</td></tr>",
+            if c.unexpected { "unexpected" } else { "expected" },
+            when(c.time.as_deref()),
+            c.change.replace('_', " "),
+            escape(&c.image_name),
+            escape(&c.image_id),
+            escape(&c.member_id),
+            escape(&c.member_type),
+        );
+    }
+    o.push_str("</tbody></table>\n");
 }
 
 /// Each image's poll health and watched members that are missing.

@@ -1,9 +1,12 @@
-//! From state to exposition: the metric families ([`families`]) written by the
-//! exposition writer ([`exposition`]). Reads [`crate::state`] only.
+//! From state to what people and Prometheus read: the metric families ([`families`])
+//! written by the exposition writer ([`exposition`]) in the format [`negotiation`]
+//! picks; the share rows ([`shares`]), the share browser ([`html`]) and the one-shot
+//! reports ([`report`]). Reads [`crate::state`] only.
 
 pub(crate) mod exposition;
 pub(crate) mod families;
 pub mod html;
+pub mod negotiation;
 pub mod report;
 pub(crate) mod self_metrics;
 pub mod shares;

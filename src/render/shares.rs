@@ -1,11 +1,13 @@
 //! Who can boot which image, as rows a person (or a script) reads: one row per share,
 //! unexpected shares first, filtered and paged; and one row per image with its poll
-//! health. Built from one snapshot; the JSON API serves it (schema version 1, in the
-//! README), and the field names are a contract.
+//! health; and the most recent member changes. Built from one snapshot; the JSON API
+//! serves it (schema version 1, in the README), and the field names are a contract.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::state::{ImageState, MemberRecord, Snapshot};
+use crate::state::{ChangeEvent, ChangeLog, ImageState, MemberRecord, Snapshot};
 
 /// The schema version of the JSON API.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -25,9 +27,11 @@ pub struct ShareFilter {
 
 impl ShareFilter {
     fn image_matches(&self, s: &ImageState) -> bool {
-        self.image
-            .as_deref()
-            .is_none_or(|i| *s.key.image_id == *i || *s.meta.name == *i)
+        self.image_is(&s.key.image_id, &s.meta.name)
+    }
+
+    fn image_is(&self, id: &str, name: &str) -> bool {
+        self.image.as_deref().is_none_or(|i| id == i || name == i)
     }
 
     fn member_matches(&self, m: &MemberRecord) -> bool {
@@ -95,6 +99,62 @@ pub struct ImageRow {
 pub struct ImageList {
     pub version: u32,
     pub images: Vec<ImageRow>,
+}
+
+/// One member change the audit saw.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChangeRow {
+    /// When the poll that saw it ended, RFC 3339 (UTC).
+    pub time: Option<String>,
+    /// `added`, `removed` or `status_changed`.
+    pub change: &'static str,
+    pub region: String,
+    pub project_id: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub member_id: String,
+    pub member_type: String,
+    /// The status after the change; for `removed`, the last status seen.
+    pub status: String,
+    /// The status before a `status_changed`; `null` otherwise.
+    pub old_status: Option<String>,
+    pub unexpected: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChangeList {
+    pub version: u32,
+    /// Newest first.
+    pub changes: Vec<ChangeRow>,
+}
+
+/// Changes shown unless asked otherwise.
+pub const DEFAULT_CHANGES: usize = 50;
+
+/// Up to `limit` of the most recent changes to images matching `filter`'s image,
+/// newest first (the other filters are about current shares and do not apply).
+pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeList {
+    let events: Vec<Arc<ChangeEvent>> =
+        log.recent(limit, |e| filter.image_is(&e.key.image_id, &e.image_name));
+    ChangeList {
+        version: SCHEMA_VERSION,
+        changes: events
+            .iter()
+            .map(|e| ChangeRow {
+                time: rfc3339(e.time_unix),
+                change: e.kind.as_str(),
+                region: e.key.region.to_string(),
+                project_id: e.key.project_id.to_string(),
+                image_id: e.key.image_id.to_string(),
+                image_name: e.image_name.to_string(),
+                member_id: e.member_id.clone(),
+                member_type: e.member_type.to_string(),
+                status: e.status.to_string(),
+                old_status: e.old_status.as_ref().map(|s| s.to_string()),
+                unexpected: e.unexpected,
+            })
+            .collect(),
+    }
 }
 
 /// RFC 3339 in UTC, to the second.

@@ -5,11 +5,13 @@
 //! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
 //! never sees half an update and never waits for the poller.
 
+mod changes;
 mod image;
 mod members;
 pub mod storage;
 mod store;
 
+pub use changes::{ChangeEvent, ChangeLog, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use members::{label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN};
 pub use store::{DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus};

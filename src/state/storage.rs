@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::Source;
 use crate::state::{
-    ChangeKind, ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet, Snapshot,
+    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet,
+    Snapshot,
 };
 
 const FILE: &str = "state.json";
@@ -50,6 +51,26 @@ struct StateFile {
     images: Vec<StoredImage>,
     #[serde(default)]
     discovered: Vec<StoredDiscovery>,
+    /// The most recent member changes, oldest first (absent in files written before
+    /// the share browser showed them).
+    #[serde(default)]
+    changes: Vec<StoredChange>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredChange {
+    time: f64,
+    change: String,
+    region: String,
+    project_id: String,
+    image_id: String,
+    image_name: String,
+    member_id: String,
+    member_type: String,
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    old_status: Option<String>,
+    unexpected: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +117,8 @@ pub struct StoredDiscovery {
 pub struct Restored {
     pub images: Vec<ImageState>,
     pub discovered: Vec<StoredDiscovery>,
+    /// The most recent member changes, oldest first.
+    pub changes: Vec<ChangeEvent>,
     /// When the file was written (Unix seconds).
     pub written_at: f64,
 }
@@ -148,6 +171,11 @@ impl Storage {
         Ok(Some(Restored {
             images,
             discovered: file.discovered,
+            changes: file
+                .changes
+                .into_iter()
+                .filter_map(restore_change)
+                .collect(),
             written_at: file.written_at,
         }))
     }
@@ -165,6 +193,7 @@ impl Storage {
         &self,
         snapshot: &Snapshot,
         discovered: &[StoredDiscovery],
+        changes: &[Arc<ChangeEvent>],
         now_unix: f64,
     ) -> Result<usize, StorageError> {
         let file = StateFile {
@@ -172,6 +201,7 @@ impl Storage {
             written_at: now_unix,
             images: snapshot.images.iter().filter_map(store_image).collect(),
             discovered: discovered.to_vec(),
+            changes: changes.iter().map(|c| store_change(c)).collect(),
         };
         let path = self.file();
         let err = |source| StorageError::Write {
@@ -245,8 +275,8 @@ fn restore_image(i: StoredImage) -> ImageState {
         .into_iter()
         .map(|m| MemberRecord {
             member_id: m.id,
-            member_type: crate::state::label(Some(&m.member_type)),
-            status: crate::state::label(Some(&m.status)),
+            member_type: label(Some(&m.member_type)),
+            status: label(Some(&m.status)),
             urn: m.urn,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -265,4 +295,39 @@ fn restore_image(i: StoredImage) -> ImageState {
         .filter_map(|(k, v)| ChangeKind::parse(&k).map(|k| (k, v)))
         .collect();
     state
+}
+
+fn store_change(c: &ChangeEvent) -> StoredChange {
+    StoredChange {
+        time: c.time_unix,
+        change: c.kind.as_str().to_string(),
+        region: c.key.region.to_string(),
+        project_id: c.key.project_id.to_string(),
+        image_id: c.key.image_id.to_string(),
+        image_name: c.image_name.to_string(),
+        member_id: c.member_id.clone(),
+        member_type: c.member_type.to_string(),
+        status: c.status.to_string(),
+        old_status: c.old_status.as_ref().map(|s| s.to_string()),
+        unexpected: c.unexpected,
+    }
+}
+
+/// An event of a kind this exporter does not know is dropped, not guessed at.
+fn restore_change(c: StoredChange) -> Option<ChangeEvent> {
+    Some(ChangeEvent {
+        time_unix: c.time,
+        kind: ChangeKind::parse(&c.change)?,
+        key: ImageKey {
+            region: c.region.into(),
+            project_id: c.project_id.into(),
+            image_id: c.image_id.into(),
+        },
+        image_name: c.image_name.into(),
+        member_id: c.member_id,
+        member_type: label(Some(&c.member_type)),
+        status: label(Some(&c.status)),
+        old_status: c.old_status.map(|s| label(Some(&s))),
+        unexpected: c.unexpected,
+    })
 }

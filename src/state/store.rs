@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::shard::Shard;
 
+use super::changes::{ChangeEvent, ChangeLog};
 use super::image::{ImageKey, ImageMeta, ImageState};
 use super::members::MemberSet;
 
@@ -153,6 +154,8 @@ pub struct Store {
     generation: Arc<AtomicU64>,
     /// Woken when a target finishes a poll cycle (the state writer waits on it).
     cycles: tokio::sync::Notify,
+    /// The most recent member changes.
+    changes: ChangeLog,
 }
 
 impl Store {
@@ -257,6 +260,19 @@ impl Store {
         let held = slots.iter().map(|s| s.load().member_count()).sum();
         self.slots.store(Arc::new(slots));
         self.held.store(held, Ordering::Release);
+    }
+
+    /// Records member changes the audit saw (they are kept in the state file too).
+    pub fn record_changes(&self, events: Vec<ChangeEvent>) {
+        if !events.is_empty() {
+            self.changes.push(events);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The most recent member changes.
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
     }
 
     /// Changes whenever what the state file keeps changes.

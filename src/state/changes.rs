@@ -1,0 +1,139 @@
+//! The most recent member changes the audit saw (added, removed, status changed), for
+//! the share browser and `/api/v1/changes`. Bounded: the oldest event is dropped once
+//! [`MAX_CHANGES`] are held, so a flapping share cannot grow memory. The state file
+//! keeps them, so a restart does not forget what happened before it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::image::{ChangeKind, ImageKey};
+use super::members::{Label, MemberRecord};
+
+/// Changes held in memory and in the state file.
+pub const MAX_CHANGES: usize = 1000;
+
+/// One change to one share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    /// When the poll that saw it ended (Unix seconds).
+    pub time_unix: f64,
+    pub kind: ChangeKind,
+    pub key: ImageKey,
+    pub image_name: Arc<str>,
+    pub member_id: String,
+    pub member_type: Label,
+    /// The status after the change (before it, for a removal).
+    pub status: Label,
+    /// The status before a status change.
+    pub old_status: Option<Label>,
+    /// Whether the member was unexpected (judged by the allowlist at that poll).
+    pub unexpected: bool,
+}
+
+impl ChangeEvent {
+    pub fn new(
+        time_unix: f64,
+        kind: ChangeKind,
+        key: &ImageKey,
+        image_name: &Arc<str>,
+        member: &MemberRecord,
+        old_status: Option<&Label>,
+    ) -> ChangeEvent {
+        ChangeEvent {
+            time_unix,
+            kind,
+            key: key.clone(),
+            image_name: image_name.clone(),
+            member_id: member.member_id.clone(),
+            member_type: member.member_type.clone(),
+            status: member.status.clone(),
+            old_status: old_status.cloned(),
+            unexpected: member.unexpected,
+        }
+    }
+}
+
+/// The last [`MAX_CHANGES`] events, oldest first.
+#[derive(Debug, Default)]
+pub struct ChangeLog {
+    events: Mutex<VecDeque<Arc<ChangeEvent>>>,
+}
+
+impl ChangeLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<ChangeEvent>>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `events` (in the order they happened), dropping the oldest beyond the cap.
+    pub fn push(&self, events: impl IntoIterator<Item = ChangeEvent>) {
+        let mut held = self.lock();
+        for e in events {
+            if held.len() == MAX_CHANGES {
+                held.pop_front();
+            }
+            held.push_back(Arc::new(e));
+        }
+    }
+
+    /// Every event held, oldest first.
+    pub fn all(&self) -> Vec<Arc<ChangeEvent>> {
+        self.lock().iter().cloned().collect()
+    }
+
+    /// Up to `limit` events matching `keep`, newest first.
+    pub fn recent(
+        &self,
+        limit: usize,
+        keep: impl Fn(&ChangeEvent) -> bool,
+    ) -> Vec<Arc<ChangeEvent>> {
+        self.lock()
+            .iter()
+            .rev()
+            .filter(|e| keep(e))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> ChangeEvent {
+        ChangeEvent {
+            time_unix: i as f64,
+            kind: ChangeKind::Added,
+            key: ImageKey {
+                region: "r".into(),
+                project_id: "p".into(),
+                image_id: "i".into(),
+            },
+            image_name: "n".into(),
+            member_id: format!("m{i}"),
+            member_type: "project".into(),
+            status: "pending".into(),
+            old_status: None,
+            unexpected: false,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_up_to_the_cap() {
+        let log = ChangeLog::default();
+        log.push((0..MAX_CHANGES + 5).map(event));
+        let all = log.all();
+        assert_eq!(all.len(), MAX_CHANGES);
+        assert_eq!(all[0].member_id, "m5");
+        let recent = log.recent(2, |_| true);
+        let ids: Vec<&str> = recent.iter().map(|e| e.member_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                format!("m{}", MAX_CHANGES + 4),
+                format!("m{}", MAX_CHANGES + 3)
+            ]
+        );
+        assert_eq!(log.recent(10, |e| e.member_id == "m7").len(), 1);
+    }
+}
