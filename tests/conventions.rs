@@ -146,12 +146,7 @@ async fn systemd_socket_activation_serves_on_the_passed_sockets() {
     assert_eq!(addresses, want, "{}", all_logs());
 
     // After exec the child is the exporter: SIGTERM stops it cleanly.
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(child.0.id(), "-TERM");
     let status = wait_for("the exporter to exit", async || {
         child.0.try_wait().ok().flatten()
     })

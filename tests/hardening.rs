@@ -266,13 +266,7 @@ async fn sigterm_during_a_reload_is_not_lost() {
         &[IMG],
         &format!("allowed_members_file: {}", fifo.display()),
     );
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &exporter.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
+    let signal = |sig: &str| signal(exporter.pid(), sig);
     signal("-HUP");
     wait_for("the reload to start", async || {
         exporter

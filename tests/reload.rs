@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 
 use support::*;
 
@@ -100,12 +99,7 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
 
     // A broken config over SIGHUP: refused, the old one keeps polling.
     std::fs::write(&cfg, "poll_interval: never\n").unwrap();
-    let pid = exporter.pid().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    exporter.hangup();
     let s = wait_for("the refused reload", async || {
         let s = exporter.scrape_samples().await;
         (value(&s, "ims_exporter_config_last_reload_successful", &[]) == Some(0.0)).then_some(s)

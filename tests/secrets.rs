@@ -131,11 +131,7 @@ impl Daemon {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        signal(self.child.0.id(), sig);
     }
 }
 

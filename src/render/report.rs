@@ -57,18 +57,20 @@ impl Report {
         csv_row(&mut out, header.iter().map(|s| s.to_string()));
         for s in &self.shares {
             let image = self.images.iter().find(|i| {
-                i.image_id == s.image_id && i.project_id == s.project_id && i.region == s.region
+                i.image_id == s.of.image_id
+                    && i.project_id == s.of.project_id
+                    && i.region == s.of.region
             });
             csv_row(
                 &mut out,
                 [
                     s.unexpected.to_string(),
-                    s.region.clone(),
-                    s.project_id.clone(),
-                    s.image_id.clone(),
-                    s.image_name.clone(),
-                    s.member_id.clone(),
-                    s.member_type.clone(),
+                    s.of.region.clone(),
+                    s.of.project_id.clone(),
+                    s.of.image_id.clone(),
+                    s.of.image_name.clone(),
+                    s.of.member_id.clone(),
+                    s.of.member_type.clone(),
                     s.status.clone(),
                     s.urn.clone().unwrap_or_default(),
                     s.shared_since.clone().unwrap_or_default(),
@@ -104,10 +106,10 @@ impl Report {
                 } else {
                     "no".to_string()
                 },
-                format!("{} ({})", s.image_name, s.image_id),
-                format!("{} / {}", s.region, s.project_id),
-                s.member_id.clone(),
-                s.member_type.clone(),
+                format!("{} ({})", s.of.image_name, s.of.image_id),
+                format!("{} / {}", s.of.region, s.of.project_id),
+                s.of.member_id.clone(),
+                s.of.member_type.clone(),
                 s.status.clone(),
                 s.shared_since.clone().unwrap_or_default(),
                 s.updated_at.clone().unwrap_or_default(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::state::{ChangeEvent, ChangeLog, ImageState, MemberRecord, Snapshot};
+use crate::state::{ChangeEvent, ChangeLog, ImageKey, ImageState, MemberRecord, Snapshot};
 
 /// The schema version of the JSON API.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -43,15 +43,35 @@ impl ShareFilter {
     }
 }
 
-/// One share.
+/// Which share a row is about: the image and the member (inlined in the JSON).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ShareRow {
+pub struct ShareOf {
     pub region: String,
     pub project_id: String,
     pub image_id: String,
     pub image_name: String,
     pub member_id: String,
     pub member_type: String,
+}
+
+impl ShareOf {
+    fn new(key: &ImageKey, image_name: &str, member_id: &str, member_type: &str) -> ShareOf {
+        ShareOf {
+            region: key.region.to_string(),
+            project_id: key.project_id.to_string(),
+            image_id: key.image_id.to_string(),
+            image_name: image_name.to_string(),
+            member_id: member_id.to_string(),
+            member_type: member_type.to_string(),
+        }
+    }
+}
+
+/// One share.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShareRow {
+    #[serde(flatten)]
+    pub of: ShareOf,
     pub status: String,
     /// Organization members only; `null` otherwise.
     pub urn: Option<String>,
@@ -108,12 +128,8 @@ pub struct ChangeRow {
     pub time: Option<String>,
     /// `added`, `removed` or `status_changed`.
     pub change: &'static str,
-    pub region: String,
-    pub project_id: String,
-    pub image_id: String,
-    pub image_name: String,
-    pub member_id: String,
-    pub member_type: String,
+    #[serde(flatten)]
+    pub of: ShareOf,
     /// The status after the change; for `removed`, the last status seen.
     pub status: String,
     /// The status before a `status_changed`; `null` otherwise.
@@ -143,12 +159,7 @@ pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeLis
             .map(|e| ChangeRow {
                 time: rfc3339(e.time_unix),
                 change: e.kind.as_str(),
-                region: e.key.region.to_string(),
-                project_id: e.key.project_id.to_string(),
-                image_id: e.key.image_id.to_string(),
-                image_name: e.image_name.to_string(),
-                member_id: e.member_id.clone(),
-                member_type: e.member_type.to_string(),
+                of: ShareOf::new(&e.key, &e.image_name, &e.member_id, &e.member_type),
                 status: e.status.to_string(),
                 old_status: e.old_status.as_ref().map(|s| s.to_string()),
                 unexpected: e.unexpected,
@@ -188,12 +199,7 @@ fn matching<'s>(
 
 fn row(s: &ImageState, m: &MemberRecord) -> ShareRow {
     ShareRow {
-        region: s.key.region.to_string(),
-        project_id: s.key.project_id.to_string(),
-        image_id: s.key.image_id.to_string(),
-        image_name: s.meta.name.to_string(),
-        member_id: m.member_id.clone(),
-        member_type: m.member_type.to_string(),
+        of: ShareOf::new(&s.key, &s.meta.name, &m.member_id, &m.member_type),
         status: m.status.to_string(),
         urn: (!m.urn.is_empty()).then(|| m.urn.clone()),
         shared_since: m.created_at.and_then(rfc3339),

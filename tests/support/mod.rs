@@ -196,11 +196,7 @@ impl Exporter {
 
     /// Sends SIGHUP (reload the config).
     pub fn hangup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
+        signal(self.child.id(), "-HUP");
     }
 
     /// Waits until the log says the config was reloaded `n` times in all.
@@ -213,12 +209,7 @@ impl Exporter {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
+        signal(self.child.id(), "-TERM");
         wait_for("the exporter to exit", async || {
             self.child.try_wait().expect("try_wait")
         })
@@ -324,6 +315,15 @@ pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<
         [s] => Some(s.value),
         _ => None,
     }
+}
+
+/// Sends `sig` (`-HUP`, `-TERM`, …) to process `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {sig} {pid}");
 }
 
 /// Whether a tool the tests need is on PATH; under CI=true its absence is a failure.
