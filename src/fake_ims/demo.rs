@@ -140,8 +140,9 @@ pub fn populate(state: &FakeState, large_image_members: usize) -> String {
     }
     let statuses = ["accepted", "accepted", "accepted", "pending", "rejected"];
     for i in 0..large_image_members as u64 {
+        // Seeds of the two kinds never meet, whatever the size: every member is distinct.
         let (kind, id) = if i % 10 == 0 {
-            ("domain", hex_id(i + 1))
+            ("domain", hex_id((1 << 40) + i))
         } else {
             ("project", hex_id(i + 10_000))
         };
