@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use support::*;
 
 const IMG_A: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
