@@ -71,7 +71,7 @@ td{overflow-wrap:break-word}td.id,td small{overflow-wrap:anywhere}td.word{white-
 td.id,small{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem}\
 tr.unexpected{background:#fde2e1}tr.unexpected td:first-child{font-weight:bold;color:#a40000}\
 .bad{color:#a40000}.ok{color:#1b6e1b}form,nav{margin:.5rem 0}nav a{margin-right:1rem}\
-@media(max-width:700px){.wide{display:none}}@media(min-width:701px){td.member{min-width:20em}}";
+.scroll{overflow-x:auto}@media(max-width:700px){.wide{display:none}body{margin:.5rem}th,td{padding:.25rem .3rem}}@media(min-width:701px){td.member{min-width:20em}}";
 
 /// Exporter-toolkit's landing page style: the Prometheus-orange header.
 const LANDING_STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0}\
@@ -187,7 +187,7 @@ pub fn shares_page(
     );
     filter_form(&mut o, filter);
     o.push_str(
-        "<table id=\"shares\"><thead><tr><th>Unexpected</th><th>Image</th><th class=\"wide\">Region / project</th>\
+        "<div class=\"scroll\"><table id=\"shares\"><thead><tr><th>Unexpected</th><th>Image</th><th class=\"wide\">Region / project</th>\
          <th>Member</th><th>Type</th><th>Status</th><th class=\"wide\">URN</th><th>Shared since</th>\
          <th class=\"wide\">Last change</th></tr></thead><tbody>\n",
     );
@@ -211,7 +211,7 @@ pub fn shares_page(
             when(s.updated_at.as_deref()),
         );
     }
-    o.push_str("</tbody></table>\n");
+    o.push_str("</tbody></table></div>\n");
     pages(&mut o, filter, &p);
     recent_changes(&mut o, changes);
     images(&mut o, snap);
@@ -294,7 +294,7 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
         return;
     }
     o.push_str(
-        "<table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member</th>\
+        "<div class=\"scroll\"><table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member</th>\
          <th>Type</th><th>Status</th></tr></thead><tbody>\n",
     );
     for c in &changes.changes {
@@ -314,13 +314,13 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
             escape(&c.of.member_type),
         );
     }
-    o.push_str("</tbody></table>\n");
+    o.push_str("</tbody></table></div>\n");
 }
 
 /// Each image's poll health and watched members that are missing.
 fn images(o: &mut String, snap: &Snapshot) {
     o.push_str(
-        "<h2>Images</h2>\n<table id=\"images\"><thead><tr><th>Image</th><th>Last poll</th>\
+        "<h2>Images</h2>\n<div class=\"scroll\"><table id=\"images\"><thead><tr><th>Image</th><th>Last poll</th>\
          <th>Last success</th><th>Members</th><th>Watched, missing</th></tr></thead><tbody>\n",
     );
     for i in shares::images(snap).images {
@@ -351,7 +351,7 @@ fn images(o: &mut String, snap: &Snapshot) {
             escape(&i.watched_missing.join(", ")),
         );
     }
-    o.push_str("</tbody></table>\n");
+    o.push_str("</tbody></table></div>\n");
 }
 
 #[cfg(test)]
