@@ -156,6 +156,39 @@ async fn systemd_socket_activation_serves_on_the_passed_sockets() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn systemd_socket_refuses_a_socket_that_is_not_tcp() {
+    if !require_tool("systemd-socket-activate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.sock");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l")
+        .arg(&path)
+        .arg(bin())
+        .args(["--demo", "--web.systemd-socket"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn systemd-socket-activate"));
+    // The first connection makes systemd-socket-activate exec the exporter.
+    wait_for("the socket", async || {
+        std::os::unix::net::UnixStream::connect(&path).ok()
+    })
+    .await;
+    let status = wait_for("the exporter to refuse the socket", async || {
+        child.0.try_wait().ok().flatten()
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--web.systemd-socket: file descriptor 3: not a TCP listening socket"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn systemd_socket_without_sockets_fails_naming_the_flag() {
     let mut cmd = command();
     cmd.args(["--demo", "--web.systemd-socket"])
