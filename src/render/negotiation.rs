@@ -106,7 +106,8 @@ pub fn negotiate(accept: Option<&str>) -> Negotiated {
         if let Some(e) = c.escaping.filter(|e| ESCAPING_SCHEMES.contains(e)) {
             escaping = e;
         }
-        if let Some(s) = servable(&c) {
+        // q=0 is "not acceptable" (RFC 9110).
+        if let Some(s) = servable(&c).filter(|_| c.q > 0.0) {
             chosen = s;
             break;
         }
@@ -146,5 +147,12 @@ mod tests {
             Format::Text
         );
         assert_eq!(negotiate(Some("application/json")).format, Format::Text);
+        assert_eq!(
+            negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0,text/plain;q=0.1"
+            ))
+            .format,
+            Format::Text
+        );
     }
 }
