@@ -8,10 +8,12 @@
 //! path and the file in the message. Nothing downstream re-validates.
 
 mod build;
+mod error;
 mod file;
 mod validate;
 pub(crate) mod web;
 
+pub use error::ConfigError;
 pub use file::{
     DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_MEMBERS_PER_IMAGE,
     DEFAULT_MAX_MEMBERS_TOTAL,
@@ -31,23 +33,6 @@ use crate::ids::{ImageId, MemberId, ProjectId, Source};
 use crate::ims::client::{ApiTarget, ClientOptions, ImageFilter};
 use crate::ims::retry::RetryPolicy;
 use crate::shard::Shard;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: {key}: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
-}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

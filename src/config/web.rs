@@ -32,6 +32,8 @@ use rustls::{
     SupportedCipherSuite, SupportedProtocolVersion,
 };
 use serde::Deserialize;
+
+use super::error::ConfigError;
 use sha2::{Digest, Sha256};
 
 /// Files named by the web config larger than this are refused (a PEM bundle is a few KiB).
@@ -39,34 +41,9 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Successful basic-auth verifications remembered; beyond this the cache starts over.
 const AUTH_CACHE_ENTRIES: usize = 1024;
 
-/// Why a web config cannot be used. `key` is the key path at fault; no variant ever
-/// carries a secret value (private keys are described, never quoted).
-#[derive(Debug, thiserror::Error)]
-pub enum WebConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    #[error("{file}: {key}: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
-    #[error("{file}: {key}: not supported by ims-exporter: {message}")]
-    Unsupported {
-        file: String,
-        key: String,
-        message: String,
-    },
-}
-
 /// Validates the web config at `path` as the server would load it (YAML, keys, TLS
 /// material, password hashes), for start-up and `--config.check`.
-pub fn check(path: &Path) -> Result<(), WebConfigError> {
+pub fn check(path: &Path) -> Result<(), ConfigError> {
     load(path, &mut Reader::default()).map(|_| ())
 }
 
@@ -262,15 +239,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, key: &str, message: impl Into<String>) -> WebConfigError {
-        WebConfigError::Invalid {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
             file: self.file.to_string(),
             key: key.to_string(),
             message: message.into(),
         }
     }
-    fn unsupported(&self, key: &str, message: impl Into<String>) -> WebConfigError {
-        WebConfigError::Unsupported {
+    fn unsupported(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Unsupported {
             file: self.file.to_string(),
             key: key.to_string(),
             message: message.into(),
@@ -287,15 +264,15 @@ impl Ctx<'_> {
     }
 }
 
-fn load(path: &Path, reader: &mut Reader) -> Result<Settings, WebConfigError> {
+fn load(path: &Path, reader: &mut Reader) -> Result<Settings, ConfigError> {
     let file = path.display().to_string();
-    let bytes = reader.read(path).map_err(|source| WebConfigError::Read {
+    let bytes = reader.read(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let ctx = Ctx { file: &file, dir };
-    let text = String::from_utf8(bytes).map_err(|_| WebConfigError::Parse {
+    let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
         file: file.clone(),
         message: "not UTF-8 text".into(),
     })?;
@@ -321,7 +298,7 @@ fn load(path: &Path, reader: &mut Reader) -> Result<Settings, WebConfigError> {
     Ok(Settings { tls, auth, headers })
 }
 
-fn parse(text: &str, ctx: &Ctx) -> Result<WebConfigFile, WebConfigError> {
+fn parse(text: &str, ctx: &Ctx) -> Result<WebConfigFile, ConfigError> {
     if text.trim().is_empty() {
         return Ok(WebConfigFile::default());
     }
@@ -338,7 +315,7 @@ fn parse(text: &str, ctx: &Ctx) -> Result<WebConfigFile, WebConfigError> {
             _ => message,
         };
         if key == "." {
-            WebConfigError::Parse {
+            ConfigError::Parse {
                 file: ctx.file.to_string(),
                 message,
             }
@@ -349,7 +326,7 @@ fn parse(text: &str, ctx: &Ctx) -> Result<WebConfigFile, WebConfigError> {
     Ok(raw.unwrap_or_default())
 }
 
-fn http_settings(http: HttpServerConfig, ctx: &Ctx) -> Result<HeaderMap, WebConfigError> {
+fn http_settings(http: HttpServerConfig, ctx: &Ctx) -> Result<HeaderMap, ConfigError> {
     if http.http2 == Some(true) {
         return Err(ctx.unsupported(
             "http_server_config.http2",
@@ -408,7 +385,7 @@ fn pem_source(
     file: Option<String>,
     inline_key: &str,
     inline: Option<String>,
-) -> Result<Option<(String, Vec<u8>)>, WebConfigError> {
+) -> Result<Option<(String, Vec<u8>)>, ConfigError> {
     match (non_empty(file), non_empty(inline)) {
         (Some(_), Some(_)) => Err(ctx.invalid(
             inline_key,
@@ -430,7 +407,7 @@ fn certificates(
     ctx: &Ctx,
     key: &str,
     pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ctx.invalid(key, format!("not PEM certificates: {e}")))?;
@@ -445,7 +422,7 @@ fn tls_version(
     key: &str,
     value: Option<String>,
     default: u8,
-) -> Result<u8, WebConfigError> {
+) -> Result<u8, ConfigError> {
     match non_empty(value).as_deref() {
         None => Ok(default),
         Some("TLS12") => Ok(2),
@@ -466,7 +443,7 @@ fn cipher_suite(
     ctx: &Ctx,
     key: &str,
     name: &str,
-) -> Result<Option<SupportedCipherSuite>, WebConfigError> {
+) -> Result<Option<SupportedCipherSuite>, ConfigError> {
     use rustls::crypto::ring::cipher_suite as cs;
     Ok(Some(match name {
         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -493,11 +470,7 @@ fn cipher_suite(
     }))
 }
 
-fn curve(
-    ctx: &Ctx,
-    key: &str,
-    name: &str,
-) -> Result<&'static dyn SupportedKxGroup, WebConfigError> {
+fn curve(ctx: &Ctx, key: &str, name: &str) -> Result<&'static dyn SupportedKxGroup, ConfigError> {
     use rustls::crypto::ring::kx_group;
     match name {
         "CurveP256" => Ok(kx_group::SECP256R1),
@@ -517,7 +490,7 @@ fn tls_settings(
     raw: TlsServerConfig,
     ctx: &Ctx,
     reader: &mut Reader,
-) -> Result<ServerConfig, WebConfigError> {
+) -> Result<ServerConfig, ConfigError> {
     let k = |name: &str| format!("{TLS}.{name}");
     if raw
         .client_allowed_sans
@@ -600,7 +573,7 @@ fn tls_settings(
 const TLS: &str = "tls_server_config";
 
 /// `client_auth_type`, as the toolkit names its modes.
-fn client_auth_mode(ctx: &Ctx, value: Option<String>) -> Result<ClientAuth, WebConfigError> {
+fn client_auth_mode(ctx: &Ctx, value: Option<String>) -> Result<ClientAuth, ConfigError> {
     let k = |name: &str| format!("{TLS}.{name}");
     Ok(match non_empty(value).as_deref() {
         None | Some("NoClientCert") => ClientAuth::NoClientCert,
@@ -626,7 +599,7 @@ fn protocol_versions(
     ctx: &Ctx,
     min: Option<String>,
     max: Option<String>,
-) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
+) -> Result<Vec<&'static SupportedProtocolVersion>, ConfigError> {
     let k = |name: &str| format!("{TLS}.{name}");
     let min = tls_version(ctx, &k("min_version"), min, 2)?;
     let max = tls_version(ctx, &k("max_version"), max, 3)?;
@@ -645,7 +618,7 @@ fn crypto_provider(
     ctx: &Ctx,
     cipher_suites: Option<Vec<String>>,
     curve_preferences: Option<Vec<String>>,
-) -> Result<Arc<CryptoProvider>, WebConfigError> {
+) -> Result<Arc<CryptoProvider>, ConfigError> {
     let k = |name: &str| format!("{TLS}.{name}");
     let mut provider: CryptoProvider = rustls::crypto::ring::default_provider();
     if let Some(names) = cipher_suites.filter(|n| !n.is_empty()) {
@@ -684,7 +657,7 @@ fn client_verifier(
     client_auth: ClientAuth,
     roots: Option<(String, Arc<RootCertStore>)>,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
     let k = |name: &str| format!("{TLS}.{name}");
     let auth_key = k("client_auth_type");
     Ok(match (client_auth, roots) {
@@ -792,7 +765,7 @@ impl fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
-    fn new(users: BTreeMap<String, String>, ctx: &Ctx) -> Result<BasicAuth, WebConfigError> {
+    fn new(users: BTreeMap<String, String>, ctx: &Ctx) -> Result<BasicAuth, ConfigError> {
         let mut dummy: Option<(u32, &String)> = None;
         for (user, hash) in &users {
             let key = format!("basic_auth_users.{user}");
