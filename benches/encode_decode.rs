@@ -11,20 +11,11 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ims_exporter::allowlist::Entry;
 use ims_exporter::fake_ims::member;
+use ims_exporter::fake_ims::synthetic::{splitmix, ORG_URN_PREFIX};
 use ims_exporter::ids::Source;
 use ims_exporter::ims::model::{Member, MemberList, MemberPage, PageInfo};
 use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
-
-const ORG_URN_PREFIX: &str =
-    "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/";
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// Recipient `n` of `image`, with the same mix of types and statuses as `ims-bench`.
 fn recipient(image: &str, n: u64) -> Member {

@@ -97,12 +97,7 @@ pub(super) async fn list_members(
     };
     let inner = state.lock();
     let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
-        return ims_error(
-            StatusCode::NOT_FOUND,
-            &rid,
-            "IMG.0027",
-            &format!("image {image_id} not found"),
-        );
+        return image_not_found(&rid, &image_id);
     };
     let page_index = after
         .as_ref()
@@ -148,6 +143,16 @@ pub(super) async fn list_members(
     )
 }
 
+/// IMS's answer for an image the project does not have.
+fn image_not_found(rid: &str, image_id: &str) -> Response {
+    ims_error(
+        StatusCode::NOT_FOUND,
+        rid,
+        "IMG.0027",
+        &format!("image {image_id} not found"),
+    )
+}
+
 pub(super) async fn get_member(
     State(state): State<FakeState>,
     Path((project_id, image_id, member_id)): Path<(String, String, String)>,
@@ -161,12 +166,7 @@ pub(super) async fn get_member(
     }
     let inner = state.lock();
     let Some(image) = inner.images.get(&(project_id, image_id.clone())) else {
-        return ims_error(
-            StatusCode::NOT_FOUND,
-            &rid,
-            "IMG.0027",
-            &format!("image {image_id} not found"),
-        );
+        return image_not_found(&rid, &image_id);
     };
     match image.members.get(&member_id) {
         Some(m) => json_response(

@@ -16,6 +16,7 @@ mod gateway;
 mod handlers;
 pub mod metadata;
 mod state;
+pub mod synthetic;
 
 pub use gateway::MAX_CLOCK_SKEW;
 pub use state::{member, Canned, FakeState, Fault};

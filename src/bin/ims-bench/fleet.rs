@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use ims_exporter::fake_ims::synthetic::{splitmix, ORG_URN_PREFIX};
 use ims_exporter::fake_ims::{member, FakeState};
 use ims_exporter::ims::model::Member;
 
@@ -12,15 +13,6 @@ const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
 const REGION: &str = "cn-north-4";
 const AK: &str = "BENCHACCESSKEY000000";
 const SK: &str = "bench-secret-key-00000000000000000000000";
-const ORG_URN_PREFIX: &str =
-    "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/";
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 fn image_id(i: usize) -> String {
     let h = splitmix(i as u64 ^ 0x1a2b_3c4d);
