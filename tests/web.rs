@@ -631,3 +631,250 @@ async fn wrong_passwords_hold_no_slot() {
         assert_eq!(w.await.unwrap().unwrap(), 401);
     }
 }
+
+/// Opens a connection with a tiny receive buffer, asks for `path` and never reads.
+async fn never_reading(addr: &str, path: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
+async fn status(client: &reqwest::Client, exporter: &Exporter, path: &str) -> u16 {
+    client
+        .get(exporter.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Issue 19, item 2: clients that ask for a large scrape and never read hold the
+/// scrape slots, but health and readiness take no slot, and a write that makes no
+/// progress for 10 s closes the connection and frees its slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_never_read_starve_neither_health_checks_nor_scrapes_for_long() {
+    // Some 25 MB a scrape: far more than the socket buffers of a stalled client hold.
+    let exporter = Exporter::start(
+        &[
+            "--demo",
+            "--demo.large-image-members",
+            "30000",
+            "--web.max-requests",
+            "4",
+        ],
+        &[],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let client = reqwest::Client::new();
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        stalled.push(never_reading(&exporter.addr, "/metrics").await);
+    }
+    wait_for(
+        "the stalled scrapes to hold every scrape slot",
+        async || (status(&client, &exporter, "/metrics").await == 503).then_some(()),
+    )
+    .await;
+    let held_since = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(status(&client, &exporter, "/-/healthy").await, 200);
+        assert_eq!(status(&client, &exporter, "/-/ready").await, 200);
+    }
+    // The pages have slots of their own too.
+    assert_eq!(status(&client, &exporter, "/shares").await, 200);
+    wait_for("a scrape to be served again", async || {
+        (status(&client, &exporter, "/metrics").await == 200).then_some(())
+    })
+    .await;
+    // The stalled writes are cut after 10 s, not 30: well before this bound.
+    let freed_after = held_since.elapsed();
+    assert!(
+        freed_after < Duration::from_secs(20),
+        "scrapes refused for {freed_after:?}"
+    );
+    drop(stalled);
+    assert!(exporter.terminate().await.success());
+}
+
+/// Issue 19, item 3: a crowd on the share browser and the JSON API never makes a
+/// scrape fail: scrapes have their own share of `--web.max-requests`.
+#[tokio::test(flavor = "multi_thread")]
+async fn browsing_never_starves_the_scrapes() {
+    let exporter = Exporter::start(
+        &[
+            "--demo",
+            "--demo.large-image-members",
+            "10000",
+            "--web.max-requests",
+            "4",
+        ],
+        &[],
+    )
+    .await;
+    exporter.wait_ready().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let browsers: Vec<_> = (0..24)
+        .map(|i| {
+            let client = reqwest::Client::new();
+            let path = if i % 2 == 0 {
+                "/shares?per_page=1000"
+            } else {
+                "/api/v1/shares?per_page=1000"
+            };
+            let url = exporter.url(path);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut refused = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client.get(&url).send().await.unwrap();
+                    refused += usize::from(r.status() == 503);
+                    let _ = r.bytes().await;
+                }
+                refused
+            })
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let mut failed = Vec::new();
+    for _ in 0..30 {
+        let r = client.get(exporter.url("/metrics")).send().await.unwrap();
+        let code = r.status().as_u16();
+        let _ = r.bytes().await;
+        if code != 200 {
+            failed.push(code);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut browsers_refused = 0;
+    for b in browsers {
+        browsers_refused += b.await.unwrap();
+    }
+    assert!(
+        failed.is_empty(),
+        "scrapes failed beside 24 browsing clients: {failed:?}"
+    );
+    // The crowd was big enough to fill the pages' slots: the scrapes did not pass
+    // only because nobody was competing.
+    assert!(
+        browsers_refused > 0,
+        "the browsing clients never hit the cap"
+    );
+    assert!(exporter.terminate().await.success());
+}
+
+/// Issue 19, item 13: every answer carries `nosniff`, every HTML page the strict
+/// policy, and no error body echoes what the client sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_response_is_nosniff_and_every_page_has_the_policy() {
+    let exporter = Exporter::start(&["--demo", "--web.max-requests", "2"], &[]).await;
+    exporter.wait_ready().await;
+    let client = reqwest::Client::new();
+    let hostile = "%3Csvg%20onload%3Dalert(1)%3E";
+    for (path, code) in [
+        ("/metrics".to_string(), 200),
+        ("/-/healthy".to_string(), 200),
+        ("/-/ready".to_string(), 200),
+        ("/".to_string(), 200),
+        ("/shares".to_string(), 200),
+        ("/api/v1/shares".to_string(), 200),
+        ("/api/v1/images".to_string(), 200),
+        ("/api/v1/changes".to_string(), 200),
+        (format!("/shares?page={hostile}"), 400),
+        (format!("/api/v1/shares?{hostile}=1"), 400),
+        (format!("/nowhere/{hostile}"), 404),
+    ] {
+        let r = client.get(exporter.url(&path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{path}");
+        assert_eq!(
+            r.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+        let html = r
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        if html {
+            let csp = r.headers().get("content-security-policy");
+            assert!(
+                csp.is_some_and(|v| v.to_str().unwrap().contains("default-src 'none'")),
+                "{path}"
+            );
+        }
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("<svg"), "{path} echoes raw input: {body}");
+    }
+    // A refusal of the lifecycle API is nosniff too.
+    let lifecycle = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(
+        lifecycle.headers()["x-content-type-options"],
+        "nosniff",
+        "{}",
+        lifecycle.status()
+    );
+    assert!(exporter.terminate().await.success());
+}
+
+/// Issue 19, item 14: the same `--web.listen-address` twice is listened on once
+/// instead of failing with "Address already in use".
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_listen_address_twice_is_listened_on_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let exporter =
+        Exporter::start_on(&address, &["--demo", "--web.listen-address", &address], &[]).await;
+    exporter.wait_ready().await;
+    let listening = exporter
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("message=listening "))
+        .count();
+    assert_eq!(listening, 1, "{}", exporter.logs());
+    assert!(exporter.terminate().await.success());
+}
+
+/// Issue 19, item 12: a socket systemd passes that is bound but not listening is
+/// refused at start (exit 1, naming the descriptor), instead of accept failing ten
+/// times a second forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_systemd_socket_that_is_not_listening_is_refused() {
+    if !require_tool("python3") {
+        return;
+    }
+    // Python binds a TCP socket without listen(), puts it at fd 3 and execs the
+    // exporter with LISTEN_FDS/LISTEN_PID as systemd would set them.
+    let launcher = format!(
+        "import os, socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+         s.bind(('127.0.0.1', 0))\n\
+         os.dup2(s.fileno(), 3)\n\
+         os.set_inheritable(3, True)\n\
+         os.environ['LISTEN_FDS'] = '1'\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\n\
+         os.execv({bin:?}, [{bin:?}, '--demo', '--web.systemd-socket'])\n",
+        bin = bin()
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", &launcher]);
+    let out = run_tool(cmd, None, Duration::from_secs(30)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr.contains(
+            "--web.systemd-socket: file descriptor 3: a TCP socket that is not listening"
+        ),
+        "{stderr}"
+    );
+}

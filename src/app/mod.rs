@@ -125,6 +125,7 @@ async fn run_async(cli: Cli, listen: http::ListenOn) -> u8 {
             serve: http::ServeOptions {
                 web_config_file: cli.web_config_file.clone(),
                 max_requests: cli.web_max_requests,
+                telemetry_path: cli.telemetry_path.clone(),
             },
             lifecycle: cli.web_enable_lifecycle,
             storage: cli.storage_path.as_deref().map(storage::Storage::new),

@@ -81,6 +81,7 @@ impl FakeIms {
         let options = crate::http::ServeOptions {
             web_config_file: Some(web_config),
             max_requests: 0,
+            telemetry_path: String::new(),
         };
         let task = tokio::spawn(async move {
             let shutdown = async {

@@ -52,6 +52,16 @@ pub fn systemd_sockets() -> Result<Vec<StdListener>, ListenError> {
                     fd,
                     message: "already taken".into(),
                 })?;
+            // A bound socket nobody called listen() on passes as TCP, then every
+            // accept fails (EINVAL): refuse it here, by name.
+            if !is_listening(&listener) {
+                return Err(ListenError::Inherited {
+                    fd,
+                    message: "a TCP socket that is not listening (listen() was never called \
+                              on it; check ListenStream= in the .socket unit)"
+                        .into(),
+                });
+            }
             listener
                 .set_nonblocking(true)
                 .map_err(|e| ListenError::Inherited {
@@ -61,6 +71,22 @@ pub fn systemd_sockets() -> Result<Vec<StdListener>, ListenError> {
             Ok(listener)
         })
         .collect()
+}
+
+/// Whether `listen()` was called on the socket (`SO_ACCEPTCONN`). Where the kernel
+/// cannot say, the socket is given the benefit of the doubt.
+fn is_listening(listener: &StdListener) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        socket2::SockRef::from(listener)
+            .is_listener()
+            .unwrap_or(true)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let _ = listener;
+        true
+    }
 }
 
 /// What to listen on.
@@ -82,11 +108,17 @@ impl ListenOn {
     }
 }
 
-/// Binds every address, in order; the first that fails stops it.
+/// Binds every address, in order; the first that fails stops it. An address given
+/// twice (`:9100` and `0.0.0.0:9100` too) is bound once.
 async fn bind(addresses: &[String]) -> Result<Vec<tokio::net::TcpListener>, ListenError> {
     let mut listeners = Vec::with_capacity(addresses.len());
+    let mut seen = std::collections::HashSet::new();
     for address in addresses {
         let normalized = normalize_listen_address(address);
+        if !seen.insert(normalized.clone()) {
+            tracing::warn!(address = %address, "--web.listen-address given twice; listening once");
+            continue;
+        }
         let listener = tokio::net::TcpListener::bind(&normalized)
             .await
             .map_err(|source| ListenError::Bind {

@@ -1,7 +1,8 @@
 //! How requests are served: one hyper connection per client with header, body,
 //! handshake and write-stall timeouts, TLS and basic auth from the web config
 //! (re-checked per connection and per request), the request cap, and graceful
-//! shutdown. Cheap refusals come before a request takes a slot.
+//! shutdown. Cheap refusals come before a request takes a slot; scrapes have request
+//! slots of their own, and health and readiness checks need none.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,8 +31,37 @@ use crate::config::web;
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     pub web_config_file: Option<std::path::PathBuf>,
-    /// Requests served at once; 0 means no limit.
+    /// Requests served at once; 0 means no limit. Split by [`RequestCap::split`].
     pub max_requests: usize,
+    /// The metrics path (`--web.telemetry-path`): its requests have slots of their own.
+    pub telemetry_path: String,
+}
+
+/// Paths that are answered without taking a request slot: they cost nothing, and a
+/// liveness probe refused while slow clients hold every slot would restart a healthy
+/// exporter.
+const EXEMPT_PATHS: [&str; 2] = ["/-/healthy", "/-/ready"];
+
+/// `--web.max-requests` split in two pools, so that people browsing (or scripts on
+/// the JSON API) can never make a Prometheus scrape fail, nor a pile of scrapes the
+/// pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCap {
+    /// Slots for the metrics path.
+    pub scrapes: usize,
+    /// Slots for every other path (share browser, JSON API, landing page, reload).
+    pub others: usize,
+}
+
+impl RequestCap {
+    /// Half of `max` (rounded up) for scrapes, the rest for the other pages, and at
+    /// least one each; `None` for 0 (no limit).
+    pub fn split(max: usize) -> Option<RequestCap> {
+        (max > 0).then(|| RequestCap {
+            scrapes: max.div_ceil(2),
+            others: (max / 2).max(1),
+        })
+    }
 }
 
 /// A client must send a request's headers within this (slowloris); it also closes
@@ -43,16 +73,49 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection whose writes make no progress for this long (a client that stopped
 /// reading) is closed.
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// No endpoint takes a body; this only bounds what a client can make us buffer.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A pool of request slots.
+struct Pool {
+    slots: Arc<Semaphore>,
+    size: usize,
+    what: &'static str,
+}
+
+impl Pool {
+    fn new(size: usize, what: &'static str) -> Pool {
+        Pool {
+            slots: Arc::new(Semaphore::new(size)),
+            size,
+            what,
+        }
+    }
+}
 
 /// What every connection shares.
 struct Shared {
     app: TowerToHyperService<Router>,
     web: Option<Arc<web::Watcher>>,
-    limit: Option<Arc<Semaphore>>,
-    max_requests: usize,
+    /// (scrapes, other pages); `None` without a limit.
+    pools: Option<(Pool, Pool)>,
+    telemetry_path: String,
+}
+
+impl Shared {
+    /// The pool a request to `path` takes its slot from; `None` for no slot.
+    fn pool(&self, path: &str) -> Option<&Pool> {
+        if EXEMPT_PATHS.contains(&path) {
+            return None;
+        }
+        let (scrapes, others) = self.pools.as_ref()?;
+        Some(if path == self.telemetry_path {
+            scrapes
+        } else {
+            others
+        })
+    }
 }
 
 /// Serves `app` on every listener until `shutdown` completes, then stops accepting
@@ -79,8 +142,13 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         app: TowerToHyperService::new(app),
         web,
-        limit: (options.max_requests > 0).then(|| Arc::new(Semaphore::new(options.max_requests))),
-        max_requests: options.max_requests,
+        pools: RequestCap::split(options.max_requests).map(|cap| {
+            (
+                Pool::new(cap.scrapes, "scrapes"),
+                Pool::new(cap.others, "other pages"),
+            )
+        }),
+        telemetry_path: options.telemetry_path,
     });
     let graceful = GracefulShutdown::new();
     // Tells connections still in their TLS handshake to give up.
@@ -118,23 +186,39 @@ pub async fn serve(
     Ok(())
 }
 
+/// The first and the longest wait after a failed accept (as Go's net/http).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
+/// The wait after a failed accept, given the wait after the one before (if any).
+fn next_backoff(last: Option<Duration>) -> Duration {
+    last.map_or(ACCEPT_BACKOFF.0, |b| (b * 2).min(ACCEPT_BACKOFF.1))
+}
+
 /// Accepts connections on one listener for as long as the server wants them.
 async fn accept(
     listener: tokio::net::TcpListener,
     accepted: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
 ) {
+    let mut backoff: Option<Duration> = None;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                backoff = None;
                 let _ = stream.set_nodelay(true);
                 if accepted.send(stream).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors and the like: back off, doubling the wait up
+                // to a second, instead of spinning (and logging) in a tight loop.
+                let wait = next_backoff(backoff);
+                backoff = Some(wait);
+                tracing::warn!(
+                    error = %e, retry_in = %humantime::format_duration(wait),
+                    "accepting a connection failed"
+                );
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -213,6 +297,11 @@ async fn handle(
     // Settings in force now, so a changed password applies to kept-alive connections too.
     let settings = shared.web.as_ref().and_then(|w| w.current());
     let mut response = limited(&shared, settings.as_deref(), req).await;
+    // No answer of ours, error bodies included, is to be sniffed into something else.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
     if let Some(settings) = &settings {
         for (name, value) in settings.headers() {
             response.headers_mut().insert(name.clone(), value.clone());
@@ -260,15 +349,15 @@ async fn limited(
         }
     }
     // Over the cap: answer at once rather than queue, so a pile-up cannot build.
-    let _permit = match &shared.limit {
-        Some(sem) => match sem.clone().try_acquire_owned() {
+    let _permit = match shared.pool(req.uri().path()) {
+        Some(pool) => match pool.slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
-                        "Limit of concurrent requests reached ({}), try again later.\n",
-                        shared.max_requests
+                        "Limit of concurrent requests for {} reached ({}), try again later.\n",
+                        pool.what, pool.size
                     ),
                 )
                     .into_response()
@@ -398,5 +487,37 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_to_a_second() {
+        let mut waits = vec![next_backoff(None)];
+        for _ in 0..12 {
+            waits.push(next_backoff(waits.last().copied()));
+        }
+        assert_eq!(waits[0], Duration::from_millis(5));
+        assert_eq!(waits[1], Duration::from_millis(10));
+        assert_eq!(waits[8], Duration::from_secs(1));
+        assert_eq!(waits[12], Duration::from_secs(1));
+        // At most a few log lines a second once it is failing for good, where it
+        // used to be ten.
+        let first_second: Duration = waits.iter().take(9).sum();
+        assert!(first_second >= Duration::from_secs(2), "{first_second:?}");
+    }
+
+    #[test]
+    fn the_cap_is_split_between_scrapes_and_pages() {
+        assert_eq!(RequestCap::split(0), None);
+        let split = |n| RequestCap::split(n).map(|c| (c.scrapes, c.others));
+        assert_eq!(split(40), Some((20, 20)));
+        assert_eq!(split(5), Some((3, 2)));
+        assert_eq!(split(2), Some((1, 1)));
+        // One slot still leaves the pages one: a scrape is never refused for them.
+        assert_eq!(split(1), Some((1, 1)));
     }
 }
