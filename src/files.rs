@@ -2,11 +2,14 @@
 //! credentials, CA bundles): every read is size-capped, so `/dev/zero` or a huge
 //! sparse file fails fast instead of filling memory, and the async callers run reads
 //! on a blocking thread with a deadline, so a hung mount or a FIFO delays only the
-//! read — never scrapes, health checks or shutdown.
+//! read — never scrapes, health checks or shutdown. [`ConfigError`] says why a config
+//! file (the exporter's or the web config) cannot be used.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
+
+// One cap table for every reader.
 
 /// Cap on config and web config files.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -71,6 +74,34 @@ pub fn warn_if_world_readable(path: &Path, what: &str) {
     }
     #[cfg(not(unix))]
     let _ = (path, what);
+}
+
+/// Why a config file (the exporter's or the web config) cannot be used: the file, the
+/// key path at fault and what is wrong, so a user can act on it
+/// ("config.yaml: targets[2].project_id: must be 32 hex characters"). No variant ever
+/// carries a secret value (private keys and passwords are described, never quoted).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+    /// A web config key exporter-toolkit knows that this exporter does not implement.
+    #[error("{file}: {key}: not supported by ims-exporter: {message}")]
+    Unsupported {
+        file: String,
+        key: String,
+        message: String,
+    },
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use crate::app::projects as iam;
 use crate::cli::Cli;
-use crate::config::web;
 use crate::http;
+use crate::http::web;
 use crate::render::SelfMetrics;
 use crate::state::storage;
 use crate::{logging, shard};

@@ -2,18 +2,17 @@
 //! it is made from the file: [`file`] (serde schema and defaults) → [`validate`]
 //! (ranges) → [`build`] (the runtime plan, block by block, synchronous) → the async
 //! IAM look-up of omitted project IDs ([`build()`] only) → the checks that need every
-//! project ID. The web config (TLS, basic auth) is [`web`].
+//! project ID. The web config (TLS, basic auth) is the HTTP
+//! server's ([`crate::http::web`]).
 //!
 //! Everything a user can get wrong is caught here, at start or reload, with the key
 //! path and the file in the message. Nothing downstream re-validates.
 
 mod build;
-mod error;
 mod file;
 mod validate;
-pub(crate) mod web;
 
-pub use error::ConfigError;
+pub use crate::files::ConfigError;
 pub use file::{
     DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_MEMBERS_PER_IMAGE,
     DEFAULT_MAX_MEMBERS_TOTAL,

@@ -1,6 +1,8 @@
 //! The HTTP side: routes and their handlers ([`routes`]), the scrape and its
 //! streaming ([`scrape`]), where the server listens ([`listen`]: addresses or systemd
-//! sockets), and how connections are served ([`serve`]: TLS, auth, limits, timeouts). Reads the store and renders; never calls the API.
+//! sockets), how connections are served ([`serve`]: TLS, auth, limits, timeouts), and
+//! the web config file that sets TLS and basic auth ([`web`]). Reads the store and
+//! renders; never calls the API.
 
 mod api;
 mod context;
@@ -8,6 +10,7 @@ pub(crate) mod listen;
 pub(crate) mod routes;
 mod scrape;
 pub(crate) mod serve;
+pub mod web;
 
 pub use context::{AppState, ReloadRequest};
 pub use listen::{systemd_sockets, ListenError, ListenOn};

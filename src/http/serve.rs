@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 
-use crate::config::web;
+use super::web;
 
 /// How the server listens: TLS and basic auth from the web config, request limits.
 #[derive(Debug, Clone, Default)]
