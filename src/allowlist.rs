@@ -5,9 +5,10 @@
 //! applicable entry matches is *unexpected*, whatever its status: a rejected recipient
 //! can still boot the image. An image with no entries at all denies everything.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -111,29 +112,66 @@ fn read_file(path: &Path) -> std::io::Result<String> {
     crate::files::read_text_capped(path, crate::files::MAX_ALLOWLIST_BYTES)
 }
 
+/// An allowlist file as read when the config was loaded: a value the config carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowlistFile {
+    pub path: PathBuf,
+    pub entries: Arc<Vec<Entry>>,
+}
+
+impl AllowlistFile {
+    /// Reads the file once; at start or reload a broken file is a config error.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = read_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let entries = parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(AllowlistFile {
+            path: path.to_path_buf(),
+            entries: Arc::new(entries),
+        })
+    }
+}
+
+/// The allowlist sources that apply to one image, in no particular order (values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Allowlist {
+    pub entries: Vec<Entry>,
+    pub files: Vec<AllowlistFile>,
+}
+
+impl Allowlist {
+    /// Combines sources (global, target, image).
+    pub fn merge(parts: &[&Allowlist]) -> Allowlist {
+        Allowlist {
+            entries: parts
+                .iter()
+                .flat_map(|p| p.entries.iter().cloned())
+                .collect(),
+            files: parts.iter().flat_map(|p| p.files.iter().cloned()).collect(),
+        }
+    }
+}
+
 /// An allowlist file, re-read on every poll so that a security team can edit it
 /// without restarting the exporter. A read or parse failure keeps the last good
 /// contents (and is logged), so a half-saved file never flips every share to
 /// unexpected. Reads run on a blocking thread with a deadline, one at a time: a file
 /// that hangs (a FIFO, a dead NFS mount) keeps its last entries and stalls nothing.
 #[derive(Debug)]
-pub struct AllowlistFile {
+pub struct WatchedFile {
     pub path: PathBuf,
     entries: ArcSwap<Vec<Entry>>,
     /// A read is under way (or hung); polls meanwhile use the entries in force.
     reading: Arc<AtomicBool>,
 }
 
-impl AllowlistFile {
-    /// Reads the file once; at start a broken file is a config error.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = read_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let entries = parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(AllowlistFile {
-            path: path.to_path_buf(),
-            entries: ArcSwap::from_pointee(entries),
+impl WatchedFile {
+    /// Starts from what the config read.
+    pub fn new(file: &AllowlistFile) -> Self {
+        WatchedFile {
+            path: file.path.clone(),
+            entries: ArcSwap::new(file.entries.clone()),
             reading: Arc::new(AtomicBool::new(false)),
-        })
+        }
     }
 
     /// Re-reads the file; returns the entries now in force.
@@ -166,25 +204,39 @@ impl AllowlistFile {
     }
 }
 
-/// The allowlist sources that apply to one image, in no particular order.
-#[derive(Debug, Clone, Default)]
-pub struct Allowlist {
-    pub entries: Vec<Entry>,
-    pub files: Vec<Arc<AllowlistFile>>,
-}
+/// The watched files of one runtime plan, one per path, so that images sharing a file
+/// share its reads and its last good entries.
+#[derive(Debug, Default)]
+pub struct WatchedFiles(Mutex<HashMap<PathBuf, Arc<WatchedFile>>>);
 
-impl Allowlist {
-    /// Combines sources (global, target, image).
-    pub fn merge(parts: &[&Allowlist]) -> Allowlist {
-        Allowlist {
-            entries: parts
+impl WatchedFiles {
+    /// The live form of `allowlist`.
+    pub fn live(&self, allowlist: &Allowlist) -> LiveAllowlist {
+        let mut files = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        LiveAllowlist {
+            entries: allowlist.entries.clone(),
+            files: allowlist
+                .files
                 .iter()
-                .flat_map(|p| p.entries.iter().cloned())
+                .map(|f| {
+                    files
+                        .entry(f.path.clone())
+                        .or_insert_with(|| Arc::new(WatchedFile::new(f)))
+                        .clone()
+                })
                 .collect(),
-            files: parts.iter().flat_map(|p| p.files.iter().cloned()).collect(),
         }
     }
+}
 
+/// The allowlist of one image as polls apply it: its entries and its watched files.
+#[derive(Debug, Clone, Default)]
+pub struct LiveAllowlist {
+    entries: Vec<Entry>,
+    files: Vec<Arc<WatchedFile>>,
+}
+
+impl LiveAllowlist {
     /// The entries in force now (files re-read).
     pub async fn current(&self) -> Vec<Entry> {
         let mut out = self.entries.clone();
@@ -261,7 +313,7 @@ mod tests {
             "# security team list\nou-*   # all OUs\n\nedc89b490d7d4392898e19b2deb34797\n",
         )
         .unwrap();
-        let f = AllowlistFile::load(&path).unwrap();
+        let f = WatchedFile::new(&AllowlistFile::load(&path).unwrap());
         assert_eq!(f.refresh().await.len(), 2);
         std::fs::write(&path, "new-one\n").unwrap();
         assert_eq!(*f.refresh().await, vec![Entry::MemberId("new-one".into())]);

@@ -25,7 +25,7 @@ use ims_exporter::fake_ims::member;
 use ims_exporter::ids::Source;
 use ims_exporter::ims::error::Reason;
 use ims_exporter::ims::observer::RequestObserver;
-use ims_exporter::render::{Format, Metrics, SelfMetrics};
+use ims_exporter::render::{Format, Metrics, RenderOptions, SelfMetrics};
 use ims_exporter::state::{
     ChangeKind, DiscoveryStatus, ImageKey, ImageMeta, ImageState, MemberSet, Store,
 };
@@ -86,7 +86,6 @@ fn snapshot() -> Metrics {
         })
     });
     store.cycle_finished(&targets[1], 0.5);
-    store.set_credential_expiry(vec![("ecs_metadata", FIXED_NOW + 3600.0)]);
 
     let slots = store.set_images(&[
         (
@@ -230,7 +229,12 @@ fn snapshot() -> Metrics {
     self_metrics.retry("list_members");
     self_metrics.retry("list_images");
 
-    Metrics::new(store, Arc::new(self_metrics))
+    let metrics = Metrics::new(store, Arc::new(self_metrics));
+    metrics.set_options(RenderOptions {
+        credential_expiry: Arc::new(|| vec![("ecs_metadata", FIXED_NOW + 3600.0)]),
+        ..RenderOptions::default()
+    });
+    metrics
 }
 
 /// Makes the rendering reproducible; see the header comment.

@@ -1,38 +1,24 @@
-//! Temporary credentials kept fresh in the background, and their expiry published to
-//! the store as values (a scrape never calls into a provider).
+//! Temporary credentials kept fresh in the background.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::state::Store;
+use crate::poll::plan::Plan;
 use crate::timestamp::now_unix;
+
+/// Wait between failed credential refreshes.
+const RETRY_CREDENTIALS: Duration = Duration::from_secs(5);
 
 /// Keeps temporary credentials fresh: refreshes each before it expires (40 minutes
 /// before, or half-way for short-lived ones), retrying every few seconds on failure.
-/// Also publishes their expiry to the store (a scrape reads values, never providers).
-pub(super) fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinHandle<()>> {
-    publish_expiry(config, store);
-    let providers = config.credential_providers();
-    let publisher = {
-        let (config, store) = (config.clone(), store.clone());
-        tokio::spawn(async move {
-            // A refresh after the API refused the credentials happens in the client:
-            // picked up here within the period.
-            let mut every = tokio::time::interval(EXPIRY_PUBLISH_PERIOD);
-            loop {
-                every.tick().await;
-                publish_expiry(&config, &store);
-            }
-        })
-    };
-    providers
-        .into_iter()
+/// A scrape reads their expiry from the providers themselves.
+pub(super) fn spawn_refreshers(plan: &Plan) -> Vec<JoinHandle<()>> {
+    plan.providers
+        .iter()
         .filter(|p| p.is_temporary())
         .map(|provider| {
-            let (config, store) = (config.clone(), store.clone());
+            let provider = provider.clone();
             tokio::spawn(async move {
                 let mut fetched = now_unix();
                 loop {
@@ -41,7 +27,6 @@ pub(super) fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinH
                     match provider.refresh().await {
                         Ok(()) => {
                             fetched = now_unix();
-                            publish_expiry(&config, &store);
                             tracing::info!(provider = provider.kind(), expires_at = provider.expires_at().unwrap_or(0.0), "refreshed temporary credentials");
                         }
                         Err(e) => {
@@ -52,24 +37,5 @@ pub(super) fn spawn_refreshers(config: &Config, store: &Arc<Store>) -> Vec<JoinH
                 }
             })
         })
-        .chain([publisher])
         .collect()
 }
-
-/// How often the credentials' expiry is copied into the store (besides after each
-/// refresh here): a few atomic reads, so often enough that a scrape is never behind.
-const EXPIRY_PUBLISH_PERIOD: Duration = Duration::from_secs(1);
-
-/// Copies the expiry of the config's temporary credentials into the store.
-pub fn publish_expiry(config: &Config, store: &Store) {
-    store.set_credential_expiry(
-        config
-            .credential_providers()
-            .iter()
-            .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
-            .collect(),
-    );
-}
-
-/// Wait between failed credential refreshes.
-const RETRY_CREDENTIALS: Duration = Duration::from_secs(5);

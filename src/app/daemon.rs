@@ -16,17 +16,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::app::credentials::spawn_refreshers;
+use crate::app::exit::{EXIT_FAILURE, EXIT_OK};
 use crate::app::persist::{restore, save, write_state};
 use crate::app::projects::ProjectResolver;
+use crate::app::render_options::render_options;
 use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
-use crate::app::{EXIT_FAILURE, EXIT_OK};
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
-use crate::ims::ImsClient;
+use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
-use crate::state::storage::Storage;
+use crate::state::storage::{Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::now_unix;
 
@@ -60,52 +61,70 @@ impl Running {
     }
 
     /// Stops the poller and hands it back (a reload takes over from it).
-    async fn stop_poller(&mut self) -> Arc<Poller> {
+    async fn stop(&mut self) -> Arc<Poller> {
         let _ = self.stop.send(true);
         (&mut self.task).await.ok();
         self.poller.clone()
     }
-
-    async fn stop(self) -> Arc<Poller> {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        self.poller
-    }
 }
 
-/// What polls, and the credential refreshers that serve it: replaced whole by a
-/// reload, on the same store.
+/// What polls, and what serves it: the plan, its poller and credential refreshers,
+/// replaced whole by a reload, on the same store and renderer.
 struct Polling {
+    plan: Arc<Plan>,
     running: Running,
     refreshers: Vec<JoinHandle<()>>,
     store: Arc<Store>,
+    metrics: Arc<Metrics>,
     self_metrics: Arc<SelfMetrics>,
 }
 
 impl Polling {
-    /// Takes the new config: a new client, refreshers and a poller that takes over
-    /// from the old one (see `Poller::new`). A client that cannot be built leaves
-    /// everything as it was.
+    fn start(
+        plan: Plan,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        self_metrics: Arc<SelfMetrics>,
+        restored: &[StoredDiscovery],
+    ) -> Polling {
+        let plan = Arc::new(plan);
+        metrics.set_options(render_options(&plan));
+        Polling {
+            refreshers: spawn_refreshers(&plan),
+            running: Running::start(Poller::new(plan.clone(), store.clone(), None, restored)),
+            plan,
+            store,
+            metrics,
+            self_metrics,
+        }
+    }
+
+    /// Takes the new config: a new plan (keeping the providers of sources that stay)
+    /// and a poller that takes over from the old one (see `Poller::new`). A plan that
+    /// cannot be built leaves everything as it was.
     async fn reload(&mut self, new: Config) -> Result<(), String> {
-        let new = Arc::new(new);
-        let client = ImsClient::new(&new.client_options(), self.self_metrics.clone())
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let old = self.running.stop_poller().await;
+        let plan = Plan::new(new, self.self_metrics.clone(), Some(&self.plan))
+            .map_err(|e| e.to_string())?;
+        plan.fetch_missing_credentials().await;
+        let plan = Arc::new(plan);
+        let old = self.running.stop().await;
         for task in self.refreshers.drain(..) {
             task.abort();
         }
-        self.refreshers = spawn_refreshers(&new, &self.store);
-        let poller = Poller::new(new.clone(), client, self.store.clone(), Some(&old), &[]);
+        self.refreshers = spawn_refreshers(&plan);
+        self.metrics.set_options(render_options(&plan));
+        let poller = Poller::new(plan.clone(), self.store.clone(), Some(&old), &[]);
         self.running = Running::start(poller);
         tracing::info!(
-            images = new.image_count(),
-            targets = new.targets.len(),
+            images = plan.config.image_count(),
+            targets = plan.config.targets.len(),
             "configuration reloaded"
         );
+        self.plan = plan;
         Ok(())
     }
 
-    async fn stop(self) {
+    async fn stop(mut self) {
         self.running.stop().await;
         for task in self.refreshers {
             task.abort();
@@ -113,31 +132,26 @@ impl Polling {
     }
 }
 
+/// What a reload needs: where the config comes from and the IAM look-up.
+pub struct Reloading {
+    pub source: ConfigSource,
+    pub projects: Arc<ProjectResolver>,
+}
+
 pub async fn run(
-    source: ConfigSource,
-    config: Config,
+    reloading: Reloading,
+    plan: Plan,
     options: DaemonOptions,
     self_metrics: Arc<SelfMetrics>,
-    projects: Arc<ProjectResolver>,
     mut signals: Signals,
 ) -> u8 {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), self_metrics.clone()));
-    let client = match ImsClient::new(&config.client_options(), self_metrics.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client");
-            return EXIT_FAILURE;
-        }
-    };
-    self_metrics.config_loaded(true, now_unix());
-
     // Restored before the first request is served: no scrape sees the images missing.
     let restored = match &options.storage {
         Some(storage) => restore(storage, &store, &self_metrics).await,
         None => Vec::new(),
     };
-
     let listeners = match options.listen.open().await {
         Ok(l) => l,
         Err(e) => {
@@ -145,31 +159,19 @@ pub async fn run(
             return EXIT_FAILURE;
         }
     };
-    for listener in &listeners {
-        let address = listener.local_addr().map(|a| a.to_string());
-        tracing::info!(
-            address = %address.unwrap_or_else(|e| e.to_string()),
-            telemetry_path = %options.telemetry_path,
-            images = config.image_count(),
-            poll_interval = %humantime::format_duration(config.poll_interval),
-            version = env!("CARGO_PKG_VERSION"),
-            "listening"
-        );
-    }
-
-    let config = Arc::new(config);
-    let mut polling = Polling {
-        refreshers: spawn_refreshers(&config, &store),
-        running: Running::start(Poller::new(config, client, store.clone(), None, &restored)),
-        store: store.clone(),
-        self_metrics: self_metrics.clone(),
-    };
+    log_listening(&listeners, &options.telemetry_path, &plan.config);
+    let mut polling = Polling::start(
+        plan,
+        store.clone(),
+        metrics.clone(),
+        self_metrics.clone(),
+        &restored,
+    );
     let writer = options
         .storage
         .clone()
         .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
-
-    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
@@ -180,54 +182,103 @@ pub async fn run(
     let mut server = tokio::spawn(http::serve(listeners, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;
     }));
-
-    let signal = loop {
-        let reply = tokio::select! {
-            signal = signals.next() => match signal {
-                Signal::Shutdown(name) => break name,
-                Signal::Hangup => None,
-            },
-            // The server stops only when told to; if it ends by itself, so does the daemon.
-            ended = &mut server => {
-                tracing::error!(outcome = ?ended.map(|r| r.map_err(|e| e.to_string())), "HTTP server stopped unexpectedly");
-                polling.stop().await;
-                return EXIT_FAILURE;
-            }
-            // None once every sender is gone (`/-/reload` is off): the branch is
-            // disabled then, not taken as a reload.
-            Some(request) = reload_rx.recv() => Some(request),
-        };
-        tracing::info!("reloading the configuration");
-        let loaded = tokio::select! {
-            signal = signals.shutdown() => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err("shutting down".into()));
-                }
-                break signal;
-            }
-            loaded = load_config(&source, &projects) => loaded,
-        };
-        let result = match loaded {
-            Ok(new) => polling.reload(new).await,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
-        }
-        self_metrics.config_loaded(result.is_ok(), now_unix());
-        if let Some(reply) = reply {
-            let _ = reply.send(result);
-        }
-    };
-
-    tracing::info!(signal, "shutting down");
+    let outcome = serve(
+        &mut polling,
+        &mut server,
+        &mut signals,
+        reload_rx,
+        &reloading,
+    )
+    .await;
     polling.stop().await;
+    let Some(signal) = outcome else {
+        return EXIT_FAILURE;
+    };
+    tracing::info!(signal, "shutting down");
     if let (Some(task), Some(storage)) = (writer, &options.storage) {
         task.abort();
         save(storage, &store, &self_metrics).await;
     }
     let _ = server_stop_tx.send(true);
     server_exit(server).await
+}
+
+fn log_listening(listeners: &[tokio::net::TcpListener], telemetry_path: &str, config: &Config) {
+    for listener in listeners {
+        let address = listener.local_addr().map(|a| a.to_string());
+        tracing::info!(
+            address = %address.unwrap_or_else(|e| e.to_string()),
+            telemetry_path = %telemetry_path,
+            images = config.image_count(),
+            poll_interval = %humantime::format_duration(config.poll_interval),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
+}
+
+/// Serves reloads until a shutdown signal (its name), or `None` when the server ended
+/// by itself.
+async fn serve(
+    polling: &mut Polling,
+    server: &mut JoinHandle<std::io::Result<()>>,
+    signals: &mut Signals,
+    mut reload_rx: mpsc::Receiver<ReloadRequest>,
+    reloading: &Reloading,
+) -> Option<&'static str> {
+    loop {
+        let reply = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Shutdown(name) => return Some(name),
+                Signal::Hangup => None,
+            },
+            // The server stops only when told to; if it ends by itself, so does the daemon.
+            ended = &mut *server => {
+                tracing::error!(outcome = ?ended.map(|r| r.map_err(|e| e.to_string())), "HTTP server stopped unexpectedly");
+                return None;
+            }
+            // None once every sender is gone (`/-/reload` is off): the branch is
+            // disabled then, not taken as a reload.
+            Some(request) = reload_rx.recv() => Some(request),
+        };
+        if let Err(signal) = reload(polling, signals, reply, reloading).await {
+            return Some(signal);
+        }
+    }
+}
+
+/// One reload, answered on `reply` (from `/-/reload`) when given. A shutdown signal
+/// during it abandons it: `Err(signal)`.
+async fn reload(
+    polling: &mut Polling,
+    signals: &mut Signals,
+    reply: Option<ReloadRequest>,
+    reloading: &Reloading,
+) -> Result<(), &'static str> {
+    tracing::info!("reloading the configuration");
+    let loaded = tokio::select! {
+        signal = signals.shutdown() => {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err("shutting down".into()));
+            }
+            return Err(signal);
+        }
+        loaded = load_config(&reloading.source, &reloading.projects) => loaded,
+    };
+    let result = match loaded {
+        Ok(new) => polling.reload(new).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+    }
+    polling
+        .self_metrics
+        .config_loaded(result.is_ok(), now_unix());
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
+    }
+    Ok(())
 }
 
 /// Waits (at most the grace period) for the server to finish its in-flight requests,

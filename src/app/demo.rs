@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::app::exit::EXIT_FAILURE;
 use crate::app::source::ConfigSource;
-use crate::app::EXIT_FAILURE;
 use crate::fake_ims::{self, FakeIms, FakeState};
 
 /// The running demo fake; it lives as long as the exporter.

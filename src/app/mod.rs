@@ -5,9 +5,11 @@
 pub(crate) mod credentials;
 pub(crate) mod daemon;
 mod demo;
+pub mod exit;
 mod once;
 mod persist;
 pub(crate) mod projects;
+mod render_options;
 pub(crate) mod signals;
 pub(crate) mod source;
 
@@ -21,10 +23,8 @@ use crate::render::SelfMetrics;
 use crate::state::storage;
 use crate::{logging, shard};
 
-/// Exit codes, as documented in the README.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILURE: u8 = 1;
-pub const EXIT_CONFIG: u8 = 2;
+use crate::app::exit::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+use crate::poll::plan::Plan;
 
 /// Runs the exporter as the command line says and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -63,77 +63,126 @@ async fn run_async(cli: Cli, listen: http::ListenOn) -> u8 {
     // First, so that a SIGTERM during a slow start is not lost.
     let signals = signals::Signals::new();
     // In demo mode the fake IMS lives as long as the exporter.
-    let mut demo: Option<demo::Demo> = None;
-    let source = if cli.demo {
-        match demo::Demo::start(cli.demo_large_image_members, cli.demo_poll_interval).await {
-            Ok((d, source)) => {
-                demo = Some(d);
-                source
-            }
-            Err(code) => return code,
-        }
-    } else {
-        let shard = match shard::Shard::new(&cli.shard_index, cli.shard_count) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("ims-exporter: {e}");
-                return EXIT_CONFIG;
-            }
-        };
-        source::ConfigSource::File(cli.config_file.clone(), shard)
+    let (demo, source) = match config_source(&cli).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let self_metrics = Arc::new(SelfMetrics::new());
-    let projects = Arc::new(iam::ProjectResolver::new(self_metrics.clone()));
-    let config = match source::load_config(&source, &projects).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            eprintln!("ims-exporter: {e}");
-            return EXIT_CONFIG;
+    let code = match start(&cli, source).await {
+        Ok(started) if cli.config_check => config_check(&cli, &started.plan),
+        Ok(started) if cli.once => {
+            once::run(started.plan, started.self_metrics, cli.once_format).await
         }
-    };
-
-    if let Some(Err(e)) = cli.web_config_file.as_deref().map(web::check) {
-        tracing::error!(error = %e, "invalid web configuration");
-        eprintln!("ims-exporter: {e}");
-        return EXIT_CONFIG;
-    }
-
-    if cli.config_check {
-        println!(
-            "{}: OK: {} target(s), {} image(s)",
-            if cli.demo {
-                "demo".to_string()
-            } else {
-                cli.config_file.display().to_string()
-            },
-            config.targets.len(),
-            config.image_count()
-        );
-        for source in config.credential_sources() {
-            println!("credentials: {source}");
-        }
-        return EXIT_OK;
-    }
-
-    let code = if cli.once {
-        once::run(&config, self_metrics, cli.once_format).await
-    } else {
-        let options = daemon::DaemonOptions {
-            listen,
-            telemetry_path: cli.telemetry_path.clone(),
-            serve: http::ServeOptions {
-                web_config_file: cli.web_config_file.clone(),
-                max_requests: cli.web_max_requests,
-                telemetry_path: cli.telemetry_path.clone(),
-            },
-            lifecycle: cli.web_enable_lifecycle,
-            storage: cli.storage_path.as_deref().map(storage::Storage::new),
-        };
-        daemon::run(source, config, options, self_metrics, projects, signals).await
+        Ok(started) => daemon(&cli, listen, started, signals).await,
+        Err(code) => code,
     };
     if let Some(demo) = demo {
         demo.stop().await;
     }
     code
+}
+
+/// Where the config comes from: the demo's fake (started here) or the file.
+async fn config_source(cli: &Cli) -> Result<(Option<demo::Demo>, source::ConfigSource), u8> {
+    if cli.demo {
+        let (demo, source) =
+            demo::Demo::start(cli.demo_large_image_members, cli.demo_poll_interval).await?;
+        return Ok((Some(demo), source));
+    }
+    match shard::Shard::new(&cli.shard_index, cli.shard_count) {
+        Ok(shard) => Ok((
+            None,
+            source::ConfigSource::File(cli.config_file.clone(), shard),
+        )),
+        Err(e) => {
+            eprintln!("ims-exporter: {e}");
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// A loaded, runnable configuration.
+struct Started {
+    source: source::ConfigSource,
+    projects: Arc<iam::ProjectResolver>,
+    plan: Plan,
+    self_metrics: Arc<SelfMetrics>,
+}
+
+/// Loads and validates the config and the web config, and builds the plan that runs
+/// it (fetching temporary credentials); or the exit code.
+async fn start(cli: &Cli, source: source::ConfigSource) -> Result<Started, u8> {
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let projects = Arc::new(iam::ProjectResolver::new(self_metrics.clone()));
+    let refuse = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "invalid {what}");
+        eprintln!("ims-exporter: {e}");
+        EXIT_CONFIG
+    };
+    let config = source::load_config(&source, &projects)
+        .await
+        .map_err(|e| refuse("configuration", &e))?;
+    if let Some(Err(e)) = cli.web_config_file.as_deref().map(web::check) {
+        return Err(refuse("web configuration", &e));
+    }
+    let plan = Plan::new(config, self_metrics.clone(), None).map_err(|e| {
+        tracing::error!(error = %e, "cannot run the configuration");
+        EXIT_FAILURE
+    })?;
+    plan.fetch_missing_credentials().await;
+    self_metrics.config_loaded(true, crate::timestamp::now_unix());
+    Ok(Started {
+        source,
+        projects,
+        plan,
+        self_metrics,
+    })
+}
+
+/// `--config.check`: what was loaded, and where the credentials come from.
+fn config_check(cli: &Cli, plan: &Plan) -> u8 {
+    let name = if cli.demo {
+        "demo".to_string()
+    } else {
+        cli.config_file.display().to_string()
+    };
+    println!(
+        "{name}: OK: {} target(s), {} image(s)",
+        plan.config.targets.len(),
+        plan.config.image_count()
+    );
+    for provider in &plan.providers {
+        println!("credentials: {}", provider.describe());
+    }
+    EXIT_OK
+}
+
+async fn daemon(
+    cli: &Cli,
+    listen: http::ListenOn,
+    started: Started,
+    signals: signals::Signals,
+) -> u8 {
+    let options = daemon::DaemonOptions {
+        listen,
+        telemetry_path: cli.telemetry_path.clone(),
+        serve: http::ServeOptions {
+            web_config_file: cli.web_config_file.clone(),
+            max_requests: cli.web_max_requests,
+            telemetry_path: cli.telemetry_path.clone(),
+        },
+        lifecycle: cli.web_enable_lifecycle,
+        storage: cli.storage_path.as_deref().map(storage::Storage::new),
+    };
+    let reloading = daemon::Reloading {
+        source: started.source,
+        projects: started.projects,
+    };
+    daemon::run(
+        reloading,
+        started.plan,
+        options,
+        started.self_metrics,
+        signals,
+    )
+    .await
 }

@@ -4,29 +4,21 @@
 
 use std::sync::Arc;
 
-use crate::app::credentials;
-use crate::app::{EXIT_FAILURE, EXIT_OK};
+use crate::app::exit::{EXIT_FAILURE, EXIT_OK};
+use crate::app::render_options::render_options;
 use crate::cli::OnceFormat;
-use crate::config::Config;
-use crate::ims::ImsClient;
+use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::report::Report;
 use crate::render::{Format, Metrics, SelfMetrics};
 use crate::state::Store;
 
 /// `--once`: discover, poll everything once, print the metrics.
-pub(super) async fn run(config: &Config, self_metrics: Arc<SelfMetrics>, format: OnceFormat) -> u8 {
+pub(super) async fn run(plan: Plan, self_metrics: Arc<SelfMetrics>, format: OnceFormat) -> u8 {
     let store = Arc::new(Store::new());
-    credentials::publish_expiry(config, &store);
-    let metrics = Metrics::new(store.clone(), self_metrics.clone());
-    let client = match ImsClient::new(&config.client_options(), self_metrics) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client");
-            return EXIT_FAILURE;
-        }
-    };
-    let poller = Poller::new(Arc::new(config.clone()), client, store.clone(), None, &[]);
+    let metrics = Metrics::new(store.clone(), self_metrics);
+    metrics.set_options(render_options(&plan));
+    let poller = Poller::new(Arc::new(plan), store.clone(), None, &[]);
     let all_ok = poller.once().await;
     let report = || Report::new(&store.snapshot());
     let out = match format {

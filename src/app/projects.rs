@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use crate::auth::provider::CredentialProvider;
 use crate::config::{LookupRequest, ProjectLookup};
 use crate::ids::ProjectId;
 use crate::ims::ImsClient;
@@ -29,11 +30,12 @@ impl ProjectResolver {
     }
 
     async fn resolve(&self, req: &LookupRequest) -> Result<ProjectId, String> {
-        if req.credentials.current().is_none() {
-            req.credentials.refresh().await?;
+        // A provider of its own: the plan that runs the config is built after this.
+        let credentials = CredentialProvider::new(&req.credentials)?;
+        if credentials.current().is_none() {
+            credentials.refresh().await?;
         }
-        let ak = req
-            .credentials
+        let ak = credentials
             .current()
             .map(|c| c.access_key_id.clone())
             .unwrap_or_default();
@@ -49,7 +51,7 @@ impl ProjectResolver {
         let client =
             ImsClient::new(&req.client, self.metrics.clone()).map_err(|e| e.to_string())?;
         let found = client
-            .lookup_projects(&req.iam_endpoint, &req.region, &req.credentials)
+            .lookup_projects(&req.iam_endpoint, &req.region, &credentials)
             .await
             .map_err(|e| format!("cannot look it up through IAM at {}: {e}", req.iam_endpoint))?;
         let named: Vec<&(String, String)> = found

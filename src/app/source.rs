@@ -27,11 +27,10 @@ impl ConfigSource {
         }
     }
 
-    /// Loads and validates the config, looking up omitted project IDs, and fetches
-    /// temporary credentials that have not been fetched yet.
+    /// Loads and validates the config, looking up omitted project IDs.
     pub async fn load(&self, projects: &dyn ProjectLookup) -> Result<Config, ConfigError> {
         let env = |k: &str| std::env::var(k).ok();
-        let config = match self {
+        Ok(match self {
             ConfigSource::File(path, shard) => {
                 let mut config = config::load(path, &env, projects).await?;
                 config.shard = *shard;
@@ -40,16 +39,7 @@ impl ConfigSource {
             ConfigSource::Text { name, yaml } => {
                 config::build(yaml, name, &|_| None, projects).await?
             }
-        };
-        for provider in config.credential_providers() {
-            if provider.current().is_none() {
-                // Not fatal: polls report `auth` failures and the refresher keeps trying.
-                if let Err(e) = provider.refresh().await {
-                    tracing::error!(provider = provider.kind(), error = %e, "cannot fetch credentials");
-                }
-            }
-        }
-        Ok(config)
+        })
     }
 }
 

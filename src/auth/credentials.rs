@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 }
 
 /// AK/SK (and for temporary credentials, a security token) used to sign requests.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: Secret,
@@ -38,7 +38,7 @@ pub struct Credentials {
 }
 
 /// Credential settings as written in the config file.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsConfig {
     pub access_key_id: Option<String>,

@@ -1,24 +1,22 @@
-//! From the file's values to the runtime plan, block by block (settings,
+//! From the file's values to the validated config, block by block (settings,
 //! credentials, allowlists, targets, images), synchronously. A target without a
 //! project ID comes out with a [`LookupRequest`]: the async IAM step
-//! ([`super::resolve`]) is apart, and [`Plan::finish`] checks what needs every
+//! ([`super::build()`]) is apart, and [`Plan::finish`] checks what needs every
 //! project ID (duplicate targets and images).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use reqwest::Url;
 
 use super::file::{FileConfig, FileDiscover, FileTarget, DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT};
-use super::{Config, Discover, Fail, ImageConfig, LookupRequest, Target};
+use super::types::{Config, Discover, Fail, ImageConfig, LookupRequest, Target};
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials;
-use crate::auth::ecs_metadata::EcsMetadata;
-use crate::auth::provider::{Chain, CredentialProvider, ENV_CREDENTIALS_FILE};
+use crate::auth::source::{Chain, CredentialSource, ENV_CREDENTIALS_FILE};
 use crate::ids::{ImageId, MemberId, ProjectId, Source};
-use crate::ims::client::{ApiTarget, ClientOptions, ImageFilter};
-use crate::ims::ratelimit::{Rate, TokenBucket};
+use crate::ims::client::{ClientOptions, ImageFilter};
+use crate::ims::ratelimit::Rate;
 use crate::ims::retry::RetryPolicy;
 use crate::shard::Shard;
 
@@ -33,8 +31,8 @@ pub(super) struct PlannedTarget {
     pub(super) region: String,
     pub(super) project: Project,
     endpoint: Url,
-    credentials: Arc<CredentialProvider>,
-    rate_limit: Option<Arc<TokenBucket>>,
+    credentials: CredentialSource,
+    rate_limit: Option<Rate>,
     iam_endpoint: Url,
     allowlist: Allowlist,
     discover: Option<Discover>,
@@ -45,14 +43,10 @@ impl PlannedTarget {
     fn into_target(self, project_id: ProjectId) -> Target {
         Target {
             region: self.region,
-            api: ApiTarget {
-                endpoint: self.endpoint,
-                project_id,
-                credentials: self.credentials,
-                rate_limit: self.rate_limit,
-                // Set by `finish`, once the number of targets is known.
-                concurrency: Arc::new(tokio::sync::Semaphore::new(1)),
-            },
+            endpoint: self.endpoint,
+            project_id,
+            credentials: self.credentials,
+            rate_limit: self.rate_limit,
             iam_endpoint: self.iam_endpoint,
             allowlist: self.allowlist,
             discover: self.discover,
@@ -70,7 +64,7 @@ pub(super) struct Plan {
 
 impl Plan {
     /// The config, with `ids` the project ID of each target (in order): checks what
-    /// needs them and gives every target its share of the requests.
+    /// needs them.
     pub(super) fn finish(self, ids: Vec<ProjectId>) -> Result<Config, Fail> {
         let mut targets: Vec<Target> = Vec::with_capacity(self.targets.len());
         let mut seen: HashMap<(ProjectId, ImageId), String> = HashMap::new();
@@ -97,10 +91,6 @@ impl Plan {
                 }
             }
             targets.push(t.into_target(project_id));
-        }
-        let share = super::target_share(self.settings.max_concurrent_requests, targets.len());
-        for t in &mut targets {
-            t.api.concurrency = Arc::new(tokio::sync::Semaphore::new(share));
         }
         Ok(Config {
             targets,
@@ -141,22 +131,15 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
                 .as_deref()
                 .unwrap_or(crate::auth::ecs_metadata::DEFAULT_URL);
             let url = parse_endpoint(url, "").map_err(|m| ("ecs_metadata.url".into(), m))?;
-            Some(
-                EcsMetadata::new(url, raw.request_timeout)
-                    .map_err(|m| ("ecs_metadata".into(), m))?,
-            )
+            Some((url, raw.request_timeout))
         }
     };
     // The chain for targets without their own block: top-level block, environment,
-    // SDK credentials file, ECS metadata. One provider, shared by those targets.
-    let chain = Chain {
-        env,
-        ecs_metadata: ecs_metadata.as_ref(),
-    };
+    // SDK credentials file, ECS metadata. One source, shared by those targets.
+    let chain = Chain { env, ecs_metadata };
     let global = chain
         .resolve(raw.credentials.as_ref(), "credentials")
-        .map_err(|e| (e.key, e.message))?
-        .map(Arc::new);
+        .map_err(|e| (e.key, e.message))?;
 
     let global_allow = allowlist(
         &raw.allowed_members,
@@ -203,7 +186,7 @@ struct Shared<'a> {
     client: &'a ClientOptions,
     global_rate: Option<Rate>,
     chain: &'a Chain<'a>,
-    credentials: Option<&'a Arc<CredentialProvider>>,
+    credentials: Option<&'a CredentialSource>,
     allowlist: &'a Allowlist,
 }
 
@@ -227,19 +210,15 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
         &t.region,
     )
     .map_err(|m| (key("iam_endpoint"), m))?;
-    let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?
-        .or(shared.global_rate)
-        .map(|r| Arc::new(TokenBucket::new(r)));
+    let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?.or(shared.global_rate);
     let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
         .map_err(|m| (key("endpoint"), m))?;
     let credentials = match &t.credentials {
-        Some(c) => Arc::new(
-            shared
-                .chain
-                .resolve(Some(c), &key("credentials"))
-                .map_err(|e| (e.key, e.message))?
-                .ok_or_else(|| (key("credentials"), "no credentials".to_string()))?,
-        ),
+        Some(c) => shared
+            .chain
+            .resolve(Some(c), &key("credentials"))
+            .map_err(|e| (e.key, e.message))?
+            .ok_or_else(|| (key("credentials"), "no credentials".to_string()))?,
         None => shared.credentials.cloned().ok_or_else(|| {
             (
                 "credentials".to_string(),
@@ -364,9 +343,9 @@ fn allowlist(
             .push(Entry::parse(e).map_err(|m| (format!("{prefix}allowed_members[{i}]"), m))?);
     }
     if let Some(path) = file {
-        out.files.push(Arc::new(
+        out.files.push(
             AllowlistFile::load(path).map_err(|m| (format!("{prefix}allowed_members_file"), m))?,
-        ));
+        );
     }
     Ok(out)
 }

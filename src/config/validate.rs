@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::file::{FileConfig, MAX_BACKOFF, MAX_INTERVAL};
-use super::{Fail, DEFAULT_MAX_RESPONSE_BYTES};
+use super::types::{Fail, DEFAULT_MAX_RESPONSE_BYTES};
 
 /// Checks every range; returns the response body cap in bytes.
 pub(super) fn settings(raw: &FileConfig) -> Result<usize, Fail> {

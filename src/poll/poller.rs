@@ -22,12 +22,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{Config, ImageConfig, Target};
+use crate::allowlist::LiveAllowlist;
+use crate::config::{ImageConfig, Target};
 use crate::ids::ImageId;
 use crate::ims::client::MemberCap;
 use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
 use crate::poll::audit;
+use crate::poll::plan::{LiveTarget, Plan};
 use crate::state::storage::StoredDiscovery;
 use crate::state::{
     DiscoveryStatus, ImageKey, ImageMeta, MemberRecord, MemberSet, Slot, Store, TargetSlot,
@@ -39,8 +41,10 @@ use crate::timestamp::now_unix;
 const MAX_JITTER: Duration = Duration::from_secs(5);
 
 struct ImageJob {
-    target: Arc<Target>,
+    target: Arc<LiveTarget>,
     image: ImageConfig,
+    /// The image's allowlist as polls apply it (files re-read).
+    allowlist: LiveAllowlist,
     slot: Arc<Slot>,
 }
 
@@ -57,7 +61,7 @@ struct Schedule {
 
 /// One target's schedules and what they know.
 struct TargetRun {
-    target: Arc<Target>,
+    target: Arc<LiveTarget>,
     slot: Arc<TargetSlot>,
     jobs: ArcSwap<Vec<Arc<ImageJob>>>,
     /// `None` until a discovery succeeded (or without `discover:`).
@@ -68,8 +72,7 @@ struct TargetRun {
 }
 
 pub struct Poller {
-    config: Arc<Config>,
-    client: ImsClient,
+    plan: Arc<Plan>,
     store: Arc<Store>,
     targets: Vec<TargetRun>,
     /// Serialises rebuilding the image set (discoveries of several targets may end at once).
@@ -98,28 +101,28 @@ impl Poller {
     /// its schedules.
     /// At start, `restored` is what the state file says each target last discovered.
     pub fn new(
-        config: Arc<Config>,
-        client: ImsClient,
+        plan: Arc<Plan>,
         store: Arc<Store>,
         previous: Option<&Poller>,
         restored: &[StoredDiscovery],
     ) -> Self {
+        let config = plan.config.clone();
         let keys: Vec<(Arc<str>, Arc<str>)> = config
             .targets
             .iter()
             .map(|t| (t.region.as_str().into(), t.project_id().as_str().into()))
             .collect();
         let slots = store.set_targets(&keys);
-        store.set_member_metrics(config.member_metrics);
-        store.set_shard(config.shard);
-        let targets = config
+        let targets = plan
             .targets
             .iter()
             .zip(slots)
-            .map(|(t, slot)| {
+            .map(|(live, slot)| {
+                let t = &live.config;
                 let old = previous.and_then(|p| {
                     p.targets.iter().find(|o| {
-                        o.target.region == t.region && o.target.project_id() == t.project_id()
+                        o.target.config.region == t.region
+                            && o.target.config.project_id() == t.project_id()
                     })
                 });
                 // Only a target that finished a cycle has a schedule worth resuming.
@@ -127,12 +130,7 @@ impl Poller {
                     .filter(|_| slot.load().last_cycle_seconds.is_some())
                     .map(|o| *lock(&o.schedule));
                 let discovered = match (old, &t.discover) {
-                    (Some(o), Some(d))
-                        if o.target
-                            .discover
-                            .as_ref()
-                            .is_some_and(|od| od.same_filter(d)) =>
-                    {
+                    (Some(o), Some(d)) if o.target.config.discover.as_ref() == Some(d) => {
                         lock(&o.discovered).clone()
                     }
                     // Restored images are served until the first discovery replaces them.
@@ -157,7 +155,7 @@ impl Poller {
                     s
                 });
                 TargetRun {
-                    target: Arc::new(t.clone()),
+                    target: live.clone(),
                     slot,
                     jobs: ArcSwap::from_pointee(Vec::new()),
                     discovered: Mutex::new(discovered),
@@ -167,8 +165,7 @@ impl Poller {
             })
             .collect();
         let poller = Poller {
-            config,
-            client,
+            plan,
             store,
             targets,
             rebuild_lock: Mutex::new(()),
@@ -183,7 +180,7 @@ impl Poller {
         let _guard = lock(&self.rebuild_lock);
         let mut planned: Vec<(usize, ImageConfig)> = Vec::new();
         for (ti, run) in self.targets.iter().enumerate() {
-            let target = &run.target;
+            let target = &run.target.config;
             let discovered = lock(&run.discovered).clone();
             let found: HashMap<&ImageId, &String> = discovered
                 .iter()
@@ -191,7 +188,7 @@ impl Poller {
                 .map(|(id, name)| (id, name))
                 .collect();
             let configured: HashSet<&ImageId> = target.images.iter().map(|i| &i.id).collect();
-            let shard = self.config.shard;
+            let shard = self.plan.config.shard;
             let mine = |id: &ImageId| shard.owns(target.project_id().as_str(), id.as_str());
             for image in target.images.iter().filter(|i| mine(&i.id)) {
                 let mut image = image.clone();
@@ -218,16 +215,18 @@ impl Poller {
                     name: i.name.as_deref().unwrap_or("").into(),
                     source: i.source,
                 };
-                (image_key(&self.targets[*ti].target, &i.id), meta)
+                (image_key(&self.targets[*ti].target.config, &i.id), meta)
             })
             .collect();
         let slots = self.store.set_images(&keys);
         let mut jobs: Vec<Vec<Arc<ImageJob>>> = vec![Vec::new(); self.targets.len()];
         for ((ti, image), slot) in planned.into_iter().zip(slots) {
             let target = self.targets[ti].target.clone();
+            let allowlist = self.plan.allowlist(&image.allowlist);
             jobs[ti].push(Arc::new(ImageJob {
                 target,
                 image,
+                allowlist,
                 slot,
             }));
         }
@@ -239,11 +238,16 @@ impl Poller {
     /// Lists the target's images. A failed discovery keeps the previous image set.
     /// Returns true on success (and for a target without `discover:`).
     async fn discover(&self, run: &TargetRun) -> bool {
-        let target = &run.target;
+        let target = &run.target.config;
         let Some(filter) = &target.discover else {
             return true;
         };
-        let images = match self.client.list_images(&target.api, &filter.api).await {
+        let images = match self
+            .plan
+            .client
+            .list_images(&run.target.api, &filter.api)
+            .await
+        {
             Ok(images) => images,
             Err(e) => {
                 tracing::warn!(
@@ -284,7 +288,7 @@ impl Poller {
         found.sort();
         found.dedup_by(|a, b| a.0 == b.0);
         // What this shard polls, so that the shards' counts add up to the whole.
-        let shard = self.config.shard;
+        let shard = self.plan.config.shard;
         let count = found
             .iter()
             .filter(|(id, _)| shard.owns(target.project_id().as_str(), id.as_str()))
@@ -319,7 +323,7 @@ impl Poller {
     /// Polls every image of one target once (or, with `only_new`, those never polled:
     /// what a reload added). Returns true when every image succeeded.
     async fn cycle(&self, run: &TargetRun, jitter: bool, only_new: bool) -> bool {
-        let max_jitter = (self.config.poll_interval / 10).min(MAX_JITTER);
+        let max_jitter = (self.plan.config.poll_interval / 10).min(MAX_JITTER);
         if jitter && !max_jitter.is_zero() {
             // The thread-local RNG must not live across an await (it is not Send).
             let delay = rand::rng().random_range(Duration::ZERO..max_jitter);
@@ -334,8 +338,11 @@ impl Poller {
                 continue;
             }
             polled += 1;
-            let (job, client, page_size) =
-                (job.clone(), self.client.clone(), self.config.page_size);
+            let (job, client, page_size) = (
+                job.clone(),
+                self.plan.client.clone(),
+                self.plan.config.page_size,
+            );
             let limits = self.limits();
             set.spawn(async move { poll_image(&client, &job, page_size, &limits).await });
         }
@@ -354,7 +361,7 @@ impl Poller {
             self.store.cycle_finished(&run.slot, secs);
         }
         tracing::debug!(
-            region = %run.target.region, project_id = %run.target.project_id(),
+            region = %run.target.config.region, project_id = %run.target.config.project_id(),
             images = polled, seconds = secs, all_ok, only_new, "poll cycle finished"
         );
         all_ok
@@ -363,8 +370,8 @@ impl Poller {
     fn limits(&self) -> Limits {
         Limits {
             store: self.store.clone(),
-            per_image: self.config.max_members_per_image,
-            total: self.config.max_members_total,
+            per_image: self.plan.config.max_members_per_image,
+            total: self.plan.config.max_members_total,
             commit: self.commit_lock.clone(),
         }
     }
@@ -396,9 +403,10 @@ impl Poller {
 
     async fn run_target(&self, run: &TargetRun, mut shutdown: watch::Receiver<bool>) {
         let now = tokio::time::Instant::now();
-        let (poll, discovery) = (self.config.poll_interval, self.config.discovery_interval);
+        let config = &self.plan.config;
+        let (poll, discovery) = (config.poll_interval, config.discovery_interval);
         let resumed = run.resumed.unwrap_or_default();
-        let has_discovery = run.target.discover.is_some();
+        let has_discovery = run.target.config.discover.is_some();
         if has_discovery && resumed.last_discovery.is_none() {
             tokio::select! {
                 _ = self.discover(run) => {}
@@ -499,7 +507,7 @@ async fn fetch(
     page_size: u32,
     cap: MemberCap,
 ) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
-    let (target, image) = (&job.target, &job.image);
+    let (api, image) = (&job.target.api, &job.image);
     let mut bad_timestamps = 0;
     let listed = if image.list_members {
         let mut record = |m: &MemberRef<'_>| {
@@ -509,7 +517,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(&target.api, &image.id, page_size, cap, &mut record)
+                .list_members(api, &image.id, page_size, cap, &mut record)
                 .await?,
         )
     } else {
@@ -518,7 +526,7 @@ async fn fetch(
     let mut watched = BTreeMap::new();
     let mut found: Vec<Member> = Vec::new();
     for member_id in &image.watch_members {
-        let member = client.get_member(&target.api, &image.id, member_id).await?;
+        let member = client.get_member(api, &image.id, member_id).await?;
         watched.insert(member_id.to_string(), member.is_some());
         found.extend(member);
     }
@@ -535,9 +543,9 @@ async fn fetch(
 }
 
 async fn poll_image(client: &ImsClient, job: &ImageJob, page_size: u32, limits: &Limits) -> bool {
-    let (target, image) = (&job.target, &job.image);
+    let (target, image) = (&job.target.config, &job.image);
     let started = Instant::now();
-    let entries = image.allowlist.current().await;
+    let entries = job.allowlist.current().await;
     let held = job.slot.load().member_count();
     let result = fetch(client, job, page_size, limits.cap(held)).await;
     let previous = job.slot.load();

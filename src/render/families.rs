@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::ims::error::Reason;
 use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
 use crate::render::self_metrics::SelfMetrics;
+use crate::shard::Shard;
 use crate::state::{
     ChangeKind, ImageState, MemberRecord, MemberSet, Snapshot, Store, TargetStatus, MEMBER_TYPES,
     STATUSES,
@@ -15,10 +18,35 @@ use crate::timestamp::now_unix;
 
 /// Everything `/metrics` (and `--once`) serves: the self-metrics, then the snapshot
 /// families.
-#[derive(Debug)]
 pub struct Metrics {
     self_metrics: Arc<SelfMetrics>,
     store: Arc<Store>,
+    options: ArcSwap<RenderOptions>,
+}
+
+/// Reads the expiry of the temporary credentials in use: (provider kind, Unix time).
+pub type ExpiryReader = Arc<dyn Fn() -> Vec<(&'static str, f64)> + Send + Sync>;
+
+/// What the running configuration tells the renderer, handed over at start and at
+/// every reload.
+#[derive(Clone)]
+pub struct RenderOptions {
+    /// Per-member series (`member_metrics`).
+    pub member_metrics: bool,
+    /// This replica's shard.
+    pub shard: Shard,
+    /// Called at scrape time: the providers' own values, never a copy.
+    pub credential_expiry: ExpiryReader,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            member_metrics: true,
+            shard: Shard::default(),
+            credential_expiry: Arc::new(Vec::new),
+        }
+    }
 }
 
 impl Metrics {
@@ -26,7 +54,13 @@ impl Metrics {
         Metrics {
             self_metrics,
             store,
+            options: ArcSwap::from_pointee(RenderOptions::default()),
         }
+    }
+
+    /// What the configuration in force says (at start and after every reload).
+    pub fn set_options(&self, options: RenderOptions) {
+        self.options.store(Arc::new(options));
     }
 
     /// The whole exposition in one string (for `--once` and tests).
@@ -39,7 +73,7 @@ impl Metrics {
     pub fn render_at(&self, format: Format, now: f64) -> String {
         let mut w = Exposition::new(format);
         self.self_metrics.write(&mut w);
-        write_snapshot(&mut w, &self.store.snapshot(), now);
+        write_snapshot(&mut w, &self.store.snapshot(), &self.options.load(), now);
         w.finish()
     }
 
@@ -49,7 +83,12 @@ impl Metrics {
     pub fn render_chunks(&self, format: Format, chunk: usize, sink: Sink<'_>) {
         let mut w = Exposition::streaming(format, chunk, sink);
         self.self_metrics.write(&mut w);
-        write_snapshot(&mut w, &self.store.snapshot(), now_unix());
+        write_snapshot(
+            &mut w,
+            &self.store.snapshot(),
+            &self.options.load(),
+            now_unix(),
+        );
         w.finish();
     }
 }
@@ -136,20 +175,20 @@ fn bool_value(ok: bool) -> f64 {
 
 /// The families read from one snapshot; ages are computed against `now`, so nothing
 /// is half-updated and no series outlives its image.
-fn write_snapshot(w: &mut Exposition, snap: &Snapshot, now: f64) {
+fn write_snapshot(w: &mut Exposition, snap: &Snapshot, options: &RenderOptions, now: f64) {
     let images = Images::new(&snap.images);
-    write_exporter(w, snap);
+    write_exporter(w, snap, options);
     write_targets(w, &snap.targets);
     write_image_polls(w, &images);
     write_member_counts(w, &images);
     write_shares(w, &images);
-    if snap.member_metrics && !w.stopped() {
+    if options.member_metrics && !w.stopped() {
         write_member_details(w, &images, now);
     }
 }
 
 /// The exporter as a whole: build, shard, images, cycle time, credential expiry.
-fn write_exporter(w: &mut Exposition, snap: &Snapshot) {
+fn write_exporter(w: &mut Exposition, snap: &Snapshot, options: &RenderOptions) {
     let revision = option_env!("IMS_EXPORTER_REVISION").unwrap_or("unknown");
     w.family(
         "ims_exporter_build_info",
@@ -166,8 +205,8 @@ fn write_exporter(w: &mut Exposition, snap: &Snapshot) {
         Kind::Gauge,
     );
     w.series()
-        .label("index", itoa::Buffer::new().format(snap.shard.index))
-        .label("count", itoa::Buffer::new().format(snap.shard.count))
+        .label("index", itoa::Buffer::new().format(options.shard.index))
+        .label("count", itoa::Buffer::new().format(options.shard.count))
         .value(1.0);
     w.family(
         "ims_images_monitored",
@@ -188,8 +227,8 @@ fn write_exporter(w: &mut Exposition, snap: &Snapshot) {
         "Unix time the temporary credentials in use expire (they are refreshed before).",
         Kind::Gauge,
     );
-    for (provider, expiry) in &snap.credential_expiry {
-        w.series().label("provider", provider).value(*expiry);
+    for (provider, expiry) in (options.credential_expiry)() {
+        w.series().label("provider", provider).value(expiry);
     }
 }
 

@@ -12,5 +12,5 @@ pub(crate) mod self_metrics;
 pub mod shares;
 
 pub use exposition::Format;
-pub use families::Metrics;
+pub use families::{ExpiryReader, Metrics, RenderOptions};
 pub use self_metrics::SelfMetrics;

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::shard::Shard;
-
 use super::changes::{ChangeEvent, ChangeLog};
 use super::image::{ImageKey, ImageMeta, ImageState};
 use super::members::MemberSet;
@@ -76,10 +74,6 @@ fn same_members(a: &Option<Arc<MemberSet>>, b: &Option<Arc<MemberSet>>) -> bool 
 pub struct Snapshot {
     pub images: Vec<Arc<ImageState>>,
     pub targets: Vec<Arc<TargetStatus>>,
-    /// (provider kind, expiry) of temporary credentials in use.
-    pub credential_expiry: Vec<(&'static str, f64)>,
-    pub member_metrics: bool,
-    pub shard: Shard,
 }
 
 impl Snapshot {
@@ -139,13 +133,6 @@ impl TargetSlot {
 #[derive(Debug, Default)]
 pub struct Store {
     slots: ArcSwap<Vec<Arc<Slot>>>,
-    /// (provider kind, expiry) of the temporary credentials in use, as the app last
-    /// published them: values, so a scrape never calls into a provider.
-    credential_expiry: ArcSwap<Vec<(&'static str, f64)>>,
-    /// `member_metrics: false` turns this on: no per-member series.
-    no_member_metrics: AtomicBool,
-    /// (index, count) of this replica.
-    shard: ArcSwap<Shard>,
     targets: ArcSwap<Vec<Arc<TargetSlot>>>,
     ready: AtomicBool,
     /// Members held across all images (checked against `max_members_total`).
@@ -161,21 +148,6 @@ pub struct Store {
 impl Store {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    pub fn set_shard(&self, shard: Shard) {
-        self.shard.store(Arc::new(shard));
-    }
-
-    pub fn set_member_metrics(&self, on: bool) {
-        self.no_member_metrics.store(!on, Ordering::Relaxed);
-    }
-
-    /// Publishes the expiry of the temporary credentials in use.
-    pub fn set_credential_expiry(&self, expiry: Vec<(&'static str, f64)>) {
-        if **self.credential_expiry.load() != expiry {
-            self.credential_expiry.store(Arc::new(expiry));
-        }
     }
 
     /// Sets which targets exist, keeping the status of those that stay.
@@ -289,9 +261,6 @@ impl Store {
         Snapshot {
             images: self.slots.load().iter().map(|s| s.load()).collect(),
             targets: self.targets.load().iter().map(|t| t.load()).collect(),
-            credential_expiry: (**self.credential_expiry.load()).clone(),
-            member_metrics: !self.no_member_metrics.load(Ordering::Relaxed),
-            shard: **self.shard.load(),
         }
     }
 
