@@ -297,3 +297,116 @@ async fn the_api_needs_the_web_configs_basic_auth() {
     }
     fleet.stop().await;
 }
+
+/// A 400 names the parameter and what is wrong with it, and echoes nothing the client
+/// sent (issue 19, item 13): not a value, not an unknown parameter's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_name_the_parameter_and_echo_no_input() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    const SVG: &str = "<svg onload=alert(1)>";
+    for (path, parameter) in [
+        (format!("/shares?image={SVG}&page=x"), "page"),
+        (format!("/shares?page={SVG}"), "page"),
+        (format!("/shares?per_page=-1&image={SVG}"), "per_page"),
+        (format!("/shares?unexpected={SVG}"), "unexpected"),
+        (format!("/shares?{SVG}=1"), "unknown"),
+        (format!("/shares?image=a&image={SVG}"), "image"),
+        (format!("/api/v1/shares?image={SVG}&page=x"), "page"),
+        (format!("/api/v1/shares?{SVG}"), "unknown"),
+        (format!("/api/v1/shares?type={SVG}&{SVG}=1"), "unknown"),
+        (format!("/api/v1/changes?limit={SVG}"), "limit"),
+        (format!("/api/v1/changes?{SVG}=1"), "unknown"),
+        (format!("/api/v1/images?{SVG}=1"), "unknown"),
+    ] {
+        let r = exporter.get(&path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(parameter), "{path}: {body}");
+        for echo in ["<svg", "svg", "alert", "%3C"] {
+            assert!(!body.contains(echo), "{path} echoes {echo}: {body}");
+        }
+    }
+    fleet.stop().await;
+}
+
+/// `limit=0` asks for no change at all, which is a mistake (a client meaning "no
+/// limit" must not be answered with an empty list): a 400 (issue 19, item 14).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changes_limit_of_zero_is_refused() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    let (status, body) = get(&exporter, "/api/v1/changes?limit=0").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.as_str().unwrap().contains("limit"), "{body}");
+    for ok in [
+        "/api/v1/changes?limit=1",
+        "/api/v1/changes?limit=1000",
+        "/api/v1/changes?limit=5000",
+    ] {
+        let (status, body) = get(&exporter, ok).await;
+        assert_eq!(status, 200, "{ok}: {body}");
+    }
+    fleet.stop().await;
+}
+
+/// `/api/v1/images` takes no parameter: any is a 400, as on the other endpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn images_refuse_unknown_parameters() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    for path in ["/api/v1/images?image=golden", "/api/v1/images?x"] {
+        let (status, body) = get(&exporter, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, _) = get(&exporter, "/api/v1/images").await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&exporter, "/api/v1/images?").await;
+    assert_eq!(status, 200);
+    fleet.stop().await;
+}
+
+/// The status and type filters match whatever the case (issue 19, item 14): the API
+/// and the page list the same shares as for the documented lower-case values, and the
+/// page's boxes show the filter in force.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_type_filters_ignore_case() {
+    let fleet = fleet().await;
+    let exporter = fleet.start(&[]).await;
+    for (query, want) in [
+        ("status=Accepted", vec![ALLOWED, ORG]),
+        ("status=PENDING", vec![PENDING]),
+        ("type=Organization", vec![ORG]),
+        ("type=PROJECT&status=accepted", vec![ALLOWED]),
+    ] {
+        let (status, page) = get(&exporter, &format!("/api/v1/shares?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let mut got = ids(&page);
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(got, want, "{query}");
+        let html = exporter
+            .get(&format!("/shares?{query}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&format!("{} share(s) match", want.len())),
+            "{query}: {html}"
+        );
+    }
+    let html = exporter
+        .get("/shares?status=Accepted&type=Organization")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<option selected>accepted</option>")
+            && html.contains("<option selected>organization</option>"),
+        "the boxes show the filter in force: {html}"
+    );
+    fleet.stop().await;
+}

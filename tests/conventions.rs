@@ -358,3 +358,151 @@ async fn the_landing_page_names_the_exporter_and_links_every_page() {
     );
     fleet.stop().await;
 }
+
+/// An `Accept` header of many clauses with a `q` that is not a number (issue 19, item
+/// 1) made the clause sort panic and the scrape got an empty reply. An invalid `q`
+/// skips its clause; every such header gets a full scrape.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accept_header_with_invalid_qvalues_still_gets_a_full_scrape() {
+    let fleet = Fleet::new().await.images(&[IMG]);
+    let exporter = fleet.start(&[]).await;
+    let client = reqwest::Client::new();
+    let repeat = |clauses: &[&str], n: usize| -> String {
+        clauses
+            .iter()
+            .cycle()
+            .take(n)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let nan = |n| {
+        repeat(
+            &["text/plain;q=NaN", "text/plain;q=0.1", "text/plain;q=0.2"],
+            n,
+        )
+    };
+    let text = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
+    let openmetrics =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores";
+    let headers = [
+        // The issue's header: 24 clauses and more, some with q=NaN (this one
+        // panicked the sort).
+        (nan(24), text),
+        (nan(64), text),
+        (repeat(&["text/plain;q=NaN", "text/plain;q=0.1"], 64), text),
+        (
+            repeat(
+                &[
+                    "application/openmetrics-text;version=1.0.0;q=NaN",
+                    "text/plain;q=0.3",
+                    "*/*;q=nan",
+                    "text/plain;version=1.0.0;q=0.2",
+                    "application/json;q=0.9",
+                ],
+                200,
+            ),
+            text,
+        ),
+        (
+            repeat(
+                &[
+                    "text/plain;q=inf",
+                    "text/plain;q=1e309",
+                    "text/plain;q=-1",
+                    "text/plain;q=",
+                    "text/plain;q=0.5.5",
+                    "application/openmetrics-text;version=1.0.0;Q=0.1",
+                ],
+                3000,
+            ),
+            openmetrics,
+        ),
+    ];
+    for (accept, want) in headers {
+        let short = &accept[..60];
+        let r = client
+            .get(exporter.url("/metrics"))
+            .header("accept", &accept)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Accept: {short}…: {e}"));
+        assert_eq!(r.status(), 200, "Accept: {short}…");
+        assert_eq!(r.headers()["content-type"], want, "Accept: {short}…");
+        let body = r
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("Accept: {short}…: {e}"));
+        assert!(
+            body.contains("ims_images_monitored 1"),
+            "Accept: {short}…: a full body:\n{body}"
+        );
+    }
+    // The process is still there and serving.
+    scrape_ok(&exporter.url("/metrics")).await;
+    fleet.stop().await;
+}
+
+/// `Accept-Encoding` as RFC 9110 reads it (issue 19, item 11): codings and parameter
+/// names are case-insensitive, `q` is a decimal whose zero is any `0`, `0.0`, `0.000`,
+/// and `*` stands for every coding not listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn accept_encoding_is_read_as_rfc_9110_says() {
+    let fleet = Fleet::new().await.images(&[IMG]);
+    let exporter = fleet.start(&[]).await;
+    let client = reqwest::Client::new();
+    for (accept_encoding, gzip) in [
+        ("gzip", true),
+        ("GZIP", true),
+        ("Gzip;Q=1", true),
+        ("x-gzip", true),
+        ("deflate, gzip;q=1.0, *;q=0.5", true),
+        ("br;q=1, gzip;q=0.001", true),
+        ("*", true),
+        ("gzip;q=0", false),
+        ("gzip;q=0.0", false),
+        ("gzip;q=0.000", false),
+        ("gzip;Q=0", false),
+        ("GZIP ; q=0.00", false),
+        ("*;q=0", false),
+        ("gzip;q=0, *", false),
+        ("identity", false),
+        ("deflate, br", false),
+        ("", false),
+        // An invalid q skips its clause.
+        ("gzip;q=NaN", false),
+        ("gzip;q=2", false),
+        ("gzip;q=1e309", false),
+        ("gzip;q=-1", false),
+        ("gzip;q=0.0001", false),
+    ] {
+        let r = client
+            .get(exporter.url("/metrics"))
+            .header("accept-encoding", accept_encoding)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Accept-Encoding: {accept_encoding}: {e}"));
+        assert_eq!(r.status(), 200, "Accept-Encoding: {accept_encoding}");
+        let encoding = r.headers().get("content-encoding").cloned();
+        let bytes = r.bytes().await.unwrap();
+        let body = if gzip {
+            assert_eq!(
+                encoding.as_ref().map(|v| v.to_str().unwrap()),
+                Some("gzip"),
+                "Accept-Encoding: {accept_encoding}"
+            );
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+                .unwrap_or_else(|e| panic!("Accept-Encoding: {accept_encoding}: {e}"));
+            text
+        } else {
+            assert_eq!(encoding, None, "Accept-Encoding: {accept_encoding}");
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+        assert!(
+            body.contains("ims_images_monitored 1"),
+            "Accept-Encoding: {accept_encoding}"
+        );
+    }
+    fleet.stop().await;
+}

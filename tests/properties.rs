@@ -11,6 +11,7 @@ use ims_exporter::config;
 use ims_exporter::ids::Source;
 use ims_exporter::ims::model::{ImageList, Member, MemberList};
 use ims_exporter::ims::url::build_url;
+use ims_exporter::render::negotiation::{accepts_gzip, negotiate};
 use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberSet, Store};
 use ims_exporter::timestamp::parse_timestamp;
@@ -66,6 +67,112 @@ fn member(
         image_id: None,
         schema: None,
         urn,
+    }
+}
+
+fn pick(values: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop::sample::select(values).prop_map(str::to_string)
+}
+
+/// A `q` value, mostly not a valid one.
+fn qvalue() -> impl Strategy<Value = String> {
+    prop_oneof![
+        pick(&[
+            "NaN", "nan", "-NaN", "inf", "-inf", "infinity", "1e309", "-1e309", "1e-309", "-1",
+            "-0", "", "0", "0.", "0.0", "0.000", "0.0001", "0.5", "1", "1.0", "1.000", "1.001",
+            "2", " 0.5 ", "\"0.5\"", "0,5",
+        ]),
+        "[0-9.eE+-]{0,8}",
+        any::<f64>().prop_map(|f| f.to_string()),
+        any::<f32>().prop_map(|f| format!("{f:e}")),
+    ]
+}
+
+/// One element of an `Accept` or `Accept-Encoding` list.
+fn clause() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            pick(&[
+                "text/plain",
+                "application/openmetrics-text",
+                "*/*",
+                "text/*",
+                "gzip",
+                "GZIP",
+                "x-gzip",
+                "*",
+                "identity",
+                "",
+                " ",
+            ]),
+            "[ -~]{0,12}",
+        ],
+        prop::collection::vec(
+            prop_oneof![
+                qvalue().prop_map(|q| format!("q={q}")),
+                qvalue().prop_map(|q| format!("Q = {q}")),
+                pick(&[
+                    "version=1.0.0",
+                    "version=0.0.4",
+                    "escaping=dots",
+                    "escaping=bogus",
+                    "q",
+                    "=",
+                    ";"
+                ]),
+                "[ -~]{0,10}",
+            ],
+            0..4,
+        ),
+    )
+        .prop_map(|(value, params)| {
+            let mut c = value;
+            for p in params {
+                c.push(';');
+                c.push_str(&p);
+            }
+            c
+        })
+}
+
+/// A header value: a few clauses, thousands of them, or anything at all.
+fn header() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(clause(), 0..40).prop_map(|c| c.join(",")),
+        prop::collection::vec(clause(), 0..3000).prop_map(|c| c.join(",")),
+        ".{0,200}",
+        "[,; =q0-9.NaIinf*/]{0,400}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// No `Accept` or `Accept-Encoding` value panics the negotiation (issue 19, item
+    /// 1), and each answer is one of the formats served.
+    #[test]
+    fn no_accept_or_accept_encoding_header_panics(
+        accept in header(), encodings in prop::collection::vec(header(), 0..3)
+    ) {
+        let n = negotiate(Some(&accept));
+        prop_assert!(
+            [
+                "text/plain; version=0.0.4; charset=utf-8; escaping=",
+                "text/plain; version=1.0.0; charset=utf-8; escaping=",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=",
+                "application/openmetrics-text; version=0.0.1; charset=utf-8; escaping=",
+            ]
+            .iter()
+            .any(|t| n.content_type.starts_with(t)),
+            "{}", n.content_type
+        );
+        let gzip = accepts_gzip(encodings.iter().map(String::as_str));
+        // Only a header naming gzip or `*` can allow it.
+        if gzip {
+            prop_assert!(encodings.iter().any(|e| e.to_ascii_lowercase().contains("gzip") || e.contains('*')));
+        }
+        // The same values as one header: the same answer.
+        prop_assert_eq!(accepts_gzip([encodings.join(",").as_str()]), gzip);
     }
 }
 

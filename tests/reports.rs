@@ -121,3 +121,174 @@ async fn markdown_report_keeps_each_share_in_its_row() {
     );
     fleet.stop().await;
 }
+
+/// Image names that are Markdown links, an image, HTML and emphasis, or that carry a
+/// lone CR, a NUL and other control characters; member IDs a spreadsheet would take
+/// for a formula once it trims a space or reads a fullwidth sign (issue 19, item 10).
+const LINK: &str = "[t](http://evil)";
+const PICTURE: &str = "![x](http://evil/x.png)";
+const BROKEN_ROW: &str = "a\rb\0c\u{7}d\u{1b}[31m\u{7f}e\u{85}f";
+const MARKUP: &str = "<b>*em* _u_ `code` ~~s~~ #h \\| &amp; <http://evil>";
+const FORMULAS: [&str; 12] = [
+    "=1+1",
+    "\u{ff1d}1+1",
+    " =1+1",
+    "  +1",
+    "\n=1+1",
+    "\r=1",
+    "\t@SUM(A1)",
+    "-2+3",
+    "\u{ff0b}1",
+    "\u{ff0d}1",
+    "\u{ff20}SUM(A1)",
+    "\u{3000}=1",
+];
+
+fn image_id(i: usize) -> String {
+    format!("{i:08x}-0000-4000-8000-00000000000a")
+}
+
+async fn hostile_fleet() -> Fleet {
+    let id = image_id;
+    let fleet = Fleet::new()
+        .await
+        .target_keys("discover: {}")
+        .config("retry:\n  max_attempts: 1");
+    for (i, name) in [LINK, PICTURE, BROKEN_ROW, MARKUP].iter().enumerate() {
+        fleet.fake.state.add_image(PROJECT, &id(i), name);
+    }
+    let at = "2025-01-01T00:00:00Z";
+    let share = |image: &str, member: &str| {
+        fleet.fake.state.put_member(
+            PROJECT,
+            ims_exporter::fake_ims::member(image, member, "project", "accepted", at, at, None),
+        );
+    };
+    for (i, name) in [LINK, PICTURE, BROKEN_ROW, MARKUP].iter().enumerate() {
+        share(&id(i), &format!("m{i}"));
+        // The hostile name as a member ID too.
+        share(&id(i), name);
+    }
+    for f in FORMULAS {
+        share(&id(0), f);
+    }
+    share(&id(0), "nul\0bell\u{7}del\u{7f}c1\u{9b}");
+    fleet
+}
+
+/// The C0 and C1 control characters and DEL, but for what a quoted CSV cell or a line
+/// end may hold.
+fn controls(text: &str, allowed: &[char]) -> Vec<char> {
+    text.chars()
+        .filter(|c| (c.is_control()) && !allowed.contains(c))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn markdown_report_makes_no_link_image_html_or_row_of_hostile_values() {
+    let fleet = hostile_fleet().await;
+    let (code, text) = report(&fleet, "markdown").await;
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(controls(&text, &['\n']), [] as [char; 0], "{text:?}");
+    let table: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+    let shares = 4 * 2 + FORMULAS.len() + 1;
+    assert_eq!(
+        table.len(),
+        2 + shares,
+        "header, rule and one row per share:\n{text}"
+    );
+    for row in &table[2..] {
+        assert!(row.ends_with(" |"), "{row}");
+        // Every cell separator is ours: 8 cells.
+        let unescaped_pipes = row
+            .char_indices()
+            .filter(|(i, c)| *c == '|' && !escaped(row, *i))
+            .count();
+        assert_eq!(unescaped_pipes, 9, "{row}");
+    }
+    // No link, image, raw HTML, code span or emphasis can form: every metacharacter in
+    // the rows and the failure list is escaped (but our own `**yes**` and `<br>`).
+    let mut rows = table[2..].join("\n");
+    for i in 0..4 {
+        rows = rows.replace(&format!(" ({})", image_id(i)), "");
+    }
+    let rows = rows.replace("**yes**", "").replace("<br>", "");
+    for (i, c) in rows.char_indices() {
+        if "[]()!<>*_`~#\\".contains(c) && c != '\\' {
+            assert!(escaped(&rows, i), "unescaped {c:?} at {i} in\n{rows}");
+        }
+        assert!(c != '<' && c != '>', "raw {c:?} in\n{rows}");
+    }
+    assert!(rows.contains("\\[t\\]\\(http://evil\\)"), "{rows}");
+    assert!(rows.contains("\\!\\[x\\]\\(http://evil/x.png\\)"), "{rows}");
+    assert!(rows.contains("&lt;b&gt;"), "{rows}");
+    assert!(rows.contains("&amp;amp;"), "{rows}");
+    // The lone CR is a line break inside its cell.
+    assert!(text.contains("a<br>b"), "{text}");
+    fleet.stop().await;
+}
+
+/// Whether the character at byte `i` follows an odd run of backslashes.
+fn escaped(s: &str, i: usize) -> bool {
+    s[..i].chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_report_defuses_formulas_and_control_characters() {
+    if !require_tool("python3") {
+        return;
+    }
+    let fleet = hostile_fleet().await;
+    let (code, text) = report(&fleet, "csv").await;
+    assert_eq!(code, 0, "{text}");
+    // Inside quoted cells a tab, CR or LF is data; nothing else of C0, DEL or C1.
+    assert_eq!(
+        controls(&text, &['\n', '\r', '\t']),
+        [] as [char; 0],
+        "{text:?}"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import csv,io,json,sys; t=sys.stdin.buffer.read().decode('utf-8-sig'); \
+         print(json.dumps(list(csv.DictReader(io.StringIO(t, newline='')))))",
+    ]);
+    let out = run_tool(cmd, Some(text.clone()), Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 4 * 2 + FORMULAS.len() + 1, "{rows:?}");
+    let members: Vec<&str> = rows
+        .iter()
+        .map(|r| r["member_id"].as_str().unwrap())
+        .collect();
+    // Each formula arrives whole, behind a `'` so no spreadsheet evaluates it.
+    for f in FORMULAS {
+        assert!(
+            members.contains(&format!("'{f}").as_str()),
+            "{f:?} in {members:?}"
+        );
+    }
+    assert!(
+        members.contains(&"nul\u{2400}bell\u{2407}del\u{2421}c1\u{fffd}"),
+        "{members:?}"
+    );
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["image_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"a\rb\u{2400}c\u{2407}d\u{241b}[31m\u{2421}e\u{fffd}f"),
+        "{names:?}"
+    );
+    // Nothing else gets the prefix.
+    for r in &rows {
+        for (k, v) in r.as_object().unwrap() {
+            let v = v.as_str().unwrap();
+            if let Some(guarded) = v.strip_prefix('\'') {
+                assert_eq!(k, "member_id", "{r}");
+                assert!(FORMULAS.contains(&guarded), "{v:?}");
+            }
+        }
+    }
+    fleet.stop().await;
+}

@@ -3,30 +3,112 @@
 //! over the same filters. Served behind the same TLS, basic auth and request cap as
 //! `/metrics`; the rows are [`crate::render::shares`]'.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::context::AppState;
-use axum::extract::rejection::QueryRejection;
 
 use crate::render::html;
 use crate::render::shares::{self, ShareFilter, DEFAULT_CHANGES, DEFAULT_PER_PAGE};
 use crate::state::MAX_CHANGES;
 
-/// The query parameters of `/api/v1/shares`; unknown ones are refused (a typo must
-/// not silently widen a filter).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SharesQuery {
-    image: Option<String>,
-    #[serde(rename = "type")]
-    member_type: Option<String>,
-    status: Option<String>,
-    unexpected: Option<bool>,
-    page: Option<usize>,
-    per_page: Option<usize>,
+/// A query string's parameters, decoded. Unknown or repeated parameters are refused (a
+/// typo must not silently widen a filter), and so is a value of the wrong form. The
+/// refusal names the parameter and what is wrong with it but never echoes what the
+/// client sent (no value, no unknown name): an error body is no place for input.
+struct Params {
+    given: Vec<(&'static str, String)>,
+}
+
+impl Params {
+    fn parse(query: Option<&str>, known: &'static [&'static str]) -> Result<Params, String> {
+        let mut given: Vec<(&'static str, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let Some(name) = known.iter().find(|n| **n == k) else {
+                return Err(if known.is_empty() {
+                    "unknown query parameter: this endpoint takes none\n".to_string()
+                } else {
+                    format!(
+                        "unknown query parameter: this endpoint takes {}\n",
+                        known.join(", ")
+                    )
+                });
+            };
+            if given.iter().any(|(n, _)| n == name) {
+                return Err(format!("query parameter {name}: given more than once\n"));
+            }
+            given.push((name, v.into_owned()));
+        }
+        Ok(Params { given })
+    }
+
+    /// The value of `name`; an empty one is no value ("any").
+    fn text(&self, name: &str) -> Option<&str> {
+        self.given
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A whole number of at least `min`.
+    fn number(&self, name: &str, min: usize) -> Result<Option<usize>, String> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| match min {
+                        0 => format!("query parameter {name}: must be a whole number\n"),
+                        _ => format!(
+                            "query parameter {name}: must be a whole number of at least {min}\n"
+                        ),
+                    })
+            })
+            .transpose()
+    }
+
+    /// `true` or `false`.
+    fn flag(&self, name: &str) -> Result<Option<bool>, String> {
+        self.text(name)
+            .map(|v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("query parameter {name}: must be true or false\n")),
+            })
+            .transpose()
+    }
+}
+
+/// The query parameters of `/api/v1/shares` and `/shares`.
+const SHARES_PARAMS: &[&str] = &["image", "type", "status", "unexpected", "page", "per_page"];
+
+/// The filter and the page asked for (empty values mean "any").
+fn shares_query(query: Option<&str>) -> Result<(ShareFilter, usize, usize), String> {
+    let p = Params::parse(query, SHARES_PARAMS)?;
+    let filter = ShareFilter {
+        image: p.text("image").map(str::to_string),
+        member_type: p.text("type").map(str::to_string),
+        status: p.text("status").map(str::to_string),
+        unexpected_only: p.flag("unexpected")?.unwrap_or(false),
+    }
+    .canonical();
+    Ok((
+        filter,
+        p.number("page", 0)?.unwrap_or(1),
+        p.number("per_page", 0)?.unwrap_or(DEFAULT_PER_PAGE),
+    ))
+}
+
+/// A refused request: 400 with a plain-text reason.
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
 }
 
 fn json(body: &impl serde::Serialize) -> Response {
@@ -41,38 +123,15 @@ fn json(body: &impl serde::Serialize) -> Response {
     }
 }
 
-impl SharesQuery {
-    /// The filter and the page asked for (empty values mean "any").
-    pub(super) fn parse(
-        query: Result<Query<SharesQuery>, QueryRejection>,
-    ) -> Result<(ShareFilter, usize, usize), String> {
-        let Query(q) = query.map_err(|e| format!("{e}\n"))?;
-        let filter = ShareFilter {
-            image: q.image.filter(|s| !s.is_empty()),
-            member_type: q.member_type.filter(|s| !s.is_empty()),
-            status: q.status.filter(|s| !s.is_empty()),
-            unexpected_only: q.unexpected.unwrap_or(false),
-        };
-        Ok((
-            filter,
-            q.page.unwrap_or(1),
-            q.per_page.unwrap_or(DEFAULT_PER_PAGE),
-        ))
-    }
-}
-
-pub(super) async fn shares(
-    State(state): State<AppState>,
-    query: Result<Query<SharesQuery>, QueryRejection>,
-) -> Response {
-    match SharesQuery::parse(query) {
+pub(super) async fn shares(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    match shares_query(query.as_deref()) {
         Ok((filter, page, per_page)) => json(&shares::shares(
             &state.store.snapshot(),
             &filter,
             page,
             per_page,
         )),
-        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(message) => bad_request(message),
     }
 }
 
@@ -83,11 +142,11 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 /// The share browser.
 pub(super) async fn shares_page(
     State(state): State<AppState>,
-    query: Result<Query<SharesQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let (filter, page, per_page) = match SharesQuery::parse(query) {
+    let (filter, page, per_page) = match shares_query(query.as_deref()) {
         Ok(q) => q,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+        Err(message) => return bad_request(message),
     };
     let snapshot = state.store.snapshot();
     let changes = shares::changes(state.store.changes(), &filter, DEFAULT_CHANGES);
@@ -116,31 +175,103 @@ pub(super) fn html_response(body: String) -> Response {
         .into_response()
 }
 
-/// The query parameters of `/api/v1/changes`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ChangesQuery {
-    image: Option<String>,
-    limit: Option<usize>,
-}
-
-/// The most recent member changes, newest first.
-pub(super) async fn changes(
-    State(state): State<AppState>,
-    query: Result<Query<ChangesQuery>, QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
+/// The most recent member changes, newest first. `limit` is at least 1 (`limit=0` is
+/// a 400: a client meaning "no limit" must not get an empty list); above
+/// [`MAX_CHANGES`] it lists them all.
+pub(super) async fn changes(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let parsed = Params::parse(query.as_deref(), &["image", "limit"]).and_then(|p| {
+        let image = p.text("image").map(str::to_string);
+        Ok((image, p.number("limit", 1)?))
+    });
+    let (image, limit) = match parsed {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(message) => return bad_request(message),
     };
     let filter = ShareFilter {
-        image: q.image.filter(|s| !s.is_empty()),
+        image,
         ..ShareFilter::default()
     };
-    let limit = q.limit.unwrap_or(DEFAULT_CHANGES).clamp(1, MAX_CHANGES);
+    let limit = limit.unwrap_or(DEFAULT_CHANGES).min(MAX_CHANGES);
     json(&shares::changes(state.store.changes(), &filter, limit))
 }
 
-pub(super) async fn images(State(state): State<AppState>) -> Response {
+/// Every image; the endpoint takes no parameter, so any is a 400 like elsewhere.
+pub(super) async fn images(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    if let Err(message) = Params::parse(query.as_deref(), &[]) {
+        return bad_request(message);
+    }
     json(&shares::images(&state.store.snapshot()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SVG: &str = "%3Csvg%20onload%3Dalert(1)%3E";
+
+    #[test]
+    fn query_errors_name_the_parameter_and_echo_nothing() {
+        for (query, names) in [
+            (format!("image={SVG}&page=x"), "page"),
+            (format!("per_page={SVG}"), "per_page"),
+            (format!("unexpected={SVG}"), "unexpected"),
+            (format!("{SVG}=1"), "unknown"),
+            (format!("type=a&type={SVG}"), "type"),
+        ] {
+            let Err(message) = shares_query(Some(&query)) else {
+                panic!("{query} is refused");
+            };
+            assert!(message.contains(names), "{query}: {message}");
+            for echo in ["svg", "alert", "%3C"] {
+                assert!(!message.contains(echo), "{query}: {message}");
+            }
+        }
+        let Err(message) = Params::parse(Some(SVG), &[]) else {
+            panic!("no parameter is known")
+        };
+        assert_eq!(
+            message,
+            "unknown query parameter: this endpoint takes none\n"
+        );
+    }
+
+    #[test]
+    fn queries_parse_as_before() {
+        let (filter, page, per_page) = shares_query(Some(
+            "image=a+b%26c&type=Project&status=ACCEPTED&unexpected=true&page=2&per_page=5",
+        ))
+        .unwrap();
+        assert_eq!(
+            filter,
+            ShareFilter {
+                image: Some("a b&c".into()),
+                member_type: Some("project".into()),
+                status: Some("accepted".into()),
+                unexpected_only: true,
+            }
+        );
+        assert_eq!((page, per_page), (2, 5));
+        // Empty values (the page's form sends them) mean "any".
+        let (filter, page, per_page) =
+            shares_query(Some("image=&type=&status=&unexpected=&page=&per_page=")).unwrap();
+        assert_eq!(filter, ShareFilter::default());
+        assert_eq!((page, per_page), (1, DEFAULT_PER_PAGE));
+        assert!(shares_query(None).is_ok());
+        assert!(shares_query(Some("")).is_ok());
+        // An undocumented status is kept as it is.
+        let (filter, _, _) = shares_query(Some("status=Unknown")).unwrap();
+        assert_eq!(filter.status.as_deref(), Some("Unknown"));
+    }
+
+    #[test]
+    fn a_number_has_its_minimum() {
+        let p = Params::parse(Some("limit=0&page=0"), &["limit", "page"]).unwrap();
+        assert_eq!(
+            p.number("limit", 1),
+            Err("query parameter limit: must be a whole number of at least 1\n".into())
+        );
+        assert_eq!(p.number("page", 0), Ok(Some(0)));
+        let p = Params::parse(Some("limit=-1"), &["limit"]).unwrap();
+        assert!(p.number("limit", 1).is_err());
+    }
 }

@@ -228,8 +228,17 @@ fn filter_form(o: &mut String, filter: &ShareFilter) {
                 "<label>{label} <select name=\"{name}\"><option value=\"\">any</option>"
             );
             for v in values {
-                let selected = if current == Some(*v) { " selected" } else { "" };
+                let selected = if current.is_some_and(|c| c.eq_ignore_ascii_case(v)) {
+                    " selected"
+                } else {
+                    ""
+                };
                 let _ = write!(o, "<option{selected}>{v}</option>");
+            }
+            // A value the API uses but does not document is in force too: the box
+            // says so rather than "any".
+            if let Some(c) = current.filter(|c| !values.iter().any(|v| v.eq_ignore_ascii_case(c))) {
+                let _ = write!(o, "<option selected>{}</option>", escape(c));
             }
             o.push_str("</select></label> ");
         };
@@ -364,6 +373,25 @@ mod tests {
             escape("<script>alert('x')</script>&\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
+    }
+
+    #[test]
+    fn the_filter_boxes_show_the_filter_in_force() {
+        let mut o = String::new();
+        filter_form(
+            &mut o,
+            &ShareFilter {
+                status: Some("Accepted".into()),
+                member_type: Some("<b>odd</b>".into()),
+                ..ShareFilter::default()
+            },
+        );
+        assert!(o.contains("<option selected>accepted</option>"), "{o}");
+        assert!(
+            o.contains("<option selected>&lt;b&gt;odd&lt;/b&gt;</option>"),
+            "{o}"
+        );
+        assert_eq!(o.matches(" selected>").count(), 2, "{o}");
     }
 
     #[test]

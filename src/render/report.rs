@@ -1,7 +1,21 @@
 //! One-shot reports for audits and tickets (`--once.format`): the current shares,
 //! unexpected first, and the images whose last poll failed, as JSON, CSV (for a
 //! spreadsheet: RFC 4180 quoting, UTF-8 with a byte-order mark, formula-like cells
-//! defused) or Markdown.
+//! defused) or Markdown (for a ticket: every value escaped, so it is text).
+//!
+//! Whatever the API returns is data, not markup or a formula:
+//!
+//! - control characters are made visible, in both: C0 and DEL as their Unicode control
+//!   pictures (NUL → `␀`, ESC → `␛`, DEL → `␡`), C1 as `�` (U+FFFD). CSV keeps tab, CR
+//!   and LF, which a quoted cell holds as data; Markdown writes a line break (CR, LF or
+//!   CRLF) as `<br>` and a tab as a space;
+//! - CSV: a cell whose first character, or first after leading white space, is `=`,
+//!   `+`, `-`, `@` or their fullwidth forms `＝ ＋ － ＠`, or that starts with a tab, CR
+//!   or LF, gets a leading `'` (OWASP's CSV injection advice), so no spreadsheet
+//!   evaluates it;
+//! - Markdown: `` \ ` * _ [ ] ( ) ! # | ~ $ `` are backslash-escaped and `& < >` written as
+//!   entities, so no link, image, HTML, code span, emphasis, heading or table cell can
+//!   form from a value.
 
 use serde::Serialize;
 
@@ -100,24 +114,29 @@ impl Report {
         ));
         out.push_str("| unexpected | image | region / project | member | type | status | shared since | updated |\n|---|---|---|---|---|---|---|---|\n");
         for s in &self.shares {
+            // Each cell is Markdown already: every value in it escaped.
             let cells = [
                 if s.unexpected {
                     "**yes**".to_string()
                 } else {
                     "no".to_string()
                 },
-                format!("{} ({})", s.of.image_name, s.of.image_id),
-                format!("{} / {}", s.of.region, s.of.project_id),
-                s.of.member_id.clone(),
-                s.of.member_type.clone(),
-                s.status.clone(),
-                s.shared_since.clone().unwrap_or_default(),
-                s.updated_at.clone().unwrap_or_default(),
+                format!(
+                    "{} ({})",
+                    md_cell(&s.of.image_name),
+                    md_cell(&s.of.image_id)
+                ),
+                format!("{} / {}", md_cell(&s.of.region), md_cell(&s.of.project_id)),
+                md_cell(&s.of.member_id),
+                md_cell(&s.of.member_type),
+                md_cell(&s.status),
+                md_cell(s.shared_since.as_deref().unwrap_or_default()),
+                md_cell(s.updated_at.as_deref().unwrap_or_default()),
             ];
             out.push('|');
             for c in cells {
                 out.push(' ');
-                out.push_str(&md_cell(&c));
+                out.push_str(&c);
                 out.push_str(" |");
             }
             out.push('\n');
@@ -129,9 +148,10 @@ impl Report {
                 out.push_str(&format!(
                     "- {} ({}), {} / {}: {}, last success {}\n",
                     md_cell(&i.name),
-                    i.image_id,
-                    i.region,
-                    i.project_id,
+                    md_cell(&i.image_id),
+                    md_cell(&i.region),
+                    md_cell(&i.project_id),
+                    // Ours: a reason label and an RFC 3339 time.
                     i.last_error_reason.unwrap_or("unknown"),
                     i.last_success.as_deref().unwrap_or("never")
                 ));
@@ -141,31 +161,83 @@ impl Report {
     }
 }
 
-/// One CSV record (RFC 4180): every field quoted, quotes doubled; a field a
-/// spreadsheet would take for a formula gets a leading `'`.
+/// A control character as a visible one: C0 and DEL as their Unicode control pictures
+/// (U+2400..U+2421), C1 as U+FFFD; any other character as it is.
+fn visible(c: char) -> char {
+    match c {
+        '\0'..='\x1f' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'),
+        '\x7f' => '\u{2421}',
+        c if c.is_control() => '\u{fffd}',
+        c => c,
+    }
+}
+
+/// What a spreadsheet may take for the start of a formula (OWASP, CSV injection).
+const FORMULA_START: [char; 8] = [
+    '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+];
+
+/// One CSV cell's text: control characters visible (but tab, CR and LF, data in a
+/// quoted cell), and a leading `'` when a spreadsheet could read a formula: the first
+/// character, or the first after white space, starts one, or the cell starts with a
+/// tab, CR or LF.
+fn csv_cell(f: &str) -> String {
+    let text: String = f
+        .chars()
+        .map(|c| match c {
+            '\t' | '\r' | '\n' => c,
+            c => visible(c),
+        })
+        .collect();
+    let first = text.trim_start().chars().next();
+    if text.starts_with(['\t', '\r', '\n']) || first.is_some_and(|c| FORMULA_START.contains(&c)) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+/// One CSV record (RFC 4180): every field quoted, quotes doubled, each made a
+/// [`csv_cell`].
 fn csv_row(out: &mut String, fields: impl Iterator<Item = String>) {
     for (i, f) in fields.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('"');
-        if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            out.push('\'');
-        }
-        out.push_str(&f.replace('"', "\"\""));
+        out.push_str(&csv_cell(&f).replace('"', "\"\""));
         out.push('"');
     }
     out.push_str("\r\n");
 }
 
-/// A Markdown table cell: `|` escaped, line breaks as `<br>`, HTML escaped.
+/// A value as Markdown text that stays in its table cell (or list item): every
+/// metacharacter that can start a link, image, code span, emphasis, strikethrough,
+/// heading, math or cell escaped with a backslash; `&`, `<` and `>` as entities (no
+/// HTML, no autolink, no entity of the value's own); a line break (CRLF, CR or LF) as
+/// `<br>`, a tab as a space, any other control character visible.
 fn md_cell(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace("\r\n", "<br>")
-        .replace('\n', "<br>")
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '#' | '|' | '~' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("<br>");
+            }
+            '\n' => out.push_str("<br>"),
+            '\t' => out.push(' '),
+            c => out.push(visible(c)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -185,5 +257,88 @@ mod tests {
     #[test]
     fn markdown_cells_stay_in_their_cell() {
         assert_eq!(md_cell("a|b\nc<script>"), "a\\|b<br>c&lt;script&gt;");
+    }
+
+    #[test]
+    fn csv_defuses_every_formula_start() {
+        for (cell, want) in [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\u{ff1d}1+1", "'\u{ff1d}1+1"),
+            ("\u{ff0b}1", "'\u{ff0b}1"),
+            ("\u{ff0d}1", "'\u{ff0d}1"),
+            ("\u{ff20}SUM(A1)", "'\u{ff20}SUM(A1)"),
+            (" =1+1", "' =1+1"),
+            ("  \t+1", "'  \t+1"),
+            ("\u{3000}=1", "'\u{3000}=1"),
+            ("\n=1+1", "'\n=1+1"),
+            ("\r=1", "'\r=1"),
+            ("\tx", "'\tx"),
+            ("\nx", "'\nx"),
+            // Not a formula: as it is.
+            ("a=1", "a=1"),
+            (" a", " a"),
+            ("", ""),
+            ("ü-1", "ü-1"),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn csv_makes_control_characters_visible() {
+        assert_eq!(
+            csv_cell("a\0b\x07c\x1bd\x7fe\u{85}f\u{9f}g"),
+            "a\u{2400}b\u{2407}c\u{241b}d\u{2421}e\u{fffd}f\u{fffd}g"
+        );
+        // Data a quoted cell holds: kept.
+        assert_eq!(csv_cell("a\tb\r\nc\rd"), "a\tb\r\nc\rd");
+        // A NUL before a formula: the NUL shows and the cell starts with it.
+        assert_eq!(csv_cell("\0=1"), "\u{2400}=1");
+        let mut out = String::new();
+        csv_row(&mut out, ["\0\"".to_string()].into_iter());
+        assert_eq!(out, "\"\u{2400}\"\"\"\r\n");
+    }
+
+    #[test]
+    fn markdown_makes_no_link_image_or_markup() {
+        for (cell, want) in [
+            ("[t](http://evil)", "\\[t\\]\\(http://evil\\)"),
+            (
+                "![x](http://evil/x.png)",
+                "\\!\\[x\\]\\(http://evil/x.png\\)",
+            ),
+            ("[t][1]", "\\[t\\]\\[1\\]"),
+            ("<http://evil>", "&lt;http://evil&gt;"),
+            ("<img src=x>", "&lt;img src=x&gt;"),
+            ("&lt;b&gt;", "&amp;lt;b&amp;gt;"),
+            (
+                "*em* _u_ **b** ~~s~~",
+                "\\*em\\* \\_u\\_ \\*\\*b\\*\\* \\~\\~s\\~\\~",
+            ),
+            ("`code`", "\\`code\\`"),
+            ("# h", "\\# h"),
+            ("$x$", "\\$x\\$"),
+            ("a\\|b", "a\\\\\\|b"),
+            ("a\\", "a\\\\"),
+        ] {
+            assert_eq!(md_cell(cell), want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn markdown_line_breaks_and_control_characters() {
+        assert_eq!(md_cell("a\rb"), "a<br>b");
+        assert_eq!(md_cell("a\r\nb\nc\n\rd"), "a<br>b<br>c<br><br>d");
+        assert_eq!(md_cell("a\tb"), "a b");
+        assert_eq!(
+            md_cell("a\0b\x07c\x1b[31md\x7fe\u{85}f"),
+            "a\u{2400}b\u{2407}c\u{241b}\\[31md\u{2421}e\u{fffd}f"
+        );
+        // Nothing but the line feeds of the report itself is a control character.
+        let all: String = (0u32..0xa0).filter_map(char::from_u32).collect();
+        assert!(!md_cell(&all).chars().any(char::is_control));
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::state::{ChangeEvent, ChangeLog, ImageKey, ImageState, MemberRecord, Snapshot};
+use crate::state::{
+    ChangeEvent, ChangeLog, ImageKey, ImageState, MemberRecord, Snapshot, MEMBER_TYPES, STATUSES,
+};
 
 /// The schema version of the JSON API.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -18,14 +20,37 @@ pub const MAX_PER_PAGE: usize = 1000;
 /// Which shares to list (query parameters of `/api/v1/shares`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShareFilter {
-    /// An image ID or name.
+    /// An image ID or name (exact).
     pub image: Option<String>,
+    /// A member type, whatever its case.
     pub member_type: Option<String>,
+    /// A status, whatever its case.
     pub status: Option<String>,
     pub unexpected_only: bool,
 }
 
+/// `value` as its documented spelling among `documented` when it is one of them in
+/// another case (`Accepted` → `accepted`), else as it is.
+fn documented(value: Option<String>, documented: &[&str]) -> Option<String> {
+    value.map(
+        |v| match documented.iter().find(|d| d.eq_ignore_ascii_case(&v)) {
+            Some(d) => d.to_string(),
+            None => v,
+        },
+    )
+}
+
 impl ShareFilter {
+    /// The same filter with a documented type or status in its documented spelling,
+    /// so that links and the share browser's boxes show the filter in force.
+    pub fn canonical(self) -> ShareFilter {
+        ShareFilter {
+            member_type: documented(self.member_type, &MEMBER_TYPES),
+            status: documented(self.status, &STATUSES),
+            ..self
+        }
+    }
+
     fn image_matches(&self, s: &ImageState) -> bool {
         self.image_is(&s.key.image_id, &s.meta.name)
     }
@@ -35,10 +60,14 @@ impl ShareFilter {
     }
 
     fn member_matches(&self, m: &MemberRecord) -> bool {
+        // Case-insensitive, as the API's own values may not be lower case either.
         self.member_type
             .as_deref()
-            .is_none_or(|t| m.member_type == t)
-            && self.status.as_deref().is_none_or(|st| m.status == st)
+            .is_none_or(|t| m.member_type.eq_ignore_ascii_case(t))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|st| m.status.eq_ignore_ascii_case(st))
             && (!self.unexpected_only || m.unexpected)
     }
 }
@@ -263,5 +292,39 @@ pub fn images(snap: &Snapshot) -> ImageList {
                     .collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(member_type: &'static str, status: &'static str) -> MemberRecord {
+        MemberRecord {
+            member_id: "m".into(),
+            member_type: member_type.into(),
+            status: status.into(),
+            urn: String::new(),
+            created_at: None,
+            updated_at: None,
+            unexpected: false,
+        }
+    }
+
+    #[test]
+    fn type_and_status_match_whatever_the_case() {
+        let f = |t: &str, s: &str| ShareFilter {
+            member_type: Some(t.into()),
+            status: Some(s.into()),
+            ..ShareFilter::default()
+        };
+        assert!(f("Project", "ACCEPTED").member_matches(&record("project", "accepted")));
+        assert!(f("project", "accepted").member_matches(&record("Project", "Accepted")));
+        assert!(!f("project", "pending").member_matches(&record("project", "accepted")));
+        assert_eq!(
+            f("PROJECT", "Accepted").canonical(),
+            f("project", "accepted")
+        );
+        assert_eq!(f("Other", "Odd").canonical(), f("Other", "Odd"));
     }
 }
