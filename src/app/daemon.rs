@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::app::credentials::spawn_refreshers;
-use crate::app::persist::{restore, save, write_state};
+use crate::app::persist::{lock, restore, save, write_state};
 use crate::app::projects::ProjectResolver;
 use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
@@ -26,7 +26,7 @@ use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::ims::ImsClient;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
-use crate::state::storage::Storage;
+use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::now_unix;
 
@@ -132,10 +132,27 @@ pub async fn run(
     };
     self_metrics.config_loaded(true, now_unix());
 
-    // Restored before the first request is served: no scrape sees the images missing.
-    let restored = match &options.storage {
-        Some(storage) => restore(storage, &store, &self_metrics).await,
-        None => Vec::new(),
+    // The storage directory is locked for the process's life, then the state is
+    // restored before the first request is served: no scrape sees the images missing.
+    // A SIGTERM or SIGINT meanwhile (the state on a hung mount) ends the start.
+    let (_lock, restored) = match &options.storage {
+        Some(storage) => {
+            let opened = tokio::select! {
+                signal = signals.shutdown() => {
+                    tracing::info!(signal, "shutting down");
+                    return EXIT_OK;
+                }
+                opened = open_storage(storage, &store, &self_metrics) => opened,
+            };
+            match opened {
+                Ok((lock, restored)) => (Some(lock), restored),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the storage directory");
+                    return EXIT_FAILURE;
+                }
+            }
+        }
+        None => (None, Vec::new()),
     };
 
     let listeners = match options.listen.open().await {
@@ -224,10 +241,28 @@ pub async fn run(
     polling.stop().await;
     if let (Some(task), Some(storage)) = (writer, &options.storage) {
         task.abort();
-        save(storage, &store, &self_metrics).await;
+        // A write hung on a dead mount must not keep the process from exiting; an
+        // abandoned write leaves the previous file (write-temp, rename).
+        let saved = tokio::time::timeout(SHUTDOWN_GRACE, save(storage, &store, &self_metrics));
+        if saved.await.is_err() {
+            tracing::warn!(
+                file = %storage.file().display(),
+                "the state was not written at shutdown: the write did not finish in time"
+            );
+        }
     }
     let _ = server_stop_tx.send(true);
     server_exit(server).await
+}
+
+/// Locks the storage directory, then restores the state from it.
+async fn open_storage(
+    storage: &Storage,
+    store: &Store,
+    metrics: &SelfMetrics,
+) -> Result<(DirLock, Vec<StoredDiscovery>), LockError> {
+    let lock = lock(storage).await?;
+    Ok((lock, restore(storage, store, metrics).await))
 }
 
 /// Waits (at most the grace period) for the server to finish its in-flight requests,

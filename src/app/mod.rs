@@ -127,7 +127,13 @@ async fn run_async(cli: Cli, listen: http::ListenOn) -> u8 {
                 max_requests: cli.web_max_requests,
             },
             lifecycle: cli.web_enable_lifecycle,
-            storage: cli.storage_path.as_deref().map(storage::Storage::new),
+            storage: cli.storage_path.as_deref().map(|dir| {
+                let limits = storage::Limits {
+                    members_per_image: config.max_members_per_image,
+                    members_total: config.max_members_total,
+                };
+                storage::Storage::new(dir, limits)
+            }),
         };
         daemon::run(source, config, options, self_metrics, projects, signals).await
     };
