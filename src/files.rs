@@ -1,9 +1,9 @@
 //! Reading the files the exporter is pointed at (config, web config, allowlists,
-//! credentials, CA bundles): every read is size-capped, so `/dev/zero` or a huge
-//! sparse file fails fast instead of filling memory, and the async callers run reads
-//! on a blocking thread with a deadline, so a hung mount or a FIFO delays only the
-//! read — never scrapes, health checks or shutdown. [`ConfigError`] says why a config
-//! file (the exporter's or the web config) cannot be used.
+//! credentials, CA bundles, the state file): every read is size-capped, so `/dev/zero`
+//! or a huge sparse file fails fast instead of filling memory, and the async callers
+//! run reads on a blocking thread with a deadline, so a hung mount or a FIFO delays
+//! only the read — never scrapes, health checks or shutdown. [`ConfigError`] says why a
+//! config file (the exporter's or the web config) cannot be used.
 
 use std::io::Read;
 use std::path::Path;
@@ -17,6 +17,13 @@ pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 pub const MAX_ALLOWLIST_BYTES: u64 = 16 << 20;
 /// Cap on credential, key, certificate and password files.
 pub const MAX_SECRET_BYTES: u64 = 1 << 20;
+/// The state file's cap is this plus [`STATE_BYTES_PER_MEMBER`] for every member
+/// `max_members_total` allows ([`crate::state::storage::max_state_bytes`]): room for
+/// the kept changes, the images and the discovered sets of a small config.
+pub const STATE_BASE_BYTES: u64 = 16 << 20;
+/// About three times what one member takes in the state file (about 150 bytes; an
+/// organization member with its URN about 250).
+pub const STATE_BYTES_PER_MEMBER: u64 = 512;
 /// How long an async caller waits for one file read.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,7 +1,7 @@
-//! Time as the exporter carries it: Unix seconds now, and API timestamps parsed to
-//! Unix seconds. A leaf.
+//! Time as the exporter carries it: Unix seconds now, API timestamps parsed to Unix
+//! seconds, the range of times it accepts, and RFC 3339 text that cannot fail. A leaf.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, as metrics carry time.
 pub fn now_unix() -> f64 {
@@ -15,6 +15,31 @@ pub fn now_unix() -> f64 {
 /// the timestamp): IMS did not exist before 2000, and nothing is shared in 2200.
 const MIN_YEAR: i64 = 2000;
 const MAX_YEAR: i64 = 2199;
+/// 2000-01-01T00:00:00Z and 2200-01-01T00:00:00Z: the same years as Unix seconds.
+const FIRST_UNIX: f64 = 946_684_800.0;
+const END_UNIX: f64 = 7_258_118_400.0;
+/// 10000-01-01T00:00:00Z: RFC 3339 has four-digit years.
+const RFC3339_END_UNIX: f64 = 253_402_300_800.0;
+
+/// Whether `unix` is a time in the years 2000–2199, as [`parse_timestamp`] accepts
+/// them (never NaN or an infinity). Times read back from the state file are held to it.
+pub fn in_range(unix: f64) -> bool {
+    (FIRST_UNIX..END_UNIX).contains(&unix)
+}
+
+/// `unix` as RFC 3339 in UTC, to the second; `None` (never a panic) for NaN, the
+/// infinities and times before 1970 or after 9999.
+pub fn format_rfc3339(unix: f64) -> Option<String> {
+    use std::fmt::Write;
+    if !(0.0..RFC3339_END_UNIX).contains(&unix) {
+        return None;
+    }
+    let t = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(unix).ok()?)?;
+    let mut text = String::with_capacity(20);
+    // `write!`, not `to_string`: a formatting error is a `None`, not a panic.
+    write!(text, "{}", humantime::format_rfc3339_seconds(t)).ok()?;
+    Some(text)
+}
 
 /// Parses an API timestamp to Unix seconds. Accepts RFC 3339 and the variants IMS
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
@@ -150,6 +175,53 @@ mod tests {
             "9999-12-31T23:59:59Z",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_range_is_the_parsers() {
+        let first = parse_timestamp("2000-01-01T00:00:00Z").unwrap();
+        let last = parse_timestamp("2199-12-31T23:59:59Z").unwrap();
+        assert!(in_range(first) && in_range(last) && in_range(last + 0.999));
+        assert!(!in_range(first - 0.001) && !in_range(last + 1.0));
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            1e13,
+            1e300,
+        ] {
+            assert!(!in_range(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formatting_cannot_fail() {
+        assert_eq!(
+            format_rfc3339(1_692_763_672.9).as_deref(),
+            Some("2023-08-23T04:07:52Z")
+        );
+        assert_eq!(format_rfc3339(0.0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            format_rfc3339(RFC3339_END_UNIX - 1.0).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e300,
+            RFC3339_END_UNIX,
+            1e13,
+            1e15,
+            1e19,
+            1e300,
+            f64::MAX,
+        ] {
+            assert_eq!(format_rfc3339(bad), None, "{bad}");
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::credentials::spawn_refreshers;
 use crate::app::exit::{EXIT_FAILURE, EXIT_OK};
-use crate::app::persist::{restore, save, write_state};
+use crate::app::persist::{lock, restore, save, write_state};
 use crate::app::projects::ProjectResolver;
 use crate::app::render_options::render_options;
 use crate::app::signals::{Signal, Signals};
@@ -27,7 +27,7 @@ use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
-use crate::state::storage::{Storage, StoredDiscovery};
+use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::now_unix;
 
@@ -147,10 +147,10 @@ pub async fn run(
 ) -> u8 {
     let store = Arc::new(Store::new());
     let metrics = Arc::new(Metrics::new(store.clone(), self_metrics.clone()));
-    // Restored before the first request is served: no scrape sees the images missing.
-    let restored = match &options.storage {
-        Some(storage) => restore(storage, &store, &self_metrics).await,
-        None => Vec::new(),
+    let (_lock, restored) = match start_storage(&options, &store, &self_metrics, &mut signals).await
+    {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let listeners = match options.listen.open().await {
         Ok(l) => l,
@@ -197,10 +197,56 @@ pub async fn run(
     tracing::info!(signal, "shutting down");
     if let (Some(task), Some(storage)) = (writer, &options.storage) {
         task.abort();
-        save(storage, &store, &self_metrics).await;
+        // A write hung on a dead mount must not keep the process from exiting; an
+        // abandoned write leaves the previous file (write-temp, rename).
+        let saved = tokio::time::timeout(SHUTDOWN_GRACE, save(storage, &store, &self_metrics));
+        if saved.await.is_err() {
+            tracing::warn!(
+                file = %storage.file().display(),
+                "the state was not written at shutdown: the write did not finish in time"
+            );
+        }
     }
     let _ = server_stop_tx.send(true);
     server_exit(server).await
+}
+
+/// The storage directory is locked for the process's life, then the state is restored
+/// before the first request is served: no scrape sees the images missing. A SIGTERM or
+/// SIGINT meanwhile (the state on a hung mount) ends the start: `Err(exit code)`.
+async fn start_storage(
+    options: &DaemonOptions,
+    store: &Store,
+    self_metrics: &SelfMetrics,
+    signals: &mut Signals,
+) -> Result<(Option<DirLock>, Vec<StoredDiscovery>), u8> {
+    let Some(storage) = &options.storage else {
+        return Ok((None, Vec::new()));
+    };
+    let opened = tokio::select! {
+        signal = signals.shutdown() => {
+            tracing::info!(signal, "shutting down");
+            return Err(EXIT_OK);
+        }
+        opened = open_storage(storage, store, self_metrics) => opened,
+    };
+    match opened {
+        Ok((lock, restored)) => Ok((Some(lock), restored)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the storage directory");
+            Err(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Locks the storage directory, then restores the state from it.
+async fn open_storage(
+    storage: &Storage,
+    store: &Store,
+    metrics: &SelfMetrics,
+) -> Result<(DirLock, Vec<StoredDiscovery>), LockError> {
+    let lock = lock(storage).await?;
+    Ok((lock, restore(storage, store, metrics).await))
 }
 
 fn log_listening(listeners: &[tokio::net::TcpListener], telemetry_path: &str, config: &Config) {

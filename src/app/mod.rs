@@ -171,7 +171,13 @@ async fn daemon(
             telemetry_path: cli.telemetry_path.clone(),
         },
         lifecycle: cli.web_enable_lifecycle,
-        storage: cli.storage_path.as_deref().map(storage::Storage::new),
+        storage: cli.storage_path.as_deref().map(|dir| {
+            let limits = storage::Limits {
+                members_per_image: started.plan.config.max_members_per_image,
+                members_total: started.plan.config.max_members_total,
+            };
+            storage::Storage::new(dir, limits)
+        }),
     };
     let reloading = daemon::Reloading {
         source: started.source,

@@ -5,29 +5,47 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::files::{off_runtime, READ_TIMEOUT};
 use crate::render::SelfMetrics;
-use crate::state::storage::{Storage, StoredDiscovery};
+use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
 use crate::state::Store;
-use crate::timestamp::now_unix;
+use crate::timestamp::{format_rfc3339, now_unix};
+
+/// How long the start waits for the state file to be read and checked: a large one
+/// (a million members) takes a few seconds; a hung mount must not delay the start
+/// past a liveness probe's patience. A SIGTERM or SIGINT ends the wait at once.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Locks the storage directory (creating it, 0700, if it is missing), off the async
+/// workers and with a deadline. The lock is held as long as the returned value.
+pub(super) async fn lock(storage: &Storage) -> Result<DirLock, LockError> {
+    let s = storage.clone();
+    match off_runtime(READ_TIMEOUT, move || s.lock()).await {
+        Ok(locked) => locked,
+        Err(reason) => Err(LockError::Failed {
+            dir: storage.dir().display().to_string(),
+            reason,
+        }),
+    }
+}
 
 /// Restores the state file into `store` (what the config no longer names is dropped
 /// by the poller's first `set_images`), and returns the restored discovered sets. A
-/// file that cannot be used is moved aside and the exporter starts clean.
+/// file that cannot be used is moved aside and the exporter starts clean; one that
+/// cannot be read in time (a hung mount) is left where it is.
 pub(super) async fn restore(
     storage: &Storage,
     store: &Store,
     metrics: &SelfMetrics,
 ) -> Vec<StoredDiscovery> {
     let s = storage.clone();
-    let loaded = tokio::task::spawn_blocking(move || s.load()).await;
+    let loaded = off_runtime(RESTORE_TIMEOUT, move || s.load()).await;
     match loaded {
         Ok(Ok(Some(r))) => {
             let members: usize = r.images.iter().map(|i| i.member_count()).sum();
             tracing::info!(
                 file = %storage.file().display(), images = r.images.len(), members,
-                written_at = %humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + Duration::from_secs_f64(r.written_at.max(0.0))
-                ),
+                written_at = %format_rfc3339(r.written_at).unwrap_or_else(|| "-".into()),
                 "restored state; the first poll of each image is compared with it"
             );
             store.restore(r.images);
@@ -42,7 +60,7 @@ pub(super) async fn restore(
         }
         Ok(Err(e)) => {
             let s = storage.clone();
-            let aside = tokio::task::spawn_blocking(move || s.move_aside(now_unix()))
+            let aside = off_runtime(READ_TIMEOUT, move || s.move_aside(now_unix()))
                 .await
                 .ok()
                 .flatten();
@@ -55,7 +73,10 @@ pub(super) async fn restore(
             Vec::new()
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot restore state; starting clean");
+            tracing::warn!(
+                file = %storage.file().display(), error = %e,
+                "cannot restore state; starting clean"
+            );
             metrics.state_restored(false);
             Vec::new()
         }

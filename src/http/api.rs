@@ -157,7 +157,7 @@ pub(super) async fn shares_page(
     .await;
     match body {
         Ok(body) => html_response(body),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
     }
 }
 

@@ -197,11 +197,10 @@ pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeLis
     }
 }
 
-/// RFC 3339 in UTC, to the second.
+/// RFC 3339 in UTC, to the second; `null` in the JSON (never a panic) for a time that
+/// has none (NaN, an infinity, before 1970, after 9999).
 pub fn rfc3339(unix: f64) -> Option<String> {
-    let t =
-        std::time::UNIX_EPOCH.checked_add(std::time::Duration::try_from_secs_f64(unix).ok()?)?;
-    Some(humantime::format_rfc3339_seconds(t).to_string())
+    crate::timestamp::format_rfc3339(unix)
 }
 
 /// The shares matching `filter`, unexpected first; the rest in a stable order (the
@@ -298,6 +297,7 @@ pub fn images(snap: &Snapshot) -> ImageList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn record(member_type: &'static str, status: &'static str) -> MemberRecord {
         MemberRecord {
@@ -326,5 +326,26 @@ mod tests {
             f("project", "accepted")
         );
         assert_eq!(f("Other", "Odd").canonical(), f("Other", "Odd"));
+    }
+
+    #[test]
+    fn a_time_without_rfc3339_text_is_null() {
+        assert_eq!(
+            rfc3339(1_692_763_672.0).as_deref(),
+            Some("2023-08-23T04:07:52Z")
+        );
+        // Issue 19: a restored 1e13 made every page that showed it panic.
+        for t in [1e12, 1e13, 1e15, 1e19, 1e300, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(rfc3339(t), None, "{t}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_never_panics(t in proptest::num::f64::ANY) {
+            if let Some(text) = rfc3339(t) {
+                prop_assert_eq!(text.len(), 20);
+            }
+        }
     }
 }

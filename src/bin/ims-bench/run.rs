@@ -110,7 +110,7 @@ impl Run {
         let deadline = (Instant::now() + self.cycle_budget).min(self.deadline);
         let mut n = 0u64;
         while self.requests() < want {
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 self.exporter.check_alive()?;
             }
             n += 1;
