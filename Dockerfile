@@ -7,15 +7,15 @@
 #   docker run --rm -p 10027:10027 -e HUAWEICLOUD_SDK_AK -e HUAWEICLOUD_SDK_SK \
 #     -v "$PWD/config.yaml:/etc/ims-exporter/config.yaml:ro" ims-exporter:0.1.0
 #
-# To keep the last good state across restarts (README: "State across restarts"), mount a
-# volume at /var/lib/ims-exporter (the image's VOLUME, owned by the runtime user) and add
+# To keep the last good state across restarts (docs/operations.md#state-across-restarts),
+# mount a volume at /var/lib/ims-exporter (the image's VOLUME, owned by the runtime user) and add
 # the flag (CMD is replaced, so repeat it):
 #
 #   docker run ... -v ims-state:/var/lib/ims-exporter ims-exporter:0.1.0 \
 #     --config.file=/etc/ims-exporter/config.yaml --web.listen-address=:10027 \
 #     --storage.path=/var/lib/ims-exporter
 #
-# See the README, "Deployment". The build context is restricted by .dockerignore.
+# See docs/deployment.md#container-image. The build context is restricted by .dockerignore.
 
 ARG RUST_VERSION=1.95
 

@@ -2,7 +2,8 @@
 //! `MemberSet` from it, and rendering `/metrics` for a typical fleet (200 images × 50
 //! members) in both formats. CI only compiles them (`cargo bench --no-run`); run them
 //! with `cargo bench --bench encode_decode`. The end-to-end numbers are in
-//! BENCHMARKS.md (`ims-bench`).
+//! BENCHMARKS.md (`ims-bench`); the figures before the optimisations in
+//! docs/benchmarks-history.md.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -77,8 +78,8 @@ fn decode(c: &mut Criterion) {
     g.bench_function("member_list_page_1000", |b| {
         b.iter(|| serde_json::from_slice::<MemberList>(black_box(&json)).expect("decodes"))
     });
-    // How the client decoded before BENCHMARKS.md's optimisations: owned strings,
-    // with the path of a bad field tracked on the success path too.
+    // How the client decoded before the optimisations (docs/benchmarks-history.md):
+    // owned strings, with the path of a bad field tracked on the success path too.
     g.bench_function("member_list_page_1000_with_path", |b| {
         b.iter(|| {
             let de = &mut serde_json::Deserializer::from_slice(black_box(&json));

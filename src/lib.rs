@@ -1,6 +1,6 @@
 //! ims-exporter: who Huawei Cloud images are shared with, as Prometheus metrics.
 //!
-//! Data flows one way (README, "How it works"): [`config`] → [`poll`] (poller, audit)
+//! Data flows one way (docs/how-it-works.md): [`config`] → [`poll`] (poller, audit)
 //! → [`ims`] (client) → [`auth`] (signing, credentials); the poller writes [`state`];
 //! [`render`] reads it at scrape time; [`http`] serves it; [`app`] wires them.
 

@@ -1,6 +1,6 @@
 //! An unexpected-share alert says "resolved" only when the share is gone: not when its
 //! status changes, not when the exporter restarts, not when the config is reloaded
-//! (README, "Alert rules"). Proven with a real Prometheus loading the shipped rules (only
+//! (docs/dashboards-and-alerts.md#alert-rules). Proven with a real Prometheus loading the shipped rules (only
 //! `for:` and `keep_firing_for:` shortened, by the documented mechanism), a real
 //! Alertmanager grouping by every label, and a webhook receiver on loopback.
 

@@ -1,4 +1,4 @@
-//! The JSON API (README, "JSON API"): every share with its image and status,
+//! The JSON API (docs/share-browser-and-api.md#json-api): every share with its image and status,
 //! unexpected first, filtered and paged; every image with its poll health; the most
 //! recent member changes; behind the web config's basic auth like `/metrics` (and so
 //! are the share browser and the landing page).

@@ -1,5 +1,5 @@
 //! A broken or hostile API, a slow client or a bad config never corrupts the
-//! snapshot, stalls the exporter or panics it (README, "Hardening"): each test
+//! snapshot, stalls the exporter or panics it (docs/operations.md#hardening): each test
 //! scripts the fake IMS (or a bare socket) to answer as no honest server would, and
 //! checks what a user sees in metrics, logs and exit codes.
 

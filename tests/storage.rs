@@ -1,4 +1,4 @@
-//! Continuity (README, "State across restarts"): with `--storage.path` a restarted
+//! Continuity (docs/operations.md#state-across-restarts): with `--storage.path` a restarted
 //! exporter serves the last good members at once and audits what changed while it
 //! was down; an unusable state file never stops it; a reload keeps every image that
 //! stays, discovered ones included, with its counters. And the state file's hardening

@@ -1,7 +1,8 @@
 //! Who can boot which image, as rows a person (or a script) reads: one row per share,
 //! unexpected shares first, filtered and paged; and one row per image with its poll
 //! health; and the most recent member changes. Built from one snapshot; the JSON API
-//! serves it (schema version 1, in the README), and the field names are a contract.
+//! serves it (schema version 1, in docs/share-browser-and-api.md#json-api), and the
+//! field names are a contract.
 
 use std::sync::Arc;
 

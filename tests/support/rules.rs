@@ -1,5 +1,5 @@
-//! The documented mechanism for trying the shipped alert rules fast (README, "How they
-//! are tested"): a copy of the rules text with chosen rule durations (`for:`,
+//! The documented mechanism for trying the shipped alert rules fast
+//! (docs/dashboards-and-alerts.md#how-they-are-tested): a copy of the rules text with chosen rule durations (`for:`,
 //! `keep_firing_for:`) shortened, and nothing else changed.
 
 use regex::Regex;

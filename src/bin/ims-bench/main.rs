@@ -1,4 +1,5 @@
-//! `ims-bench`: the fleet-scale benchmark (issue 7, results in BENCHMARKS.md).
+//! `ims-bench`: the fleet-scale benchmark (how to run it, its targets and the current
+//! figures: BENCHMARKS.md).
 //!
 //! Starts the fake IMS in this process on 127.0.0.1 with N images × M members and a
 //! per-request latency L, runs the release `ims-exporter` built next to this binary
