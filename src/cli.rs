@@ -3,32 +3,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
+use crate::logging::{LogFormat, LogLevel};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
+/// Members of the demo's large image by default: enough for several pages at the
+/// demo's page size.
+const DEMO_LARGE_IMAGE_MEMBERS: usize = 1200;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -129,7 +110,7 @@ pub struct Cli {
 
     /// Members of the demo's large image (about four series each): raise it to load-test
     /// scrapes of a big snapshot.
-    #[arg(long = "demo.large-image-members", value_name = "N", default_value_t = crate::fake_ims::demo::LARGE_IMAGE_MEMBERS)]
+    #[arg(long = "demo.large-image-members", value_name = "N", default_value_t = DEMO_LARGE_IMAGE_MEMBERS)]
     pub demo_large_image_members: usize,
 
     /// Poll interval in demo mode.

@@ -24,10 +24,6 @@ pub const IMAGES: [(&str, &str); 4] = [
     ("9c3d2e1f-0a4b-4c5d-8e6f-7a8b9c0d1e2f", "base-centos-7"),
 ];
 
-/// Members of the large image by default: enough for several pages at the demo's
-/// page size.
-pub const LARGE_IMAGE_MEMBERS: usize = 1200;
-
 fn ts(days_ago: u64, seconds: u64) -> String {
     let t = time::OffsetDateTime::now_utc() - Duration::from_secs(days_ago * 86_400 + seconds);
     t.format(time::macros::format_description!(

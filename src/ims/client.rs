@@ -1,30 +1,28 @@
-//! The IMS HTTP client: builds paths from validated IDs, signs every request,
-//! follows paging, caps response bodies, and turns every failure into [`ApiError`].
+//! The IMS API operations: list an image's members (paging, caps, duplicates), get one
+//! member, list the project's images, look up projects through IAM. Paths are built
+//! from validated IDs; how each request travels (signing, limits, retries, body caps)
+//! is [`super::transport`]'s.
 //!
 //! It counts requests in the self-metrics but owns no state about images: what a
 //! result means is the poller's business.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::Url;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::error::{ApiError, Reason};
+use super::error::ApiError;
 use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::observer::RequestObserver;
-use super::retry::{self, RetryPolicy};
-use super::url::{host_header, url};
+use super::transport::{decode_json, CallContext, Transport};
+use super::url::url;
 use crate::auth::provider::CredentialProvider;
-use crate::auth::signer::{self, RequestParts};
 use crate::ids::{ImageId, MemberId, ProjectId};
 use crate::ims::ratelimit::TokenBucket;
+
+pub use super::transport::ClientOptions;
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";
@@ -43,18 +41,6 @@ pub struct MemberCap {
     /// The config key that set `limit`, for the error message.
     pub setting: &'static str,
 }
-
-/// Who a call is made for: whose credentials sign it, which project header it
-/// carries and which rate limit it waits for.
-#[derive(Clone, Copy)]
-pub struct CallContext<'a> {
-    pub credentials: &'a CredentialProvider,
-    pub project_id: Option<&'a str>,
-    pub rate_limit: Option<&'a TokenBucket>,
-    /// The target's share of the concurrent requests, taken before a global slot.
-    pub concurrency: Option<&'a Semaphore>,
-}
-
 /// Where and as whom one project's calls go: what the client needs of a target.
 #[derive(Debug, Clone)]
 pub struct ApiTarget {
@@ -76,19 +62,6 @@ pub struct ImageFilter {
     pub visibility: Option<String>,
     pub tag: Option<String>,
 }
-
-/// How the API client behaves: from the config, and for IAM look-ups before the
-/// config is complete.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    pub request_timeout: Duration,
-    pub max_concurrent_requests: usize,
-    pub retry: RetryPolicy,
-    pub max_response_bytes: usize,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
-
 impl ApiTarget {
     pub fn call_context(&self) -> CallContext<'_> {
         CallContext {
@@ -99,30 +72,9 @@ impl ApiTarget {
         }
     }
 }
-
 #[derive(Clone)]
 pub struct ImsClient {
-    http: reqwest::Client,
-    /// Requests in flight across all targets (`max_concurrent_requests`).
-    limiter: Arc<Semaphore>,
-    retry: RetryPolicy,
-    max_response_bytes: usize,
-    observer: Arc<dyn RequestObserver>,
-}
-
-/// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
-/// cheaper than serde_json checking each string of a 1,000-member page on its own. The
-/// plain decoder is used first; only a body that fails is decoded again to find the
-/// field path for the error message.
-fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-    serde_json::from_str(text).map_err(|plain| {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Err(e) => format!("at {}: {}", e.path(), e.inner()),
-            Ok(_) => plain.to_string(),
-        }
-    })
+    transport: Transport,
 }
 
 impl ImsClient {
@@ -131,36 +83,8 @@ impl ImsClient {
         config: &ClientOptions,
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Self, reqwest::Error> {
-        crate::tls::ensure_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
-            // The API never redirects a signed request: following one would send the
-            // security token and the URL elsewhere and trust an unsigned answer.
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false);
-        if let Some(path) = &config.ca_file {
-            // Validated when the config was loaded; a file gone since is reported then.
-            match crate::tls::read_ca_file(path) {
-                Ok(certs) => builder = builder.tls_certs_merge(certs),
-                Err(e) => tracing::error!(error = %e, "ca_file"),
-            }
-        }
-        if config.insecure_skip_verify {
-            tracing::warn!(
-                "insecure_skip_verify is set: API server certificates are NOT verified; \
-                 anyone on the network path can read the signed requests and forge the answers"
-            );
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let http = builder.build()?;
         Ok(ImsClient {
-            http,
-            limiter: Arc::new(Semaphore::new(config.max_concurrent_requests)),
-            retry: config.retry,
-            max_response_bytes: config.max_response_bytes,
-            observer,
+            transport: Transport::new(config, observer)?,
         })
     }
 
@@ -212,6 +136,7 @@ impl ImsClient {
                 ))
             };
             let (next, request_id) = self
+                .transport
                 .get_decoded(op, &target.call_context(), url, &mut decode_page)
                 .await?;
             let Some(next) = next else {
@@ -261,7 +186,11 @@ impl ImsClient {
             member.as_str(),
         ];
         let url = url(op, &target.endpoint, &segments, &[])?;
-        match self.get_json(op, &target.call_context(), url).await {
+        match self
+            .transport
+            .get_json(op, &target.call_context(), url)
+            .await
+        {
             Ok(m) => {
                 check_member(&MemberRef::from(&m)).map_err(|message| ApiError::Decode {
                     operation: op,
@@ -301,7 +230,10 @@ impl ImsClient {
                 query.push(("marker", m));
             }
             let url = url(op, &target.endpoint, &["v2", "cloudimages"], &query)?;
-            let page: ImageList = self.get_json(op, &target.call_context(), url).await?;
+            let page: ImageList = self
+                .transport
+                .get_json(op, &target.call_context(), url)
+                .await?;
             let full = page.images.len() >= IMAGES_PAGE_SIZE as usize;
             let last = page.images.last().map(|i| i.id.clone());
             images.extend(page.images);
@@ -350,323 +282,7 @@ impl ImsClient {
             rate_limit: None,
             concurrency: None,
         };
-        let found: Projects = self.get_json(op, &ctx, url).await?;
+        let found: Projects = self.transport.get_json(op, &ctx, url).await?;
         Ok(found.projects.into_iter().map(|p| (p.id, p.name)).collect())
     }
-
-    /// One signed GET decoded from JSON, retried as the retry policy says. Credentials
-    /// the API rejects are refreshed once (temporary ones may have been rotated).
-    async fn get_json<T: DeserializeOwned + Send>(
-        &self,
-        operation: &'static str,
-        ctx: &CallContext<'_>,
-        url: Url,
-    ) -> Result<T, ApiError> {
-        self.get_decoded(operation, ctx, url, &mut |body| decode_json(body))
-            .await
-            .map(|(value, _)| value)
-    }
-
-    /// [`Self::get_json`] with the decoding left to `decode` (which may borrow from
-    /// the body); its error message becomes an [`ApiError::Decode`]. Also returns the
-    /// answer's request id.
-    async fn get_decoded<T: Send>(
-        &self,
-        operation: &'static str,
-        ctx: &CallContext<'_>,
-        url: Url,
-        decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
-    ) -> Result<(T, Option<String>), ApiError> {
-        let mut attempt = 1;
-        let mut refreshed = false;
-        loop {
-            let (error, retry_after) = match self
-                .attempt(operation, ctx, url.clone(), &mut *decode)
-                .await
-            {
-                Ok(value) => return Ok(value),
-                Err(failure) => failure,
-            };
-            if error.reason() == Reason::Auth && !refreshed {
-                refreshed = true;
-                match ctx.credentials.refresh().await {
-                    Ok(()) if ctx.credentials.is_refreshable() => {
-                        tracing::info!(
-                            operation, provider = ctx.credentials.kind(), error = %error,
-                            "credentials rejected; refreshed them and retrying once"
-                        );
-                        continue;
-                    }
-                    Ok(()) => {}
-                    Err(e) => tracing::warn!(
-                        operation, provider = ctx.credentials.kind(), error = %e,
-                        "credentials rejected and cannot be refreshed"
-                    ),
-                }
-            }
-            let Some(wait) = self
-                .retry
-                .delay(attempt, &error, retry_after, rand::random())
-            else {
-                return Err(error);
-            };
-            self.observer.retry(operation);
-            tracing::debug!(
-                operation, attempt, wait_seconds = wait.as_secs_f64(), error = %error,
-                "retrying API request"
-            );
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-
-    /// One try: waits for the target's rate limit and a concurrency slot, sends,
-    /// counts and times it, decodes a 2xx body. An error comes with the server's
-    /// `Retry-After`, if any.
-    async fn attempt<T: Send>(
-        &self,
-        operation: &'static str,
-        ctx: &CallContext<'_>,
-        url: Url,
-        decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
-    ) -> Result<(T, Option<String>), (ApiError, Option<Duration>)> {
-        if let Some(bucket) = ctx.rate_limit {
-            bucket.acquire().await;
-        }
-        // The target's own share first: a target whose endpoint hangs waits here,
-        // holding no more global slots than its share. (Semaphores are closed only
-        // when dropped, which cannot happen while they are borrowed.)
-        let closed = |_| {
-            let message = "client shut down".into();
-            (ApiError::Transport { operation, message }, None)
-        };
-        let _target_permit = match ctx.concurrency {
-            Some(s) => Some(s.acquire().await.map_err(closed)?),
-            None => None,
-        };
-        let _permit = self.limiter.acquire().await.map_err(closed)?;
-        let started = Instant::now();
-        let result = self.send(operation, ctx, url).await;
-        let code = match &result {
-            Ok(response) => response.status.to_string(),
-            Err(ApiError::Timeout { .. }) => "timeout".to_string(),
-            Err(_) => "error".to_string(),
-        };
-        self.observer.request(operation, &code, started.elapsed());
-        let response = result.map_err(|e| (e, None))?;
-        if (300..400).contains(&response.status) {
-            let error = ApiError::Redirect {
-                operation,
-                status: response.status,
-                location: response.location.unwrap_or_default(),
-                request_id: response.request_id,
-            };
-            return Err((error, None));
-        }
-        if !(200..300).contains(&response.status) {
-            let error = ApiError::from_response(
-                operation,
-                response.status,
-                response.request_id,
-                &response.body,
-            );
-            return Err((error, response.retry_after));
-        }
-        match decode(&response.body) {
-            Ok(value) => Ok((value, response.request_id)),
-            Err(message) => Err((
-                ApiError::Decode {
-                    operation,
-                    message: super::error::excerpt(&message, super::error::MAX_MESSAGE_CHARS),
-                    request_id: response.request_id,
-                },
-                None,
-            )),
-        }
-    }
-
-    /// Signs and sends one GET, and reads its answer (capped at the body limit).
-    async fn send(
-        &self,
-        operation: &'static str,
-        ctx: &CallContext<'_>,
-        url: Url,
-    ) -> Result<RawResponse, ApiError> {
-        let headers = signed_headers(operation, ctx, &url)?;
-        let response = self
-            .http
-            .get(url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| transport_error(operation, e))?;
-        self.read(operation, response).await
-    }
-
-    /// Reads an answer's status, the headers that matter and its body: a body over
-    /// the limit fails this call, never the daemon's memory.
-    async fn read(
-        &self,
-        operation: &'static str,
-        mut response: reqwest::Response,
-    ) -> Result<RawResponse, ApiError> {
-        let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .map(|v| super::error::excerpt(&String::from_utf8_lossy(v.as_bytes()), 256));
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
-        let limit = self.max_response_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::TooLarge {
-                operation,
-                limit,
-                request_id,
-            });
-        }
-        // Sized once from Content-Length (already checked against the limit) rather
-        // than grown chunk by chunk.
-        let expected = response.content_length().unwrap_or(0) as usize;
-        let mut body = Vec::with_capacity(expected);
-        while let Some(chunk) = response.chunk().await.map_err(|e| match e.is_timeout() {
-            true => ApiError::Timeout { operation },
-            false => ApiError::Read {
-                operation,
-                message: error_chain(&e),
-                request_id: request_id.clone(),
-            },
-        })? {
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::TooLarge {
-                    operation,
-                    limit,
-                    request_id,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(RawResponse {
-            status,
-            request_id,
-            retry_after,
-            location,
-            body,
-        })
-    }
-}
-
-/// The headers of a signed GET of `url`: date, project, security token and the
-/// `Authorization` signature (marked sensitive, so never logged).
-fn signed_headers(
-    operation: &'static str,
-    ctx: &CallContext<'_>,
-    url: &Url,
-) -> Result<HeaderMap, ApiError> {
-    let Some(credentials) = ctx.credentials.current() else {
-        let message = format!("no credentials yet from {}", ctx.credentials.describe());
-        return Err(ApiError::NoCredentials { operation, message });
-    };
-    let date = time::OffsetDateTime::now_utc()
-        .format(signer::DATE_FORMAT)
-        .map_err(|e| ApiError::Signing {
-            operation,
-            message: e.to_string(),
-        })?;
-    let mut signed: Vec<(String, String)> = vec![
-        ("host".into(), host_header(url)),
-        (signer::DATE_HEADER.into(), date),
-    ];
-    if let Some(project_id) = ctx.project_id {
-        // As the SDKs do; /v2/cloudimages takes the project from it.
-        signed.push(("x-project-id".into(), project_id.to_string()));
-    }
-    if let Some(token) = &credentials.security_token {
-        signed.push(("x-security-token".into(), token.expose().to_string()));
-    }
-    let query: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let parts = RequestParts {
-        method: "GET",
-        path: url.path(),
-        query: &query,
-        headers: &signed,
-        body: b"",
-    };
-    let authorization = signer::authorization(
-        &credentials.access_key_id,
-        &credentials.secret_access_key,
-        &parts,
-    )
-    .map_err(|e| ApiError::Signing {
-        operation,
-        message: e.to_string(),
-    })?;
-
-    let mut headers = HeaderMap::new();
-    for (name, value) in signed.iter().filter(|(n, _)| n != "host") {
-        let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) else {
-            return Err(ApiError::Signing {
-                operation,
-                message: format!("header {name} is not valid"),
-            });
-        };
-        headers.insert(n, v);
-    }
-    let mut auth = HeaderValue::from_str(&authorization).map_err(|_| ApiError::Signing {
-        operation,
-        message: "access key is not a valid header value".into(),
-    })?;
-    auth.set_sensitive(true);
-    headers.insert(AUTHORIZATION, auth);
-    if let Some(v) = headers.get_mut("x-security-token") {
-        v.set_sensitive(true);
-    }
-    Ok(headers)
-}
-
-/// What one HTTP exchange returned, before the status is judged.
-struct RawResponse {
-    status: u16,
-    request_id: Option<String>,
-    retry_after: Option<Duration>,
-    /// `Location` of a 3xx, cut short.
-    location: Option<String>,
-    body: Vec<u8>,
-}
-
-fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {
-    // reqwest's message names the URL, which holds no secret (those travel in headers).
-    let message = error_chain(&e);
-    if e.is_timeout() {
-        ApiError::Timeout { operation }
-    } else if e.is_connect() {
-        ApiError::Connect { operation, message }
-    } else {
-        ApiError::Transport { operation, message }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -1,5 +1,6 @@
-//! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]) and
-//! the signing, paging HTTP client ([`client`]).
+//! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]),
+//! the API operations with paging and caps ([`client`]) and how each request travels
+//! ([`transport`]: signing, limits, retries, body caps).
 
 pub(crate) mod client;
 pub mod error;
@@ -7,6 +8,7 @@ pub mod model;
 pub mod observer;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
+pub(crate) mod transport;
 pub mod url;
 
 pub use client::ImsClient;
