@@ -118,16 +118,13 @@ pub struct Cli {
     pub demo_poll_interval: std::time::Duration,
 }
 
-/// Paths the server answers itself; the metrics cannot live there.
-pub const RESERVED_PATHS: [&str; 5] = ["/", "/-/healthy", "/-/ready", "/-/reload", "/shares"];
-
 /// `--web.telemetry-path`: an absolute path of its own (checked here, so a bad value
 /// exits 2 with a message instead of failing when the routes are built).
 fn parse_telemetry_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') {
         return Err(format!("must start with '/', got {s:?}"));
     }
-    if RESERVED_PATHS.contains(&s) || s.starts_with("/-/") || s.starts_with("/api/") {
+    if crate::pages::RESERVED.contains(&s) || s.starts_with("/-/") || s.starts_with("/api/") {
         return Err(format!("{s:?} is reserved for the server's own pages"));
     }
     if s.contains(['{', '}', '*', '?', '#']) || s.contains("//") || s.ends_with('/') {

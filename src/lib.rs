@@ -1,8 +1,9 @@
 //! ims-exporter: who Huawei Cloud images are shared with, as Prometheus metrics.
 //!
-//! Data flows one way (docs/how-it-works.md): [`config`] → [`poll`] (poller, audit)
-//! → [`ims`] (client) → [`auth`] (signing, credentials); the poller writes [`state`];
-//! [`render`] reads it at scrape time; [`http`] serves it; [`app`] wires them.
+//! Data flows one way (docs/how-it-works.md): [`config`] (plain values) → [`poll`]
+//! (the runtime plan, poller, audit) → [`ims`] (client) → [`auth`] (signing,
+//! credentials); the poller writes [`state`]; [`render`] reads it at scrape time;
+//! [`http`] serves it; [`app`] wires them.
 
 pub mod allowlist;
 pub mod app;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod ims;
 pub(crate) mod logging;
+pub mod pages;
 pub(crate) mod poll;
 pub mod render;
 pub mod shard;

@@ -2,8 +2,10 @@
 //! (repeatable; `:PORT` is every interface), or with `--web.systemd-socket` the
 //! sockets systemd passed (socket activation: `LISTEN_FDS`, `LISTEN_PID`, fds from 3).
 //! Only TCP stream sockets are taken; anything else systemd passes is refused by name.
+//! Also the accept loop of one listener, which backs off when accepting fails.
 
 use std::net::TcpListener as StdListener;
+use std::time::Duration;
 
 /// Why the server cannot listen.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,44 @@ fn adopt(sockets: Vec<StdListener>) -> Result<Vec<tokio::net::TcpListener>, List
         .collect()
 }
 
+/// The first and the longest wait after a failed accept (as Go's net/http).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
+/// The wait after a failed accept, given the wait after the one before (if any).
+fn next_backoff(last: Option<Duration>) -> Duration {
+    last.map_or(ACCEPT_BACKOFF.0, |b| (b * 2).min(ACCEPT_BACKOFF.1))
+}
+
+/// Accepts connections on one listener for as long as the server wants them.
+pub(super) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    accepted: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
+) {
+    let mut backoff: Option<Duration> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = None;
+                let _ = stream.set_nodelay(true);
+                if accepted.send(stream).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, doubling the wait up
+                // to a second, instead of spinning (and logging) in a tight loop.
+                let wait = next_backoff(backoff);
+                backoff = Some(wait);
+                tracing::warn!(
+                    error = %e, retry_in = %humantime::format_duration(wait),
+                    "accepting a connection failed"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +192,26 @@ mod tests {
     fn listen_address() {
         assert_eq!(normalize_listen_address(":10027"), "0.0.0.0:10027");
         assert_eq!(normalize_listen_address("[::1]:9"), "[::1]:9");
+    }
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_to_a_second() {
+        let mut waits = vec![next_backoff(None)];
+        for _ in 0..12 {
+            waits.push(next_backoff(waits.last().copied()));
+        }
+        assert_eq!(waits[0], Duration::from_millis(5));
+        assert_eq!(waits[1], Duration::from_millis(10));
+        assert_eq!(waits[8], Duration::from_secs(1));
+        assert_eq!(waits[12], Duration::from_secs(1));
+        // At most a few log lines a second once it is failing for good, where it
+        // used to be ten.
+        let first_second: Duration = waits.iter().take(9).sum();
+        assert!(first_second >= Duration::from_secs(2), "{first_second:?}");
     }
 }

@@ -6,15 +6,16 @@
 
 mod api;
 mod context;
+mod limits;
 pub(crate) mod listen;
 pub(crate) mod routes;
 mod scrape;
 pub(crate) mod serve;
+mod stall;
 pub mod web;
 
 pub use context::{AppState, ReloadRequest};
+pub use limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
 pub use listen::{systemd_sockets, ListenError, ListenOn};
 pub use routes::router;
-pub use serve::{
-    serve, ServeOptions, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
-};
+pub use serve::{serve, ServeOptions};

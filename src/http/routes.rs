@@ -11,19 +11,20 @@ use axum::Router;
 use super::api;
 use super::context::AppState;
 use super::scrape::metrics;
+use crate::pages;
 use crate::render::html;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(landing))
+        .route(pages::LANDING, get(landing))
         .route(&state.telemetry_path.clone(), get(metrics))
-        .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload).put(reload))
-        .route("/shares", get(api::shares_page))
-        .route("/api/v1/shares", get(api::shares))
-        .route("/api/v1/images", get(api::images))
-        .route("/api/v1/changes", get(api::changes))
+        .route(pages::HEALTHY, get(|| async { "Healthy\n" }))
+        .route(pages::READY, get(ready))
+        .route(pages::RELOAD, post(reload).put(reload))
+        .route(pages::SHARES, get(api::shares_page))
+        .route(pages::API_SHARES, get(api::shares))
+        .route(pages::API_IMAGES, get(api::images))
+        .route(pages::API_CHANGES, get(api::changes))
         .with_state(state)
 }
 

@@ -4,11 +4,7 @@
 //! shutdown. Cheap refusals come before a request takes a slot; scrapes have request
 //! slots of their own, and health and readiness checks need none.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -22,9 +18,13 @@ use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use super::limits::{
+    Pools, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_BODY_BYTES, TLS_HANDSHAKE_TIMEOUT,
+};
+use super::listen::accept_loop;
+use super::stall::StallTimeout;
 use super::web;
 
 /// How the server listens: TLS and basic auth from the web config, request limits.
@@ -37,83 +37,29 @@ pub struct ServeOptions {
     pub telemetry_path: String,
 }
 
-/// Paths that are answered without taking a request slot: they cost nothing, and a
-/// liveness probe refused while slow clients hold every slot would restart a healthy
-/// exporter.
-const EXEMPT_PATHS: [&str; 2] = ["/-/healthy", "/-/ready"];
-
-/// `--web.max-requests` split in two pools, so that people browsing (or scripts on
-/// the JSON API) can never make a Prometheus scrape fail, nor a pile of scrapes the
-/// pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestCap {
-    /// Slots for the metrics path.
-    pub scrapes: usize,
-    /// Slots for every other path (share browser, JSON API, landing page, reload).
-    pub others: usize,
-}
-
-impl RequestCap {
-    /// Half of `max` (rounded up) for scrapes, the rest for the other pages, and at
-    /// least one each; `None` for 0 (no limit).
-    pub fn split(max: usize) -> Option<RequestCap> {
-        (max > 0).then(|| RequestCap {
-            scrapes: max.div_ceil(2),
-            others: (max / 2).max(1),
-        })
-    }
-}
-
-/// A client must send a request's headers within this (slowloris); it also closes
-/// keep-alive connections idle this long.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request body must arrive within this after its headers.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A TLS handshake must finish within this.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection whose writes make no progress for this long (a client that stopped
-/// reading) is closed.
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// No endpoint takes a body; this only bounds what a client can make us buffer.
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// A pool of request slots.
-struct Pool {
-    slots: Arc<Semaphore>,
-    size: usize,
-    what: &'static str,
-}
-
-impl Pool {
-    fn new(size: usize, what: &'static str) -> Pool {
-        Pool {
-            slots: Arc::new(Semaphore::new(size)),
-            size,
-            what,
-        }
-    }
-}
-
 /// What every connection shares.
 struct Shared {
     app: TowerToHyperService<Router>,
     web: Option<Arc<web::Watcher>>,
-    /// (scrapes, other pages); `None` without a limit.
-    pools: Option<(Pool, Pool)>,
-    telemetry_path: String,
+    pools: Pools,
 }
 
 impl Shared {
-    /// The pool a request to `path` takes its slot from; `None` for no slot.
-    fn pool(&self, path: &str) -> Option<&Pool> {
-        if EXEMPT_PATHS.contains(&path) {
-            return None;
-        }
-        let (scrapes, others) = self.pools.as_ref()?;
-        Some(if path == self.telemetry_path {
-            scrapes
-        } else {
-            others
+    /// The routes, the web config (loaded off the async workers) and the slots.
+    async fn new(app: Router, options: ServeOptions) -> std::io::Result<Shared> {
+        let web = match options.web_config_file {
+            Some(path) => {
+                let watcher = tokio::task::spawn_blocking(move || web::Watcher::new(&path))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Some(Arc::new(watcher))
+            }
+            None => None,
+        };
+        Ok(Shared {
+            app: TowerToHyperService::new(app),
+            web,
+            pools: Pools::new(options.max_requests, options.telemetry_path),
         })
     }
 }
@@ -130,26 +76,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let web = match options.web_config_file {
-        Some(path) => {
-            let watcher = tokio::task::spawn_blocking(move || web::Watcher::new(&path))
-                .await
-                .map_err(std::io::Error::other)?;
-            Some(Arc::new(watcher))
-        }
-        None => None,
-    };
-    let shared = Arc::new(Shared {
-        app: TowerToHyperService::new(app),
-        web,
-        pools: RequestCap::split(options.max_requests).map(|cap| {
-            (
-                Pool::new(cap.scrapes, "scrapes"),
-                Pool::new(cap.others, "other pages"),
-            )
-        }),
-        telemetry_path: options.telemetry_path,
-    });
+    let shared = Arc::new(Shared::new(app, options).await?);
     let graceful = GracefulShutdown::new();
     // Tells connections still in their TLS handshake to give up.
     let (stopping_tx, stopping_rx) = watch::channel(false);
@@ -157,7 +84,7 @@ pub async fn serve(
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
     let mut acceptors = tokio::task::JoinSet::new();
     for listener in listeners {
-        acceptors.spawn(accept(listener, accepted_tx.clone()));
+        acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
     }
     drop(accepted_tx);
     tokio::pin!(shutdown);
@@ -184,44 +111,6 @@ pub async fn serve(
     let _ = stopping_tx.send(true);
     graceful.shutdown().await;
     Ok(())
-}
-
-/// The first and the longest wait after a failed accept (as Go's net/http).
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
-
-/// The wait after a failed accept, given the wait after the one before (if any).
-fn next_backoff(last: Option<Duration>) -> Duration {
-    last.map_or(ACCEPT_BACKOFF.0, |b| (b * 2).min(ACCEPT_BACKOFF.1))
-}
-
-/// Accepts connections on one listener for as long as the server wants them.
-async fn accept(
-    listener: tokio::net::TcpListener,
-    accepted: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
-) {
-    let mut backoff: Option<Duration> = None;
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff = None;
-                let _ = stream.set_nodelay(true);
-                if accepted.send(stream).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off, doubling the wait up
-                // to a second, instead of spinning (and logging) in a tight loop.
-                let wait = next_backoff(backoff);
-                backoff = Some(wait);
-                tracing::warn!(
-                    error = %e, retry_in = %humantime::format_duration(wait),
-                    "accepting a connection failed"
-                );
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
 }
 
 async fn connection(
@@ -261,23 +150,8 @@ async fn connection(
             graceful.watch(builder.serve_connection(io, service)).await
         }
         Some(config) => {
-            let handshake = tokio::time::timeout(
-                TLS_HANDSHAKE_TIMEOUT,
-                tokio_rustls::TlsAcceptor::from(config).accept(stream),
-            );
-            let stream = tokio::select! {
-                r = handshake => match r {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("TLS handshake timed out");
-                        return;
-                    }
-                },
-                _ = stopping.wait_for(|s| *s) => return,
+            let Some(stream) = tls_handshake(config, stream, &mut stopping).await else {
+                return;
             };
             let io = TokioIo::new(StallTimeout::new(stream));
             graceful.watch(builder.serve_connection(io, service)).await
@@ -285,6 +159,32 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection closed with an error");
+    }
+}
+
+/// The TLS handshake, bounded in time and abandoned at shutdown; `None` when it failed.
+async fn tls_handshake(
+    config: Arc<rustls::ServerConfig>,
+    stream: tokio::net::TcpStream,
+    stopping: &mut watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let handshake = tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        tokio_rustls::TlsAcceptor::from(config).accept(stream),
+    );
+    tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                None
+            }
+        },
+        _ = stopping.wait_for(|s| *s) => None,
     }
 }
 
@@ -349,7 +249,7 @@ async fn limited(
         }
     }
     // Over the cap: answer at once rather than queue, so a pile-up cannot build.
-    let _permit = match shared.pool(req.uri().path()) {
+    let _permit = match shared.pools.pool(req.uri().path()) {
         Some(pool) => match pool.slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -404,120 +304,5 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response {
     {
         Ok(r) => r,
         Err(never) => match never {},
-    }
-}
-
-/// Closes a connection whose writes stay blocked (a client that does not read its
-/// response) instead of holding it forever. Reads are bounded elsewhere (header and
-/// body timeouts), as an idle keep-alive connection legitimately waits to read.
-struct StallTimeout<S> {
-    inner: S,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<S> StallTimeout<S> {
-    fn new(inner: S) -> Self {
-        StallTimeout {
-            inner,
-            stalled: None,
-        }
-    }
-
-    /// Maps `Pending` to an error once writes have been pending for too long.
-    fn check<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<std::io::Result<T>>,
-    ) -> Poll<std::io::Result<T>> {
-        if poll.is_ready() {
-            self.stalled = None;
-            return poll;
-        }
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for StallTimeout<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check(cx, poll)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.check(cx, poll)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.check(cx, poll)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.check(cx, poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_accepts_back_off_to_a_second() {
-        let mut waits = vec![next_backoff(None)];
-        for _ in 0..12 {
-            waits.push(next_backoff(waits.last().copied()));
-        }
-        assert_eq!(waits[0], Duration::from_millis(5));
-        assert_eq!(waits[1], Duration::from_millis(10));
-        assert_eq!(waits[8], Duration::from_secs(1));
-        assert_eq!(waits[12], Duration::from_secs(1));
-        // At most a few log lines a second once it is failing for good, where it
-        // used to be ten.
-        let first_second: Duration = waits.iter().take(9).sum();
-        assert!(first_second >= Duration::from_secs(2), "{first_second:?}");
-    }
-
-    #[test]
-    fn the_cap_is_split_between_scrapes_and_pages() {
-        assert_eq!(RequestCap::split(0), None);
-        let split = |n| RequestCap::split(n).map(|c| (c.scrapes, c.others));
-        assert_eq!(split(40), Some((20, 20)));
-        assert_eq!(split(5), Some((3, 2)));
-        assert_eq!(split(2), Some((1, 1)));
-        // One slot still leaves the pages one: a scrape is never refused for them.
-        assert_eq!(split(1), Some((1, 1)));
     }
 }

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::shares::{self, ChangeList, ShareFilter, SharePage};
+use crate::pages;
 use crate::state::{Snapshot, MEMBER_TYPES, STATUSES};
 
 /// Escapes text for HTML content and attribute values.
@@ -58,9 +59,9 @@ fn link(filter: &ShareFilter, page: usize, per_page: usize) -> String {
         q.push(format!("per_page={per_page}"));
     }
     if q.is_empty() {
-        "/shares".into()
+        pages::SHARES.into()
     } else {
-        format!("/shares?{}", q.join("&amp;"))
+        format!("{}?{}", pages::SHARES, q.join("&amp;"))
     }
 }
 
@@ -94,31 +95,11 @@ pub fn landing_page(snap: &Snapshot, telemetry_path: &str, version: &str) -> Str
         .iter()
         .filter(|s| s.last_poll_ok == Some(false))
         .count();
-    let links = [
-        (telemetry_path, "Metrics", "the Prometheus exposition"),
-        (
-            "/shares",
-            "Shares",
-            "who can boot which image, unexpected shares first",
-        ),
-        (
-            "/api/v1/shares",
-            "Shares (JSON)",
-            "the same rows, filtered and paged",
-        ),
-        (
-            "/api/v1/images",
-            "Images (JSON)",
-            "every monitored image and its poll health",
-        ),
-        (
-            "/api/v1/changes",
-            "Changes (JSON)",
-            "the most recent member changes",
-        ),
-        ("/-/healthy", "Health", "the process is up"),
-        ("/-/ready", "Readiness", "the first poll cycle has finished"),
-    ];
+    let links = std::iter::once((telemetry_path, "Metrics", "the Prometheus exposition")).chain(
+        pages::LINKED
+            .iter()
+            .map(|p| (p.path, p.title, p.description)),
+    );
     let mut o = String::with_capacity(2048);
     let _ = write!(
         o,
@@ -133,7 +114,8 @@ pub fn landing_page(snap: &Snapshot, telemetry_path: &str, version: &str) -> Str
     if unexpected > 0 {
         let _ = write!(
             o,
-            "<a class=\"bad\" href=\"/shares?unexpected=true\">{unexpected} unexpected</a>"
+            "<a class=\"bad\" href=\"{}?unexpected=true\">{unexpected} unexpected</a>",
+            pages::SHARES
         );
     } else {
         o.push_str("0 unexpected");
@@ -171,9 +153,9 @@ pub fn shares_page(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Image shares — IMS Exporter</title><style>{STYLE}</style></head><body>\n\
-         <h1>Image shares</h1>\n<p><a href=\"/\">IMS Exporter</a> · {} share(s) match; \
-         unexpected shares first. <a href=\"{}\">Unexpected only</a> · <a href=\"/shares\">All</a> · \
-         <a href=\"/api/v1/shares\">JSON</a></p>\n<nav><a href=\"#shares\">Shares</a>\
+         <h1>Image shares</h1>\n<p><a href=\"{landing}\">IMS Exporter</a> · {} share(s) match; \
+         unexpected shares first. <a href=\"{}\">Unexpected only</a> · <a href=\"{shares}\">All</a> · \
+         <a href=\"{api_shares}\">JSON</a></p>\n<nav><a href=\"#shares\">Shares</a>\
          <a href=\"#changes\">Recent changes</a><a href=\"#images\">Images</a></nav>\n",
         p.total,
         link(
@@ -184,6 +166,9 @@ pub fn shares_page(
             1,
             per_page
         ),
+        landing = pages::LANDING,
+        shares = pages::SHARES,
+        api_shares = pages::API_SHARES,
     );
     filter_form(&mut o, filter);
     o.push_str(
@@ -242,7 +227,7 @@ fn filter_form(o: &mut String, filter: &ShareFilter) {
             }
             o.push_str("</select></label> ");
         };
-    o.push_str("<form method=\"get\" action=\"/shares\">");
+    let _ = write!(o, "<form method=\"get\" action=\"{}\">", pages::SHARES);
     let _ = write!(
         o,
         "<label>Image <input name=\"image\" value=\"{}\" placeholder=\"ID or name\"></label> ",
@@ -295,8 +280,9 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
     let _ = writeln!(
         o,
         "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, newest first. \
-         <a href=\"/api/v1/changes\">JSON</a></p>",
-        changes.changes.len()
+         <a href=\"{}\">JSON</a></p>",
+        changes.changes.len(),
+        pages::API_CHANGES
     );
     if changes.changes.is_empty() {
         o.push_str("<p id=\"changes\">No change seen yet: a change shows after the second good poll of an image.</p>\n");
