@@ -81,7 +81,18 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
         u8::try_from(second).ok()?,
     )
     .ok()?;
-    let mut rest = &s[19..];
+    let (fraction, offset_secs) = fraction_and_offset(&s[19..])?;
+    let unix = time::PrimitiveDateTime::new(date, tod)
+        .assume_utc()
+        .unix_timestamp()
+        - offset_secs;
+    Some(unix as f64 + fraction)
+}
+
+/// What follows the seconds: an optional fraction, then `Z`, an offset or nothing
+/// (UTC). Returns (fraction of a second, offset east of UTC in seconds).
+fn fraction_and_offset(rest: &str) -> Option<(f64, i64)> {
+    let mut rest = rest;
     let mut fraction = 0.0;
     if let Some(r) = rest.strip_prefix('.') {
         let digits = r.bytes().take_while(u8::is_ascii_digit).count();
@@ -111,11 +122,7 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
             sign * (h * 3600 + m * 60)
         }
     };
-    let unix = time::PrimitiveDateTime::new(date, tod)
-        .assume_utc()
-        .unix_timestamp()
-        - offset_secs;
-    Some(unix as f64 + fraction)
+    Some((fraction, offset_secs))
 }
 
 #[cfg(test)]

@@ -152,14 +152,10 @@ pub async fn run(
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let listeners = match options.listen.open().await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen");
-            return EXIT_FAILURE;
-        }
+    let Some(listeners) = listen(options.listen, &options.telemetry_path, &plan.config).await
+    else {
+        return EXIT_FAILURE;
     };
-    log_listening(&listeners, &options.telemetry_path, &plan.config);
     let mut polling = Polling::start(
         plan,
         store.clone(),
@@ -197,18 +193,23 @@ pub async fn run(
     tracing::info!(signal, "shutting down");
     if let (Some(task), Some(storage)) = (writer, &options.storage) {
         task.abort();
-        // A write hung on a dead mount must not keep the process from exiting; an
-        // abandoned write leaves the previous file (write-temp, rename).
-        let saved = tokio::time::timeout(SHUTDOWN_GRACE, save(storage, &store, &self_metrics));
-        if saved.await.is_err() {
-            tracing::warn!(
-                file = %storage.file().display(),
-                "the state was not written at shutdown: the write did not finish in time"
-            );
-        }
+        save_at_shutdown(storage, &store, &self_metrics).await;
     }
     let _ = server_stop_tx.send(true);
     server_exit(server).await
+}
+
+/// The last write of the state. A write hung on a dead mount must not keep the
+/// process from exiting; an abandoned write leaves the previous file (write-temp,
+/// rename).
+async fn save_at_shutdown(storage: &Storage, store: &Store, self_metrics: &SelfMetrics) {
+    let saved = tokio::time::timeout(SHUTDOWN_GRACE, save(storage, store, self_metrics));
+    if saved.await.is_err() {
+        tracing::warn!(
+            file = %storage.file().display(),
+            "the state was not written at shutdown: the write did not finish in time"
+        );
+    }
 }
 
 /// The storage directory is locked for the process's life, then the state is restored
@@ -249,8 +250,20 @@ async fn open_storage(
     Ok((lock, restore(storage, store, metrics).await))
 }
 
-fn log_listening(listeners: &[tokio::net::TcpListener], telemetry_path: &str, config: &Config) {
-    for listener in listeners {
+/// Opens the listeners and says where the exporter listens; `None` when it cannot.
+async fn listen(
+    on: http::ListenOn,
+    telemetry_path: &str,
+    config: &Config,
+) -> Option<Vec<tokio::net::TcpListener>> {
+    let listeners = match on.open().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            return None;
+        }
+    };
+    for listener in &listeners {
         let address = listener.local_addr().map(|a| a.to_string());
         tracing::info!(
             address = %address.unwrap_or_else(|e| e.to_string()),
@@ -261,6 +274,7 @@ fn log_listening(listeners: &[tokio::net::TcpListener], telemetry_path: &str, co
             "listening"
         );
     }
+    Some(listeners)
 }
 
 /// Serves reloads until a shutdown signal (its name), or `None` when the server ended

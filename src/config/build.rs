@@ -104,49 +104,27 @@ impl Plan {
 pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Fail> {
     let max_response_bytes = super::validate::settings(raw)?;
     let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
-    let client = ClientOptions {
-        request_timeout: raw.request_timeout,
-        max_concurrent_requests: raw.max_concurrent_requests as usize,
-        retry: RetryPolicy {
-            max_attempts: raw.retry.max_attempts as u32,
-            initial_backoff: raw.retry.initial_backoff,
-            max_backoff: raw.retry.max_backoff,
-        },
-        max_response_bytes,
-        ca_file: raw.ca_file.clone(),
-        insecure_skip_verify: raw.insecure_skip_verify,
-    };
+    let client = client_options(raw, max_response_bytes);
     if raw.targets.is_empty() {
         return Err(("targets".into(), "at least one target is required".into()));
     }
-
     if let Some(ca) = &raw.ca_file {
         crate::tls::read_ca_file(ca).map_err(|m| ("ca_file".into(), m))?;
     }
-    let ecs_metadata = match &raw.ecs_metadata {
-        None => None,
-        Some(m) => {
-            let url = m
-                .url
-                .as_deref()
-                .unwrap_or(crate::auth::ecs_metadata::DEFAULT_URL);
-            let url = parse_endpoint(url, "").map_err(|m| ("ecs_metadata.url".into(), m))?;
-            Some((url, raw.request_timeout))
-        }
-    };
     // The chain for targets without their own block: top-level block, environment,
     // SDK credentials file, ECS metadata. One source, shared by those targets.
-    let chain = Chain { env, ecs_metadata };
+    let chain = Chain {
+        env,
+        ecs_metadata: ecs_metadata(raw)?,
+    };
     let global = chain
         .resolve(raw.credentials.as_ref(), "credentials")
         .map_err(|e| (e.key, e.message))?;
-
     let global_allow = allowlist(
         &raw.allowed_members,
         raw.allowed_members_file.as_deref(),
         "",
     )?;
-
     let shared = Shared {
         client: &client,
         global_rate,
@@ -162,23 +140,57 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         .collect::<Result<Vec<_>, Fail>>()?;
     Ok(Plan {
         targets,
-        settings: Config {
-            poll_interval: raw.poll_interval,
-            request_timeout: raw.request_timeout,
-            page_size: raw.page_size as u32,
-            max_concurrent_requests: raw.max_concurrent_requests as usize,
-            discovery_interval: raw.discovery_interval,
-            member_metrics: raw.member_metrics,
-            shard: Shard::default(),
-            retry: client.retry,
-            max_response_bytes: client.max_response_bytes,
-            max_members_per_image: raw.max_members_per_image as usize,
-            max_members_total: raw.max_members_total as usize,
-            ca_file: client.ca_file,
-            insecure_skip_verify: client.insecure_skip_verify,
-            targets: Vec::new(),
-        },
+        settings: settings(raw, client),
     })
+}
+
+/// How the API client behaves, from the top-level keys.
+fn client_options(raw: &FileConfig, max_response_bytes: usize) -> ClientOptions {
+    ClientOptions {
+        request_timeout: raw.request_timeout,
+        max_concurrent_requests: raw.max_concurrent_requests as usize,
+        retry: RetryPolicy {
+            max_attempts: raw.retry.max_attempts as u32,
+            initial_backoff: raw.retry.initial_backoff,
+            max_backoff: raw.retry.max_backoff,
+        },
+        max_response_bytes,
+        ca_file: raw.ca_file.clone(),
+        insecure_skip_verify: raw.insecure_skip_verify,
+    }
+}
+
+/// `ecs_metadata:`: the service's URL and the request timeout, if configured.
+fn ecs_metadata(raw: &FileConfig) -> Result<Option<(Url, std::time::Duration)>, Fail> {
+    let Some(m) = &raw.ecs_metadata else {
+        return Ok(None);
+    };
+    let url = m
+        .url
+        .as_deref()
+        .unwrap_or(crate::auth::ecs_metadata::DEFAULT_URL);
+    let url = parse_endpoint(url, "").map_err(|m| ("ecs_metadata.url".into(), m))?;
+    Ok(Some((url, raw.request_timeout)))
+}
+
+/// Everything but the targets.
+fn settings(raw: &FileConfig, client: ClientOptions) -> Config {
+    Config {
+        poll_interval: raw.poll_interval,
+        request_timeout: raw.request_timeout,
+        page_size: raw.page_size as u32,
+        max_concurrent_requests: raw.max_concurrent_requests as usize,
+        discovery_interval: raw.discovery_interval,
+        member_metrics: raw.member_metrics,
+        shard: Shard::default(),
+        retry: client.retry,
+        max_response_bytes: client.max_response_bytes,
+        max_members_per_image: raw.max_members_per_image as usize,
+        max_members_total: raw.max_members_total as usize,
+        ca_file: client.ca_file,
+        insecure_skip_verify: client.insecure_skip_verify,
+        targets: Vec::new(),
+    }
 }
 
 /// What every target inherits from the top level.
@@ -194,17 +206,7 @@ struct Shared<'a> {
 /// discovery and images.
 fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarget, Fail> {
     let key = |k: &str| format!("targets[{ti}].{k}");
-    if t.region.is_empty()
-        || !t
-            .region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err((
-            key("region"),
-            format!("must be a region name like cn-north-4, got {:?}", t.region),
-        ));
-    }
+    check_region(&t.region).map_err(|m| (key("region"), m))?;
     let iam_endpoint = parse_endpoint(
         t.iam_endpoint.as_deref().unwrap_or(DEFAULT_IAM_ENDPOINT),
         &t.region,
@@ -213,31 +215,7 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
     let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?.or(shared.global_rate);
     let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
         .map_err(|m| (key("endpoint"), m))?;
-    let credentials = match &t.credentials {
-        Some(c) => shared
-            .chain
-            .resolve(Some(c), &key("credentials"))
-            .map_err(|e| (e.key, e.message))?
-            .ok_or_else(|| (key("credentials"), "no credentials".to_string()))?,
-        None => shared.credentials.cloned().ok_or_else(|| {
-            (
-                "credentials".to_string(),
-                format!(
-                    "no credentials for targets[{ti}]: set credentials.access_key_id and \
-                     credentials.secret_access_key (or their _file variants), or the {} and {} \
-                     environment variables, or [basic] ak and sk in the SDK credentials file ({}), \
-                     or ecs_metadata on an ECS/CCE server with an agency",
-                    credentials::ENV_AK,
-                    credentials::ENV_SK,
-                    shared
-                        .chain
-                        .credentials_file()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| ENV_CREDENTIALS_FILE.into()),
-                ),
-            )
-        })?,
-    };
+    let credentials = target_credentials(ti, t, shared)?;
     let project = match &t.project_id {
         Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
         None => Project::Lookup(Box::new(LookupRequest {
@@ -277,6 +255,55 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
         allowlist: target_allow,
         discover,
         images,
+    })
+}
+
+/// A region name: lowercase letters, digits and dashes.
+fn check_region(region: &str) -> Result<(), String> {
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a region name like cn-north-4, got {region:?}"
+        ))
+    }
+}
+
+/// `targets[ti].credentials`, or the top-level chain's source.
+fn target_credentials(
+    ti: usize,
+    t: &FileTarget,
+    shared: &Shared<'_>,
+) -> Result<CredentialSource, Fail> {
+    let key = format!("targets[{ti}].credentials");
+    if let Some(c) = &t.credentials {
+        return shared
+            .chain
+            .resolve(Some(c), &key)
+            .map_err(|e| (e.key, e.message))?
+            .ok_or_else(|| (key, "no credentials".to_string()));
+    }
+    shared.credentials.cloned().ok_or_else(|| {
+        (
+            "credentials".to_string(),
+            format!(
+                "no credentials for targets[{ti}]: set credentials.access_key_id and \
+                 credentials.secret_access_key (or their _file variants), or the {} and {} \
+                 environment variables, or [basic] ak and sk in the SDK credentials file ({}), \
+                 or ecs_metadata on an ECS/CCE server with an agency",
+                credentials::ENV_AK,
+                credentials::ENV_SK,
+                shared
+                    .chain
+                    .credentials_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| ENV_CREDENTIALS_FILE.into()),
+            ),
+        )
     })
 }
 

@@ -119,25 +119,8 @@ impl ImsClient {
                 query.push(("marker", m.as_str()));
             }
             let url = url(op, &target.endpoint, &segments, &query)?;
-            let mut decode_page = |body: &[u8]| {
-                let page: MemberPage<'_> = decode_json(body)?;
-                if members.len() + page.members.len() > cap.limit {
-                    return Ok(None);
-                }
-                for m in &page.members {
-                    check_member(m)?;
-                }
-                members.extend(page.members.iter().map(&mut *convert));
-                Ok(Some(
-                    page.page_info
-                        .and_then(|p| p.next_marker)
-                        .filter(|m| !m.is_empty())
-                        .map(Cow::into_owned),
-                ))
-            };
             let (next, request_id) = self
-                .transport
-                .get_decoded(op, &target.call_context(), url, &mut decode_page)
+                .member_page(target, url, cap, &mut members, convert)
                 .await?;
             let Some(next) = next else {
                 return Err(ApiError::TooManyMembers {
@@ -167,6 +150,43 @@ impl ImsClient {
             operation: op,
             message: format!("more than {max_pages} pages"),
         })
+    }
+
+    /// One page of members, appended to `members` through `convert` as it is decoded
+    /// in place. `Ok((None, _))`: the page would pass the cap; `Ok((Some(next), _))`:
+    /// the next marker, if any; with the answer's request id.
+    async fn member_page<R: Send>(
+        &self,
+        target: &ApiTarget,
+        url: Url,
+        cap: MemberCap,
+        members: &mut Vec<R>,
+        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    ) -> Result<(Option<Option<String>>, Option<String>), ApiError> {
+        let mut decode_page = |body: &[u8]| {
+            let page: MemberPage<'_> = decode_json(body)?;
+            if members.len() + page.members.len() > cap.limit {
+                return Ok(None);
+            }
+            for m in &page.members {
+                check_member(m)?;
+            }
+            members.extend(page.members.iter().map(&mut *convert));
+            Ok(Some(
+                page.page_info
+                    .and_then(|p| p.next_marker)
+                    .filter(|m| !m.is_empty())
+                    .map(Cow::into_owned),
+            ))
+        };
+        self.transport
+            .get_decoded(
+                OP_LIST_MEMBERS,
+                &target.call_context(),
+                url,
+                &mut decode_page,
+            )
+            .await
     }
 
     /// One member of an image; `None` when the image is not shared with it (404).

@@ -205,35 +205,7 @@ impl Transport {
         };
         self.observer.request(operation, &code, started.elapsed());
         let response = result.map_err(|e| (e, None))?;
-        if (300..400).contains(&response.status) {
-            let error = ApiError::Redirect {
-                operation,
-                status: response.status,
-                location: response.location.unwrap_or_default(),
-                request_id: response.request_id,
-            };
-            return Err((error, None));
-        }
-        if !(200..300).contains(&response.status) {
-            let error = ApiError::from_response(
-                operation,
-                response.status,
-                response.request_id,
-                &response.body,
-            );
-            return Err((error, response.retry_after));
-        }
-        match decode(&response.body) {
-            Ok(value) => Ok((value, response.request_id)),
-            Err(message) => Err((
-                ApiError::Decode {
-                    operation,
-                    message: super::error::excerpt(&message, super::error::MAX_MESSAGE_CHARS),
-                    request_id: response.request_id,
-                },
-                None,
-            )),
-        }
+        judge(operation, response, decode)
     }
 
     /// Signs and sends one GET, and reads its answer (capped at the body limit).
@@ -312,6 +284,44 @@ impl Transport {
             location,
             body,
         })
+    }
+}
+
+/// What an answer means: a redirect or a non-2xx status is an error (with the
+/// server's `Retry-After`, if any); a 2xx body is decoded.
+fn judge<T: Send>(
+    operation: &'static str,
+    response: RawResponse,
+    decode: &mut (dyn FnMut(&[u8]) -> Result<T, String> + Send),
+) -> Result<(T, Option<String>), (ApiError, Option<Duration>)> {
+    if (300..400).contains(&response.status) {
+        let error = ApiError::Redirect {
+            operation,
+            status: response.status,
+            location: response.location.unwrap_or_default(),
+            request_id: response.request_id,
+        };
+        return Err((error, None));
+    }
+    if !(200..300).contains(&response.status) {
+        let error = ApiError::from_response(
+            operation,
+            response.status,
+            response.request_id,
+            &response.body,
+        );
+        return Err((error, response.retry_after));
+    }
+    match decode(&response.body) {
+        Ok(value) => Ok((value, response.request_id)),
+        Err(message) => Err((
+            ApiError::Decode {
+                operation,
+                message: super::error::excerpt(&message, super::error::MAX_MESSAGE_CHARS),
+                request_id: response.request_id,
+            },
+            None,
+        )),
     }
 }
 

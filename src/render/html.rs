@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::shares::{self, ChangeList, ShareFilter, SharePage};
+use super::shares::{self, ChangeList, ShareFilter, SharePage, ShareRow};
 use crate::pages;
 use crate::state::{Snapshot, MEMBER_TYPES, STATUSES};
 
@@ -177,24 +177,7 @@ pub fn shares_page(
          <th class=\"wide\">Last change</th></tr></thead><tbody>\n",
     );
     for s in &p.shares {
-        let _ = writeln!(
-            o,
-            "<tr class=\"{}\"><td>{}</td><td>{}<br><small>{}</small></td><td class=\"wide\">{}<br><small>{}</small></td>\
-             <td class=\"member id\">{}</td><td class=\"word\">{}</td><td class=\"word\">{}</td><td class=\"wide id\">{}</td>\
-             <td class=\"word\">{}</td><td class=\"wide word\">{}</td></tr>",
-            if s.unexpected { "unexpected" } else { "expected" },
-            if s.unexpected { "yes" } else { "no" },
-            escape(&s.of.image_name),
-            escape(&s.of.image_id),
-            escape(&s.of.region),
-            escape(&s.of.project_id),
-            escape(&s.of.member_id),
-            escape(&s.of.member_type),
-            escape(&s.status),
-            escape(s.urn.as_deref().unwrap_or("")),
-            when(s.shared_since.as_deref()),
-            when(s.updated_at.as_deref()),
-        );
+        share_row(&mut o, s);
     }
     o.push_str("</tbody></table></div>\n");
     pages(&mut o, filter, &p);
@@ -202,6 +185,28 @@ pub fn shares_page(
     images(&mut o, snap);
     o.push_str("</body></html>\n");
     o
+}
+
+/// One share as a table row, every value escaped.
+fn share_row(o: &mut String, s: &ShareRow) {
+    let _ = writeln!(
+        o,
+        "<tr class=\"{}\"><td>{}</td><td>{}<br><small>{}</small></td><td class=\"wide\">{}<br><small>{}</small></td>\
+         <td class=\"member id\">{}</td><td class=\"word\">{}</td><td class=\"word\">{}</td><td class=\"wide id\">{}</td>\
+         <td class=\"word\">{}</td><td class=\"wide word\">{}</td></tr>",
+        if s.unexpected { "unexpected" } else { "expected" },
+        if s.unexpected { "yes" } else { "no" },
+        escape(&s.of.image_name),
+        escape(&s.of.image_id),
+        escape(&s.of.region),
+        escape(&s.of.project_id),
+        escape(&s.of.member_id),
+        escape(&s.of.member_type),
+        escape(&s.status),
+        escape(s.urn.as_deref().unwrap_or("")),
+        when(s.shared_since.as_deref()),
+        when(s.updated_at.as_deref()),
+    );
 }
 
 /// A GET form over the same filters (works without JavaScript).

@@ -101,27 +101,9 @@ impl SelfMetrics {
 
     /// Writes the self-metrics, first on `/metrics`.
     pub fn write(&self, w: &mut Exposition) {
+        // The family order is the exposition's contract (the golden files).
         let requests = self.requests();
-        w.family(
-            "ims_api_requests",
-            "IMS API requests by operation and HTTP status code (timeout or error when no response).",
-            Kind::Counter,
-        );
-        for ((operation, code), n) in &requests.count {
-            w.series()
-                .label("operation", operation)
-                .label("code", code)
-                .int(*n);
-        }
-        let gauge = |w: &mut Exposition, name: &'static str, help: &str, v: f64| {
-            w.family(name, help, Kind::Gauge);
-            w.series().value(v);
-        };
-        // A 0/1 gauge, written as an integer.
-        let flag = |w: &mut Exposition, name: &'static str, help: &str, v: &AtomicI64| {
-            w.family(name, help, Kind::Gauge);
-            w.series().int(u64::from(v.load(Ordering::Relaxed) == 1));
-        };
+        write_request_counts(w, &requests);
         flag(
             w,
             "ims_exporter_config_last_reload_successful",
@@ -134,40 +116,13 @@ impl SelfMetrics {
             "Unix time of the last configuration load that was taken.",
             self.config_reload_time.get(),
         );
-        w.family(
-            "ims_api_retries",
-            "IMS API requests retried after a transient failure (5xx, throttling, timeout, connection error), by operation.",
-            Kind::Counter,
-        );
-        for (operation, n) in &requests.retries {
-            w.series().label("operation", operation).int(*n);
-        }
-        w.family(
-            "ims_api_request_duration_seconds",
-            "IMS API request latency by operation.",
-            Kind::Histogram,
-        );
-        for (operation, h) in &requests.latency {
-            w.suffixed("_sum")
-                .label("operation", operation)
-                .value(h.sum);
-            w.suffixed("_count")
-                .label("operation", operation)
-                .int(h.count);
-            let mut cumulative = 0;
-            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                w.suffixed("_bucket")
-                    .label("operation", operation)
-                    .float_label("le", *bound)
-                    .int(cumulative);
-            }
-            w.suffixed("_bucket")
-                .label("operation", operation)
-                .label("le", "+Inf")
-                .int(h.count);
-        }
+        write_retries_and_latency(w, &requests);
         drop(requests);
+        self.write_state(w);
+    }
+
+    /// The state file's families (`--storage.path`).
+    fn write_state(&self, w: &mut Exposition) {
         flag(
             w,
             "ims_exporter_state_restore_successful",
@@ -201,5 +156,67 @@ impl RequestObserver for SelfMetrics {
             .entry(operation)
             .or_default()
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// A gauge family with one series.
+fn gauge(w: &mut Exposition, name: &'static str, help: &str, v: f64) {
+    w.family(name, help, Kind::Gauge);
+    w.series().value(v);
+}
+
+/// A 0/1 gauge, written as an integer.
+fn flag(w: &mut Exposition, name: &'static str, help: &str, v: &AtomicI64) {
+    w.family(name, help, Kind::Gauge);
+    w.series().int(u64::from(v.load(Ordering::Relaxed) == 1));
+}
+
+fn write_request_counts(w: &mut Exposition, requests: &Requests) {
+    w.family(
+        "ims_api_requests",
+        "IMS API requests by operation and HTTP status code (timeout or error when no response).",
+        Kind::Counter,
+    );
+    for ((operation, code), n) in &requests.count {
+        w.series()
+            .label("operation", operation)
+            .label("code", code)
+            .int(*n);
+    }
+}
+
+fn write_retries_and_latency(w: &mut Exposition, requests: &Requests) {
+    w.family(
+        "ims_api_retries",
+        "IMS API requests retried after a transient failure (5xx, throttling, timeout, connection error), by operation.",
+        Kind::Counter,
+    );
+    for (operation, n) in &requests.retries {
+        w.series().label("operation", operation).int(*n);
+    }
+    w.family(
+        "ims_api_request_duration_seconds",
+        "IMS API request latency by operation.",
+        Kind::Histogram,
+    );
+    for (operation, h) in &requests.latency {
+        w.suffixed("_sum")
+            .label("operation", operation)
+            .value(h.sum);
+        w.suffixed("_count")
+            .label("operation", operation)
+            .int(h.count);
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            cumulative += n;
+            w.suffixed("_bucket")
+                .label("operation", operation)
+                .float_label("le", *bound)
+                .int(cumulative);
+        }
+        w.suffixed("_bucket")
+            .label("operation", operation)
+            .label("le", "+Inf")
+            .int(h.count);
     }
 }
