@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{member, FakeState};
+use crate::ims::model::Member;
 
 pub const REGION: &str = "cn-north-4";
 pub const PROJECT_ID: &str = "1bed856811654c1cb661a6ca845ebc77";
@@ -40,6 +41,99 @@ fn hex_id(seed: u64) -> String {
     )
 }
 
+/// The demo organization unit and its URN.
+const ORG: &str = "ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+const ORG_URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+
+/// One hand-made share: (image ID, member ID, member type, status, created and
+/// updated that many days ago, URN).
+type Fixture = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+    Option<&'static str>,
+);
+
+/// The shares of the Ubuntu and Debian images: every member type and status.
+const FIXTURES: [Fixture; 8] = [
+    (
+        IMAGES[0].0,
+        "edc89b490d7d4392898e19b2deb34797",
+        "project",
+        "accepted",
+        90,
+        88,
+        None,
+    ),
+    (
+        IMAGES[0].0,
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "project",
+        "pending",
+        2,
+        2,
+        None,
+    ),
+    (
+        IMAGES[0].0,
+        "5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
+        "domain",
+        "accepted",
+        40,
+        39,
+        None,
+    ),
+    (
+        IMAGES[0].0,
+        "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "domain",
+        "rejected",
+        30,
+        12,
+        None,
+    ),
+    (
+        IMAGES[0].0,
+        ORG,
+        "organization",
+        "accepted",
+        60,
+        60,
+        Some(ORG_URN),
+    ),
+    (
+        IMAGES[2].0,
+        ORG,
+        "organization",
+        "pending",
+        5,
+        5,
+        Some(ORG_URN),
+    ),
+    (
+        IMAGES[2].0,
+        "3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f",
+        "project",
+        "accepted",
+        20,
+        19,
+        None,
+    ),
+    // A share nobody planned for: shows up as unexpected once allowlists exist.
+    (
+        IMAGES[2].0,
+        "deadbeefdeadbeefdeadbeefdeadbeef",
+        "domain",
+        "accepted",
+        1,
+        1,
+        None,
+    ),
+];
+
 /// Fills `state` with the demo images, the large one with `large_image_members`
 /// members, and returns the secret key of the demo account.
 pub fn populate(state: &FakeState, large_image_members: usize) -> String {
@@ -48,81 +142,16 @@ pub fn populate(state: &FakeState, large_image_members: usize) -> String {
     for (id, name) in IMAGES {
         state.add_image(PROJECT_ID, id, name);
     }
-    let p = PROJECT_ID;
-    let (ubuntu, windows, debian, _centos) = (IMAGES[0].0, IMAGES[1].0, IMAGES[2].0, IMAGES[3].0);
+    put_fixtures(state);
+    put_large_image_members(state, large_image_members);
+    secret
+}
 
-    let org = "ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
-    let org_urn = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
-    let fixtures = [
-        (
-            ubuntu,
-            "edc89b490d7d4392898e19b2deb34797",
-            "project",
-            "accepted",
-            90,
-            88,
-            None,
-        ),
-        (
-            ubuntu,
-            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-            "project",
-            "pending",
-            2,
-            2,
-            None,
-        ),
-        (
-            ubuntu,
-            "5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
-            "domain",
-            "accepted",
-            40,
-            39,
-            None,
-        ),
-        (
-            ubuntu,
-            "a1b2c3d4e5f60718293a4b5c6d7e8f90",
-            "domain",
-            "rejected",
-            30,
-            12,
-            None,
-        ),
-        (
-            ubuntu,
-            org,
-            "organization",
-            "accepted",
-            60,
-            60,
-            Some(org_urn),
-        ),
-        (debian, org, "organization", "pending", 5, 5, Some(org_urn)),
-        (
-            debian,
-            "3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f",
-            "project",
-            "accepted",
-            20,
-            19,
-            None,
-        ),
-        // A share nobody planned for: shows up as unexpected once allowlists exist.
-        (
-            debian,
-            "deadbeefdeadbeefdeadbeefdeadbeef",
-            "domain",
-            "accepted",
-            1,
-            1,
-            None,
-        ),
-    ];
-    for (image, id, kind, status, created, updated, urn) in fixtures {
+/// Shares [`FIXTURES`], dated relative to now.
+fn put_fixtures(state: &FakeState) {
+    for (image, id, kind, status, created, updated, urn) in FIXTURES {
         state.put_member(
-            p,
+            PROJECT_ID,
             member(
                 image,
                 id,
@@ -134,29 +163,34 @@ pub fn populate(state: &FakeState, large_image_members: usize) -> String {
             ),
         );
     }
-    let statuses = ["accepted", "accepted", "accepted", "pending", "rejected"];
-    for i in 0..large_image_members as u64 {
-        // Seeds of the two kinds never meet, whatever the size: every member is distinct.
-        let (kind, id) = if i % 10 == 0 {
-            ("domain", hex_id((1 << 40) + i))
-        } else {
-            ("project", hex_id(i + 10_000))
-        };
-        let status = statuses[((i / 3 + i) % statuses.len() as u64) as usize];
-        state.put_member(
-            p,
-            member(
-                windows,
-                &id,
-                kind,
-                status,
-                &ts(i % 365, i),
-                &ts(i % 30, i),
-                None,
-            ),
-        );
+}
+
+/// Shares the Windows image with `count` members, enough for several pages.
+fn put_large_image_members(state: &FakeState, count: usize) {
+    for i in 0..count as u64 {
+        state.put_member(PROJECT_ID, large_image_member(i));
     }
-    secret
+}
+
+/// The `i`th member of the Windows image: mostly projects, mostly accepted.
+fn large_image_member(i: u64) -> Member {
+    const STATUSES: [&str; 5] = ["accepted", "accepted", "accepted", "pending", "rejected"];
+    // Seeds of the two kinds never meet, whatever the size: every member is distinct.
+    let (kind, id) = if i.is_multiple_of(10) {
+        ("domain", hex_id((1 << 40) + i))
+    } else {
+        ("project", hex_id(i + 10_000))
+    };
+    let status = STATUSES[((i / 3 + i) % STATUSES.len() as u64) as usize];
+    member(
+        IMAGES[1].0,
+        &id,
+        kind,
+        status,
+        &ts(i % 365, i),
+        &ts(i % 30, i),
+        None,
+    )
 }
 
 /// Keeps the demo alive: every `every`, one step of a share's life on the Ubuntu image

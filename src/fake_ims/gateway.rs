@@ -19,8 +19,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::{Account, FakeState, Fault};
-use crate::auth::signer::{self, RequestParts};
+use super::state::{Account, Canned, FakeState, Fault};
+use crate::auth::credentials::Secret;
+use crate::auth::signer::{self, ParsedAuthorization, RequestParts};
+
+/// The answer of [`Fault::BrokenBody`]: a member list cut off mid-string.
+const BROKEN_BODY: &str = r#"{"members": [{"member_id": "trunc"#;
 
 /// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -81,58 +85,31 @@ pub(super) fn authenticate(
     headers: &HeaderMap,
     rid: &str,
 ) -> Result<(), Response> {
-    let deny = |message: &str| {
+    check_signature(state, method, uri, headers).map_err(|reason| {
         state.count_rejected_signature();
-        Err(gateway_error(
+        gateway_error(
             StatusCode::UNAUTHORIZED,
             rid,
             "APIGW.0301",
-            message,
-        ))
-    };
-    let Some(auth) = headers
+            &format!("Incorrect IAM authentication information: {reason}"),
+        )
+    })
+}
+
+/// The gateway's checks in its order; `Err` is why the request is refused.
+fn check_signature(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), &'static str> {
+    let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(signer::parse_authorization)
-    else {
-        return deny(
-            "Incorrect IAM authentication information: Authorization header missing or malformed",
-        );
-    };
-    let Some(date) = headers
-        .get(signer::DATE_HEADER)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return deny("Incorrect IAM authentication information: X-Sdk-Date missing");
-    };
-    let Ok(when) = time::PrimitiveDateTime::parse(date, signer::DATE_FORMAT) else {
-        return deny("Incorrect IAM authentication information: X-Sdk-Date malformed");
-    };
-    let skew = (time::OffsetDateTime::now_utc() - when.assume_utc()).unsigned_abs();
-    if skew > MAX_CLOCK_SKEW {
-        return deny("Incorrect IAM authentication information: request expired (X-Sdk-Date too far from now)");
-    }
-    let account = state.account(&auth.access_key);
-    let Some(Account { sk, token, expires }) = account else {
-        return deny("Incorrect IAM authentication information: unknown access key");
-    };
-    if expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
-        return deny(
-            "Incorrect IAM authentication information: the temporary credentials have expired",
-        );
-    }
-    if let Some(required) = token {
-        let given = headers
-            .get("x-security-token")
-            .and_then(|v| v.to_str().ok());
-        if given != Some(required.as_str())
-            || !auth.signed_headers.iter().any(|h| h == "x-security-token")
-        {
-            return deny(
-                "Incorrect IAM authentication information: security token missing or wrong",
-            );
-        }
-    }
+        .ok_or("Authorization header missing or malformed")?;
+    check_date(headers)?;
+    let sk = check_account(state, &auth, headers)?;
     let all_headers: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
@@ -146,9 +123,50 @@ pub(super) fn authenticate(
         body: b"",
     };
     if !signer::verify(&auth, &sk, &parts) {
-        return deny("Incorrect IAM authentication information: verify aksk signature fail");
+        return Err("verify aksk signature fail");
     }
     Ok(())
+}
+
+/// `X-Sdk-Date` is present, well-formed and within [`MAX_CLOCK_SKEW`] of now.
+fn check_date(headers: &HeaderMap) -> Result<(), &'static str> {
+    let date = headers
+        .get(signer::DATE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("X-Sdk-Date missing")?;
+    let when = time::PrimitiveDateTime::parse(date, signer::DATE_FORMAT)
+        .map_err(|_| "X-Sdk-Date malformed")?;
+    let skew = (time::OffsetDateTime::now_utc() - when.assume_utc()).unsigned_abs();
+    if skew > MAX_CLOCK_SKEW {
+        return Err("request expired (X-Sdk-Date too far from now)");
+    }
+    Ok(())
+}
+
+/// The access key is known, not expired, and its security token (if it has one) is
+/// sent and signed; `Ok` is its secret key.
+fn check_account(
+    state: &FakeState,
+    auth: &ParsedAuthorization,
+    headers: &HeaderMap,
+) -> Result<Secret, &'static str> {
+    let Some(Account { sk, token, expires }) = state.account(&auth.access_key) else {
+        return Err("unknown access key");
+    };
+    if expires.is_some_and(|e| e <= std::time::SystemTime::now()) {
+        return Err("the temporary credentials have expired");
+    }
+    if let Some(required) = token {
+        let given = headers
+            .get("x-security-token")
+            .and_then(|v| v.to_str().ok());
+        if given != Some(required.as_str())
+            || !auth.signed_headers.iter().any(|h| h == "x-security-token")
+        {
+            return Err("security token missing or wrong");
+        }
+    }
+    Ok(sk)
 }
 
 /// Common prologue: count, authenticate, apply the image's fault. `Err` is the answer.
@@ -166,30 +184,22 @@ pub(super) async fn prologue(
         tokio::time::sleep(latency).await;
     }
     authenticate(state, method, uri, headers, rid)?;
-    let fault = state.next_fault(image_id);
+    apply_fault(state.next_fault(image_id), uri, rid).await
+}
+
+/// Answers in place of the handler for the faults that replace the whole answer
+/// (`Err`), waits out a delay, and hands the others (`FailPage`) to the handler.
+async fn apply_fault(
+    fault: Option<Fault>,
+    uri: &Uri,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
     match fault {
         Some(Fault::Flaky {
             status,
             retry_after,
             ..
-        }) => {
-            let mut resp = if status == 429 {
-                gateway_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    rid,
-                    "APIGW.0308",
-                    "The throttling threshold has been reached",
-                )
-            } else {
-                let code =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                ims_error(code, rid, "IMG.0999", "injected transient fault")
-            };
-            if let Some(secs) = retry_after {
-                resp.headers_mut().insert("retry-after", secs.into());
-            }
-            Err(resp)
-        }
+        }) => Err(flaky_answer(status, retry_after, rid)),
         Some(Fault::Oversized(bytes)) => {
             let padding = "x".repeat(bytes);
             let body = json!({"members": [], "schema": "/v2/schemas/members", "padding": padding});
@@ -199,53 +209,78 @@ pub(super) async fn prologue(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Err(ims_error(status, rid, "IMG.0999", "injected fault"))
         }
-        Some(Fault::Throttle) => Err(gateway_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            rid,
-            "APIGW.0308",
-            "The throttling threshold has been reached",
-        )),
+        Some(Fault::Throttle) => Err(throttled(rid)),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             Ok(None)
         }
-        Some(Fault::Script(answers)) => {
-            let Some(a) = answers.first() else {
-                return Ok(None);
-            };
-            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
-            let mut resp = json_response(status, rid, a.body.clone());
-            for (k, v) in &a.headers {
-                if let (Ok(k), Ok(v)) = (
-                    axum::http::HeaderName::from_bytes(k.as_bytes()),
-                    axum::http::HeaderValue::from_str(v),
-                ) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            Err(resp)
-        }
-        Some(Fault::Flood(per_page)) => {
-            let from: usize = uri
-                .query()
-                .and_then(|q| {
-                    parse_query(Some(q))
-                        .into_iter()
-                        .find(|(k, _)| k == "marker")
-                        .and_then(|(_, v)| v.parse().ok())
-                })
-                .unwrap_or(0);
-            let members: Vec<serde_json::Value> = (from..from + per_page)
-                .map(|i| json!({"member_id": format!("{i:032x}"), "member_type": "project", "status": "accepted"}))
-                .collect();
-            let body = json!({"members": members, "page_info": {"next_marker": (from + per_page).to_string()}});
-            Err(json_response(StatusCode::OK, rid, body.to_string()))
-        }
-        Some(Fault::BrokenBody) => Err(json_response(
-            StatusCode::OK,
-            rid,
-            r#"{"members": [{"member_id": "trunc"#.into(),
-        )),
+        // An empty script answers normally.
+        Some(Fault::Script(answers)) => match answers.first() {
+            Some(a) => Err(scripted_answer(a, rid)),
+            None => Ok(None),
+        },
+        Some(Fault::Flood(per_page)) => Err(flood_page(per_page, uri, rid)),
+        Some(Fault::BrokenBody) => Err(json_response(StatusCode::OK, rid, BROKEN_BODY.into())),
         other => Ok(other),
     }
+}
+
+/// The gateway's throttling answer (429, `APIGW.0308`).
+fn throttled(rid: &str) -> Response {
+    gateway_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        rid,
+        "APIGW.0308",
+        "The throttling threshold has been reached",
+    )
+}
+
+/// A transient failure of [`Fault::Flaky`]: 429 as the gateway throttles, any other
+/// status as an IMS error; with `Retry-After` if set.
+fn flaky_answer(status: u16, retry_after: Option<u64>, rid: &str) -> Response {
+    let mut resp = if status == 429 {
+        throttled(rid)
+    } else {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ims_error(code, rid, "IMG.0999", "injected transient fault")
+    };
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert("retry-after", secs.into());
+    }
+    resp
+}
+
+/// One canned answer of [`Fault::Script`]; headers that are not valid HTTP are left out.
+fn scripted_answer(a: &Canned, rid: &str) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let mut resp = json_response(status, rid, a.body.clone());
+    for (k, v) in &a.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+/// A page of [`Fault::Flood`]: `per_page` new members from the marker on, and a
+/// next marker, whatever `limit` says.
+fn flood_page(per_page: usize, uri: &Uri, rid: &str) -> Response {
+    let from: usize = uri
+        .query()
+        .and_then(|q| {
+            parse_query(Some(q))
+                .into_iter()
+                .find(|(k, _)| k == "marker")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .unwrap_or(0);
+    let members: Vec<serde_json::Value> = (from..from + per_page)
+        .map(|i| json!({"member_id": format!("{i:032x}"), "member_type": "project", "status": "accepted"}))
+        .collect();
+    let body =
+        json!({"members": members, "page_info": {"next_marker": (from + per_page).to_string()}});
+    json_response(StatusCode::OK, rid, body.to_string())
 }

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::gateway::{authenticate, ims_error, json_response, parse_query, prologue, request_id};
-use super::state::{FakeState, Fault};
+use super::state::{FakeImage, FakeState, Fault};
 use crate::ims::model::{Member, MemberList, PageInfo};
 
 const DEFAULT_LIMIT: usize = 500;
@@ -85,14 +85,8 @@ pub(super) async fn list_members(
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let query = parse_query(uri.query());
-    let get = |k: &str| query_value(&query, k);
-    let limit = match parse_limit(get("limit"), DEFAULT_LIMIT, &rid) {
-        Ok(n) => n,
-        Err(resp) => return resp,
-    };
-    let after = match parse_marker(get("marker"), &rid) {
-        Ok(a) => a,
+    let (limit, after) = match member_paging(&uri, &rid) {
+        Ok(p) => p,
         Err(resp) => return resp,
     };
     let inner = state.lock();
@@ -111,6 +105,26 @@ pub(super) async fn list_members(
             "injected page fault",
         );
     }
+    let body = member_page(image, after, limit);
+    drop(inner);
+    json_response(
+        StatusCode::OK,
+        &rid,
+        serde_json::to_string(&body).unwrap_or_default(),
+    )
+}
+
+/// A member list's `limit` and `marker` (decoded); `Err` is the 400 answer.
+fn member_paging(uri: &Uri, rid: &str) -> Result<(usize, Option<String>), Response> {
+    let query = parse_query(uri.query());
+    let get = |k: &str| query_value(&query, k);
+    let limit = parse_limit(get("limit"), DEFAULT_LIMIT, rid)?;
+    let after = parse_marker(get("marker"), rid)?;
+    Ok((limit, after))
+}
+
+/// The page of `image`'s members after the member ID `after`, at most `limit` long.
+fn member_page(image: &FakeImage, after: Option<String>, limit: usize) -> MemberList {
     let rest: Vec<&Member> = match &after {
         Some(a) => image
             .members
@@ -130,17 +144,11 @@ pub(super) async fn list_members(
         next_marker,
         current_count: Some(page.len() as u64),
     });
-    let body = MemberList {
+    MemberList {
         members: page,
         schema: Some("/v2/schemas/members".into()),
         page_info,
-    };
-    drop(inner);
-    json_response(
-        StatusCode::OK,
-        &rid,
-        serde_json::to_string(&body).unwrap_or_default(),
-    )
+    }
 }
 
 /// IMS's answer for an image the project does not have.
@@ -209,44 +217,58 @@ pub(super) async fn list_images(
         return resp;
     }
     let query = parse_query(uri.query());
-    let get = |k: &str| query_value(&query, k);
-    let limit = match parse_limit(get("limit"), DEFAULT_IMAGES_LIMIT, &rid) {
+    let limit = match parse_limit(query_value(&query, "limit"), DEFAULT_IMAGES_LIMIT, &rid) {
         Ok(n) => n,
         Err(resp) => return resp,
     };
     let inner = state.lock();
+    // One more than a page, to know whether there is a next one.
     let matching: Vec<serde_json::Value> = inner
         .images
         .iter()
-        .filter(|((p, id), img)| {
-            p == &project_id
-                && get("marker").is_none_or(|m| id.as_str() > m)
-                && get("__imagetype")
-                    .is_none_or(|t| img.imagetype.as_deref().unwrap_or("private") == t)
-                && get("visibility")
-                    .is_none_or(|v| img.visibility.as_deref().unwrap_or("private") == v)
-                && get("tag").is_none_or(|t| img.tags.iter().any(|have| have == t))
-                && get("name").is_none_or(|n| img.name == n)
-                && get("id").is_none_or(|i| id == i)
-        })
+        .filter(|((p, id), img)| p == &project_id && image_matches(&query, id, img))
         .take(limit + 1)
-        .map(|((p, id), img)| {
-            json!({
-                "id": id,
-                "name": img.name,
-                "status": "active",
-                "visibility": img.visibility.as_deref().unwrap_or("private"),
-                "__imagetype": img.imagetype.as_deref().unwrap_or("private"),
-                "owner": p,
-                "__os_type": "Linux",
-                "min_disk": 40,
-                "tags": img.tags,
-                "created_at": "2026-01-01T00:00:00Z",
-                "updated_at": "2026-01-01T00:00:00Z",
-            })
-        })
+        .map(|((p, id), img)| image_json(p, id, img))
         .collect();
     drop(inner);
+    json_response(
+        StatusCode::OK,
+        &rid,
+        images_page(matching, limit).to_string(),
+    )
+}
+
+/// Whether image `id` comes after `marker` and passes every filter of the query.
+fn image_matches(query: &[(String, String)], id: &str, img: &FakeImage) -> bool {
+    let get = |k: &str| query_value(query, k);
+    get("marker").is_none_or(|m| id > m)
+        && get("__imagetype").is_none_or(|t| img.imagetype.as_deref().unwrap_or("private") == t)
+        && get("visibility").is_none_or(|v| img.visibility.as_deref().unwrap_or("private") == v)
+        && get("tag").is_none_or(|t| img.tags.iter().any(|have| have == t))
+        && get("name").is_none_or(|n| img.name == n)
+        && get("id").is_none_or(|i| id == i)
+}
+
+/// An image as IMS lists it (project `owner`).
+fn image_json(owner: &str, id: &str, img: &FakeImage) -> serde_json::Value {
+    json!({
+        "id": id,
+        "name": img.name,
+        "status": "active",
+        "visibility": img.visibility.as_deref().unwrap_or("private"),
+        "__imagetype": img.imagetype.as_deref().unwrap_or("private"),
+        "owner": owner,
+        "__os_type": "Linux",
+        "min_disk": 40,
+        "tags": img.tags,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    })
+}
+
+/// The listing body: the first `limit` of `matching`, and a `next` link if there
+/// were more.
+fn images_page(matching: Vec<serde_json::Value>, limit: usize) -> serde_json::Value {
     let more = matching.len() > limit;
     let page: Vec<serde_json::Value> = matching.into_iter().take(limit).collect();
     let mut body = json!({"images": page, "schema": "/v2/schemas/images", "first": format!("/v2/cloudimages?limit={limit}")});
@@ -255,7 +277,7 @@ pub(super) async fn list_images(
             body["next"] = json!(format!("/v2/cloudimages?limit={limit}&marker={last}"));
         }
     }
-    json_response(StatusCode::OK, &rid, body.to_string())
+    body
 }
 
 /// `GET /v3/projects?name=`: IAM's project listing, filtered by name.

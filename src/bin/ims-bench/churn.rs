@@ -47,25 +47,18 @@ async fn churn_run(args: &Args, s: &Scenario, run: &mut Run, cycles: u64) -> Res
         );
     }
     let peak = run.kib("VmHWM")?;
+    print_churn_summary(args, name, cycles, &series, peak);
+    Ok(())
+}
+
+/// The RSS trend: first, last, min, max, peak and the slope of the second half.
+fn print_churn_summary(args: &Args, name: &str, cycles: u64, series: &[u64], peak: u64) {
     let first = series.first().copied().unwrap_or(0);
     let last = series.last().copied().unwrap_or(0);
     let max = series.iter().copied().max().unwrap_or(0);
     let min = series.iter().copied().min().unwrap_or(0);
     // Least-squares slope over the second half, where warm-up is over.
-    let half = &series[series.len() / 2..];
-    let slope = if half.len() >= 2 {
-        let n = half.len() as f64;
-        let mx = (n - 1.0) / 2.0;
-        let my = half.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for (i, &v) in half.iter().enumerate() {
-            sxy += (i as f64 - mx) * (v as f64 - my);
-            sxx += (i as f64 - mx) * (i as f64 - mx);
-        }
-        sxy / sxx
-    } else {
-        0.0
-    };
+    let slope = slope(&series[series.len() / 2..]);
     println!();
     println!(
         "| churn ({name}, {cycles} cycles, {}%/cycle) | first | last | min | max | peak (VmHWM) | slope, 2nd half |",
@@ -81,5 +74,20 @@ async fn churn_run(args: &Args, s: &Scenario, run: &mut Run, cycles: u64) -> Res
         mib(peak),
         slope
     );
-    Ok(())
+}
+
+/// Least-squares slope of `values` per step; 0 with fewer than two.
+fn slope(values: &[u64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let n = values.len() as f64;
+    let mx = (n - 1.0) / 2.0;
+    let my = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, &v) in values.iter().enumerate() {
+        sxy += (i as f64 - mx) * (v as f64 - my);
+        sxx += (i as f64 - mx) * (i as f64 - mx);
+    }
+    sxy / sxx
 }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -65,84 +65,111 @@ fn listening_address(line: &str) -> Option<String> {
         })
 }
 
+/// Whether an exporter log line (logfmt or JSON) is a warning or an error.
+fn is_warning(line: &str) -> bool {
+    line.contains("level=warn")
+        || line.contains("level=error")
+        || line.contains("\"level\":\"WARN")
+        || line.contains("\"level\":\"ERROR")
+}
+
+impl LogSink {
+    /// Takes in one line of the exporter's stderr.
+    fn record(&mut self, line: String) {
+        self.lines += 1;
+        if self.address.is_none() {
+            self.address = listening_address(&line);
+        }
+        if let Some(w) = state_write(&line) {
+            self.state_writes.push(w);
+        }
+        if is_warning(&line) {
+            self.warnings += 1;
+            if self.first_warnings.len() < 5 {
+                self.first_warnings.push(line.clone());
+            }
+        }
+        self.tail.push_back(line);
+        if self.tail.len() > 40 {
+            self.tail.pop_front();
+        }
+    }
+}
+
+/// The exporter's command line: `config`, `state` as `--storage.path`, a free port,
+/// and no credentials from the environment.
+fn command(bin: &Path, config: &Path, state: Option<&Path>) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config.file").arg(config);
+    match state {
+        // Debug: the state writes are logged with their size and time.
+        Some(dir) => cmd
+            .arg("--storage.path")
+            .arg(dir)
+            .args(["--log.level", "debug"]),
+        None => cmd.args(["--log.level", "info"]),
+    };
+    cmd.args(["--web.listen-address", "127.0.0.1:0"])
+        .env_remove("HUAWEICLOUD_SDK_AK")
+        .env_remove("HUAWEICLOUD_SDK_SK")
+        .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+        .env(
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+            "/nonexistent/ims-bench-credentials",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Reads the exporter's stderr into `sink` on a thread of its own, until it closes.
+fn drain_log(stderr: ChildStderr, sink: Arc<Mutex<LogSink>>) {
+    // Drained all the time, so the exporter never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lock(&sink).record(line);
+        }
+    });
+}
+
 impl Exporter {
     pub(crate) async fn start(
         bin: &Path,
         config: &Path,
         state: Option<&Path>,
     ) -> Result<Exporter, String> {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config.file").arg(config);
-        match state {
-            // Debug: the state writes are logged with their size and time.
-            Some(dir) => cmd
-                .arg("--storage.path")
-                .arg(dir)
-                .args(["--log.level", "debug"]),
-            None => cmd.args(["--log.level", "info"]),
-        };
-        let mut child = cmd
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .env_remove("HUAWEICLOUD_SDK_AK")
-            .env_remove("HUAWEICLOUD_SDK_SK")
-            .env_remove("HUAWEICLOUD_SDK_SECURITY_TOKEN")
-            .env(
-                "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
-                "/nonexistent/ims-bench-credentials",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = command(bin, config, state)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let logs = Arc::new(Mutex::new(LogSink::default()));
         if let Some(stderr) = child.stderr.take() {
-            let sink = logs.clone();
-            // Drained all the time, so the exporter never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut s = lock(&sink);
-                    s.lines += 1;
-                    if s.address.is_none() {
-                        s.address = listening_address(&line);
-                    }
-                    if let Some(w) = state_write(&line) {
-                        s.state_writes.push(w);
-                    }
-                    if line.contains("level=warn")
-                        || line.contains("level=error")
-                        || line.contains("\"level\":\"WARN")
-                        || line.contains("\"level\":\"ERROR")
-                    {
-                        s.warnings += 1;
-                        if s.first_warnings.len() < 5 {
-                            s.first_warnings.push(line.clone());
-                        }
-                    }
-                    s.tail.push_back(line);
-                    if s.tail.len() > 40 {
-                        s.tail.pop_front();
-                    }
-                }
-            });
+            drain_log(stderr, logs.clone());
         }
         let mut exporter = Exporter {
             child,
             logs,
             addr: String::new(),
         };
+        exporter.wait_listening().await?;
+        Ok(exporter)
+    }
+
+    /// Waits until the exporter logs where it listens and keeps that address; `Err`
+    /// if it exits first or takes longer than [`STARTUP_TIMEOUT`].
+    async fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            exporter.check_alive()?;
-            let address = lock(&exporter.logs).address.clone();
+            self.check_alive()?;
+            let address = lock(&self.logs).address.clone();
             if let Some(a) = address {
-                exporter.addr = a;
-                return Ok(exporter);
+                self.addr = a;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!(
                     "the exporter did not say where it listens within {STARTUP_TIMEOUT:?}; its log:\n{}",
-                    exporter.log_tail()
+                    self.log_tail()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

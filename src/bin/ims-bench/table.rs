@@ -52,6 +52,9 @@ impl Row {
         self.ideal()
             .max(self.scenario.pages_per_image() as f64 * self.latency.as_secs_f64())
     }
+    fn median_wall(&self) -> f64 {
+        percentile(&sorted(self.walls.clone()), 50.0)
+    }
 }
 
 pub(crate) async fn measure(args: &Args, s: &Scenario, bin: &Path) -> Result<Row, String> {
@@ -64,14 +67,64 @@ pub(crate) async fn measure(args: &Args, s: &Scenario, bin: &Path) -> Result<Row
 async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, String> {
     let name = &s.name;
     let load_start = load_average();
-    // The first cycle: connections, baseline audit; reported on its own.
+    let first_cycle = measure_first_cycle(run, name).await?;
+    let cycles = measure_cycles(args, run, name).await?;
+    let steady_kib = run.kib("VmRSS")?;
+    let peak_kib = run.kib("VmHWM")?;
+    let scrapes = measure_scrapes(args, run, name).await?;
+    let after_scrapes_kib = run.kib("VmRSS")?;
+    let peak_after_scrapes_kib = run.kib("VmHWM")?;
+    let warnings = run.exporter.logs().first_warnings.clone();
+    Ok(Row {
+        scenario: s.clone(),
+        latency: args.latency,
+        concurrency: args.concurrency,
+        member_metrics: args.member_metrics,
+        requests_per_cycle: cycles.requests_per_cycle,
+        first_cycle,
+        walls: cycles.walls,
+        cpu_per_cycle: cycles.cpu_total / args.cycles as f64,
+        peak_kib,
+        steady_kib,
+        after_scrapes_kib,
+        peak_after_scrapes_kib,
+        om: scrapes.om,
+        om_gzip: scrapes.om_gzip,
+        text: scrapes.text,
+        bytes_plain: scrapes.bytes_plain,
+        bytes_gzip: scrapes.bytes_gzip,
+        bytes_text: scrapes.bytes_text,
+        series: scrapes.series,
+        retries: scrapes.retries,
+        failed_requests: scrapes.failed_requests,
+        log_lines_per_cycle: cycles.log_lines_per_cycle,
+        load: (load_start, load_average()),
+        warnings,
+    })
+}
+
+/// The first cycle's wall time (connections, baseline audit): reported on its own.
+async fn measure_first_cycle(run: &mut Run, name: &str) -> Result<f64, String> {
     run.wait_cycle_start(1).await?;
     let first = run.scrape(Variant::OpenMetrics).await?;
     let first_text = String::from_utf8_lossy(&first.body).into_owned();
     let first_cycle = sum_samples(&first_text, "ims_poll_duration_seconds", |_| true)
         .ok_or("no ims_poll_duration_seconds after the first cycle")?;
     eprintln!("[{name}] first cycle {first_cycle:.3}s");
+    Ok(first_cycle)
+}
 
+/// What the steady cycles measured.
+struct Cycles {
+    walls: Vec<f64>,
+    /// Exporter CPU seconds over all measured cycles.
+    cpu_total: f64,
+    requests_per_cycle: f64,
+    log_lines_per_cycle: f64,
+}
+
+/// `args.cycles` undisturbed cycles: wall time, CPU, requests and log lines.
+async fn measure_cycles(args: &Args, run: &mut Run, name: &str) -> Result<Cycles, String> {
     let api_total = |t: &str| sum_samples(t, "ims_api_requests_total", |_| true).unwrap_or(0.0);
     let mut marks: Vec<(u64, f64)> = Vec::new(); // (cycle under way, completed requests)
     let mut walls = Vec::new();
@@ -101,20 +154,46 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
     }
     let cycles_after = run.current_cycle();
     let log_lines = run.exporter.logs().lines - lines_before;
-    let requests_per_cycle = match (marks.first(), marks.last()) {
+    Ok(Cycles {
+        walls,
+        cpu_total,
+        requests_per_cycle: requests_per_cycle(&marks, run.per_cycle, name),
+        log_lines_per_cycle: log_lines as f64
+            / (cycles_after.saturating_sub(cycles_before)).max(1) as f64,
+    })
+}
+
+/// Requests per cycle between the first and the last mark (`expected` if there is
+/// only one); warns when it is not what the cycle counting assumes.
+fn requests_per_cycle(marks: &[(u64, f64)], expected: u64, name: &str) -> f64 {
+    let measured = match (marks.first(), marks.last()) {
         (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) / (b.0 - a.0) as f64,
-        _ => run.per_cycle as f64,
+        _ => expected as f64,
     };
-    if (requests_per_cycle - run.per_cycle as f64).abs() > 0.5 {
+    if (measured - expected as f64).abs() > 0.5 {
         eprintln!(
-            "[{name}] WARNING: the exporter made {requests_per_cycle:.1} requests per cycle, {} expected; cycle boundaries are approximate",
-            run.per_cycle
+            "[{name}] WARNING: the exporter made {measured:.1} requests per cycle, {expected} expected; cycle boundaries are approximate",
         );
     }
-    let steady_kib = run.kib("VmRSS")?;
-    let peak_kib = run.kib("VmHWM")?;
+    measured
+}
 
-    // Scrapes, one after the other, as Prometheus does.
+/// What the scrapes after the cycles measured.
+struct Scrapes {
+    om: Vec<f64>,
+    om_gzip: Vec<f64>,
+    text: Vec<f64>,
+    bytes_plain: usize,
+    bytes_gzip: usize,
+    bytes_text: usize,
+    series: usize,
+    retries: f64,
+    failed_requests: f64,
+}
+
+/// `args.scrapes` timed scrapes of each variant, one after the other as Prometheus
+/// does, and what the last OpenMetrics body says.
+async fn measure_scrapes(args: &Args, run: &mut Run, name: &str) -> Result<Scrapes, String> {
     let mut timings = Vec::new();
     let mut bodies = Vec::new();
     for variant in [
@@ -122,54 +201,17 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
         Variant::OpenMetricsGzip,
         Variant::Text,
     ] {
-        for _ in 0..WARMUP_SCRAPES {
-            run.scrape(variant).await?;
-        }
-        let mut t = Vec::new();
-        let mut last = Vec::new();
-        for _ in 0..args.scrapes {
-            let sc = run.scrape(variant).await?;
-            t.push(sc.elapsed.as_secs_f64());
-            last = sc.body;
-        }
-        timings.push(sorted(t));
+        let (t, last) = time_scrapes(args, run, variant).await?;
+        timings.push(t);
         bodies.push(last);
     }
     let [om, om_gzip, text]: [Vec<f64>; 3] = timings
         .try_into()
         .map_err(|_| "internal: three scrape variants")?;
     let plain = String::from_utf8_lossy(&bodies[0]).into_owned();
-    let mut unzipped = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&bodies[1][..]),
-        &mut unzipped,
-    )
-    .map_err(|e| format!("the gzip scrape does not decompress: {e}"))?;
     let series = series_count(&plain);
-    if series_count(&unzipped) != series {
-        eprintln!("[{name}] WARNING: the gzip scrape has a different number of series");
-    }
-    let after_scrapes_kib = run.kib("VmRSS")?;
-    let peak_after_scrapes_kib = run.kib("VmHWM")?;
-    let retries = sum_samples(&plain, "ims_api_retries_total", |_| true).unwrap_or(0.0);
-    let failed_requests = sum_samples(&plain, "ims_api_requests_total", |l| {
-        !l.contains("code=\"200\"")
-    })
-    .unwrap_or(0.0);
-    let warnings = run.exporter.logs().first_warnings.clone();
-    Ok(Row {
-        scenario: s.clone(),
-        latency: args.latency,
-        concurrency: args.concurrency,
-        member_metrics: args.member_metrics,
-        requests_per_cycle,
-        first_cycle,
-        walls,
-        cpu_per_cycle: cpu_total / args.cycles as f64,
-        peak_kib,
-        steady_kib,
-        after_scrapes_kib,
-        peak_after_scrapes_kib,
+    check_gzip_series(&bodies[1], series, name)?;
+    Ok(Scrapes {
         om,
         om_gzip,
         text,
@@ -177,116 +219,57 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
         bytes_gzip: bodies[1].len(),
         bytes_text: bodies[2].len(),
         series,
-        retries,
-        failed_requests,
-        log_lines_per_cycle: log_lines as f64
-            / (cycles_after.saturating_sub(cycles_before)).max(1) as f64,
-        load: (load_start, load_average()),
-        warnings,
+        retries: sum_samples(&plain, "ims_api_retries_total", |_| true).unwrap_or(0.0),
+        failed_requests: sum_samples(&plain, "ims_api_requests_total", |l| {
+            !l.contains("code=\"200\"")
+        })
+        .unwrap_or(0.0),
     })
 }
 
-pub(crate) fn print_table(rows: &[Row], args: &Args) {
-    let head: Vec<String> = rows.iter().map(|r| r.scenario.name.clone()).collect();
-    let mut lines: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |label: &str, f: &dyn Fn(&Row) -> String| {
-        lines.push((label.to_string(), rows.iter().map(f).collect()));
-    };
-    add("images × members", &|r| {
-        format!(
-            "{} × {} = {}",
-            r.scenario.images,
-            r.scenario.members,
-            r.scenario.images * r.scenario.members
-        )
-    });
-    add("latency L / concurrency", &|r| {
-        format!("{:?} / {}", r.latency, r.concurrency)
-    });
-    add("member_metrics", &|r| r.member_metrics.to_string());
-    add("requests per cycle", &|r| {
-        format!("{:.0}", r.requests_per_cycle)
-    });
-    add("ideal cycle (requests × L / concurrency)", &|r| {
-        format!("{:.3} s", r.ideal())
-    });
-    add("poll cycle wall, median (min–max)", &|r| {
-        let w = sorted(r.walls.clone());
-        format!(
-            "{:.3} s ({:.3}–{:.3})",
-            percentile(&w, 50.0),
-            w.first().copied().unwrap_or(f64::NAN),
-            w.last().copied().unwrap_or(f64::NAN)
-        )
-    });
-    add("**cycle / ideal**", &|r| {
-        format!(
-            "**{:.2}**",
-            percentile(&sorted(r.walls.clone()), 50.0) / r.ideal()
-        )
-    });
-    add("bound incl. sequential paging (pages × L)", &|r| {
-        format!(
-            "{:.3} s (cycle / bound {:.2})",
-            r.bound(),
-            percentile(&sorted(r.walls.clone()), 50.0) / r.bound()
-        )
-    });
-    add("first cycle wall", &|r| format!("{:.3} s", r.first_cycle));
-    add("**exporter CPU per cycle**", &|r| {
-        format!("**{:.3} s**", r.cpu_per_cycle)
-    });
-    add("peak RSS (VmHWM) after cycles", &|r| mib(r.peak_kib));
-    add("**steady RSS (VmRSS) after cycles**", &|r| {
-        format!("**{}**", mib(r.steady_kib))
-    });
-    add("RSS / peak RSS after the scrapes", &|r| {
-        format!(
-            "{} / {}",
-            mib(r.after_scrapes_kib),
-            mib(r.peak_after_scrapes_kib)
-        )
-    });
-    add("**/metrics OpenMetrics median** (p99)", &|r| {
-        format!(
-            "**{}** ({})",
-            ms(percentile(&r.om, 50.0)),
-            ms(percentile(&r.om, 99.0))
-        )
-    });
-    add("/metrics OpenMetrics + gzip median (p99)", &|r| {
-        format!(
-            "{} ({})",
-            ms(percentile(&r.om_gzip, 50.0)),
-            ms(percentile(&r.om_gzip, 99.0))
-        )
-    });
-    add("/metrics text 0.0.4 median (p99)", &|r| {
-        format!(
-            "{} ({})",
-            ms(percentile(&r.text, 50.0)),
-            ms(percentile(&r.text, 99.0))
-        )
-    });
-    add("bytes per scrape: OpenMetrics / gzip / text", &|r| {
-        format!(
-            "{} / {} / {}",
-            bytes(r.bytes_plain),
-            bytes(r.bytes_gzip),
-            bytes(r.bytes_text)
-        )
-    });
-    add("series", &|r| r.series.to_string());
-    add("API retries / failed requests", &|r| {
-        format!("{:.0} / {:.0}", r.retries, r.failed_requests)
-    });
-    add("exporter log lines per cycle", &|r| {
-        format!("{:.1}", r.log_lines_per_cycle)
-    });
-    add("load average (1 min), start / end", &|r| {
-        format!("{:.2} / {:.2}", r.load.0, r.load.1)
-    });
+/// Warm-up scrapes, then `args.scrapes` timed ones of `variant`: their sorted
+/// durations in seconds and the last body.
+async fn time_scrapes(
+    args: &Args,
+    run: &mut Run,
+    variant: Variant,
+) -> Result<(Vec<f64>, Vec<u8>), String> {
+    for _ in 0..WARMUP_SCRAPES {
+        run.scrape(variant).await?;
+    }
+    let mut t = Vec::new();
+    let mut last = Vec::new();
+    for _ in 0..args.scrapes {
+        let sc = run.scrape(variant).await?;
+        t.push(sc.elapsed.as_secs_f64());
+        last = sc.body;
+    }
+    Ok((sorted(t), last))
+}
 
+/// The gzip body decompresses (`Err` if not) and, if it has not as many series as
+/// the plain one (`series`), says so.
+fn check_gzip_series(gzipped: &[u8], series: usize, name: &str) -> Result<(), String> {
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gzipped), &mut unzipped)
+        .map_err(|e| format!("the gzip scrape does not decompress: {e}"))?;
+    if series_count(&unzipped) != series {
+        eprintln!("[{name}] WARNING: the gzip scrape has a different number of series");
+    }
+    Ok(())
+}
+
+/// A row label and how to write a scenario's cell in it.
+type Line = (&'static str, fn(&Row) -> String);
+
+pub(crate) fn print_table(rows: &[Row], args: &Args) {
+    let lines = [
+        fleet_lines(),
+        cycle_lines(),
+        memory_lines(),
+        scrape_lines(),
+        health_lines(),
+    ];
     println!();
     println!(
         "ims-bench: {} steady cycles measured (after the first), {} scrapes per variant; {} cores",
@@ -297,11 +280,18 @@ pub(crate) fn print_table(rows: &[Row], args: &Args) {
             .unwrap_or(0)
     );
     println!();
+    let head: Vec<String> = rows.iter().map(|r| r.scenario.name.clone()).collect();
     println!("| | {} |", head.join(" | "));
     println!("|---|{}", "---|".repeat(head.len()));
-    for (label, cells) in lines {
+    for (label, cell) in lines.iter().flatten() {
+        let cells: Vec<String> = rows.iter().map(cell).collect();
         println!("| {label} | {} |", cells.join(" | "));
     }
+    print_warnings(rows);
+}
+
+/// The first warnings each scenario's exporter logged, below the table.
+fn print_warnings(rows: &[Row]) {
     for r in rows {
         if !r.warnings.is_empty() {
             println!();
@@ -311,4 +301,125 @@ pub(crate) fn print_table(rows: &[Row], args: &Args) {
             }
         }
     }
+}
+
+/// The fleet and the exporter's settings.
+fn fleet_lines() -> Vec<Line> {
+    vec![
+        ("images × members", |r| {
+            format!(
+                "{} × {} = {}",
+                r.scenario.images,
+                r.scenario.members,
+                r.scenario.images * r.scenario.members
+            )
+        }),
+        ("latency L / concurrency", |r| {
+            format!("{:?} / {}", r.latency, r.concurrency)
+        }),
+        ("member_metrics", |r| r.member_metrics.to_string()),
+        ("requests per cycle", |r| {
+            format!("{:.0}", r.requests_per_cycle)
+        }),
+    ]
+}
+
+/// Poll cycle time against its ideal and bound, and its CPU.
+fn cycle_lines() -> Vec<Line> {
+    vec![
+        ("ideal cycle (requests × L / concurrency)", |r| {
+            format!("{:.3} s", r.ideal())
+        }),
+        ("poll cycle wall, median (min–max)", |r| {
+            let w = sorted(r.walls.clone());
+            format!(
+                "{:.3} s ({:.3}–{:.3})",
+                percentile(&w, 50.0),
+                w.first().copied().unwrap_or(f64::NAN),
+                w.last().copied().unwrap_or(f64::NAN)
+            )
+        }),
+        ("**cycle / ideal**", |r| {
+            format!("**{:.2}**", r.median_wall() / r.ideal())
+        }),
+        ("bound incl. sequential paging (pages × L)", |r| {
+            format!(
+                "{:.3} s (cycle / bound {:.2})",
+                r.bound(),
+                r.median_wall() / r.bound()
+            )
+        }),
+        ("first cycle wall", |r| format!("{:.3} s", r.first_cycle)),
+        ("**exporter CPU per cycle**", |r| {
+            format!("**{:.3} s**", r.cpu_per_cycle)
+        }),
+    ]
+}
+
+/// The exporter's memory after the cycles and after the scrapes.
+fn memory_lines() -> Vec<Line> {
+    vec![
+        ("peak RSS (VmHWM) after cycles", |r| mib(r.peak_kib)),
+        ("**steady RSS (VmRSS) after cycles**", |r| {
+            format!("**{}**", mib(r.steady_kib))
+        }),
+        ("RSS / peak RSS after the scrapes", |r| {
+            format!(
+                "{} / {}",
+                mib(r.after_scrapes_kib),
+                mib(r.peak_after_scrapes_kib)
+            )
+        }),
+    ]
+}
+
+/// `/metrics`: latency per variant, size and series.
+fn scrape_lines() -> Vec<Line> {
+    vec![
+        ("**/metrics OpenMetrics median** (p99)", |r| {
+            format!(
+                "**{}** ({})",
+                ms(percentile(&r.om, 50.0)),
+                ms(percentile(&r.om, 99.0))
+            )
+        }),
+        ("/metrics OpenMetrics + gzip median (p99)", |r| {
+            format!(
+                "{} ({})",
+                ms(percentile(&r.om_gzip, 50.0)),
+                ms(percentile(&r.om_gzip, 99.0))
+            )
+        }),
+        ("/metrics text 0.0.4 median (p99)", |r| {
+            format!(
+                "{} ({})",
+                ms(percentile(&r.text, 50.0)),
+                ms(percentile(&r.text, 99.0))
+            )
+        }),
+        ("bytes per scrape: OpenMetrics / gzip / text", |r| {
+            format!(
+                "{} / {} / {}",
+                bytes(r.bytes_plain),
+                bytes(r.bytes_gzip),
+                bytes(r.bytes_text)
+            )
+        }),
+        ("series", |r| r.series.to_string()),
+    ]
+}
+
+/// Whether the run was clean: API errors, log volume, other load on the machine.
+fn health_lines() -> Vec<Line> {
+    vec![
+        ("API retries / failed requests", |r| {
+            format!("{:.0} / {:.0}", r.retries, r.failed_requests)
+        }),
+        ("exporter log lines per cycle", |r| {
+            format!("{:.1}", r.log_lines_per_cycle)
+        }),
+        ("load average (1 min), start / end", |r| {
+            format!("{:.2} / {:.2}", r.load.0, r.load.1)
+        }),
+    ]
 }
