@@ -124,7 +124,7 @@ pub(super) struct ChangesQuery {
     limit: Option<usize>,
 }
 
-/// The most recent member changes, newest first.
+/// The most recent member changes (and images no longer monitored), newest first.
 pub(super) async fn changes(
     State(state): State<AppState>,
     query: Result<Query<ChangesQuery>, QueryRejection>,

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::Source;
 use crate::state::{
-    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet,
-    Snapshot,
+    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, Label, MemberCounts,
+    MemberRecord, MemberSet, Snapshot,
 };
 
 const FILE: &str = "state.json";
@@ -57,6 +57,9 @@ struct StateFile {
     changes: Vec<StoredChange>,
 }
 
+/// One change. An `image_unmonitored` change has empty member fields and the image's
+/// `members` (and `unexpected_members`, unless unknown); an exporter that does not know
+/// the kind drops it.
 #[derive(Serialize, Deserialize)]
 struct StoredChange {
     time: f64,
@@ -71,6 +74,10 @@ struct StoredChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     old_status: Option<String>,
     unexpected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unexpected_members: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -292,7 +299,11 @@ fn restore_image(i: StoredImage) -> ImageState {
     state.changes = i
         .changes
         .into_iter()
-        .filter_map(|(k, v)| ChangeKind::parse(&k).map(|k| (k, v)))
+        .filter_map(|(k, v)| {
+            ChangeKind::parse(&k)
+                .filter(|k| k.is_member())
+                .map(|k| (k, v))
+        })
         .collect();
     state
 }
@@ -310,14 +321,34 @@ fn store_change(c: &ChangeEvent) -> StoredChange {
         status: c.status.to_string(),
         old_status: c.old_status.as_ref().map(|s| s.to_string()),
         unexpected: c.unexpected,
+        members: c.counts.map(|n| n.members),
+        unexpected_members: c.counts.and_then(|n| n.unexpected),
     }
 }
 
-/// An event of a kind this exporter does not know is dropped, not guessed at.
+/// An event of a kind this exporter does not know is dropped, not guessed at; so is an
+/// image event without its member count.
 fn restore_change(c: StoredChange) -> Option<ChangeEvent> {
+    let kind = ChangeKind::parse(&c.change)?;
+    // A member change names a member; an image event has none (empty fields).
+    let text = |s: &str| -> Label {
+        if kind.is_member() {
+            label(Some(s))
+        } else {
+            Label::Owned(s.to_string())
+        }
+    };
+    let counts = match (kind.is_member(), c.members) {
+        (false, Some(members)) => Some(MemberCounts {
+            members,
+            unexpected: c.unexpected_members,
+        }),
+        (false, None) => return None,
+        (true, _) => None,
+    };
     Some(ChangeEvent {
         time_unix: c.time,
-        kind: ChangeKind::parse(&c.change)?,
+        kind,
         key: ImageKey {
             region: c.region.into(),
             project_id: c.project_id.into(),
@@ -325,9 +356,95 @@ fn restore_change(c: StoredChange) -> Option<ChangeEvent> {
         },
         image_name: c.image_name.into(),
         member_id: c.member_id,
-        member_type: label(Some(&c.member_type)),
-        status: label(Some(&c.status)),
-        old_status: c.old_status.map(|s| label(Some(&s))),
+        member_type: text(&c.member_type),
+        status: text(&c.status),
+        old_status: c.old_status.map(|s| text(&s)),
         unexpected: c.unexpected,
+        counts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Store;
+
+    fn key() -> ImageKey {
+        ImageKey {
+            region: "cn-north-4".into(),
+            project_id: "1bed856811654c1cb661a6ca845ebc77".into(),
+            image_id: "d164b5df-1bc3-4c3f-893e-3e471fd16e64".into(),
+        }
+    }
+
+    #[test]
+    fn changes_round_trip_image_unmonitored_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(dir.path());
+        let name: Arc<str> = "golden".into();
+        let member = MemberRecord {
+            member_id: "edc89b490d7d4392898e19b2deb34797".into(),
+            member_type: label(Some("project")),
+            status: label(Some("pending")),
+            urn: String::new(),
+            created_at: None,
+            updated_at: None,
+            unexpected: true,
+        };
+        let events = [
+            ChangeEvent::new(10.0, ChangeKind::Added, &key(), &name, &member, None),
+            ChangeEvent::image_unmonitored(
+                20.0,
+                &key(),
+                &name,
+                MemberCounts {
+                    members: 2,
+                    unexpected: Some(1),
+                },
+            ),
+            ChangeEvent::image_unmonitored(
+                30.0,
+                &key(),
+                &name,
+                MemberCounts {
+                    members: 3,
+                    unexpected: None,
+                },
+            ),
+        ];
+        let held: Vec<Arc<ChangeEvent>> = events.iter().cloned().map(Arc::new).collect();
+        storage
+            .write(&Store::new().snapshot(), &[], &held, 40.0)
+            .unwrap();
+        let restored = storage.load().unwrap().unwrap();
+        assert_eq!(restored.changes, events);
+        assert_eq!(restored.changes[1].member_type, "");
+        assert_eq!(restored.changes[1].status, "");
+    }
+
+    #[test]
+    fn an_unknown_kind_or_an_image_event_without_counts_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = |change: &str, counts: &str| {
+            format!(
+                r#"{{"time":1,"change":"{change}","region":"r","project_id":"p","image_id":"i","image_name":"n","member_id":"","member_type":"","status":"","unexpected":false{counts}}}"#
+            )
+        };
+        let file = format!(
+            r#"{{"version":{VERSION},"written_at":1,"images":[],"changes":[{},{},{}]}}"#,
+            row("image_renamed", r#","members":1"#),
+            row("image_unmonitored", ""),
+            row("image_unmonitored", r#","members":1"#),
+        );
+        std::fs::write(dir.path().join(FILE), file).unwrap();
+        let restored = Storage::new(dir.path()).load().unwrap().unwrap();
+        assert_eq!(restored.changes.len(), 1);
+        assert_eq!(
+            restored.changes[0].counts,
+            Some(MemberCounts {
+                members: 1,
+                unexpected: None
+            })
+        );
+    }
 }
