@@ -309,6 +309,37 @@ async fn rules_have_the_documented_alerts_labels_and_unit_tests() {
             .unwrap_or_else(|| panic!("{name}: no keep_firing_for"));
         duration_secs(keep);
     }
+    // Health alerts: one alert per image, target or job, whichever exporter (instance,
+    // pod) reports the failure (the promtool tests prove it across rollouts).
+    for (name, by) in [
+        ("ImsPollFailing", "by (region, project_id, image_id)"),
+        ("ImsDataStale", "by (region, project_id, image_id)"),
+        ("ImsDiscoveryFailing", "by (region, project_id)"),
+        ("ImsApiThrottled", "by (job)"),
+        ("ImsExporterDown", "by (job)"),
+    ] {
+        let rule = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{RULES} has no alert {name}"));
+        assert!(
+            rule.expr.contains(by),
+            "{name} is not aggregated {by}: {}",
+            rule.expr
+        );
+    }
+    let grouping = Regex::new(r"\b(?:by|on|ignoring)\s*\(([^)]*)\)").unwrap();
+    for r in &rules {
+        for c in grouping.captures_iter(&r.expr) {
+            assert!(
+                !c[1]
+                    .split(',')
+                    .any(|l| ["instance", "pod", "namespace"].contains(&l.trim())),
+                "{}: the alert's identity must not name the exporter: {}",
+                r.name,
+                r.expr
+            );
+        }
+    }
     let down = &by_name["ImsExporterDown"].expr;
     assert!(
         down.contains(&format!(r#"up{{job="{JOB}"}} == 0"#))
@@ -752,6 +783,15 @@ fn exporter_config(dir: &Path, endpoint: &str) -> String {
     path.to_str().expect("utf-8 path").to_string()
 }
 
+/// The overview's table of unexpected shares.
+fn unexpected_shares_table(overview: &Value) -> Value {
+    panels(overview)
+        .into_iter()
+        .find(|p| p["title"] == "Unexpected shares" && p["type"] == "table")
+        .expect("Unexpected shares table")
+        .clone()
+}
+
 fn label(series: &Value, name: &str) -> String {
     series["labels"][name]
         .as_str()
@@ -976,7 +1016,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     )
     .await;
     wait_for("ImsApiThrottled", async || {
-        firing(&prom, "ImsApiThrottled", &[("instance", &instance)])
+        firing(&prom, "ImsApiThrottled", &[("job", JOB), ("instance", "")])
             .await
             .then_some(())
     })
@@ -1121,10 +1161,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     .collect();
     assert_eq!(options, want, "image variable options (text, value)");
     // The unexpected-shares table names the image and dates the share.
-    let table = panels(&overview)
-        .into_iter()
-        .find(|p| p["title"] == "Unexpected shares" && p["type"] == "table")
-        .expect("Unexpected shares table");
+    let table = unexpected_shares_table(&overview);
     let table_query = async |i: usize| {
         let expr = str_of(&table["targets"][i], "expr");
         prom.query(&substitute(expr, &all_vars(&overview, ".*")).unwrap())
@@ -1193,19 +1230,114 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     assert_eq!(alert.label("severity"), "warning");
     phase("ImsPollFailing notified");
 
-    // The exporter goes away: ImsExporterDown (up == 0) fires for it.
+    // The exporter goes away: ImsExporterDown (up == 0) fires for its job, and the
+    // description names the instance.
     drop(exporter);
-    wait_for("ImsExporterDown at the webhook", async || {
+    let alert = wait_for("ImsExporterDown at the webhook", async || {
         webhook.find(
             "firing",
-            &[("alertname", "ImsExporterDown"), ("instance", &instance)],
+            &[
+                ("alertname", "ImsExporterDown"),
+                ("job", JOB),
+                ("instance", ""),
+            ],
         )
     })
     .await;
+    let description = alert.annotations["description"].as_str().unwrap_or("");
+    assert!(
+        description.contains(&instance),
+        "description: {description}"
+    );
     phase("ImsExporterDown notified");
 
     assert_eq!(read(RULES), shipped, "the shipped rules file is untouched");
     drop(prom);
     drop(am);
     drop(webhook);
+}
+
+/// With `member_metrics: false` the exporter has no per-member series (info, URN,
+/// timestamps), but `ims_image_member_unexpected` stays: the unexpected-shares table
+/// still lists every unexpected share, with the image's name, the member, its type and
+/// status (the URN and "shared since" are unknown then and stay empty).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
+    if !support::require_tool("prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = support::start_fake().await;
+    let old = "2025-01-02T00:00:00Z";
+    fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
+    share(&fake, IMAGE, P1, "project", "accepted", old);
+    share(&fake, IMAGE, STRANGER, "project", "pending", old);
+    share(&fake, IMAGE, ORG, "organization", "accepted", old);
+    let config = dir.path().join("exporter.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "poll_interval: 1s\nrequest_timeout: 2s\nmember_metrics: false\n\
+             allowed_members: [{P1}]\n\
+             credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
+             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n\
+             \x20   images:\n      - id: {IMAGE}\n        name: {IMAGE_NAME}\n",
+            fake.endpoint()
+        ),
+    )
+    .expect("write exporter config");
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()], &[]).await;
+    exporter.wait_ready().await;
+    let prom = Prometheus::start_scraping(dir.path(), JOB, &[&exporter.addr]).await;
+    wait_for("both unexpected shares in Prometheus", async || {
+        (prom.query("ims_image_member_unexpected").await.len() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        prom.query("ims_image_member_info").await.is_empty(),
+        "member_metrics: false exports no per-member info"
+    );
+
+    let overview = dashboard(DASHBOARDS[0].0);
+    let table = unexpected_shares_table(&overview);
+    let expr = substitute(
+        str_of(&table["targets"][0], "expr"),
+        &all_vars(&overview, ".*"),
+    )
+    .unwrap();
+    let rows = prom.query(&expr).await;
+    let mut got: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                "member_id",
+                "member_type",
+                "status",
+                "image_id",
+                "image_name",
+                "urn",
+            ]
+            .map(|l| label(r, l))
+        })
+        .collect();
+    got.sort();
+    let want = [
+        [STRANGER, "project", "pending", IMAGE, IMAGE_NAME, ""],
+        [ORG, "organization", "accepted", IMAGE, IMAGE_NAME, ""],
+    ]
+    .map(|r| r.map(str::to_string));
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(got, want, "unexpected shares table rows: {rows:?}");
+    // The shared-since column has nothing to show without per-member timestamps; its
+    // query still evaluates.
+    let since = substitute(
+        str_of(&table["targets"][1], "expr"),
+        &all_vars(&overview, ".*"),
+    )
+    .unwrap();
+    assert_eq!(prom.query(&since).await, Vec::<Value>::new());
+    drop(prom);
+    drop(exporter);
+    fake.stop().await;
 }

@@ -130,3 +130,185 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     .await;
     fleet.stop().await;
 }
+
+/// A member of the test project's `image`, pending since 2025.
+fn share(fleet: &Fleet, image: &str, member_id: &str) {
+    fleet.fake.state.put_member(
+        PROJECT,
+        ims_exporter::fake_ims::member(
+            image,
+            member_id,
+            "project",
+            "pending",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00Z",
+            None,
+        ),
+    );
+}
+
+const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
+const STRANGER: &str = "0badc0de0badc0de0badc0de0badc0d";
+
+/// The `image_unmonitored` rows of `/api/v1/changes`.
+async fn unmonitored(exporter: &Exporter) -> Vec<serde_json::Value> {
+    let list: serde_json::Value = exporter.get("/api/v1/changes").await.json().await.unwrap();
+    list["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["change"] == "image_unmonitored")
+        .cloned()
+        .collect()
+}
+
+/// An image that a reload drops while it had shares leaves one `image_unmonitored` row
+/// in the change history, with its member and unexpected counts, and one log line: the
+/// history says why its shares are no longer listed. An image without shares leaves
+/// none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_drops_a_shared_image_says_so_in_the_change_history() {
+    let allowlist = format!("allowed_members: [{ALLOWED}]");
+    let fleet = Fleet::new()
+        .await
+        .image(IMG_A, "name: golden")
+        .images(&[IMG_B, IMG_C])
+        .config(&allowlist);
+    share(&fleet, IMG_A, ALLOWED);
+    share(&fleet, IMG_A, STRANGER);
+    share(&fleet, IMG_B, ALLOWED);
+    let exporter = fleet.start(&[]).await;
+    assert_eq!(
+        unmonitored(&exporter).await,
+        Vec::<serde_json::Value>::new()
+    );
+
+    // A (two shares) and C (none) leave the config.
+    write_config(
+        fleet.dir.path(),
+        &fleet.fake.endpoint(),
+        &[IMG_B],
+        &allowlist,
+    );
+    exporter.hangup();
+    exporter.wait_reloaded(1).await;
+    let rows = unmonitored(&exporter).await;
+    assert_eq!(rows.len(), 1, "one row, for A only: {rows:?}");
+    let row = &rows[0];
+    for (field, want) in [
+        ("region", serde_json::json!(REGION)),
+        ("project_id", serde_json::json!(PROJECT)),
+        ("image_id", serde_json::json!(IMG_A)),
+        ("image_name", serde_json::json!("golden")),
+        ("member_id", serde_json::json!("")),
+        ("member_type", serde_json::json!("")),
+        ("status", serde_json::json!("")),
+        ("old_status", serde_json::Value::Null),
+        ("unexpected", serde_json::json!(true)),
+        ("members", serde_json::json!(2)),
+        ("unexpected_members", serde_json::json!(1)),
+    ] {
+        assert_eq!(row[field], want, "{field}: {row}");
+    }
+    assert!(row["time"].as_str().unwrap().ends_with('Z'), "{row}");
+    let line = format!(
+        "event=image_unmonitored region={REGION} project_id={PROJECT} image_id={IMG_A} \
+         image_name=golden members=2 unexpected=1"
+    );
+    let logs = exporter.logs();
+    assert_eq!(logs.matches(&line).count(), 1, "{line} in\n{logs}");
+    assert_eq!(logs.matches("event=image_unmonitored").count(), 1, "{logs}");
+    // The share browser's recent changes show it too.
+    let page = exporter.get("/shares").await.text().await.unwrap();
+    let table = &page[page
+        .find("<table id=\"changes\">")
+        .expect("the changes table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(
+        table.contains("image unmonitored")
+            && table.contains(IMG_A)
+            && table.contains("2 member(s), 1 unexpected"),
+        "{table}"
+    );
+    fleet.stop().await;
+}
+
+/// Discovery that no longer lists an image (deleted, or no longer matching the
+/// filters) records it like a reload does; a reload that changes the filter drops only
+/// what the new filter leaves out, once its discovery says so: an image both filters
+/// find keeps its state and leaves no row.
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_that_drops_a_shared_image_says_so_in_the_change_history() {
+    let fleet = Fleet::new()
+        .await
+        .target_keys("discover:\n  name_regex: \"^golden-\"")
+        .config("discovery_interval: 1s");
+    let fake = &fleet.fake;
+    fake.state.add_image(PROJECT, IMG_A, "golden-a");
+    fake.state.add_image(PROJECT, IMG_B, "golden-b");
+    fake.state.add_image(PROJECT, IMG_C, "golden-c");
+    for image in [IMG_A, IMG_B, IMG_C] {
+        share(&fleet, image, ALLOWED);
+        share(&fleet, image, STRANGER);
+    }
+    let exporter = fleet.start(&[]).await;
+    let monitored = async || -> Vec<String> {
+        let list: serde_json::Value = exporter.get("/api/v1/images").await.json().await.unwrap();
+        let mut ids: Vec<String> = list["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["image_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut all = vec![IMG_A.to_string(), IMG_B.to_string(), IMG_C.to_string()];
+    all.sort();
+    assert_eq!(monitored().await, all);
+
+    // C is deleted: the next discovery no longer lists it.
+    fake.state.remove_image(PROJECT, IMG_C);
+    let rows = wait_for("C's row", async || {
+        let rows = unmonitored(&exporter).await;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["image_id"], IMG_C);
+    assert_eq!(rows[0]["image_name"], "golden-c");
+    assert_eq!(rows[0]["members"], 2);
+    assert_eq!(rows[0]["unexpected_members"], 2);
+
+    // A narrower filter: B leaves, A stays (with its state: no second baseline).
+    let text = fleet.config_text().replace("\"^golden-\"", "\"^golden-a\"");
+    assert_ne!(text, fleet.config_text());
+    std::fs::write(fleet.config_path(), text).unwrap();
+    exporter.hangup();
+    exporter.wait_reloaded(1).await;
+    let rows = wait_for("B's row", async || {
+        let rows = unmonitored(&exporter).await;
+        (rows.len() >= 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(monitored().await, [IMG_A]);
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [IMG_B, IMG_C],
+        "newest first, and no row for A: {rows:?}"
+    );
+    let logs = exporter.logs();
+    assert_eq!(
+        logs.matches(&format!(
+            "event=baseline region={REGION} project_id={PROJECT} image_id={IMG_A}"
+        ))
+        .count(),
+        1,
+        "A keeps its audit baseline across the reload:\n{logs}"
+    );
+    fleet.stop().await;
+}

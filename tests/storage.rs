@@ -668,3 +668,86 @@ async fn the_state_is_private() {
     assert_eq!(mode(&existing), 0o750, "left as it was");
     fleet.stop().await;
 }
+
+/// The config changed while the exporter was down: an image it restored with shares
+/// and no longer monitors leaves one `image_unmonitored` row. No poll judged the
+/// restored list against the allowlist, so its unexpected count is unknown (`null`).
+/// The row is kept in the state file like any change.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_dropped_across_a_restart_says_so_in_the_change_history() {
+    const OTHER: &str = "370befec-a369-475e-a224-44a45927a8fe";
+    let fleet = Fleet::new().await.images(&[IMG, OTHER]);
+    let fake = &fleet.fake;
+    share(fake, IMG, 1);
+    share(fake, IMG, 2);
+    fake.state.add_image(PROJECT, OTHER, "other");
+    let state = fleet.dir.path().join("state");
+    let exporter = start(&fleet, &state).await;
+    wait_for("the state to be written", async || {
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("state.json")).ok()?).ok()?;
+        let images = file["images"].as_array()?;
+        images
+            .iter()
+            .any(|i| i["image_id"] == IMG && i["members"].as_array().map(Vec::len) == Some(2))
+            .then_some(())
+    })
+    .await;
+    drop(exporter);
+
+    // IMG leaves the config while the exporter is down.
+    let config = write_config(fleet.dir.path(), &fake.endpoint(), &[OTHER], "");
+    let args = [
+        "--config.file",
+        config.to_str().unwrap(),
+        "--storage.path",
+        state.to_str().unwrap(),
+    ];
+    let unmonitored = async |exporter: &Exporter| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = exporter.get("/api/v1/changes").await.json().await.unwrap();
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["change"] == "image_unmonitored")
+            .cloned()
+            .collect()
+    };
+    let exporter = Exporter::start(&args, &[]).await;
+    let rows = wait_for("the image_unmonitored row", async || {
+        let rows = unmonitored(&exporter).await;
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["image_id"], IMG);
+    assert_eq!(rows[0]["members"], 2);
+    assert_eq!(rows[0]["unexpected_members"], serde_json::Value::Null);
+    assert_eq!(rows[0]["unexpected"], false);
+    let logs = exporter.logs();
+    assert!(
+        logs.contains(&format!(
+            "event=image_unmonitored region={REGION} project_id={PROJECT} image_id={IMG} \
+             image_name= members=2 unexpected=unknown"
+        )),
+        "{logs}"
+    );
+    wait_for("the row to be written", async || {
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("state.json")).ok()?).ok()?;
+        let changes = file["changes"].as_array()?;
+        changes
+            .iter()
+            .any(|c| c["change"] == "image_unmonitored" && c["members"] == 2)
+            .then_some(())
+    })
+    .await;
+    drop(exporter);
+    let exporter = Exporter::start(&args, &[]).await;
+    assert_eq!(
+        unmonitored(&exporter).await,
+        rows,
+        "restored from the state file"
+    );
+    fleet.stop().await;
+}

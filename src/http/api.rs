@@ -175,7 +175,7 @@ pub(super) fn html_response(body: String) -> Response {
         .into_response()
 }
 
-/// The most recent member changes, newest first. `limit` is at least 1 (`limit=0` is
+/// The most recent member changes (and images no longer monitored), newest first. `limit` is at least 1 (`limit=0` is
 /// a 400: a client meaning "no limit" must not get an empty list); above
 /// [`MAX_CHANGES`] it lists them all.
 pub(super) async fn changes(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {

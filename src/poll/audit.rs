@@ -3,11 +3,16 @@
 //! `member_status_changed`) and counts for `ims_member_changes_total`.
 //!
 //! The first good poll of an image is a baseline: one line, not a flood of `added`.
-//! Changes are also kept as [`ChangeEvent`]s for the share browser.
+//! An image that stops being monitored (a reload dropped it from the config, discovery
+//! no longer lists it) while it had members is one line too (`image_unmonitored`), so
+//! the history says why its shares are no longer seen. Changes are also kept as
+//! [`ChangeEvent`]s for the share browser.
 
 use std::sync::Arc;
 
-use crate::state::{ChangeEvent, ChangeKind, ImageKey, MemberRecord, MemberSet};
+use crate::state::{
+    ChangeEvent, ChangeKind, ImageKey, ImageState, MemberCounts, MemberRecord, MemberSet,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change<'a> {
@@ -123,6 +128,48 @@ pub fn log_baseline(key: &ImageKey, image_name: &str, set: &MemberSet) {
     );
 }
 
+/// An image that is no longer monitored: one info line and one event, if its last
+/// member list had any member (an image never polled, or shared with nobody, has no
+/// share to explain). The unexpected count is the last poll's; a list restored from the
+/// state file that no poll judged since has none (`unexpected=unknown`).
+pub fn unmonitored(state: &ImageState, time_unix: f64) -> Option<ChangeEvent> {
+    let set = state.members.as_deref().filter(|m| !m.members.is_empty())?;
+    let counts = MemberCounts {
+        members: set.members.len(),
+        unexpected: state.last_poll_ok.map(|_| set.unexpected_count()),
+    };
+    let key = &state.key;
+    let image_name = &*state.meta.name;
+    match counts.unexpected {
+        Some(unexpected) => tracing::info!(
+            event = "image_unmonitored",
+            region = %key.region,
+            project_id = %key.project_id,
+            image_id = %key.image_id,
+            image_name,
+            members = counts.members,
+            unexpected,
+            "image no longer monitored; its shares are no longer seen"
+        ),
+        None => tracing::info!(
+            event = "image_unmonitored",
+            region = %key.region,
+            project_id = %key.project_id,
+            image_id = %key.image_id,
+            image_name,
+            members = counts.members,
+            unexpected = "unknown",
+            "image no longer monitored; its shares are no longer seen"
+        ),
+    }
+    Some(ChangeEvent::image_unmonitored(
+        time_unix,
+        key,
+        &state.meta.name,
+        counts,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +191,52 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    fn state(members: Option<MemberSet>, polled: bool) -> ImageState {
+        let key = ImageKey {
+            region: "r".into(),
+            project_id: "p".into(),
+            image_id: "i".into(),
+        };
+        let meta = crate::state::ImageMeta {
+            name: "golden".into(),
+            source: crate::ids::Source::Config,
+        };
+        let mut s = ImageState::new(key, meta);
+        s.members = members.map(Arc::new);
+        s.last_poll_ok = polled.then_some(true);
+        s
+    }
+
+    #[test]
+    fn an_image_unmonitored_with_members_is_one_event() {
+        // Judged at its last poll: a allowed, b unexpected.
+        let judged = set(&[("a", "accepted"), ("b", "pending")])
+            .evaluate(&[crate::allowlist::Entry::parse("a").unwrap()]);
+        let e = unmonitored(&state(Some(judged.clone()), true), 5.0).expect("an event");
+        assert_eq!(e.kind, ChangeKind::ImageUnmonitored);
+        assert_eq!(e.kind.as_str(), "image_unmonitored");
+        assert_eq!(
+            e.counts,
+            Some(MemberCounts {
+                members: 2,
+                unexpected: Some(1)
+            })
+        );
+        assert!(e.unexpected);
+        assert_eq!(
+            (e.member_id.as_str(), &*e.member_type, &*e.status),
+            ("", "", "")
+        );
+        assert_eq!((e.time_unix, &*e.image_name), (5.0, "golden"));
+        // Restored from the state file and never judged since: unknown.
+        let e = unmonitored(&state(Some(judged), false), 5.0).expect("an event");
+        assert_eq!(e.counts.unwrap().unexpected, None);
+        assert!(!e.unexpected);
+        // Nothing to explain: never polled, or shared with nobody.
+        assert_eq!(unmonitored(&state(None, false), 5.0), None);
+        assert_eq!(unmonitored(&state(Some(set(&[])), true), 5.0), None);
     }
 
     #[test]

@@ -129,10 +129,14 @@ impl Poller {
                 let resumed = old
                     .filter(|_| slot.load().last_cycle_seconds.is_some())
                     .map(|o| *lock(&o.schedule));
+                let same_filter = old.is_some_and(|o| {
+                    o.target.config.discover.is_some() && o.target.config.discover == t.discover
+                });
                 let discovered = match (old, &t.discover) {
-                    (Some(o), Some(d)) if o.target.config.discover.as_ref() == Some(d) => {
-                        lock(&o.discovered).clone()
-                    }
+                    // What the old filter found stays monitored (with its state) until
+                    // the new filter's discovery, which runs at once, replaces it: an
+                    // image both filters find is not dropped and taken up again.
+                    (Some(o), Some(_)) => lock(&o.discovered).clone(),
                     // Restored images are served until the first discovery replaces them.
                     (None, Some(_)) => restored
                         .iter()
@@ -147,9 +151,9 @@ impl Poller {
                         }),
                     _ => None,
                 };
-                // A changed filter is applied at once.
+                // A changed filter is applied at once (and so is a first discovery).
                 let resumed = resumed.map(|mut s| {
-                    if discovered.is_none() {
+                    if !same_filter || discovered.is_none() {
                         s.last_discovery = None;
                     }
                     s
@@ -218,7 +222,16 @@ impl Poller {
                 (image_key(&self.targets[*ti].target.config, &i.id), meta)
             })
             .collect();
-        let slots = self.store.set_images(&keys);
+        let (slots, dropped) = self.store.replace_images(&keys);
+        // What stopped being monitored goes into the change history, so that the
+        // shares it had do not vanish without a word.
+        let now = now_unix();
+        self.store.record_changes(
+            dropped
+                .iter()
+                .filter_map(|s| audit::unmonitored(s, now))
+                .collect(),
+        );
         let mut jobs: Vec<Vec<Arc<ImageJob>>> = vec![Vec::new(); self.targets.len()];
         for ((ti, image), slot) in planned.into_iter().zip(slots) {
             let target = self.targets[ti].target.clone();

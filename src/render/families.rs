@@ -305,7 +305,7 @@ fn write_image_polls(w: &mut Exposition, images: &Images<'_>) {
     }
     w.family("ims_member_changes", "Changes to the image's members seen between two good polls, by kind (added, removed, status_changed).", Kind::Counter);
     for (s, b) in images.iter() {
-        for change in ChangeKind::ALL {
+        for change in ChangeKind::MEMBER {
             let n = s.changes.get(&change).copied().unwrap_or(0);
             w.series().labels(b).label("change", change.as_str()).int(n);
         }

@@ -280,12 +280,13 @@ fn pages(o: &mut String, filter: &ShareFilter, p: &SharePage) {
     o.push_str("</nav>\n");
 }
 
-/// The most recent member changes, newest first.
+/// The most recent member changes, and images that stopped being monitored, newest
+/// first.
 fn recent_changes(o: &mut String, changes: &ChangeList) {
     let _ = writeln!(
         o,
-        "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, newest first. \
-         <a href=\"{}\">JSON</a></p>",
+        "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, and images \
+         no longer monitored, newest first. <a href=\"{}\">JSON</a></p>",
         changes.changes.len(),
         pages::API_CHANGES
     );
@@ -302,15 +303,20 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
             Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
             None => escape(&c.status),
         };
+        // An image no longer monitored names no member: what it had instead.
+        let member = match (c.members, c.unexpected_members) {
+            (Some(n), Some(u)) => format!("<td>{n} member(s), {u} unexpected</td>"),
+            (Some(n), None) => format!("<td>{n} member(s), unexpected unknown</td>"),
+            (None, _) => format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id)),
+        };
         let _ = writeln!(
             o,
-            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td><td class=\"member id\">{}</td><td class=\"word\">{}</td><td class=\"word\">{status}</td></tr>",
+            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td></tr>",
             if c.unexpected { "unexpected" } else { "expected" },
             when(c.time.as_deref()),
             c.change.replace('_', " "),
             escape(&c.of.image_name),
             escape(&c.of.image_id),
-            escape(&c.of.member_id),
             escape(&c.of.member_type),
         );
     }

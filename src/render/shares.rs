@@ -1,7 +1,8 @@
 //! Who can boot which image, as rows a person (or a script) reads: one row per share,
 //! unexpected shares first, filtered and paged; and one row per image with its poll
-//! health; and the most recent member changes. Built from one snapshot; the JSON API
-//! serves it (schema version 1, in docs/share-browser-and-api.md#json-api), and the
+//! health; and the most recent member changes (and images no longer monitored). Built
+//! from one snapshot; the JSON API serves it (schema version 1, in
+//! docs/share-browser-and-api.md#json-api), and the
 //! field names are a contract.
 
 use std::sync::Arc;
@@ -151,20 +152,31 @@ pub struct ImageList {
     pub images: Vec<ImageRow>,
 }
 
-/// One member change the audit saw.
+/// One member change the audit saw, or an image that stopped being monitored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChangeRow {
-    /// When the poll that saw it ended, RFC 3339 (UTC).
+    /// When the poll that saw it ended (when the image stopped being monitored), RFC
+    /// 3339 (UTC).
     pub time: Option<String>,
-    /// `added`, `removed` or `status_changed`.
+    /// `added`, `removed`, `status_changed` or `image_unmonitored`.
     pub change: &'static str,
+    /// For `image_unmonitored`, `member_id` and `member_type` are empty strings.
     #[serde(flatten)]
     pub of: ShareOf,
-    /// The status after the change; for `removed`, the last status seen.
+    /// The status after the change; for `removed`, the last status seen; empty for
+    /// `image_unmonitored`.
     pub status: String,
     /// The status before a `status_changed`; `null` otherwise.
     pub old_status: Option<String>,
+    /// Whether the member was unexpected; for `image_unmonitored`, whether any of the
+    /// image's members was.
     pub unexpected: bool,
+    /// For `image_unmonitored`: the members the image had; `null` otherwise.
+    pub members: Option<usize>,
+    /// For `image_unmonitored`: how many of them were unexpected at its last poll
+    /// (`null` when no poll judged them since the exporter restored them); `null`
+    /// otherwise.
+    pub unexpected_members: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -193,6 +205,8 @@ pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeLis
                 status: e.status.to_string(),
                 old_status: e.old_status.as_ref().map(|s| s.to_string()),
                 unexpected: e.unexpected,
+                members: e.counts.map(|c| c.members),
+                unexpected_members: e.counts.and_then(|c| c.unexpected),
             })
             .collect(),
     }

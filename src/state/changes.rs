@@ -1,6 +1,7 @@
-//! The most recent member changes the audit saw (added, removed, status changed), for
-//! the share browser and `/api/v1/changes`. Bounded: the oldest event is dropped once
-//! [`MAX_CHANGES`] are held, so a flapping share cannot grow memory. The state file
+//! The most recent member changes the audit saw (added, removed, status changed), and
+//! the images that stopped being monitored while they had members (image_unmonitored),
+//! for the share browser and `/api/v1/changes`. Bounded: the oldest event is dropped
+//! once [`MAX_CHANGES`] are held, so a flapping share cannot grow memory. The state file
 //! keeps them, so a restart does not forget what happened before it.
 
 use std::collections::VecDeque;
@@ -12,10 +13,21 @@ use super::members::{Label, MemberRecord};
 /// Changes held in memory and in the state file.
 pub const MAX_CHANGES: usize = 1000;
 
-/// One change to one share.
+/// How many members an image had when it stopped being monitored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub members: usize,
+    /// Members no allowlist entry matched at the image's last poll; `None` when the
+    /// list was restored from the state file and dropped before any poll judged it.
+    pub unexpected: Option<usize>,
+}
+
+/// One change to one share, or an image that stopped being monitored
+/// ([`ChangeKind::ImageUnmonitored`]: no member, empty member fields, `counts` set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
-    /// When the poll that saw it ended (Unix seconds).
+    /// When the poll that saw it ended, or when the image stopped being monitored
+    /// (Unix seconds).
     pub time_unix: f64,
     pub kind: ChangeKind,
     pub key: ImageKey,
@@ -26,8 +38,11 @@ pub struct ChangeEvent {
     pub status: Label,
     /// The status before a status change.
     pub old_status: Option<Label>,
-    /// Whether the member was unexpected (judged by the allowlist at that poll).
+    /// Whether the member was unexpected (judged by the allowlist at that poll); for an
+    /// image, whether any of its members was.
     pub unexpected: bool,
+    /// The image's members, for an image event; `None` for a member change.
+    pub counts: Option<MemberCounts>,
 }
 
 impl ChangeEvent {
@@ -49,6 +64,28 @@ impl ChangeEvent {
             status: member.status.clone(),
             old_status: old_status.cloned(),
             unexpected: member.unexpected,
+            counts: None,
+        }
+    }
+
+    /// The image stopped being monitored at `time_unix` with these members.
+    pub fn image_unmonitored(
+        time_unix: f64,
+        key: &ImageKey,
+        image_name: &Arc<str>,
+        counts: MemberCounts,
+    ) -> ChangeEvent {
+        ChangeEvent {
+            time_unix,
+            kind: ChangeKind::ImageUnmonitored,
+            key: key.clone(),
+            image_name: image_name.clone(),
+            member_id: String::new(),
+            member_type: Label::Borrowed(""),
+            status: Label::Borrowed(""),
+            old_status: None,
+            unexpected: counts.unexpected.is_some_and(|n| n > 0),
+            counts: Some(counts),
         }
     }
 }
@@ -115,6 +152,7 @@ mod tests {
             status: "pending".into(),
             old_status: None,
             unexpected: false,
+            counts: None,
         }
     }
 

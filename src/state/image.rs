@@ -38,20 +38,31 @@ pub struct ImageState {
     pub changes: BTreeMap<ChangeKind, u64>,
 }
 
-/// A kind of member change the audit counts: the `change` label of
-/// `ims_member_changes_total`, and its key in the state file.
+/// A kind of change the change log holds, and its name in the state file and the
+/// JSON API. The member changes are what the audit counts (the `change` label of
+/// `ims_member_changes_total`); `ImageUnmonitored` is an image that stopped being
+/// monitored while it had members, which no counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {
     Added,
     Removed,
     StatusChanged,
+    ImageUnmonitored,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 3] = [
+    /// The member changes, counted per image by `ims_member_changes_total`.
+    pub const MEMBER: [ChangeKind; 3] = [
         ChangeKind::Added,
         ChangeKind::Removed,
         ChangeKind::StatusChanged,
+    ];
+    /// Every kind.
+    pub const ALL: [ChangeKind; 4] = [
+        ChangeKind::Added,
+        ChangeKind::Removed,
+        ChangeKind::StatusChanged,
+        ChangeKind::ImageUnmonitored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,7 +70,13 @@ impl ChangeKind {
             ChangeKind::Added => "added",
             ChangeKind::Removed => "removed",
             ChangeKind::StatusChanged => "status_changed",
+            ChangeKind::ImageUnmonitored => "image_unmonitored",
         }
+    }
+
+    /// A change to one member (not to the image as a whole).
+    pub fn is_member(self) -> bool {
+        Self::MEMBER.contains(&self)
     }
 
     pub fn parse(s: &str) -> Option<ChangeKind> {

@@ -11,7 +11,7 @@ mod members;
 pub mod storage;
 mod store;
 
-pub use changes::{ChangeEvent, ChangeLog, MAX_CHANGES};
+pub use changes::{ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use members::{label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN};
 pub use store::{DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus};
@@ -110,7 +110,9 @@ mod tests {
         let store = Store::new();
         let slots = store.set_images(&[(key("a"), meta()), (key("b"), meta())]);
         slots[0].store(ImageState::new(key("a"), meta()).failed(Reason::Timeout, &[]));
-        store.set_images(&[(key("a"), meta()), (key("c"), meta())]);
+        let (_, dropped) = store.replace_images(&[(key("a"), meta()), (key("c"), meta())]);
+        let dropped: Vec<_> = dropped.iter().map(|s| s.key.image_id.to_string()).collect();
+        assert_eq!(dropped, ["b"]);
         let snap = store.snapshot();
         let ids: Vec<_> = snap
             .images

@@ -39,8 +39,8 @@ use crate::ids::{IdError, ImageId, MemberId, ProjectId, Source};
 use crate::ims::error::excerpt;
 use crate::ims::model::{MAX_MEMBER_ID_BYTES, MAX_MEMBER_LABEL_BYTES};
 use crate::state::{
-    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, MemberRecord, MemberSet,
-    Snapshot, MAX_CHANGES,
+    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, Label, MemberCounts,
+    MemberRecord, MemberSet, Snapshot, MAX_CHANGES,
 };
 use crate::timestamp;
 
@@ -193,6 +193,9 @@ struct StateFile {
     changes: Vec<StoredChange>,
 }
 
+/// One change. An `image_unmonitored` change has empty member fields and the image's
+/// `members` (and `unexpected_members`, unless unknown); an exporter that does not know
+/// the kind drops it.
 #[derive(Serialize, Deserialize)]
 struct StoredChange {
     time: f64,
@@ -207,6 +210,10 @@ struct StoredChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     old_status: Option<String>,
     unexpected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unexpected_members: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -595,7 +602,7 @@ fn restore_image(i: StoredImage, limits: Limits) -> Result<ImageState, Invalid> 
     let mut kinds = BTreeMap::new();
     for (k, v) in i.changes {
         // A kind this exporter does not know is dropped, not guessed at.
-        if let Some(kind) = ChangeKind::parse(&k) {
+        if let Some(kind) = ChangeKind::parse(&k).filter(|k| k.is_member()) {
             kinds.insert(kind, count(|| format!("changes.{k}"), v)?);
         }
     }
@@ -712,32 +719,56 @@ fn store_change(c: &ChangeEvent) -> StoredChange {
         status: c.status.to_string(),
         old_status: c.old_status.as_ref().map(|s| s.to_string()),
         unexpected: c.unexpected,
+        members: c.counts.map(|n| n.members),
+        unexpected_members: c.counts.and_then(|n| n.unexpected),
     }
 }
 
-/// An event of a kind this exporter does not know is dropped (`None`), not guessed at.
+/// An event of a kind this exporter does not know is dropped (`None`), not guessed at;
+/// so is an image event without its member count.
 fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
     let Some(kind) = ChangeKind::parse(&c.change) else {
         return Ok(None);
     };
     let time_unix = time("time", c.time)?;
     let key = image_key(&c.region, &c.project_id, &c.image_id)?;
-    member_id("member_id", &c.member_id)?;
+    if kind.is_member() {
+        member_id("member_id", &c.member_id)?;
+    } else {
+        text("member_id", &c.member_id, MAX_MEMBER_ID_BYTES)?;
+    }
     text("member_type", &c.member_type, MAX_MEMBER_LABEL_BYTES)?;
     text("status", &c.status, MAX_MEMBER_LABEL_BYTES)?;
     if let Some(old) = &c.old_status {
         text("old_status", old, MAX_MEMBER_LABEL_BYTES)?;
     }
+    // A member change names a member; an image event has none (empty fields).
+    let as_label = |s: &str| -> Label {
+        if kind.is_member() {
+            label(Some(s))
+        } else {
+            Label::Owned(s.to_string())
+        }
+    };
+    let counts = match (kind.is_member(), c.members) {
+        (false, Some(members)) => Some(MemberCounts {
+            members: count(|| "members".into(), members as u64)? as usize,
+            unexpected: c.unexpected_members,
+        }),
+        (false, None) => return Ok(None),
+        (true, _) => None,
+    };
     Ok(Some(ChangeEvent {
         time_unix,
         kind,
         key,
         image_name: c.image_name.into(),
         member_id: c.member_id,
-        member_type: label(Some(&c.member_type)),
-        status: label(Some(&c.status)),
-        old_status: c.old_status.map(|s| label(Some(&s))),
+        member_type: as_label(&c.member_type),
+        status: as_label(&c.status),
+        old_status: c.old_status.map(|s| as_label(&s)),
         unexpected: c.unexpected,
+        counts,
     }))
 }
 
@@ -995,5 +1026,97 @@ mod tests {
         );
         drop(lock);
         let _again = storage.lock().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod image_unmonitored_tests {
+    use super::*;
+    use crate::state::Store;
+
+    /// Within the years a state file may hold.
+    const T: f64 = 1_750_000_000.0;
+    const LIMITS: Limits = Limits {
+        members_per_image: 10,
+        members_total: 10,
+    };
+
+    fn key() -> ImageKey {
+        ImageKey {
+            region: "cn-north-4".into(),
+            project_id: "1bed856811654c1cb661a6ca845ebc77".into(),
+            image_id: "d164b5df-1bc3-4c3f-893e-3e471fd16e64".into(),
+        }
+    }
+
+    #[test]
+    fn changes_round_trip_image_unmonitored_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::new(dir.path(), LIMITS);
+        let name: Arc<str> = "golden".into();
+        let member = MemberRecord {
+            member_id: "edc89b490d7d4392898e19b2deb34797".into(),
+            member_type: label(Some("project")),
+            status: label(Some("pending")),
+            urn: String::new(),
+            created_at: None,
+            updated_at: None,
+            unexpected: true,
+        };
+        let events = [
+            ChangeEvent::new(T + 10.0, ChangeKind::Added, &key(), &name, &member, None),
+            ChangeEvent::image_unmonitored(
+                T + 20.0,
+                &key(),
+                &name,
+                MemberCounts {
+                    members: 2,
+                    unexpected: Some(1),
+                },
+            ),
+            ChangeEvent::image_unmonitored(
+                T + 30.0,
+                &key(),
+                &name,
+                MemberCounts {
+                    members: 3,
+                    unexpected: None,
+                },
+            ),
+        ];
+        let held: Vec<Arc<ChangeEvent>> = events.iter().cloned().map(Arc::new).collect();
+        storage
+            .write(&Store::new().snapshot(), &[], &held, T + 40.0)
+            .unwrap();
+        let restored = storage.load().unwrap().unwrap();
+        assert_eq!(restored.changes, events);
+        assert_eq!(restored.changes[1].member_type, "");
+        assert_eq!(restored.changes[1].status, "");
+    }
+
+    #[test]
+    fn an_unknown_kind_or_an_image_event_without_counts_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = |change: &str, counts: &str| {
+            format!(
+                r#"{{"time":1750000000,"change":"{change}","region":"cn-north-4","project_id":"1bed856811654c1cb661a6ca845ebc77","image_id":"d164b5df-1bc3-4c3f-893e-3e471fd16e64","image_name":"n","member_id":"","member_type":"","status":"","unexpected":false{counts}}}"#
+            )
+        };
+        let file = format!(
+            r#"{{"version":{VERSION},"written_at":1750000000,"images":[],"changes":[{},{},{}]}}"#,
+            row("image_renamed", r#","members":1"#),
+            row("image_unmonitored", ""),
+            row("image_unmonitored", r#","members":1"#),
+        );
+        std::fs::write(dir.path().join(FILE), file).unwrap();
+        let restored = Storage::new(dir.path(), LIMITS).load().unwrap().unwrap();
+        assert_eq!(restored.changes.len(), 1);
+        assert_eq!(
+            restored.changes[0].counts,
+            Some(MemberCounts {
+                members: 1,
+                unexpected: None
+            })
+        );
     }
 }

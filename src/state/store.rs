@@ -182,6 +182,15 @@ impl Store {
     /// Sets which images are monitored. Images that stay keep their state; images no
     /// longer listed stop being exported at once.
     pub fn set_images(&self, images: &[(ImageKey, ImageMeta)]) -> Vec<Arc<Slot>> {
+        self.replace_images(images).0
+    }
+
+    /// [`Store::set_images`], which also returns the last state of each image it
+    /// dropped (for the change log: an image that stops being monitored).
+    pub fn replace_images(
+        &self,
+        images: &[(ImageKey, ImageMeta)],
+    ) -> (Vec<Arc<Slot>>, Vec<Arc<ImageState>>) {
         let old = self.slots.load();
         let by_key: std::collections::HashMap<&ImageKey, &Arc<Slot>> =
             old.iter().map(|s| (&s.key, s)).collect();
@@ -206,14 +215,16 @@ impl Store {
             })
             .collect();
         let kept: std::collections::HashSet<&ImageKey> = slots.iter().map(|s| &s.key).collect();
+        let mut dropped = Vec::new();
         for gone in old.iter().filter(|s| !kept.contains(&s.key)) {
             gone.retired.store(true, Ordering::Release);
+            dropped.push(gone.load());
         }
         self.slots.store(Arc::new(slots.clone()));
         // Counted afresh whenever the image set changes, so nothing can drift.
         let held = slots.iter().map(|s| s.load().member_count()).sum();
         self.held.store(held, Ordering::Release);
-        slots
+        (slots, dropped)
     }
 
     /// Members held across all images.

@@ -160,6 +160,20 @@ impl Prometheus {
         )
     }
 
+    /// Prometheus scraping `targets` every second as job `job`, with no rules.
+    pub async fn start_scraping(dir: &Path, job: &str, targets: &[&str]) -> Prometheus {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Prometheus::start(
+            dir,
+            &format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                 scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .await
+    }
+
     /// Prometheus scraping `targets` every second as job `job`, evaluating `rules`
     /// (written into `dir`) every second and sending alerts to `alertmanager`.
     pub async fn start_alerting(
