@@ -1,0 +1,78 @@
+//! What a target takes over from the poller a reload replaces: its schedule (so the
+//! reload polls only what it added) and what it discovered (so discovered images keep
+//! their state); at start, what the state file says it last discovered.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::poller::{lock, Discovered, Poller, TargetRun};
+use crate::ids::ImageId;
+use crate::poll::plan::LiveTarget;
+use crate::state::storage::StoredDiscovery;
+use crate::state::TargetSlot;
+
+impl TargetRun {
+    /// The run of `live`, taking over from `previous` (a reload) or `restored` (a start).
+    pub(super) fn take_over(
+        live: &Arc<LiveTarget>,
+        slot: Arc<TargetSlot>,
+        previous: Option<&Poller>,
+        restored: &[StoredDiscovery],
+    ) -> TargetRun {
+        let t = &live.config;
+        let old = previous.and_then(|p| {
+            p.targets.iter().find(|o| {
+                o.target.config.region == t.region && o.target.config.project_id() == t.project_id()
+            })
+        });
+        // Only a target that finished a cycle has a schedule worth resuming.
+        let resumed = old
+            .filter(|_| slot.load().last_cycle_seconds.is_some())
+            .map(|o| *lock(&o.schedule));
+        let same_filter = old.is_some_and(|o| {
+            o.target.config.discover.is_some() && o.target.config.discover == t.discover
+        });
+        let discovered = match (old, &t.discover) {
+            // What the old filter found stays monitored (with its state) until
+            // the new filter's discovery, which runs at once, replaces it: an
+            // image both filters find is not dropped and taken up again.
+            (Some(o), Some(_)) => lock(&o.discovered).clone(),
+            // Restored images are served until the first discovery replaces them.
+            (None, Some(_)) => restored_discovery(restored, &t.region, t.project_id().as_str()),
+            _ => None,
+        };
+        // A changed filter is applied at once (and so is a first discovery).
+        let resumed = resumed.map(|mut s| {
+            if !same_filter || discovered.is_none() {
+                s.last_discovery = None;
+            }
+            s
+        });
+        TargetRun {
+            target: live.clone(),
+            slot,
+            jobs: ArcSwap::from_pointee(Vec::new()),
+            discovered: Mutex::new(discovered),
+            schedule: Mutex::new(resumed.unwrap_or_default()),
+            resumed,
+        }
+    }
+}
+
+/// What the state file says `region`/`project_id` last discovered.
+fn restored_discovery(
+    restored: &[StoredDiscovery],
+    region: &str,
+    project_id: &str,
+) -> Option<Discovered> {
+    restored
+        .iter()
+        .find(|r| r.region == region && r.project_id == project_id)
+        .map(|r| {
+            r.images
+                .iter()
+                .filter_map(|(id, name)| Some((ImageId::parse(id).ok()?, name.clone())))
+                .collect()
+        })
+}
