@@ -28,8 +28,6 @@ pub(super) struct ImageJob {
     pub(super) slot: Arc<Slot>,
 }
 
-/// Fetches what the image's config asks for: the member list, each watched member.
-/// All or nothing: the first error fails the whole poll of the image.
 /// The member caps (`max_members_per_image`, `max_members_total`) and what they are
 /// checked against.
 pub(super) struct Limits {
@@ -59,6 +57,8 @@ impl Limits {
     }
 }
 
+/// Fetches what the image's config asks for: the member list, each watched member.
+/// All or nothing: the first error fails the whole poll of the image.
 async fn fetch(
     client: &ImsClient,
     job: &ImageJob,

@@ -1,7 +1,8 @@
-//! The state shared between the poller (the only writer) and the metrics renderer.
+//! The state the poller writes and the renderer reads.
 //!
 //! Each monitored image has a slot holding an immutable [`ImageState`] behind an
-//! `ArcSwap`; the poller replaces it whole when a poll ends. A scrape takes one
+//! `ArcSwap`, replaced whole: by the poller when a poll ends (and when discovery or a
+//! reload changes the image set), and once at start by the restore of the state file. A scrape takes one
 //! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
 //! never sees half an update and never waits for the poller.
 
