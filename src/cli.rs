@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
 
+    /// For tests: one figure for the server's header-read, body-read, TLS-handshake and
+    /// write-stall timeouts (default 10s each).
+    #[arg(long = "web.timeout", value_name = "DURATION", hide = true, value_parser = parse_web_timeout)]
+    pub web_timeout: Option<std::time::Duration>,
+
     /// Maximum number of requests served at once (0 = no limit); more are answered 503.
     #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
     pub web_max_requests: usize,
@@ -136,6 +141,15 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
         return Err(format!("must not contain white space, got {s:?}"));
     }
     Ok(s.to_string())
+}
+
+/// `--web.timeout`: 100ms to 10m.
+fn parse_web_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(600) {
+        return Err(format!("must be between 100ms and 10m, got {s}"));
+    }
+    Ok(d)
 }
 
 /// `--demo.poll-interval`: 1s to 1d.

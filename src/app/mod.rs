@@ -169,6 +169,7 @@ async fn daemon(
             web_config_file: cli.web_config_file.clone(),
             max_requests: cli.web_max_requests,
             telemetry_path: cli.telemetry_path.clone(),
+            timeouts: cli.web_timeout.map(http::Timeouts::all).unwrap_or_default(),
         },
         lifecycle: cli.web_enable_lifecycle,
         storage: cli.storage_path.as_deref().map(|dir| {

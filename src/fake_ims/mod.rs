@@ -82,6 +82,7 @@ impl FakeIms {
             web_config_file: Some(web_config),
             max_requests: 0,
             telemetry_path: String::new(),
+            timeouts: crate::http::Timeouts::default(),
         };
         let task = tokio::spawn(async move {
             let shutdown = async {

@@ -47,6 +47,39 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// reading) is closed.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// No endpoint takes a body; this only bounds what a client can make us buffer.
+/// How long a client may take at each step: the defaults above, or one figure for all
+/// (`--web.timeout`, hidden: for tests, which would otherwise wait out 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub body_read: Duration,
+    pub tls_handshake: Duration,
+    pub write_stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read: HEADER_READ_TIMEOUT,
+            body_read: BODY_READ_TIMEOUT,
+            tls_handshake: TLS_HANDSHAKE_TIMEOUT,
+            write_stall: WRITE_STALL_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The same figure for every step.
+    pub fn all(d: Duration) -> Timeouts {
+        Timeouts {
+            header_read: d,
+            body_read: d,
+            tls_handshake: d,
+            write_stall: d,
+        }
+    }
+}
+
 pub(super) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A pool of request slots.

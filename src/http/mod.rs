@@ -15,7 +15,9 @@ mod stall;
 pub mod web;
 
 pub use context::{AppState, ReloadRequest};
-pub use limits::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
+pub use limits::{
+    Timeouts, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, WRITE_STALL_TIMEOUT,
+};
 pub use listen::{systemd_sockets, ListenError, ListenOn};
 pub use routes::router;
 pub use serve::{serve, ServeOptions};

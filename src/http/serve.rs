@@ -20,9 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
-use super::limits::{
-    Pools, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_BODY_BYTES, TLS_HANDSHAKE_TIMEOUT,
-};
+use super::limits::{Pools, Timeouts, MAX_BODY_BYTES};
 use super::listen::accept_loop;
 use super::stall::StallTimeout;
 use super::web;
@@ -35,6 +33,8 @@ pub struct ServeOptions {
     pub max_requests: usize,
     /// The metrics path (`--web.telemetry-path`): its requests have slots of their own.
     pub telemetry_path: String,
+    /// How long a client may take at each step.
+    pub timeouts: Timeouts,
 }
 
 /// What every connection shares.
@@ -42,6 +42,7 @@ struct Shared {
     app: TowerToHyperService<Router>,
     web: Option<Arc<web::Watcher>>,
     pools: Pools,
+    timeouts: Timeouts,
 }
 
 impl Shared {
@@ -60,6 +61,7 @@ impl Shared {
             app: TowerToHyperService::new(app),
             web,
             pools: Pools::new(options.max_requests, options.telemetry_path),
+            timeouts: options.timeouts,
         })
     }
 }
@@ -139,21 +141,23 @@ async fn connection(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(shared.timeouts.header_read);
     let service = {
         let shared = shared.clone();
         service_fn(move |req| handle(shared.clone(), req))
     };
     let result = match tls {
         None => {
-            let io = TokioIo::new(StallTimeout::new(stream));
+            let io = TokioIo::new(StallTimeout::new(stream, shared.timeouts.write_stall));
             graceful.watch(builder.serve_connection(io, service)).await
         }
         Some(config) => {
-            let Some(stream) = tls_handshake(config, stream, &mut stopping).await else {
+            let handshake =
+                tls_handshake(config, stream, shared.timeouts.tls_handshake, &mut stopping);
+            let Some(stream) = handshake.await else {
                 return;
             };
-            let io = TokioIo::new(StallTimeout::new(stream));
+            let io = TokioIo::new(StallTimeout::new(stream, shared.timeouts.write_stall));
             graceful.watch(builder.serve_connection(io, service)).await
         }
     };
@@ -166,10 +170,11 @@ async fn connection(
 async fn tls_handshake(
     config: Arc<rustls::ServerConfig>,
     stream: tokio::net::TcpStream,
+    timeout: std::time::Duration,
     stopping: &mut watch::Receiver<bool>,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
     let handshake = tokio::time::timeout(
-        TLS_HANDSHAKE_TIMEOUT,
+        timeout,
         tokio_rustls::TlsAcceptor::from(config).accept(stream),
     );
     tokio::select! {
@@ -285,7 +290,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response {
     // one) is still bounded in size and time.
     let (parts, body) = req.into_parts();
     let collected = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
+        shared.timeouts.body_read,
         Limited::new(body, MAX_BODY_BYTES).collect(),
     )
     .await;

@@ -6,20 +6,22 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::limits::WRITE_STALL_TIMEOUT;
+use std::time::Duration;
 
 /// Closes a connection whose writes stay blocked (a client that does not read its
 /// response) instead of holding it forever. Reads are bounded elsewhere (header and
 /// body timeouts), as an idle keep-alive connection legitimately waits to read.
 pub(super) struct StallTimeout<S> {
     inner: S,
+    timeout: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> StallTimeout<S> {
-    pub(super) fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S, timeout: Duration) -> Self {
         StallTimeout {
             inner,
+            timeout,
             stalled: None,
         }
     }
@@ -36,7 +38,7 @@ impl<S> StallTimeout<S> {
         }
         let sleep = self
             .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.timeout)));
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
