@@ -139,16 +139,18 @@ impl Storage {
     pub fn load(&self) -> Result<Option<Restored>, StorageError> {
         let path = self.file();
         let file = || path.display().to_string();
+        // A file that is not there (yet, or any more) is no state: `Ok(None)`.
+        let absent_or_error = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(None),
+            _ => Err(StorageError::Read {
+                file: file(),
+                source: e,
+            }),
+        };
         // stat opens nothing, so a FIFO or a device is refused without blocking on it.
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(StorageError::Read {
-                    file: file(),
-                    source: e,
-                })
-            }
+            Err(e) => return absent_or_error(e),
         };
         if !meta.is_file() {
             return Err(StorageError::NotRegular {
@@ -168,13 +170,7 @@ impl Storage {
         // Capped again while reading: the file may have grown since.
         let bytes = match crate::files::read_capped(&path, cap) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(StorageError::Read {
-                    file: file(),
-                    source: e,
-                })
-            }
+            Err(e) => return absent_or_error(e),
         };
         let parsed = parse(&bytes).map_err(|e| e.named(file()))?;
         drop(bytes);
