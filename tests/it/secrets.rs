@@ -5,16 +5,14 @@
 //! SIGHUP, wrong basic-auth passwords) with known secret strings, and everything it
 //! printed is searched for them.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use base64::Engine;
 use ims_exporter::fake_ims::{FakeIms, FakeState, Fault};
-use support::*;
 
 const SK_GOOD: &str = "SKsecretGOOD9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const SK_WRONG: &str = "SKsecretWRONG1a2b3c4d5e6f708192a3b4c5d6e7f80";

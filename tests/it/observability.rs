@@ -11,20 +11,19 @@
 //! (installed as `prometheus-alertmanager`; upstream calls it `alertmanager`). Without
 //! them the tests print SKIPPED, except under `CI=true`, where they fail.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
+use crate::support;
+use crate::support::dashboards::*;
+use crate::support::rules::duration_secs;
+use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
+use crate::support::{describe, run_tool, wait_for, Exporter, AK, PROJECT, REGION, SK};
 use ims_exporter::fake_ims::{member, FakeIms, Fault};
 use regex::Regex;
 use serde_json::Value;
-use support::dashboards::*;
-use support::rules::duration_secs;
-use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
-use support::{describe, run_tool, wait_for, Exporter, AK, PROJECT, REGION, SK};
 
 const RULES: &str = "alerts/ims-exporter.rules.yml";
 const RULE_TESTS: &str = "alerts/ims-exporter.rules.test.yml";

@@ -1,10 +1,8 @@
 //! Unexpected shares, discovery, watched members and the change audit, end to end:
 //! the real binary against the fake IMS, as a security team would rely on them.
 
-mod support;
-
+use crate::support::*;
 use ims_exporter::fake_ims::{member, FakeIms, Fault};
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const IMG2: &str = "370befec-a369-475e-a224-44a45927a8fe";

@@ -1,6 +1,5 @@
 //! Helpers shared by the end-to-end tests: start the real binary against a fake IMS on
 //! loopback, scrape it, parse the exposition, and poll for conditions with a deadline.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -422,7 +421,6 @@ pub fn describe(out: &Output) -> String {
 
 /// The repeated setup: a fake IMS, images shared, a config, the exporter started.
 pub mod fleet;
-#[allow(unused_imports)] // not every test file builds a fleet
 pub use fleet::Fleet;
 
 /// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.

@@ -1,15 +1,13 @@
 //! Scale-out: replicas that split the images by rendezvous hashing, and dashboards that
 //! show the same totals across shards as from one unsharded exporter.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::dashboards::{all_vars, dashboard, panel_queries, substitute};
+use crate::support::services::Prometheus;
+use crate::support::*;
 use ims_exporter::fake_ims::member;
 use serde_json::Value;
-use support::dashboards::{all_vars, dashboard, panel_queries, substitute};
-use support::services::Prometheus;
-use support::*;
 
 const IMAGES: usize = 300;
 

@@ -2,15 +2,13 @@
 //! unexpected first, with poll failures; a member ID a spreadsheet would mangle
 //! (comma, quote, newline, non-ASCII, a leading `=`) survives each format.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fleet::Fleet;
+use crate::support::*;
 use ims_exporter::fake_ims::{Canned, Fault};
 use serde_json::Value;
-use support::fleet::Fleet;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const BROKEN: &str = "2a5b7c9d-0000-4000-8000-000000000002";

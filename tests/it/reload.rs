@@ -2,9 +2,7 @@
 //! without a gap in the series of images that stay; a bad one is refused and the old
 //! one keeps running.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const IMG_A: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const IMG_B: &str = "370befec-a369-475e-a224-44a45927a8fe";

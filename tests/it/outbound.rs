@@ -2,14 +2,12 @@
 //! IMS over TLS with a generated certificate), `insecure_skip_verify`, and an HTTPS
 //! proxy (a loopback CONNECT proxy) with `NO_PROXY`.
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::support::pki::Ca;
+use crate::support::*;
 use ims_exporter::fake_ims::{FakeIms, FakeState};
-use support::pki::Ca;
-use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

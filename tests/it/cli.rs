@@ -1,11 +1,9 @@
 //! The command line: config errors, --config.check, --once and --demo, as a user runs them.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use ims_exporter::fake_ims::Fault;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 

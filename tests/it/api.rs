@@ -3,12 +3,10 @@
 //! recent member changes; behind the web config's basic auth like `/metrics` (and so
 //! are the share browser and the landing page).
 
-mod support;
-
+use crate::support::fleet::Fleet;
+use crate::support::*;
 use ims_exporter::fake_ims::member;
 use serde_json::Value;
-use support::fleet::Fleet;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";

@@ -4,12 +4,11 @@
 //! `for:` and `keep_firing_for:` shortened, by the documented mechanism), a real
 //! Alertmanager grouping by every label, and a webhook receiver on loopback.
 
-mod support;
-
+use crate::support;
+use crate::support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
+use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
+use crate::support::*;
 use ims_exporter::fake_ims::{member, FakeIms};
-use support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
-use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
-use support::*;
 
 const IMAGE: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";

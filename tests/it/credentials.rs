@@ -1,14 +1,12 @@
 //! Credentials found the way the official SDKs find them, kept fresh, and several
 //! accounts in one exporter; project IDs looked up through IAM.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use ims_exporter::fake_ims::metadata::FakeMetadata;
 use ims_exporter::fake_ims::FakeIms;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const IMG2: &str = "370befec-a369-475e-a224-44a45927a8fe";

@@ -1,12 +1,10 @@
 //! API faults survived: retries with backoff, Retry-After, bounded attempts, the
 //! per-target rate limit, the response cap, and targets that cannot stall each other.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use ims_exporter::fake_ims::Fault;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const OTHER_PROJECT: &str = "2c3d4e5f60718293a4b5c6d7e8f90a1b";

@@ -5,13 +5,11 @@
 //! (issue 19): numbers out of range, FIFOs, hung reads, huge files, two processes on
 //! one directory, file modes.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use ims_exporter::fake_ims::member;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 

@@ -1,13 +1,11 @@
 //! End-to-end behaviour of the real binary against the fake IMS on loopback.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
+use crate::support::*;
 use ims_exporter::fake_ims::{member, Fault};
 use ims_exporter::timestamp::parse_timestamp;
-use support::*;
 
 const IMG_A: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const IMG_B: &str = "370befec-a369-475e-a224-44a45927a8fe";

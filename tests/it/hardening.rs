@@ -3,15 +3,13 @@
 //! scripts the fake IMS (or a bare socket) to answer as no honest server would, and
 //! checks what a user sees in metrics, logs and exit codes.
 
-mod support;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use ims_exporter::fake_ims::{member, Canned, FakeIms, Fault};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
