@@ -79,14 +79,13 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let fake = start_fake().await;
-    share(&fake, ALLOWED, "accepted");
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMAGE],
-        &format!("allowed_members: [{ALLOWED}]"),
-    );
+    let fleet = Fleet::new()
+        .await
+        .images(&[IMAGE])
+        .config(&format!("allowed_members: [{ALLOWED}]"));
+    let fake = &fleet.fake;
+    share(fake, ALLOWED, "accepted");
+    let cfg = fleet.write_config();
     let state = dir.path().join("state");
     let listen = format!("127.0.0.1:{}", support::services::free_port());
     // A second replica, started later for a while: two shards during a hand-over.
@@ -121,14 +120,14 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
             .await;
 
     // An unexpected share appears: exactly one firing.
-    share(&fake, STRANGER, "pending");
+    share(fake, STRANGER, "pending");
     wait_for("the alert at the webhook", async || {
         (told(&webhook) == (1, 0)).then_some(())
     })
     .await;
 
     // Its status changes: the same alert, nothing new said.
-    share(&fake, STRANGER, "accepted");
+    share(fake, STRANGER, "accepted");
     wait_for("the new status in Prometheus", async || {
         let q =
             format!(r#"ims_image_member_unexpected{{member_id="{STRANGER}",status="accepted"}}"#);
@@ -218,5 +217,5 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     .await;
     scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 1), "{:?}", webhook.alerts());
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -228,12 +228,10 @@ async fn a_truncated_body_is_a_read_failure() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!("http://{addr}"),
-        &[IMG],
-        "retry:\n  max_attempts: 1",
-    );
+    let cfg = Config::new(&format!("http://{addr}"))
+        .images(&[IMG])
+        .config("retry:\n  max_attempts: 1")
+        .write(dir.path());
     let (code, s, logs) = run_once(&cfg, &[]).await;
     assert_eq!(code, 1, "{logs}");
     assert_eq!(errors(&s, IMG, "read"), 1.0, "{logs}");
@@ -246,24 +244,16 @@ async fn a_truncated_body_is_a_read_failure() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_reload_is_not_lost() {
-    let fake = start_fake().await;
-    share_with(&fake, PROJECT, IMG, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
-    let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
-    let fifo = dir.path().join("allow.fifo");
+    let fleet = Fleet::new().await.images(&[IMG]);
+    share_with(&fleet.fake, PROJECT, IMG, 1);
+    let exporter = fleet.start(&[]).await;
+    let fifo = fleet.dir.path().join("allow.fifo");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap()
         .success());
-    write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        &format!("allowed_members_file: {}", fifo.display()),
-    );
+    fleet.rewrite(|c| c.config(&format!("allowed_members_file: {}", fifo.display())));
     let signal = |sig: &str| signal(exporter.pid(), sig);
     signal("-HUP");
     wait_for("the reload to start", async || {
@@ -275,7 +265,7 @@ async fn sigterm_during_a_reload_is_not_lost() {
     .await;
     let status = exporter.terminate().await;
     assert!(status.success(), "{status}");
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 /// Item 4: a target whose endpoint hangs holds only its share of the concurrent
@@ -286,7 +276,7 @@ async fn a_hung_target_delays_only_its_own_images() {
     let fleet = Fleet::new()
         .await
         .images(&hung)
-        .target(OTHER_PROJECT, &[IMG])
+        .target(Target::new(OTHER_PROJECT).images(&[IMG]))
         .config("request_timeout: 120s\nmax_concurrent_requests: 4\nretry:\n  max_attempts: 1");
     let fake = &fleet.fake;
     for img in &hung {
@@ -369,11 +359,10 @@ async fn reload_is_gated_and_polls_only_added_images() {
         .await
         .images(&images)
         .config("poll_interval: 1h");
-    let (fake, dir, cfg) = (&fleet.fake, &fleet.dir, fleet.config_path());
+    let fake = &fleet.fake;
     for img in images.iter().chain([&IMG.to_string()]) {
         share_with(fake, PROJECT, img, 1);
     }
-    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
     let exporter = fleet.start(&[]).await;
     let client = reqwest::Client::new();
     let r = client.post(exporter.url("/-/reload")).send().await.unwrap();
@@ -394,16 +383,7 @@ async fn reload_is_gated_and_polls_only_added_images() {
     assert_eq!(fake.state.requests(), before, "10 reloads polled nothing");
 
     // An added image is polled at once, and only it.
-    let mut ids = ids.clone();
-    ids.push(IMG);
-    write_config(dir.path(), &fake.endpoint(), &ids, "");
-    std::fs::write(
-        &cfg,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("poll_interval: 1s", "poll_interval: 1h"),
-    )
-    .unwrap();
+    fleet.rewrite(|c| c.images(&[IMG]));
     exporter.hangup();
     wait_for("the added image to be polled", async || {
         let s = exporter.scrape_samples().await;
@@ -431,7 +411,7 @@ async fn member_caps_fail_the_image_too_large() {
         .await
         .images(&[IMG])
         .config("max_members_per_image: 1000\nretry:\n  max_attempts: 1");
-    let (fake, dir) = (&fleet.fake, &fleet.dir);
+    let fake = &fleet.fake;
     share_with(fake, PROJECT, IMG, 2);
     let exporter = fleet.start(&[]).await;
     fake.state.set_fault(IMG, Some(Fault::Flood(600)));
@@ -453,12 +433,7 @@ async fn member_caps_fail_the_image_too_large() {
     fake.state.set_fault(IMG, None);
     share_with(fake, PROJECT, IMG2, 3);
     share_with(fake, PROJECT, IMG, 3);
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG, IMG2],
-        "max_members_total: 5",
-    );
+    let cfg = fleet.rewrite(|c| c.images(&[IMG2]).config("max_members_total: 5"));
     let (code, s, logs) = run_once(&cfg, &[]).await;
     assert_eq!(code, 1, "{logs}");
     let failed = errors(&s, IMG, "too_large") + errors(&s, IMG2, "too_large");
@@ -512,6 +487,7 @@ async fn duplicate_member_ids_keep_the_copy_listed_last() {
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_range_values_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
+    let config = Config::new(UNREACHABLE).images(&[IMG]);
     for (extra, key) in [
         (
             "discovery_interval: 500000000000years",
@@ -526,7 +502,7 @@ async fn out_of_range_values_are_refused_at_load() {
             "retry.max_backoff",
         ),
     ] {
-        let cfg = write_config(dir.path(), "http://127.0.0.1:9", &[IMG], extra);
+        let cfg = config.clone().config(extra).write(dir.path());
         let mut cmd = Command::new(bin());
         cmd.args(["--config.check", "--config.file"]).arg(&cfg);
         let out = run_tool(cmd, None, Duration::from_secs(30)).await;
@@ -537,7 +513,7 @@ async fn out_of_range_values_are_refused_at_load() {
             describe(&out)
         );
     }
-    let cfg = write_config(dir.path(), "http://127.0.0.1:9", &[IMG], "");
+    let cfg = config.write(dir.path());
     for path in ["metrics", "", "/", "/-/healthy", "/-/reload", "/metrics/"] {
         let mut cmd = Command::new(bin());
         cmd.args(["--config.check", "--config.file"])
@@ -563,7 +539,8 @@ async fn oversized_files_are_refused_not_read_whole() {
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    let good = write_config(dir.path(), "http://127.0.0.1:9", &[IMG], "");
+    let config = Config::new(UNREACHABLE).images(&[IMG]);
+    let good = config.write(dir.path());
     let zero = std::path::Path::new("/dev/zero");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
@@ -596,21 +573,15 @@ async fn oversized_files_are_refused_not_read_whole() {
         );
     }
     // An allowlist and a secret key file, likewise.
-    for extra in [
-        format!("allowed_members_file: {}", sparse.display()),
-        String::new(),
+    for capped in [
+        config
+            .clone()
+            .config(&format!("allowed_members_file: {}", sparse.display())),
+        config.clone().credentials(&format!(
+            "access_key_id: {AK}\nsecret_access_key_file: /dev/zero"
+        )),
     ] {
-        let text = if extra.is_empty() {
-            std::fs::read_to_string(&good).unwrap().replace(
-                &format!("secret_access_key: {SK}"),
-                "secret_access_key_file: /dev/zero",
-            )
-        } else {
-            let p = write_config(dir.path(), "http://127.0.0.1:9", &[IMG], &extra);
-            std::fs::read_to_string(p).unwrap()
-        };
-        let cfg = dir.path().join("capped.yaml");
-        std::fs::write(&cfg, text).unwrap();
+        let cfg = capped.write(dir.path());
         let mut cmd = Command::new(bin());
         cmd.args(["--config.check", "--config.file"]).arg(&cfg);
         let out = run_tool(cmd, None, Duration::from_secs(30)).await;
@@ -622,7 +593,7 @@ async fn oversized_files_are_refused_not_read_whole() {
         );
     }
     // At reload, the running exporter refuses it and keeps going.
-    let cfg = write_config(dir.path(), "http://127.0.0.1:9", &[IMG], "");
+    let cfg = config.write(dir.path());
     let exporter = Exporter::start(&["--config.file", cfg.to_str().unwrap()], &[]).await;
     std::fs::remove_file(&cfg).unwrap();
     std::os::unix::fs::symlink(&sparse, &cfg).unwrap();

@@ -12,7 +12,6 @@
 //! them the tests print SKIPPED, except under `CI=true`, where they fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
@@ -20,7 +19,7 @@ use crate::support;
 use crate::support::dashboards::*;
 use crate::support::rules::duration_secs;
 use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
-use crate::support::{describe, run_tool, wait_for, Exporter, AK, PROJECT, REGION, SK};
+use crate::support::{describe, run_tool, wait_for, Fleet, Target, PROJECT, REGION};
 use ims_exporter::fake_ims::{member, FakeIms, Fault};
 use regex::Regex;
 use serde_json::Value;
@@ -752,34 +751,29 @@ fn share(fake: &FakeIms, image: &str, id: &str, kind: &str, status: &str, create
     );
 }
 
-async fn fixture() -> FakeIms {
-    let fake = support::start_fake().await;
+/// The fake's shares (an old pending one among them), a throttled image and one found
+/// by discovery; a config that watches a member never shared.
+async fn fixture() -> Fleet {
+    let fleet = Fleet::new()
+        .await
+        .config(&format!(
+            "request_timeout: 2s\ndiscovery_interval: 1s\nallowed_members: [{P1}, {D1}, {ORG}]"
+        ))
+        .target_keys("discover: {}")
+        .image(IMAGE, &format!("watch_members: [{P1}, {MISSING}]"))
+        .target(Target::new(PROJECT2).images(&[THROTTLED]));
+    let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(&fake, IMAGE, P1, "project", "accepted", old);
-    share(&fake, IMAGE, D1, "domain", "pending", old);
-    share(&fake, IMAGE, ORG, "organization", "accepted", old);
+    share(fake, IMAGE, P1, "project", "accepted", old);
+    share(fake, IMAGE, D1, "domain", "pending", old);
+    share(fake, IMAGE, ORG, "organization", "accepted", old);
     // Created through its member: without a name.
-    share(&fake, THROTTLED, P1, "project", "accepted", old);
+    share(fake, THROTTLED, P1, "project", "accepted", old);
     fake.state.set_fault(THROTTLED, Some(Fault::Throttle));
     fake.state.add_image(PROJECT, DISCOVERED, DISCOVERED_NAME);
-    share(&fake, DISCOVERED, P1, "project", "accepted", old);
-    fake
-}
-
-fn exporter_config(dir: &Path, endpoint: &str) -> String {
-    let text = format!(
-        "poll_interval: 1s\nrequest_timeout: 2s\ndiscovery_interval: 1s\n\
-         allowed_members: [{P1}, {D1}, {ORG}]\n\
-         credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    discover: {{}}\n\
-         \x20   images:\n      - id: {IMAGE}\n        watch_members: [{P1}, {MISSING}]\n\
-         \x20 - region: {REGION}\n    project_id: {PROJECT2}\n    endpoint: {endpoint}\n\
-         \x20   images:\n      - id: {THROTTLED}\n"
-    );
-    let path = dir.join("exporter.yaml");
-    std::fs::write(&path, text).expect("write exporter config");
-    path.to_str().expect("utf-8 path").to_string()
+    share(fake, DISCOVERED, P1, "project", "accepted", old);
+    fleet
 }
 
 /// The overview's table of unexpected shares.
@@ -932,11 +926,10 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     let started = Instant::now();
     let phase = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = fixture().await;
+    let fleet = fixture().await;
+    let fake = &fleet.fake;
     let state = fake.state.clone();
-    let config = exporter_config(dir.path(), &fake.endpoint());
-    let exporter = Exporter::start(&["--config.file", &config], &[]).await;
-    exporter.wait_ready().await;
+    let exporter = fleet.start(&[]).await;
     let instance = exporter.addr.clone();
     assert!(instance.starts_with("127.0.0.1:"), "exporter on {instance}");
 
@@ -1056,7 +1049,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     // Someone shares the image with a stranger: critical alert at the webhook, with the
     // image and the member in its labels and the image's name in its description.
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    share(&fake, IMAGE, STRANGER, "project", "pending", &now);
+    share(fake, IMAGE, STRANGER, "project", "pending", &now);
     let alert = wait_for("ImsUnexpectedImageShare at the webhook", async || {
         webhook.find(
             "firing",
@@ -1218,7 +1211,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             .is_empty(),
         "the image polls fine so far"
     );
-    fake.stop().await;
+    fleet.stop().await;
     let alert = wait_for("ImsPollFailing at the webhook", async || {
         webhook.find(
             "firing",
@@ -1266,27 +1259,19 @@ async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = support::start_fake().await;
+    let fleet = Fleet::new()
+        .await
+        .config(&format!(
+            "request_timeout: 2s\nmember_metrics: false\nallowed_members: [{P1}]"
+        ))
+        .image(IMAGE, &format!("name: {IMAGE_NAME}"));
+    let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(&fake, IMAGE, P1, "project", "accepted", old);
-    share(&fake, IMAGE, STRANGER, "project", "pending", old);
-    share(&fake, IMAGE, ORG, "organization", "accepted", old);
-    let config = dir.path().join("exporter.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "poll_interval: 1s\nrequest_timeout: 2s\nmember_metrics: false\n\
-             allowed_members: [{P1}]\n\
-             credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n\
-             \x20   images:\n      - id: {IMAGE}\n        name: {IMAGE_NAME}\n",
-            fake.endpoint()
-        ),
-    )
-    .expect("write exporter config");
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    share(fake, IMAGE, P1, "project", "accepted", old);
+    share(fake, IMAGE, STRANGER, "project", "pending", old);
+    share(fake, IMAGE, ORG, "organization", "accepted", old);
+    let exporter = fleet.start(&[]).await;
     let prom = Prometheus::start_scraping(dir.path(), JOB, &[&exporter.addr]).await;
     wait_for("both unexpected shares in Prometheus", async || {
         (prom.query("ims_image_member_unexpected").await.len() == 2).then_some(())
@@ -1338,5 +1323,5 @@ async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
     assert_eq!(prom.query(&since).await, Vec::<Value>::new());
     drop(prom);
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -205,7 +205,7 @@ async fn a_hung_target_does_not_stall_the_others() {
         .await
         .config("request_timeout: 50s")
         .images(&[IMG])
-        .target(OTHER_PROJECT, &[&hung]);
+        .target(Target::new(OTHER_PROJECT).images(&[&hung]));
     let fake = &fleet.fake;
     share_accepted(&fake.state, OTHER_PROJECT, &hung);
     share_accepted(&fake.state, PROJECT, IMG);

@@ -24,7 +24,7 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
         .await
         .shared(&[IMG_A, IMG_B, IMG_C])
         .images(&[IMG_A, IMG_B]);
-    let (fake, dir, cfg) = (&fleet.fake, &fleet.dir, fleet.config_path());
+    let fake = &fleet.fake;
     let exporter = fleet.start(&["--web.enable-lifecycle"]).await;
     let s = exporter.scrape_samples().await;
     assert_eq!(ids(&s, "ims_image_member_info"), [IMG_B, IMG_A]);
@@ -46,7 +46,7 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     .unwrap();
 
     // Keep A, drop B, add C; scrape all the while: A's series never go missing.
-    write_config(dir.path(), &fake.endpoint(), &[IMG_A, IMG_C], "");
+    fleet.rewrite(|c| c.no_images().images(&[IMG_A, IMG_C]));
     let client = reqwest::Client::new();
     let reload = tokio::spawn({
         let url = exporter.url("/-/reload");
@@ -95,7 +95,7 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     assert!(exporter.logs().contains("configuration reloaded"));
 
     // A broken config over SIGHUP: refused, the old one keeps polling.
-    std::fs::write(&cfg, "poll_interval: never\n").unwrap();
+    fleet.rewrite(|c| c.config("poll_interval: never"));
     exporter.hangup();
     let s = wait_for("the refused reload", async || {
         let s = exporter.scrape_samples().await;
@@ -166,12 +166,11 @@ async fn unmonitored(exporter: &Exporter) -> Vec<serde_json::Value> {
 /// none.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_drops_a_shared_image_says_so_in_the_change_history() {
-    let allowlist = format!("allowed_members: [{ALLOWED}]");
     let fleet = Fleet::new()
         .await
         .image(IMG_A, "name: golden")
         .images(&[IMG_B, IMG_C])
-        .config(&allowlist);
+        .config(&format!("allowed_members: [{ALLOWED}]"));
     share(&fleet, IMG_A, ALLOWED);
     share(&fleet, IMG_A, STRANGER);
     share(&fleet, IMG_B, ALLOWED);
@@ -182,12 +181,7 @@ async fn a_reload_that_drops_a_shared_image_says_so_in_the_change_history() {
     );
 
     // A (two shares) and C (none) leave the config.
-    write_config(
-        fleet.dir.path(),
-        &fleet.fake.endpoint(),
-        &[IMG_B],
-        &allowlist,
-    );
+    fleet.rewrite(|c| c.no_images().images(&[IMG_B]));
     exporter.hangup();
     exporter.wait_reloaded(1).await;
     let rows = unmonitored(&exporter).await;
@@ -279,9 +273,7 @@ async fn discovery_that_drops_a_shared_image_says_so_in_the_change_history() {
     assert_eq!(rows[0]["unexpected_members"], 2);
 
     // A narrower filter: B leaves, A stays (with its state: no second baseline).
-    let text = fleet.config_text().replace("\"^golden-\"", "\"^golden-a\"");
-    assert_ne!(text, fleet.config_text());
-    std::fs::write(fleet.config_path(), text).unwrap();
+    fleet.rewrite(|c| c.target_keys("discover:\n  name_regex: \"^golden-a\""));
     exporter.hangup();
     exporter.wait_reloaded(1).await;
     let rows = wait_for("B's row", async || {

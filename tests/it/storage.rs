@@ -694,7 +694,7 @@ async fn an_image_dropped_across_a_restart_says_so_in_the_change_history() {
     drop(exporter);
 
     // IMG leaves the config while the exporter is down.
-    let config = write_config(fleet.dir.path(), &fake.endpoint(), &[OTHER], "");
+    let config = fleet.rewrite(|c| c.no_images().images(&[OTHER]));
     let args = [
         "--config.file",
         config.to_str().unwrap(),

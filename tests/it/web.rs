@@ -21,7 +21,7 @@ const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 /// A config for one image on an endpoint nobody polls successfully: these tests are
 /// about the HTTP side, which serves whatever the store holds.
 fn exporter_config(dir: &Path) -> PathBuf {
-    write_config(dir, "http://127.0.0.1:9", &[IMG], "")
+    Config::new(UNREACHABLE).images(&[IMG]).write(dir)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,20 +73,6 @@ pub fn share_accepted(state: &FakeState, project: &str, image: &str) {
         None,
     );
     state.put_member(project, m);
-}
-
-/// A config file for `images` of the test project at `endpoint`.
-pub fn write_config(dir: &Path, endpoint: &str, images: &[&str], extra: &str) -> PathBuf {
-    let mut text = format!(
-        "poll_interval: 1s\nrequest_timeout: 5s\n{extra}\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n"
-    );
-    for id in images {
-        text.push_str(&format!("      - id: {id}\n"));
-    }
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, text).expect("write config");
-    path
 }
 
 /// The real binary, running. Killed when dropped, so no test leaves it behind.
@@ -421,7 +406,7 @@ pub fn describe(out: &Output) -> String {
 
 /// The repeated setup: a fake IMS, images shared, a config, the exporter started.
 pub mod fleet;
-pub use fleet::Fleet;
+pub use fleet::{Config, Fleet, Target, UNREACHABLE};
 
 /// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.
 pub mod services;
