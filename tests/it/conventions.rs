@@ -313,12 +313,8 @@ async fn the_landing_page_names_the_exporter_and_links_every_page() {
         .await
         .image(IMG, "name: golden")
         .config(&format!("allowed_members: [{ALLOWED}]"));
-    let at = "2025-01-01T00:00:00Z";
     for id in [ALLOWED, STRANGER] {
-        fleet.fake.state.put_member(
-            PROJECT,
-            ims_exporter::fake_ims::member(IMG, id, "project", "accepted", at, at, None),
-        );
+        share(&fleet.fake, PROJECT, IMG, id, "accepted");
     }
     let exporter = fleet.start(&["--web.telemetry-path", "/m"]).await;
     let r = exporter.get("/").await;

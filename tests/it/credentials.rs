@@ -255,7 +255,7 @@ async fn rejected_credentials_are_refreshed_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn per_target_credentials_watch_two_accounts() {
     let fleet = Fleet::new().await.shared(&[IMG]);
-    share_accepted(&fleet.fake.state, PROJECT2, IMG2);
+    share(&fleet.fake, PROJECT2, IMG2, MEMBER, "accepted");
     let fake = &fleet.fake;
     fake.state.add_account("AK2", "SK2", None);
     fake.state.remove_account(AK);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use ims_exporter::fake_ims::{member, Canned, FakeIms, Fault};
+use ims_exporter::fake_ims::{Canned, Fault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
@@ -18,28 +18,6 @@ const OTHER_PROJECT: &str = "2c3d4e5f60718293a4b5c6d7e8f90a1b";
 
 fn uuid(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-000000000000")
-}
-
-fn member_id(i: usize) -> String {
-    format!("{i:032x}")
-}
-
-/// Shares `image` of `project` with `n` projects (none allowlisted: all unexpected).
-fn share_with(fake: &FakeIms, project: &str, image: &str, n: usize) {
-    for i in 0..n {
-        fake.state.put_member(
-            project,
-            member(
-                image,
-                &member_id(i + 1),
-                "project",
-                "accepted",
-                "2025-01-01T00:00:00Z",
-                "2025-01-01T00:00:00Z",
-                None,
-            ),
-        );
-    }
 }
 
 async fn run_once(cfg: &std::path::Path, extra_args: &[&str]) -> (i32, Vec<Sample>, String) {
@@ -73,7 +51,9 @@ fn errors(s: &[Sample], image: &str, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_200_without_the_member_list_keeps_the_last_good_data() {
     let fleet = Fleet::new().await;
-    share_with(&fleet.fake, PROJECT, IMG, 3);
+    for i in 1..=3 {
+        share(&fleet.fake, PROJECT, IMG, &member_id(i), "accepted");
+    }
     let fleet = fleet.images(&[IMG]).config("retry:\n  max_attempts: 1");
     let fake = &fleet.fake;
     let exporter = fleet.start_unready(&[]).await;
@@ -141,7 +121,7 @@ async fn a_discovery_without_the_image_list_keeps_the_discovered_images() {
             .fake
             .state
             .add_image(PROJECT, img, &format!("golden-{i}"));
-        share_with(&fleet.fake, PROJECT, img, 1);
+        share(&fleet.fake, PROJECT, img, &member_id(1), "accepted");
     }
     let fleet = fleet
         .target_keys("discover: {}")
@@ -191,7 +171,7 @@ async fn counting_server() -> (String, Arc<AtomicUsize>) {
 async fn redirects_are_never_followed() {
     let fleet = Fleet::new().await.images(&[IMG]);
     let fake = &fleet.fake;
-    share_with(fake, PROJECT, IMG, 1);
+    share(fake, PROJECT, IMG, &member_id(1), "accepted");
     let (other, hits) = counting_server().await;
     fake.state.set_fault(
         IMG,
@@ -245,7 +225,7 @@ async fn a_truncated_body_is_a_read_failure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_reload_is_not_lost() {
     let fleet = Fleet::new().await.images(&[IMG]);
-    share_with(&fleet.fake, PROJECT, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "accepted");
     let exporter = fleet.start(&[]).await;
     let fifo = fleet.dir.path().join("allow.fifo");
     assert!(Command::new("mkfifo")
@@ -280,11 +260,11 @@ async fn a_hung_target_delays_only_its_own_images() {
         .config("request_timeout: 120s\nmax_concurrent_requests: 4\nretry:\n  max_attempts: 1");
     let fake = &fleet.fake;
     for img in &hung {
-        share_with(fake, PROJECT, img, 1);
+        share(fake, PROJECT, img, &member_id(1), "accepted");
         fake.state
             .set_fault(img, Some(Fault::Delay(Duration::from_secs(300))));
     }
-    share_with(fake, OTHER_PROJECT, IMG, 1);
+    share(fake, OTHER_PROJECT, IMG, &member_id(1), "accepted");
     let exporter = fleet.start_unready(&[]).await;
     wait_for("the healthy target's image to be polled", async || {
         let s = exporter.scrape_samples().await;
@@ -308,7 +288,7 @@ async fn a_hung_allowlist_file_stalls_nothing() {
     let fleet = Fleet::new().await;
     let images: Vec<String> = (0..6).map(uuid).collect();
     for img in &images {
-        share_with(&fleet.fake, PROJECT, img, 1);
+        share(&fleet.fake, PROJECT, img, &member_id(1), "accepted");
     }
     let allow = fleet.dir.path().join("allow.txt");
     std::fs::write(&allow, format!("{}\n", member_id(1))).unwrap();
@@ -361,7 +341,7 @@ async fn reload_is_gated_and_polls_only_added_images() {
         .config("poll_interval: 1h");
     let fake = &fleet.fake;
     for img in images.iter().chain([&IMG.to_string()]) {
-        share_with(fake, PROJECT, img, 1);
+        share(fake, PROJECT, img, &member_id(1), "accepted");
     }
     let exporter = fleet.start(&[]).await;
     let client = reqwest::Client::new();
@@ -412,7 +392,9 @@ async fn member_caps_fail_the_image_too_large() {
         .images(&[IMG])
         .config("max_members_per_image: 1000\nretry:\n  max_attempts: 1");
     let fake = &fleet.fake;
-    share_with(fake, PROJECT, IMG, 2);
+    for i in 1..=2 {
+        share(fake, PROJECT, IMG, &member_id(i), "accepted");
+    }
     let exporter = fleet.start(&[]).await;
     fake.state.set_fault(IMG, Some(Fault::Flood(600)));
     let s = wait_for("a too_large failure", async || {
@@ -431,8 +413,12 @@ async fn member_caps_fail_the_image_too_large() {
 
     // Across images: 3 + 3 members under a total of 5.
     fake.state.set_fault(IMG, None);
-    share_with(fake, PROJECT, IMG2, 3);
-    share_with(fake, PROJECT, IMG, 3);
+    for i in 1..=3 {
+        share(fake, PROJECT, IMG2, &member_id(i), "accepted");
+    }
+    for i in 1..=3 {
+        share(fake, PROJECT, IMG, &member_id(i), "accepted");
+    }
     let cfg = fleet.rewrite(|c| c.images(&[IMG2]).config("max_members_total: 5"));
     let (code, s, logs) = run_once(&cfg, &[]).await;
     assert_eq!(code, 1, "{logs}");
@@ -448,7 +434,7 @@ async fn member_caps_fail_the_image_too_large() {
 async fn duplicate_member_ids_keep_the_copy_listed_last() {
     let fleet = Fleet::new().await.images(&[IMG]);
     let fake = &fleet.fake;
-    share_with(fake, PROJECT, IMG, 1);
+    share(fake, PROJECT, IMG, &member_id(1), "accepted");
     let m = |id: &str, status: &str| {
         format!(r#"{{"member_id":"{id}","member_type":"project","status":"{status}"}}"#)
     };
@@ -613,7 +599,7 @@ async fn oversized_files_are_refused_not_read_whole() {
 async fn huge_error_messages_are_cut_and_open_key_files_are_warned_about() {
     let fleet = Fleet::new().await;
     let fake = &fleet.fake;
-    share_with(fake, PROJECT, IMG, 1);
+    share(fake, PROJECT, IMG, &member_id(1), "accepted");
     let huge = format!(
         r#"{{"error_code":"APIGW.0101","error_msg":"{}"}}"#,
         "x".repeat(4 << 20)

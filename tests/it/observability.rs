@@ -19,8 +19,8 @@ use crate::support;
 use crate::support::dashboards::*;
 use crate::support::rules::duration_secs;
 use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
-use crate::support::{describe, run_tool, wait_for, Fleet, Target, PROJECT, REGION};
-use ims_exporter::fake_ims::{member, FakeIms, Fault};
+use crate::support::{describe, run_tool, wait_for, Fleet, Share, Target, PROJECT, REGION};
+use ims_exporter::fake_ims::Fault;
 use regex::Regex;
 use serde_json::Value;
 
@@ -738,19 +738,6 @@ const STRANGER: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 /// Watched, never shared.
 const MISSING: &str = "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
 
-fn share(fake: &FakeIms, image: &str, id: &str, kind: &str, status: &str, created: &str) {
-    let urn = (kind == "organization").then_some(ORG_URN);
-    let project = if image == THROTTLED {
-        PROJECT2
-    } else {
-        PROJECT
-    };
-    fake.state.put_member(
-        project,
-        member(image, id, kind, status, created, created, urn),
-    );
-}
-
 /// The fake's shares (an old pending one among them), a throttled image and one found
 /// by discovery; a config that watches a member never shared.
 async fn fixture() -> Fleet {
@@ -765,14 +752,22 @@ async fn fixture() -> Fleet {
     let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(fake, IMAGE, P1, "project", "accepted", old);
-    share(fake, IMAGE, D1, "domain", "pending", old);
-    share(fake, IMAGE, ORG, "organization", "accepted", old);
+    Share::new(PROJECT, IMAGE, P1).created(old).put(fake);
+    Share::new(PROJECT, IMAGE, D1)
+        .kind("domain")
+        .status("pending")
+        .created(old)
+        .put(fake);
+    Share::new(PROJECT, IMAGE, ORG)
+        .kind("organization")
+        .urn(ORG_URN)
+        .created(old)
+        .put(fake);
     // Created through its member: without a name.
-    share(fake, THROTTLED, P1, "project", "accepted", old);
+    Share::new(PROJECT2, THROTTLED, P1).created(old).put(fake);
     fake.state.set_fault(THROTTLED, Some(Fault::Throttle));
     fake.state.add_image(PROJECT, DISCOVERED, DISCOVERED_NAME);
-    share(fake, DISCOVERED, P1, "project", "accepted", old);
+    Share::new(PROJECT, DISCOVERED, P1).created(old).put(fake);
     fleet
 }
 
@@ -1049,7 +1044,10 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     // Someone shares the image with a stranger: critical alert at the webhook, with the
     // image and the member in its labels and the image's name in its description.
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    share(fake, IMAGE, STRANGER, "project", "pending", &now);
+    Share::new(PROJECT, IMAGE, STRANGER)
+        .status("pending")
+        .created(&now)
+        .put(fake);
     let alert = wait_for("ImsUnexpectedImageShare at the webhook", async || {
         webhook.find(
             "firing",
@@ -1268,9 +1266,16 @@ async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
     let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(fake, IMAGE, P1, "project", "accepted", old);
-    share(fake, IMAGE, STRANGER, "project", "pending", old);
-    share(fake, IMAGE, ORG, "organization", "accepted", old);
+    Share::new(PROJECT, IMAGE, P1).created(old).put(fake);
+    Share::new(PROJECT, IMAGE, STRANGER)
+        .status("pending")
+        .created(old)
+        .put(fake);
+    Share::new(PROJECT, IMAGE, ORG)
+        .kind("organization")
+        .urn(ORG_URN)
+        .created(old)
+        .put(fake);
     let exporter = fleet.start(&[]).await;
     let prom = Prometheus::start_scraping(dir.path(), JOB, &[&exporter.addr]).await;
     wait_for("both unexpected shares in Prometheus", async || {

@@ -31,7 +31,7 @@ async fn tls_fleet(dir: &Path) -> (Fleet, std::path::PathBuf) {
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let state = FakeState::default();
     state.add_account(AK, SK, None);
-    share_accepted(&state, PROJECT, IMG);
+    share(&state, PROJECT, IMG, MEMBER, "accepted");
     let fake = FakeIms::start_tls(state, web).await.unwrap();
     assert!(fake.endpoint().starts_with("https://127.0.0.1:"));
     (Fleet::with_fake(fake).images(&[IMG]), ca_file)

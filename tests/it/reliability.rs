@@ -207,8 +207,8 @@ async fn a_hung_target_does_not_stall_the_others() {
         .images(&[IMG])
         .target(Target::new(OTHER_PROJECT).images(&[&hung]));
     let fake = &fleet.fake;
-    share_accepted(&fake.state, OTHER_PROJECT, &hung);
-    share_accepted(&fake.state, PROJECT, IMG);
+    share(fake, OTHER_PROJECT, &hung, MEMBER, "accepted");
+    share(fake, PROJECT, IMG, MEMBER, "accepted");
     fake.state
         .set_fault(&hung, Some(Fault::Delay(Duration::from_secs(60))));
     // Never ready: the hung target's first cycle cannot end.

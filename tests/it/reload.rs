@@ -129,22 +129,6 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     fleet.stop().await;
 }
 
-/// A member of the test project's `image`, pending since 2025.
-fn share(fleet: &Fleet, image: &str, member_id: &str) {
-    fleet.fake.state.put_member(
-        PROJECT,
-        ims_exporter::fake_ims::member(
-            image,
-            member_id,
-            "project",
-            "pending",
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
-}
-
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
 const STRANGER: &str = "0badc0de0badc0de0badc0de0badc0d";
 
@@ -171,9 +155,9 @@ async fn a_reload_that_drops_a_shared_image_says_so_in_the_change_history() {
         .image(IMG_A, "name: golden")
         .images(&[IMG_B, IMG_C])
         .config(&format!("allowed_members: [{ALLOWED}]"));
-    share(&fleet, IMG_A, ALLOWED);
-    share(&fleet, IMG_A, STRANGER);
-    share(&fleet, IMG_B, ALLOWED);
+    share(&fleet.fake, PROJECT, IMG_A, ALLOWED, "pending");
+    share(&fleet.fake, PROJECT, IMG_A, STRANGER, "pending");
+    share(&fleet.fake, PROJECT, IMG_B, ALLOWED, "pending");
     let exporter = fleet.start(&[]).await;
     assert_eq!(
         unmonitored(&exporter).await,
@@ -240,8 +224,8 @@ async fn discovery_that_drops_a_shared_image_says_so_in_the_change_history() {
     fake.state.add_image(PROJECT, IMG_B, "golden-b");
     fake.state.add_image(PROJECT, IMG_C, "golden-c");
     for image in [IMG_A, IMG_B, IMG_C] {
-        share(&fleet, image, ALLOWED);
-        share(&fleet, image, STRANGER);
+        share(&fleet.fake, PROJECT, image, ALLOWED, "pending");
+        share(&fleet.fake, PROJECT, image, STRANGER, "pending");
     }
     let exporter = fleet.start(&[]).await;
     let monitored = async || -> Vec<String> {

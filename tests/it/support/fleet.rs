@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use ims_exporter::fake_ims::FakeIms;
 
-use super::{command, run_tool, share_accepted, start_fake, Exporter, AK, PROJECT, REGION, SK};
+use super::{command, run_tool, share, start_fake, Exporter, AK, MEMBER, PROJECT, REGION, SK};
 
 /// An endpoint where nothing listens (the discard port of loopback): every call fails
 /// to connect at once.
@@ -282,11 +282,11 @@ impl Fleet {
         }
     }
 
-    /// Shares each of `images` of the test project with one project that accepted
-    /// ([`share_accepted`]), in the fake.
+    /// Shares each of `images` of the test project with [`MEMBER`], accepted, in the
+    /// fake.
     pub fn shared(self, images: &[impl AsRef<str>]) -> Self {
         for image in images {
-            share_accepted(&self.fake.state, PROJECT, image.as_ref());
+            share(&self.fake, PROJECT, image.as_ref(), MEMBER, "accepted");
         }
         self
     }
