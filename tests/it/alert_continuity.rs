@@ -188,8 +188,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     );
 
     // A config reload.
-    exporter.hangup();
-    exporter.wait_reloaded(1).await;
+    exporter.reload().await;
     scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "reload: {:?}", webhook.alerts());
 

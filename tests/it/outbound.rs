@@ -120,9 +120,15 @@ async fn a_private_ca_is_trusted_only_when_configured() {
     let cfg = fleet.write_config();
     let (ok, exporter) = first_poll(&cfg, &[]).await;
     assert_eq!(ok, Some(0.0), "{}", exporter.logs());
+    let s = exporter.scrape_samples().await;
+    let connect = value(
+        &s,
+        "ims_image_poll_errors_total",
+        &[("image_id", IMG), ("reason", "connect")],
+    );
     assert!(
-        exporter.logs().contains("reason=connect"),
-        "{}",
+        connect.is_some_and(|n| n >= 1.0),
+        "{connect:?}: {}",
         exporter.logs()
     );
     drop(exporter);

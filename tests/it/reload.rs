@@ -92,7 +92,6 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
         .unwrap()
             > loaded_at
     );
-    assert!(exporter.logs().contains("configuration reloaded"));
 
     // A broken config over SIGHUP: refused, the old one keeps polling.
     fleet.rewrite(|c| c.config("poll_interval: never"));
@@ -103,11 +102,6 @@ async fn reload_takes_a_good_config_and_refuses_a_bad_one() {
     })
     .await;
     assert_eq!(ids(&s, "ims_image_member_info"), [IMG_C, IMG_A]);
-    let logs = exporter.logs();
-    assert!(
-        logs.contains("reload refused") && logs.contains("poll_interval"),
-        "{logs}"
-    );
     // The same over HTTP says why.
     let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
     assert_eq!(resp.status(), 500);
@@ -166,8 +160,7 @@ async fn a_reload_that_drops_a_shared_image_says_so_in_the_change_history() {
 
     // A (two shares) and C (none) leave the config.
     fleet.rewrite(|c| c.no_images().images(&[IMG_B]));
-    exporter.hangup();
-    exporter.wait_reloaded(1).await;
+    exporter.reload().await;
     let rows = unmonitored(&exporter).await;
     assert_eq!(rows.len(), 1, "one row, for A only: {rows:?}");
     let row = &rows[0];
@@ -258,8 +251,7 @@ async fn discovery_that_drops_a_shared_image_says_so_in_the_change_history() {
 
     // A narrower filter: B leaves, A stays (with its state: no second baseline).
     fleet.rewrite(|c| c.target_keys("discover:\n  name_regex: \"^golden-a\""));
-    exporter.hangup();
-    exporter.wait_reloaded(1).await;
+    exporter.reload().await;
     let rows = wait_for("B's row", async || {
         let rows = unmonitored(&exporter).await;
         (rows.len() >= 2).then_some(rows)

@@ -276,10 +276,22 @@ impl Exporter {
         signal(self.child.id(), "-HUP");
     }
 
-    /// Waits until the log says the config was reloaded `n` times in all.
-    pub async fn wait_reloaded(&self, n: usize) {
+    /// Sends SIGHUP and waits until the exporter took the config: the time of its
+    /// last taken config load (`ims_exporter_config_last_reload_success_timestamp_seconds`)
+    /// moves on.
+    pub async fn reload(&self) {
+        let loaded = async || {
+            let s = self.scrape_samples().await;
+            value(
+                &s,
+                "ims_exporter_config_last_reload_success_timestamp_seconds",
+                &[],
+            )
+        };
+        let before = loaded().await.expect("the time of the last config load");
+        self.hangup();
         wait_for("the reload", async || {
-            (self.logs().matches("configuration reloaded").count() >= n).then_some(())
+            (loaded().await? > before).then_some(())
         })
         .await;
     }
