@@ -1,7 +1,7 @@
 #!/bin/sh
 # Writes deploy/kubernetes/prometheusrule.yaml from alerts/ims-exporter.rules.yml, the
 # one source of the alerting rules: the rule file's groups become the PrometheusRule's
-# spec.groups unchanged (indented under `spec:`, comments kept). tests/deploy.rs fails
+# spec.groups unchanged (indented under `spec:`, comments kept). tests/it/deploy.rs fails
 # when the two differ. Run from anywhere: sh deploy/kubernetes/generate-prometheusrule.sh
 # (an argument writes to that file instead; the test uses it).
 set -eu

@@ -113,7 +113,7 @@ fn invalid(file: &str, (key, message): Fail) -> ConfigError {
 #[cfg(test)]
 mod tests {
     //! The values a valid config yields. What makes a config invalid is a fixture
-    //! file each in `tests/data/config/bad/`, checked by `tests/config_fixtures.rs`.
+    //! file each in `tests/data/config/bad/`, checked by `tests/it/config_fixtures.rs`.
     use std::time::Duration;
 
     use super::*;

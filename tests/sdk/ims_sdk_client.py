@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real IMS client built from the official Huawei Cloud Python SDK.
 
-Used by tests/sdk_compat.rs to prove the fake IMS speaks the real API: the SDK signs
+Used by tests/it/sdk_compat.rs to prove the fake IMS speaks the real API: the SDK signs
 its requests (SDK-HMAC-SHA256), pages the member list by following
 page_info.next_marker and decodes the responses with its own models.
 

@@ -11,20 +11,18 @@
 //! (installed as `prometheus-alertmanager`; upstream calls it `alertmanager`). Without
 //! them the tests print SKIPPED, except under `CI=true`, where they fail.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use ims_exporter::fake_ims::{member, FakeIms, Fault};
+use crate::support;
+use crate::support::dashboards::*;
+use crate::support::rules::duration_secs;
+use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
+use crate::support::{describe, run_tool, wait_for, Fleet, Share, Target, PROJECT, REGION};
+use ims_exporter::fake_ims::Fault;
 use regex::Regex;
 use serde_json::Value;
-use support::dashboards::*;
-use support::rules::duration_secs;
-use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook, TOOL_TIMEOUT};
-use support::{describe, run_tool, wait_for, Exporter, AK, PROJECT, REGION, SK};
 
 const RULES: &str = "alerts/ims-exporter.rules.yml";
 const RULE_TESTS: &str = "alerts/ims-exporter.rules.test.yml";
@@ -740,47 +738,37 @@ const STRANGER: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 /// Watched, never shared.
 const MISSING: &str = "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
 
-fn share(fake: &FakeIms, image: &str, id: &str, kind: &str, status: &str, created: &str) {
-    let urn = (kind == "organization").then_some(ORG_URN);
-    let project = if image == THROTTLED {
-        PROJECT2
-    } else {
-        PROJECT
-    };
-    fake.state.put_member(
-        project,
-        member(image, id, kind, status, created, created, urn),
-    );
-}
-
-async fn fixture() -> FakeIms {
-    let fake = support::start_fake().await;
+/// The fake's shares (an old pending one among them), a throttled image and one found
+/// by discovery; a config that watches a member never shared.
+async fn fixture() -> Fleet {
+    let fleet = Fleet::new()
+        .await
+        .config(&format!(
+            "request_timeout: 2s\ndiscovery_interval: 1s\nallowed_members: [{P1}, {D1}, {ORG}]"
+        ))
+        .target_keys("discover: {}")
+        .image(IMAGE, &format!("watch_members: [{P1}, {MISSING}]"))
+        .target(Target::new(PROJECT2).images(&[THROTTLED]));
+    let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(&fake, IMAGE, P1, "project", "accepted", old);
-    share(&fake, IMAGE, D1, "domain", "pending", old);
-    share(&fake, IMAGE, ORG, "organization", "accepted", old);
+    Share::new(PROJECT, IMAGE, P1).created(old).put(fake);
+    Share::new(PROJECT, IMAGE, D1)
+        .kind("domain")
+        .status("pending")
+        .created(old)
+        .put(fake);
+    Share::new(PROJECT, IMAGE, ORG)
+        .kind("organization")
+        .urn(ORG_URN)
+        .created(old)
+        .put(fake);
     // Created through its member: without a name.
-    share(&fake, THROTTLED, P1, "project", "accepted", old);
+    Share::new(PROJECT2, THROTTLED, P1).created(old).put(fake);
     fake.state.set_fault(THROTTLED, Some(Fault::Throttle));
     fake.state.add_image(PROJECT, DISCOVERED, DISCOVERED_NAME);
-    share(&fake, DISCOVERED, P1, "project", "accepted", old);
-    fake
-}
-
-fn exporter_config(dir: &Path, endpoint: &str) -> String {
-    let text = format!(
-        "poll_interval: 1s\nrequest_timeout: 2s\ndiscovery_interval: 1s\n\
-         allowed_members: [{P1}, {D1}, {ORG}]\n\
-         credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    discover: {{}}\n\
-         \x20   images:\n      - id: {IMAGE}\n        watch_members: [{P1}, {MISSING}]\n\
-         \x20 - region: {REGION}\n    project_id: {PROJECT2}\n    endpoint: {endpoint}\n\
-         \x20   images:\n      - id: {THROTTLED}\n"
-    );
-    let path = dir.join("exporter.yaml");
-    std::fs::write(&path, text).expect("write exporter config");
-    path.to_str().expect("utf-8 path").to_string()
+    Share::new(PROJECT, DISCOVERED, P1).created(old).put(fake);
+    fleet
 }
 
 /// The overview's table of unexpected shares.
@@ -933,11 +921,10 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     let started = Instant::now();
     let phase = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = fixture().await;
+    let fleet = fixture().await;
+    let fake = &fleet.fake;
     let state = fake.state.clone();
-    let config = exporter_config(dir.path(), &fake.endpoint());
-    let exporter = Exporter::start(&["--config.file", &config], &[]).await;
-    exporter.wait_ready().await;
+    let exporter = fleet.start(&[]).await;
     let instance = exporter.addr.clone();
     assert!(instance.starts_with("127.0.0.1:"), "exporter on {instance}");
 
@@ -1057,7 +1044,10 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     // Someone shares the image with a stranger: critical alert at the webhook, with the
     // image and the member in its labels and the image's name in its description.
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    share(&fake, IMAGE, STRANGER, "project", "pending", &now);
+    Share::new(PROJECT, IMAGE, STRANGER)
+        .status("pending")
+        .created(&now)
+        .put(fake);
     let alert = wait_for("ImsUnexpectedImageShare at the webhook", async || {
         webhook.find(
             "firing",
@@ -1219,7 +1209,7 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             .is_empty(),
         "the image polls fine so far"
     );
-    fake.stop().await;
+    fleet.stop().await;
     let alert = wait_for("ImsPollFailing at the webhook", async || {
         webhook.find(
             "firing",
@@ -1267,27 +1257,26 @@ async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let fake = support::start_fake().await;
+    let fleet = Fleet::new()
+        .await
+        .config(&format!(
+            "request_timeout: 2s\nmember_metrics: false\nallowed_members: [{P1}]"
+        ))
+        .image(IMAGE, &format!("name: {IMAGE_NAME}"));
+    let fake = &fleet.fake;
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
-    share(&fake, IMAGE, P1, "project", "accepted", old);
-    share(&fake, IMAGE, STRANGER, "project", "pending", old);
-    share(&fake, IMAGE, ORG, "organization", "accepted", old);
-    let config = dir.path().join("exporter.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "poll_interval: 1s\nrequest_timeout: 2s\nmember_metrics: false\n\
-             allowed_members: [{P1}]\n\
-             credentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-             targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {}\n\
-             \x20   images:\n      - id: {IMAGE}\n        name: {IMAGE_NAME}\n",
-            fake.endpoint()
-        ),
-    )
-    .expect("write exporter config");
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()], &[]).await;
-    exporter.wait_ready().await;
+    Share::new(PROJECT, IMAGE, P1).created(old).put(fake);
+    Share::new(PROJECT, IMAGE, STRANGER)
+        .status("pending")
+        .created(old)
+        .put(fake);
+    Share::new(PROJECT, IMAGE, ORG)
+        .kind("organization")
+        .urn(ORG_URN)
+        .created(old)
+        .put(fake);
+    let exporter = fleet.start(&[]).await;
     let prom = Prometheus::start_scraping(dir.path(), JOB, &[&exporter.addr]).await;
     wait_for("both unexpected shares in Prometheus", async || {
         (prom.query("ims_image_member_unexpected").await.len() == 2).then_some(())
@@ -1339,5 +1328,5 @@ async fn the_unexpected_shares_table_lists_shares_without_member_metrics() {
     assert_eq!(prom.query(&since).await, Vec::<Value>::new());
     drop(prom);
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -2,22 +2,20 @@
 //! IMS over TLS with a generated certificate), `insecure_skip_verify`, and an HTTPS
 //! proxy (a loopback CONNECT proxy) with `NO_PROXY`.
 
-mod support;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::support::pki::Ca;
+use crate::support::*;
 use ims_exporter::fake_ims::{FakeIms, FakeState};
-use support::pki::Ca;
-use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 
-/// The fake IMS over TLS with a certificate for 127.0.0.1 signed by a new CA; returns
-/// the fake and the CA's PEM file.
-async fn tls_fake(dir: &Path) -> (FakeIms, std::path::PathBuf) {
+/// A fleet of the fake IMS over TLS with a certificate for 127.0.0.1 signed by a new CA
+/// (its files in `dir`), listing `IMG`; returns the fleet and the CA's PEM file.
+async fn tls_fleet(dir: &Path) -> (Fleet, std::path::PathBuf) {
     init_tls();
     let ca = Ca::new("private test CA");
     let server = ca.server();
@@ -33,10 +31,10 @@ async fn tls_fake(dir: &Path) -> (FakeIms, std::path::PathBuf) {
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let state = FakeState::default();
     state.add_account(AK, SK, None);
-    share_accepted(&state, PROJECT, IMG);
+    share(&state, PROJECT, IMG, MEMBER, "accepted");
     let fake = FakeIms::start_tls(state, web).await.unwrap();
     assert!(fake.endpoint().starts_with("https://127.0.0.1:"));
-    (fake, ca_file)
+    (Fleet::with_fake(fake).images(&[IMG]), ca_file)
 }
 
 /// A CONNECT proxy on 127.0.0.1 that records the targets it was asked for.
@@ -116,35 +114,31 @@ async fn first_poll(cfg: &Path, envs: &[(&str, &str)]) -> (Option<f64>, Exporter
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_is_trusted_only_when_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let (fake, ca_file) = tls_fake(dir.path()).await;
+    let (fleet, ca_file) = tls_fleet(dir.path()).await;
 
     // The system roots do not know the private CA.
-    let cfg = write_config(dir.path(), &fake.endpoint(), &[IMG], "");
+    let cfg = fleet.write_config();
     let (ok, exporter) = first_poll(&cfg, &[]).await;
     assert_eq!(ok, Some(0.0), "{}", exporter.logs());
+    let s = exporter.scrape_samples().await;
+    let connect = value(
+        &s,
+        "ims_image_poll_errors_total",
+        &[("image_id", IMG), ("reason", "connect")],
+    );
     assert!(
-        exporter.logs().contains("reason=connect"),
-        "{}",
+        connect.is_some_and(|n| n >= 1.0),
+        "{connect:?}: {}",
         exporter.logs()
     );
     drop(exporter);
 
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        &format!("ca_file: {}", ca_file.display()),
-    );
+    let cfg = fleet.rewrite(|c| c.config(&format!("ca_file: {}", ca_file.display())));
     let (ok, exporter) = first_poll(&cfg, &[]).await;
     assert_eq!(ok, Some(1.0), "{}", exporter.logs());
     drop(exporter);
 
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        "insecure_skip_verify: true",
-    );
+    let cfg = fleet.rewrite(|c| c.without("ca_file").config("insecure_skip_verify: true"));
     let (ok, exporter) = first_poll(&cfg, &[]).await;
     assert_eq!(ok, Some(1.0), "{}", exporter.logs());
     assert!(
@@ -155,33 +149,29 @@ async fn a_private_ca_is_trusted_only_when_configured() {
 
     // A file that is not a CA is refused at start.
     std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        &format!("ca_file: {}", dir.path().join("bad.pem").display()),
-    );
+    let cfg = fleet.rewrite(|c| {
+        c.without("insecure_skip_verify").config(&format!(
+            "ca_file: {}",
+            dir.path().join("bad.pem").display()
+        ))
+    });
     let out = std::process::Command::new(bin())
         .args(["--config.file", cfg.to_str().unwrap(), "--config.check"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ca_file"));
-    fake.stop().await;
+    fleet.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_goes_through_the_proxy_unless_no_proxy_says_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    let (fake, ca_file) = tls_fake(dir.path()).await;
+    let (fleet, ca_file) = tls_fleet(dir.path()).await;
+    let fake = &fleet.fake;
     let proxy = Proxy::start().await;
     let proxy_url = format!("http://{}", proxy.addr);
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMG],
-        &format!("ca_file: {}", ca_file.display()),
-    );
+    let cfg = fleet.rewrite(|c| c.config(&format!("ca_file: {}", ca_file.display())));
 
     let (ok, exporter) = first_poll(
         &cfg,
@@ -212,5 +202,5 @@ async fn https_goes_through_the_proxy_unless_no_proxy_says_otherwise() {
         "NO_PROXY bypasses the proxy"
     );
     drop(exporter);
-    fake.stop().await;
+    fleet.stop().await;
 }

@@ -7,7 +7,7 @@
 //! intended change to the output, regenerate both files and review the diff:
 //!
 //! ```sh
-//! UPDATE_GOLDEN=1 cargo test --test golden
+//! UPDATE_GOLDEN=1 cargo test --test it golden
 //! git diff tests/data/golden/
 //! ```
 //!
@@ -270,7 +270,7 @@ fn check(name: &str, got: &str) {
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "read {}: {e}\n(create it with UPDATE_GOLDEN=1 cargo test --test golden)",
+            "read {}: {e}\n(create it with UPDATE_GOLDEN=1 cargo test --test it golden)",
             path.display()
         )
     });
@@ -284,7 +284,7 @@ fn check(name: &str, got: &str) {
             .expect("a differing line");
         panic!(
             "{} differs from the output, first at line {}:\n  file:   {w}\n  output: {g}\n\
-             If the change is intended: UPDATE_GOLDEN=1 cargo test --test golden, and review \
+             If the change is intended: UPDATE_GOLDEN=1 cargo test --test it golden, and review \
              the diff.",
             path.display(),
             n + 1

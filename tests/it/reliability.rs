@@ -1,12 +1,10 @@
 //! API faults survived: retries with backoff, Retry-After, bounded attempts, the
 //! per-target rate limit, the response cap, and targets that cannot stall each other.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use ims_exporter::fake_ims::Fault;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const OTHER_PROJECT: &str = "2c3d4e5f60718293a4b5c6d7e8f90a1b";
@@ -207,10 +205,10 @@ async fn a_hung_target_does_not_stall_the_others() {
         .await
         .config("request_timeout: 50s")
         .images(&[IMG])
-        .target(OTHER_PROJECT, &[&hung]);
+        .target(Target::new(OTHER_PROJECT).images(&[&hung]));
     let fake = &fleet.fake;
-    share_accepted(&fake.state, OTHER_PROJECT, &hung);
-    share_accepted(&fake.state, PROJECT, IMG);
+    share(fake, OTHER_PROJECT, &hung, MEMBER, "accepted");
+    share(fake, PROJECT, IMG, MEMBER, "accepted");
     fake.state
         .set_fault(&hung, Some(Fault::Delay(Duration::from_secs(60))));
     // Never ready: the hung target's first cycle cannot end.

@@ -6,17 +6,15 @@
 //! Needs `python3` with the SDK installed (`pip install huaweicloudsdkims`). Without
 //! it the test prints SKIPPED, except under `CI=true`, where it fails.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::{describe, run_tool, start_fake, AK, PROJECT, SK};
 use ims_exporter::fake_ims::{self, FakeIms};
 use ims_exporter::ims::model::Member;
 use serde_json::{json, Value};
-use support::{describe, run_tool, AK, PROJECT, SK};
 
 const IMAGE: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 /// Enough members that a page limit of 500 needs three pages (500 + 500 + 234).
@@ -172,7 +170,7 @@ async fn official_python_sdk_reads_the_fake() {
     if !require_python_sdk() {
         return;
     }
-    let fake = support::start_fake().await;
+    let fake = start_fake().await;
     fill(&fake);
     let expected: Vec<Member> = fake.state.members(PROJECT, IMAGE);
     assert_eq!(expected.len(), MEMBER_COUNT, "fixture");

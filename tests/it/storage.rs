@@ -5,34 +5,12 @@
 //! (issue 19): numbers out of range, FIFOs, hung reads, huge files, two processes on
 //! one directory, file modes.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use ims_exporter::fake_ims::member;
-use support::*;
+use crate::support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
-
-fn mid(i: usize) -> String {
-    format!("{i:032x}")
-}
-
-fn share(fake: &ims_exporter::fake_ims::FakeIms, image: &str, i: usize) {
-    fake.state.put_member(
-        PROJECT,
-        member(
-            image,
-            &mid(i),
-            "project",
-            "pending",
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
-}
 
 fn members(s: &[Sample]) -> Vec<String> {
     let mut ids: Vec<String> = find(s, "ims_image_member_unexpected", &[("image_id", IMG)])
@@ -54,8 +32,8 @@ async fn start(fleet: &Fleet, state: &std::path::Path) -> Exporter {
 async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while_down() {
     let fleet = Fleet::new().await.images(&[IMG]);
     let fake = &fleet.fake;
-    share(fake, IMG, 1);
-    share(fake, IMG, 2);
+    share(fake, PROJECT, IMG, &member_id(1), "pending");
+    share(fake, PROJECT, IMG, &member_id(2), "pending");
     let state = fleet.dir.path().join("state");
     let exporter = start(&fleet, &state).await;
     let written = wait_for("the state to be written", async || {
@@ -72,8 +50,8 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
     .unwrap();
     // kill -9, then a share removed and one added while the exporter is down.
     drop(exporter);
-    assert!(fake.state.remove_member(PROJECT, IMG, &mid(1)));
-    share(fake, IMG, 3);
+    assert!(fake.state.remove_member(PROJECT, IMG, &member_id(1)));
+    share(fake, PROJECT, IMG, &member_id(3), "pending");
     // The first poll after the restart takes a while: the restored members are
     // served before it ends.
     fake.state.set_latency(Duration::from_secs(3));
@@ -81,7 +59,7 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
     let s = exporter.scrape_samples().await;
     assert_eq!(
         members(&s),
-        [mid(1), mid(2)],
+        [member_id(1), member_id(2)],
         "restored before the first poll"
     );
     let restored_success = value(
@@ -98,22 +76,21 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
         value(&s, "ims_exporter_state_restore_successful", &[]),
         Some(1.0)
     );
-    assert!(exporter.logs().contains("restored state"));
     fake.state.set_latency(Duration::ZERO);
     wait_for("the first poll after the restart", async || {
         let s = exporter.scrape_samples().await;
-        (members(&s) == [mid(2), mid(3)]).then_some(())
+        (members(&s) == [member_id(2), member_id(3)]).then_some(())
     })
     .await;
     let logs = exporter.logs();
     assert_eq!(logs.matches("member_added").count(), 1, "{logs}");
     assert_eq!(logs.matches("member_removed").count(), 1, "{logs}");
     assert!(
-        logs.contains(&mid(3)) && !logs.contains("event=baseline"),
+        logs.contains(&member_id(3)) && !logs.contains("event=baseline"),
         "{logs}"
     );
     // The share browser's history has both changes, and keeps them across a restart.
-    let expected = [("added", mid(3)), ("removed", mid(1))];
+    let expected = [("added", member_id(3)), ("removed", member_id(1))];
     let history = async |exporter: &Exporter| -> Vec<(String, String)> {
         let v: serde_json::Value = exporter.get("/api/v1/changes").await.json().await.unwrap();
         let mut rows: Vec<(String, String)> = v["changes"]
@@ -152,7 +129,7 @@ async fn a_restart_serves_the_last_members_at_once_and_audits_what_changed_while
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_state_file_is_moved_aside_and_the_exporter_starts_clean() {
     let fleet = Fleet::new().await.images(&[IMG]);
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     let dir = &fleet.dir;
     let good = r#"{"version":1,"written_at":1.0,"images":[]}"#;
     for (what, text) in [
@@ -205,9 +182,9 @@ async fn a_reload_keeps_discovered_images_with_their_counters() {
     let fleet = Fleet::new().await.target_keys("discover: {}");
     let fake = &fleet.fake;
     fake.state.add_image(PROJECT, IMG, "golden");
-    share(fake, IMG, 1);
+    share(fake, PROJECT, IMG, &member_id(1), "pending");
     let exporter = fleet.start(&[]).await;
-    share(fake, IMG, 2);
+    share(fake, PROJECT, IMG, &member_id(2), "pending");
     let added = |s: &[Sample]| {
         value(
             s,
@@ -219,8 +196,7 @@ async fn a_reload_keeps_discovered_images_with_their_counters() {
         (added(&exporter.scrape_samples().await) == Some(1.0)).then_some(())
     })
     .await;
-    exporter.hangup();
-    exporter.wait_reloaded(1).await;
+    exporter.reload().await;
     let s = exporter.scrape_samples().await;
     assert_eq!(added(&s), Some(1.0), "the counter survives the reload");
     assert_eq!(members(&s).len(), 2, "the members are served throughout");
@@ -258,13 +234,13 @@ fn state_file() -> serde_json::Value {
         "images": [{
             "region": REGION, "project_id": PROJECT, "image_id": IMG, "name": "golden",
             "source": "config", "last_success": now, "complete": true,
-            "members": [{"id": mid(1), "type": "project", "status": "accepted",
+            "members": [{"id": member_id(1), "type": "project", "status": "accepted",
                          "created_at": now, "updated_at": now}],
             "watched": {}, "changes": {"added": 1}
         }],
         "changes": [{
             "time": now, "change": "added", "region": REGION, "project_id": PROJECT,
-            "image_id": IMG, "image_name": "golden", "member_id": mid(1),
+            "image_id": IMG, "image_name": "golden", "member_id": member_id(1),
             "member_type": "project", "status": "accepted", "unexpected": true
         }]
     })
@@ -310,7 +286,7 @@ type Hostile = (&'static str, &'static str, fn(&mut serde_json::Value));
 /// answers, and that the next start is a clean one.
 async fn refused_and_every_page_answers(cases: &[Hostile]) {
     let fleet = Fleet::new().await.images(&[IMG]);
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     for (i, (at, number, edit)) in cases.iter().enumerate() {
         let what = format!("{at} = {number}");
         let state = fleet.dir.path().join(format!("state-{i}"));
@@ -380,7 +356,7 @@ async fn times_past_the_year_9999_are_refused_and_every_page_still_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fifo_at_the_state_path_is_refused_unopened_and_sigterm_still_ends_the_exporter() {
     let fleet = Fleet::new().await.images(&[IMG]);
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     let state = fleet.dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     mkfifo(&state.join("state.json"));
@@ -532,7 +508,7 @@ async fn a_huge_state_file_is_refused_before_it_is_read() {
         .await
         .images(&[IMG])
         .config("max_members_total: 1000");
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     // 16 MiB + 512 bytes a member.
     let cap = (16u64 << 20) + 512 * 1000;
     for what in ["/dev/zero", "sparse"] {
@@ -584,7 +560,7 @@ async fn a_huge_state_file_is_refused_before_it_is_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_exporter_on_the_same_storage_directory_exits_1() {
     let fleet = Fleet::new().await.images(&[IMG]);
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     let state = fleet.dir.path().join("state");
     let first = start(&fleet, &state).await;
     let mut second = command();
@@ -642,7 +618,7 @@ async fn the_state_is_private() {
     // SAFETY: umask(2) cannot fail.
     unsafe { libc::umask(0o022) };
     let fleet = Fleet::new().await.images(&[IMG]);
-    share(&fleet.fake, IMG, 1);
+    share(&fleet.fake, PROJECT, IMG, &member_id(1), "pending");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let created = fleet.dir.path().join("new/state");
     let existing = fleet.dir.path().join("existing");
@@ -678,8 +654,8 @@ async fn an_image_dropped_across_a_restart_says_so_in_the_change_history() {
     const OTHER: &str = "370befec-a369-475e-a224-44a45927a8fe";
     let fleet = Fleet::new().await.images(&[IMG, OTHER]);
     let fake = &fleet.fake;
-    share(fake, IMG, 1);
-    share(fake, IMG, 2);
+    share(fake, PROJECT, IMG, &member_id(1), "pending");
+    share(fake, PROJECT, IMG, &member_id(2), "pending");
     fake.state.add_image(PROJECT, OTHER, "other");
     let state = fleet.dir.path().join("state");
     let exporter = start(&fleet, &state).await;
@@ -696,7 +672,7 @@ async fn an_image_dropped_across_a_restart_says_so_in_the_change_history() {
     drop(exporter);
 
     // IMG leaves the config while the exporter is down.
-    let config = write_config(fleet.dir.path(), &fake.endpoint(), &[OTHER], "");
+    let config = fleet.rewrite(|c| c.no_images().images(&[OTHER]));
     let args = [
         "--config.file",
         config.to_str().unwrap(),

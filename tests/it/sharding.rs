@@ -1,15 +1,12 @@
 //! Scale-out: replicas that split the images by rendezvous hashing, and dashboards that
 //! show the same totals across shards as from one unsharded exporter.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use ims_exporter::fake_ims::member;
+use crate::support::dashboards::{all_vars, dashboard, panel_queries, substitute};
+use crate::support::services::Prometheus;
+use crate::support::*;
 use serde_json::Value;
-use support::dashboards::{all_vars, dashboard, panel_queries, substitute};
-use support::services::Prometheus;
-use support::*;
 
 const IMAGES: usize = 300;
 
@@ -35,18 +32,7 @@ async fn fleet() -> Fleet {
             ("edc89b490d7d4392898e19b2deb34797", "accepted"),
             ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "pending"),
         ] {
-            fake.state.put_member(
-                PROJECT,
-                member(
-                    &image(i),
-                    m,
-                    "project",
-                    status,
-                    "2025-01-01T00:00:00Z",
-                    "2025-01-02T00:00:00Z",
-                    None,
-                ),
-            );
+            share(fake, PROJECT, &image(i), m, status);
         }
     }
     fleet

@@ -4,12 +4,10 @@
 //! `for:` and `keep_firing_for:` shortened, by the documented mechanism), a real
 //! Alertmanager grouping by every label, and a webhook receiver on loopback.
 
-mod support;
-
-use ims_exporter::fake_ims::{member, FakeIms};
-use support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
-use support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
-use support::*;
+use crate::support;
+use crate::support::dashboards::{all_vars, dashboard, panels, str_of, substitute};
+use crate::support::services::{require_any_tool, Alertmanager, Prometheus, Webhook};
+use crate::support::*;
 
 const IMAGE: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
@@ -19,21 +17,6 @@ const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/ims-exporter.ru
 /// Long enough to cover the exporter being down for a few scrapes, short enough to
 /// see a removed share resolve within the test's deadline.
 const KEEP_FIRING_FOR: &str = "12s";
-
-fn share(fake: &FakeIms, member_id: &str, status: &str) {
-    fake.state.put_member(
-        PROJECT,
-        member(
-            IMAGE,
-            member_id,
-            "project",
-            status,
-            "2025-01-01T00:00:00Z",
-            "2025-01-01T00:00:00Z",
-            None,
-        ),
-    );
-}
 
 /// What the webhook was told about the stranger's share, as (firing, resolved).
 fn told(webhook: &Webhook) -> (usize, usize) {
@@ -80,14 +63,13 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let fake = start_fake().await;
-    share(&fake, ALLOWED, "accepted");
-    let cfg = write_config(
-        dir.path(),
-        &fake.endpoint(),
-        &[IMAGE],
-        &format!("allowed_members: [{ALLOWED}]"),
-    );
+    let fleet = Fleet::new()
+        .await
+        .images(&[IMAGE])
+        .config(&format!("allowed_members: [{ALLOWED}]"));
+    let fake = &fleet.fake;
+    share(fake, PROJECT, IMAGE, ALLOWED, "accepted");
+    let cfg = fleet.write_config();
     let state = dir.path().join("state");
     let listen = format!("127.0.0.1:{}", support::services::free_port());
     // A second replica, started later for a while: two shards during a hand-over.
@@ -122,14 +104,14 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
             .await;
 
     // An unexpected share appears: exactly one firing.
-    share(&fake, STRANGER, "pending");
+    share(fake, PROJECT, IMAGE, STRANGER, "pending");
     wait_for("the alert at the webhook", async || {
         (told(&webhook) == (1, 0)).then_some(())
     })
     .await;
 
     // Its status changes: the same alert, nothing new said.
-    share(&fake, STRANGER, "accepted");
+    share(fake, PROJECT, IMAGE, STRANGER, "accepted");
     wait_for("the new status in Prometheus", async || {
         let q =
             format!(r#"ims_image_member_unexpected{{member_id="{STRANGER}",status="accepted"}}"#);
@@ -206,8 +188,7 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     );
 
     // A config reload.
-    exporter.hangup();
-    exporter.wait_reloaded(1).await;
+    exporter.reload().await;
     scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 0), "reload: {:?}", webhook.alerts());
 
@@ -219,5 +200,5 @@ async fn a_share_alert_resolves_only_when_the_share_is_gone() {
     .await;
     scrapes(&prom, &listen, 3.0).await;
     assert_eq!(told(&webhook), (1, 1), "{:?}", webhook.alerts());
-    fake.stop().await;
+    fleet.stop().await;
 }

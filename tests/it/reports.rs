@@ -2,15 +2,13 @@
 //! unexpected first, with poll failures; a member ID a spreadsheet would mangle
 //! (comma, quote, newline, non-ASCII, a leading `=`) survives each format.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fleet::Fleet;
+use crate::support::*;
 use ims_exporter::fake_ims::{Canned, Fault};
 use serde_json::Value;
-use support::fleet::Fleet;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const BROKEN: &str = "2a5b7c9d-0000-4000-8000-000000000002";
@@ -157,22 +155,17 @@ async fn hostile_fleet() -> Fleet {
     for (i, name) in [LINK, PICTURE, BROKEN_ROW, MARKUP].iter().enumerate() {
         fleet.fake.state.add_image(PROJECT, &id(i), name);
     }
-    let at = "2025-01-01T00:00:00Z";
-    let share = |image: &str, member: &str| {
-        fleet.fake.state.put_member(
-            PROJECT,
-            ims_exporter::fake_ims::member(image, member, "project", "accepted", at, at, None),
-        );
-    };
+    let fake = &fleet.fake;
     for (i, name) in [LINK, PICTURE, BROKEN_ROW, MARKUP].iter().enumerate() {
-        share(&id(i), &format!("m{i}"));
+        share(fake, PROJECT, &id(i), &format!("m{i}"), "accepted");
         // The hostile name as a member ID too.
-        share(&id(i), name);
+        share(fake, PROJECT, &id(i), name, "accepted");
     }
     for f in FORMULAS {
-        share(&id(0), f);
+        share(fake, PROJECT, &id(0), f, "accepted");
     }
-    share(&id(0), "nul\0bell\u{7}del\u{7f}c1\u{9b}");
+    let control_chars = "nul\0bell\u{7}del\u{7f}c1\u{9b}";
+    share(fake, PROJECT, &id(0), control_chars, "accepted");
     fleet
 }
 

@@ -3,12 +3,9 @@
 //! recent member changes; behind the web config's basic auth like `/metrics` (and so
 //! are the share browser and the landing page).
 
-mod support;
-
-use ims_exporter::fake_ims::member;
+use crate::support::fleet::Fleet;
+use crate::support::*;
 use serde_json::Value;
-use support::fleet::Fleet;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
@@ -22,23 +19,10 @@ async fn fleet() -> Fleet {
         .await
         .image(IMG, &format!("name: golden\nwatch_members: [{WATCHED}]"))
         .config(&format!("allowed_members: [{ALLOWED}]"));
-    let share = |id: &str, kind: &str, status: &str, urn: Option<&str>| {
-        fleet.fake.state.put_member(
-            PROJECT,
-            member(
-                IMG,
-                id,
-                kind,
-                status,
-                "2025-01-01T00:00:00Z",
-                "2025-02-01T12:30:00Z",
-                urn,
-            ),
-        );
-    };
-    share(ALLOWED, "project", "accepted", None);
-    share(PENDING, "project", "pending", None);
-    share(ORG, "organization", "accepted", Some(URN));
+    let share = |member: &str| Share::new(PROJECT, IMG, member).updated("2025-02-01T12:30:00Z");
+    share(ALLOWED).put(&fleet.fake);
+    share(PENDING).status("pending").put(&fleet.fake);
+    share(ORG).kind("organization").urn(URN).put(&fleet.fake);
     fleet
 }
 
@@ -199,13 +183,13 @@ async fn changes_are_listed_newest_first_with_what_changed() {
         "the first poll is a baseline, not a change"
     );
 
-    let state = &fleet.fake.state;
-    assert!(state.remove_member(PROJECT, IMG, PENDING));
-    let at = "2025-01-01T00:00:00Z";
-    state.put_member(
-        PROJECT,
-        member(IMG, ORG, "organization", "rejected", at, at, Some(URN)),
-    );
+    let fake = &fleet.fake;
+    assert!(fake.state.remove_member(PROJECT, IMG, PENDING));
+    Share::new(PROJECT, IMG, ORG)
+        .kind("organization")
+        .urn(URN)
+        .status("rejected")
+        .put(fake);
     let list = wait_for("two changes", async || {
         let (_, list) = get(&exporter, "/api/v1/changes").await;
         (changes(&list).len() == 2).then_some(list)
@@ -235,10 +219,7 @@ async fn changes_are_listed_newest_first_with_what_changed() {
     assert!(first["time"].as_str().unwrap().ends_with('Z'), "{first}");
 
     // A later change is listed first.
-    state.put_member(
-        PROJECT,
-        member(IMG, WATCHED, "project", "pending", at, at, None),
-    );
+    share(fake, PROJECT, IMG, WATCHED, "pending");
     let list = wait_for("the third change", async || {
         let (_, list) = get(&exporter, "/api/v1/changes").await;
         (changes(&list).len() == 3).then_some(list)

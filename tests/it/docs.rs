@@ -20,7 +20,7 @@ use std::process::Command;
 /// Directories never searched when git cannot list the files.
 const SKIP_DIRS: [&str; 3] = [".git", "target", "node_modules"];
 /// This file: its examples of broken links are data, not links.
-const SELF: &str = "tests/docs.rs";
+const SELF: &str = "tests/it/docs.rs";
 
 #[test]
 fn every_relative_link_in_the_docs_resolves() {

@@ -5,16 +5,15 @@
 //! Needs Debian's `prometheus` package (`prometheus` and `promtool`, 2.42). Without
 //! them the tests print SKIPPED, except under `CI=true`, where they fail.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{describe, run_tool, Exporter, Fleet, KillOnDrop, PROJECT};
 use ims_exporter::fake_ims;
 use serde_json::Value;
-use support::{describe, run_tool, Exporter, Fleet, KillOnDrop, PROJECT};
 
 const IMAGE: &str = "370befec-a369-475e-a224-44a45927a8fe";
 const ORG_ID: &str = "ou-5x1bvygwrplokk622i9gbn3f5ftfb2l9";

@@ -4,14 +4,12 @@
 //! or script are shown as text (in the shares and in the recent changes) while nothing
 //! executes.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fleet::Fleet;
+use crate::support::*;
 use ims_exporter::fake_ims::{Canned, Fault};
-use support::fleet::Fleet;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";

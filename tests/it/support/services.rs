@@ -283,10 +283,6 @@ impl Alertmanager {
             .await,
         )
     }
-
-    pub fn logs(&self) -> String {
-        self.0.logs()
-    }
 }
 
 /// One alert as a webhook notification carried it.

@@ -1,8 +1,6 @@
 //! Property tests: no input makes the decoders, the timestamp parser, the signer or the
 //! config loader panic, and what goes in comes out (label values, paths, queries).
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use ims_exporter::auth::credentials::Secret;
@@ -16,6 +14,9 @@ use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberSet, Store};
 use ims_exporter::timestamp::parse_timestamp;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+use crate::support;
 use std::sync::Arc;
 
 /// Any JSON value, nested a little.
@@ -145,8 +146,21 @@ fn header() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `cases` cases a test; failures are kept beside this file, in
+/// `properties.proptest-regressions`, and re-run first. (Proptest's default would put
+/// them in `tests/proptest-regressions/`, next to the directory holding `main.rs`.)
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config(64))]
 
     /// No `Accept` or `Accept-Encoding` value panics the negotiation (issue 19, item
     /// 1), and each answer is one of the formats served.
@@ -177,7 +191,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(config(256))]
 
     #[test]
     fn decoders_never_panic_on_any_json(v in json()) {
@@ -265,7 +279,7 @@ proptest! {
     fn config_loading_never_panics_on_mutated_configs(
         cut in 0usize..400, insert in "[ -~\\n]{0,20}"
     ) {
-        let good = include_str!("../config.example.yaml");
+        let good = include_str!("../../config.example.yaml");
         let mut at = cut.min(good.len());
         while !good.is_char_boundary(at) { at -= 1; }
         let text = format!("{}{}{}", &good[..at], insert, &good[at..]);

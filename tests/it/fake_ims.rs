@@ -1,12 +1,10 @@
 //! The fake IMS itself refuses what the real API gateway refuses, so tests that pass
 //! against it mean something: unsigned, stale, wrongly signed and tokenless requests.
 
-mod support;
-
+use crate::support::*;
 use ims_exporter::auth::credentials::Secret;
 use ims_exporter::auth::signer::{self, RequestParts};
 use ims_exporter::fake_ims::{member, Fault};
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 

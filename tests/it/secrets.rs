@@ -5,16 +5,14 @@
 //! SIGHUP, wrong basic-auth passwords) with known secret strings, and everything it
 //! printed is searched for them.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use base64::Engine;
-use ims_exporter::fake_ims::{FakeIms, FakeState, Fault};
-use support::*;
+use ims_exporter::fake_ims::Fault;
 
 const SK_GOOD: &str = "SKsecretGOOD9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const SK_WRONG: &str = "SKsecretWRONG1a2b3c4d5e6f708192a3b4c5d6e7f80";
@@ -56,13 +54,9 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-fn config_text(endpoint: &str, sk: &str) -> String {
-    format!(
-        "poll_interval: 1s\nrequest_timeout: 5s\n\
-         credentials:\n  access_key_id: {AK}\n  secret_access_key: {sk}\n  security_token: {TOKEN}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n\
-         \x20     - id: {IMG_OK}\n      - id: {IMG_FAIL}\n      - id: {IMG_BROKEN}\n"
-    )
+/// The config's credentials: the test access key with `sk`, and the security token.
+fn credentials(sk: &str) -> String {
+    format!("access_key_id: {AK}\nsecret_access_key: {sk}\nsecurity_token: {TOKEN}")
 }
 
 /// The daemon with both its stdout and stderr captured, line by line.
@@ -135,16 +129,19 @@ impl Daemon {
     }
 }
 
-async fn start_fake_with_token() -> FakeIms {
-    init_tls();
-    let state = FakeState::default();
+/// The fake knows the test access key with [`SK_GOOD`] and [`TOKEN`]; of the three
+/// images, one polls, one fails and one answers a broken body.
+async fn fleet() -> Fleet {
+    let fleet = Fleet::new()
+        .await
+        .shared(&[IMG_OK, IMG_FAIL, IMG_BROKEN])
+        .images(&[IMG_OK, IMG_FAIL, IMG_BROKEN])
+        .credentials(&credentials(SK_GOOD));
+    let state = &fleet.fake.state;
     state.add_account(AK, SK_GOOD, Some(TOKEN));
-    for img in [IMG_OK, IMG_FAIL, IMG_BROKEN] {
-        share_accepted(&state, PROJECT, img);
-    }
     state.set_fault(IMG_FAIL, Some(Fault::Status(500)));
     state.set_fault(IMG_BROKEN, Some(Fault::BrokenBody));
-    FakeIms::start(state).await.expect("start fake IMS")
+    fleet
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -155,13 +152,9 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_appear_in_logs_errors_or_metrics() {
-    let fake = start_fake_with_token().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "config.yaml",
-        &config_text(&fake.endpoint(), SK_GOOD),
-    );
+    let fleet = fleet().await;
+    let (fake, dir) = (&fleet.fake, &fleet.dir);
+    let config = fleet.write_config();
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
     let web = write(
         dir.path(),
@@ -227,11 +220,7 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
 
     // Reload onto a secret key the fake does not know: every request's signature fails.
     let rejected_before = fake.state.rejected_signatures();
-    write(
-        dir.path(),
-        "config.yaml",
-        &config_text(&fake.endpoint(), SK_WRONG),
-    );
+    fleet.rewrite(|c| c.credentials(&credentials(SK_WRONG)));
     let r = client
         .post(daemon.url("/-/reload"))
         .header("authorization", &right)
@@ -252,11 +241,7 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
 
     // A config whose secret key is of the wrong type, over POST and over SIGHUP:
     // refused, and the message must not quote it.
-    let broken = config_text(&fake.endpoint(), SK_WRONG).replace(
-        &format!("secret_access_key: {SK_WRONG}"),
-        &format!("secret_access_key: {{ value: {SK_UNUSED} }}"),
-    );
-    write(dir.path(), "config.yaml", &broken);
+    fleet.rewrite(|c| c.credentials(&credentials(&format!("{{ value: {SK_UNUSED} }}"))));
     let r = client
         .post(daemon.url("/-/reload"))
         .header("authorization", &right)
@@ -290,7 +275,7 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
         daemon.output().contains("shutting down").then_some(())
     })
     .await;
-    fake.stop().await;
+    fleet.stop().await;
 
     let output = daemon.output();
     // The run did produce debug lines and the failures, or this test proves nothing.

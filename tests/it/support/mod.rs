@@ -1,10 +1,8 @@
 //! Helpers shared by the end-to-end tests: start the real binary against a fake IMS on
 //! loopback, scrape it, parse the exposition, and poll for conditions with a deadline.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,33 +60,112 @@ pub async fn start_fake() -> FakeIms {
     FakeIms::start(state).await.expect("start fake IMS")
 }
 
-/// Shares `image` of `project` with one project that accepted it: the fixture most
-/// tests need when the members themselves do not matter.
-pub fn share_accepted(state: &FakeState, project: &str, image: &str) {
-    let m = ims_exporter::fake_ims::member(
-        image,
-        "edc89b490d7d4392898e19b2deb34797",
-        "project",
-        "accepted",
-        "2025-01-01T00:00:00Z",
-        "2025-01-01T00:00:00Z",
-        None,
-    );
-    state.put_member(project, m);
+/// The project most fixtures share their images with (and allowlist, where that
+/// matters).
+pub const MEMBER: &str = "edc89b490d7d4392898e19b2deb34797";
+
+/// When a [`Share`] was created and last updated unless it says otherwise.
+pub const SHARED_AT: &str = "2025-01-01T00:00:00Z";
+
+/// Member `i`'s ID: `i` as 32 hex digits, a project no allowlist names.
+pub fn member_id(i: usize) -> String {
+    format!("{i:032x}")
 }
 
-/// A config file for `images` of the test project at `endpoint`.
-pub fn write_config(dir: &Path, endpoint: &str, images: &[&str], extra: &str) -> PathBuf {
-    let mut text = format!(
-        "poll_interval: 1s\nrequest_timeout: 5s\n{extra}\ncredentials:\n  access_key_id: {AK}\n  secret_access_key: {SK}\n\
-         targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n"
-    );
-    for id in images {
-        text.push_str(&format!("      - id: {id}\n"));
+/// Shares `image` of `project` with the project `member`, in `status`, since
+/// [`SHARED_AT`]: the share most tests need ([`Share`] for any other).
+pub fn share(fake: &impl Fake, project: &str, image: &str, member: &str, status: &str) {
+    Share::new(project, image, member).status(status).put(fake);
+}
+
+/// One member of an image, for [`Share::put`] into a fake: by default a project, that
+/// accepted, created and updated at [`SHARED_AT`].
+pub struct Share {
+    project: String,
+    image: String,
+    member: String,
+    kind: String,
+    status: String,
+    created: String,
+    updated: String,
+    urn: Option<String>,
+}
+
+impl Share {
+    pub fn new(project: &str, image: &str, member: &str) -> Share {
+        Share {
+            project: project.to_string(),
+            image: image.to_string(),
+            member: member.to_string(),
+            kind: "project".to_string(),
+            status: "accepted".to_string(),
+            created: SHARED_AT.to_string(),
+            updated: SHARED_AT.to_string(),
+            urn: None,
+        }
     }
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, text).expect("write config");
-    path
+
+    /// `accepted`, `pending` or `rejected`.
+    pub fn status(mut self, status: &str) -> Self {
+        self.status = status.to_string();
+        self
+    }
+
+    /// `project`, `domain` or `organization` (with [`Share::urn`]).
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.kind = kind.to_string();
+        self
+    }
+
+    /// An organization member's URN.
+    pub fn urn(mut self, urn: &str) -> Self {
+        self.urn = Some(urn.to_string());
+        self
+    }
+
+    /// Created and last updated at `time` (RFC 3339).
+    pub fn created(mut self, time: &str) -> Self {
+        self.created = time.to_string();
+        self.updated = time.to_string();
+        self
+    }
+
+    /// Last updated at `time` (RFC 3339).
+    pub fn updated(mut self, time: &str) -> Self {
+        self.updated = time.to_string();
+        self
+    }
+
+    /// Puts the share into the fake, replacing one with the same member.
+    pub fn put(self, fake: &impl Fake) {
+        let member = ims_exporter::fake_ims::member(
+            &self.image,
+            &self.member,
+            &self.kind,
+            &self.status,
+            &self.created,
+            &self.updated,
+            self.urn.as_deref(),
+        );
+        fake.fake_state().put_member(&self.project, member);
+    }
+}
+
+/// A fake IMS, running or (its state) not started yet: where a [`Share`] goes.
+pub trait Fake {
+    fn fake_state(&self) -> &FakeState;
+}
+
+impl Fake for FakeIms {
+    fn fake_state(&self) -> &FakeState {
+        &self.state
+    }
+}
+
+impl Fake for FakeState {
+    fn fake_state(&self) -> &FakeState {
+        self
+    }
 }
 
 /// The real binary, running. Killed when dropped, so no test leaves it behind.
@@ -199,10 +276,22 @@ impl Exporter {
         signal(self.child.id(), "-HUP");
     }
 
-    /// Waits until the log says the config was reloaded `n` times in all.
-    pub async fn wait_reloaded(&self, n: usize) {
+    /// Sends SIGHUP and waits until the exporter took the config: the time of its
+    /// last taken config load (`ims_exporter_config_last_reload_success_timestamp_seconds`)
+    /// moves on.
+    pub async fn reload(&self) {
+        let loaded = async || {
+            let s = self.scrape_samples().await;
+            value(
+                &s,
+                "ims_exporter_config_last_reload_success_timestamp_seconds",
+                &[],
+            )
+        };
+        let before = loaded().await.expect("the time of the last config load");
+        self.hangup();
         wait_for("the reload", async || {
-            (self.logs().matches("configuration reloaded").count() >= n).then_some(())
+            (loaded().await? > before).then_some(())
         })
         .await;
     }
@@ -422,8 +511,7 @@ pub fn describe(out: &Output) -> String {
 
 /// The repeated setup: a fake IMS, images shared, a config, the exporter started.
 pub mod fleet;
-#[allow(unused_imports)] // not every test file builds a fleet
-pub use fleet::Fleet;
+pub use fleet::{Config, Fleet, Target, UNREACHABLE};
 
 /// Real Prometheus, Alertmanager and a webhook receiver, for the observability tests.
 pub mod services;

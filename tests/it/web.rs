@@ -2,8 +2,6 @@
 //! (TLS, mTLS, basic auth, re-reading on change, refusing invalid files) and the
 //! server limits (header and body timeouts, `--web.max-requests`, GET/HEAD only).
 
-mod support;
-
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,15 +13,15 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::pki::{Ca, Leaf};
-use support::*;
+use crate::support::pki::{Ca, Leaf};
+use crate::support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 
 /// A config for one image on an endpoint nobody polls successfully: these tests are
 /// about the HTTP side, which serves whatever the store holds.
 fn exporter_config(dir: &Path) -> PathBuf {
-    write_config(dir, "http://127.0.0.1:9", &[IMG], "")
+    Config::new(UNREACHABLE).images(&[IMG]).write(dir)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -541,7 +539,7 @@ async fn large_scrapes_stream_and_a_vanished_client_frees_its_slot() {
         .read_to_string(&mut text)
         .unwrap();
     let series = |t: &str| {
-        let mut names: Vec<String> = support::parse_exposition(t)
+        let mut names: Vec<String> = parse_exposition(t)
             .into_iter()
             .filter(|s| s.name.starts_with("ims_image_member"))
             .map(|s| format!("{}{:?}", s.name, s.labels))

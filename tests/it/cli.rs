@@ -1,11 +1,9 @@
 //! The command line: config errors, --config.check, --once and --demo, as a user runs them.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use ims_exporter::fake_ims::Fault;
-use support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 
@@ -27,12 +25,13 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn config_with(dir: &std::path::Path, from: &str, to: &str) -> String {
-    let path = write_config(dir, "http://127.0.0.1:9", &[IMG], "");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "fixture has {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    path.to_str().unwrap().to_string()
+/// The test project's config for `IMG` at an endpoint nobody answers.
+fn config() -> Config {
+    Config::new(UNREACHABLE).images(&[IMG])
+}
+
+fn write(dir: &std::path::Path, config: &Config) -> String {
+    config.write(dir).to_str().unwrap().to_string()
 }
 
 #[test]
@@ -40,40 +39,34 @@ fn config_errors_name_the_file_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "poll_interval: 1s",
-            "poll_intervall: 1s",
+            config().config("poll_intervall: 1s"),
             "unknown field `poll_intervall`",
         ),
-        ("poll_interval: 1s", "poll_interval: often", "poll_interval"),
+        (config().config("poll_interval: often"), "poll_interval"),
         (
-            "request_timeout: 5s",
-            "request_timeout: 5s\npage_size: 0",
+            config().config("page_size: 0"),
             "page_size: must be between 1 and 1000, got 0",
         ),
         (
-            "request_timeout: 5s",
-            "request_timeout: 5s\nmax_concurrent_requests: 0",
+            config().config("max_concurrent_requests: 0"),
             "max_concurrent_requests: must be between 1 and 256",
         ),
         (
-            PROJECT,
-            "not-a-project",
+            config().main_target(|t| t.project("not-a-project")),
             "targets[0].project_id: must be 32 hex characters",
         ),
-        (IMG, "../x?y", "targets[0].images[0].id: must be a UUID"),
         (
-            &format!("      - id: {IMG}\n"),
-            &format!("      - id: {IMG}\n      - id: {IMG}\n"),
-            "targets[0].images[1].id: image",
+            Config::new(UNREACHABLE).images(&["../x?y"]),
+            "targets[0].images[0].id: must be a UUID",
         ),
+        (config().images(&[IMG]), "targets[0].images[1].id: image"),
         (
-            &format!("  secret_access_key: {SK}\n"),
-            "",
+            config().credentials(&format!("access_key_id: {AK}")),
             "credentials.secret_access_key: missing",
         ),
     ];
-    for (from, to, want) in cases {
-        let path = config_with(dir.path(), from, to);
+    for (config, want) in cases {
+        let path = write(dir.path(), &config);
         let (code, _, stderr) = run(&["--config.file", &path, "--config.check"]);
         assert_eq!(code, 2, "{want}: {stderr}");
         assert!(
@@ -93,7 +86,7 @@ fn config_errors_name_the_file_and_key_and_exit_2() {
 #[test]
 fn config_check_says_ok_and_where_credentials_come_from() {
     let dir = tempfile::tempdir().unwrap();
-    let path = config_with(dir.path(), "poll_interval: 1s", "poll_interval: 2m");
+    let path = write(dir.path(), &config().config("poll_interval: 2m"));
     let (code, stdout, _) = run(&["--config.file", &path, "--config.check"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("OK: 1 target(s), 1 image(s)"), "{stdout}");

@@ -10,17 +10,16 @@
 //! `bash .ci/test` installs the tools when they are missing; without them the tests that
 //! need one print SKIPPED, except under `CI=true`, where they fail.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{describe, run_tool, AK, SK};
 use regex::Regex;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
-use support::{describe, run_tool, AK, SK};
 
 const DOCKERFILE: &str = "Dockerfile";
 const DOCKERIGNORE: &str = ".dockerignore";

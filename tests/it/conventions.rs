@@ -3,15 +3,13 @@
 //! own `systemd-socket-activate`, content negotiation for every Accept header
 //! Prometheus 2 and 3 send, and the landing page.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::fleet::Fleet;
-use support::*;
+use crate::support::fleet::Fleet;
+use crate::support::*;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const ALLOWED: &str = "edc89b490d7d4392898e19b2deb34797";
@@ -315,12 +313,8 @@ async fn the_landing_page_names_the_exporter_and_links_every_page() {
         .await
         .image(IMG, "name: golden")
         .config(&format!("allowed_members: [{ALLOWED}]"));
-    let at = "2025-01-01T00:00:00Z";
     for id in [ALLOWED, STRANGER] {
-        fleet.fake.state.put_member(
-            PROJECT,
-            ims_exporter::fake_ims::member(IMG, id, "project", "accepted", at, at, None),
-        );
+        share(&fleet.fake, PROJECT, IMG, id, "accepted");
     }
     let exporter = fleet.start(&["--web.telemetry-path", "/m"]).await;
     let r = exporter.get("/").await;
