@@ -160,14 +160,24 @@ async fn dashboards_show_the_same_totals_sharded_and_unsharded() {
         ),
     )
     .await;
-    wait_for("both jobs to be scraped with all images", async || {
-        let n = |job: &str| format!("sum(ims_images_monitored{{job=\"{job}\"}})");
-        let (a, b) = (
-            prom.scalar(&n("ims")).await,
-            prom.scalar(&n("ims-single")).await,
-        );
-        (a == Some(IMAGES as f64) && b == Some(IMAGES as f64)).then_some(())
-    })
+    wait_for(
+        "both jobs to be scraped with all images polled",
+        async || {
+            let n = |job: &str| format!("sum(ims_images_monitored{{job=\"{job}\"}})");
+            // Monitored is known before the first poll ends; the shares only after it.
+            let shares = |job: &str| format!("count(ims_image_member_unexpected{{job=\"{job}\"}})");
+            let (a, b) = (
+                prom.scalar(&n("ims")).await,
+                prom.scalar(&n("ims-single")).await,
+            );
+            let (sa, sb) = (
+                prom.scalar(&shares("ims")).await,
+                prom.scalar(&shares("ims-single")).await,
+            );
+            (a == Some(IMAGES as f64) && b == Some(IMAGES as f64) && sa.is_some() && sa == sb)
+                .then_some(())
+        },
+    )
     .await;
 
     // Queries whose value depends on when they are evaluated or scraped cannot be equal
