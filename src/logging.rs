@@ -101,7 +101,8 @@ where
                 }
             }
         }
-        let mut line = serde_json::Map::new();
+        // Keys written so far: an event's own field wins over a span's of the same name.
+        let mut written = std::collections::HashSet::new();
         let mut entries = vec![
             (
                 "timestamp".to_string(),
@@ -121,13 +122,11 @@ where
         ));
         write!(writer, "{{")?;
         for (k, v) in entries {
-            if line.contains_key(&k) {
-                continue;
-            }
-            let sep = if line.is_empty() { "" } else { "," };
+            let sep = if written.is_empty() { "" } else { "," };
             let key = serde_json::Value::from(k.as_str());
-            write!(writer, "{sep}{key}:{v}")?;
-            line.insert(k, serde_json::Value::Null);
+            if written.insert(k) {
+                write!(writer, "{sep}{key}:{v}")?;
+            }
         }
         writeln!(writer, "}}")
     }

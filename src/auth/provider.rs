@@ -17,54 +17,39 @@ use crate::auth::source::{read_sdk_file, CredentialSource};
 /// or half their lifetime for short-lived ones.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 
-/// What a provider fetches or re-reads from.
-#[derive(Debug)]
-enum Kind {
-    /// A source that is read (files re-read on refresh, the environment never).
-    Read(CredentialSource),
-    /// Temporary credentials from the metadata service.
-    EcsMetadata(EcsMetadata),
-}
-
 /// One source of credentials and what it currently yields.
 #[derive(Debug)]
 pub struct CredentialProvider {
-    kind: Kind,
+    /// What it serves: a reload keeps a provider whose source is equal.
+    source: CredentialSource,
+    /// The client of the metadata service, for `CredentialSource::EcsMetadata`.
+    metadata: Option<EcsMetadata>,
     current: ArcSwapOption<Credentials>,
     /// Unix time the current temporary credentials expire, if they do.
     expires_at: arc_swap::ArcSwapOption<f64>,
 }
 
 impl CredentialProvider {
-    fn with(kind: Kind, current: Option<Credentials>) -> Self {
-        CredentialProvider {
-            kind,
-            current: ArcSwapOption::from(current.map(Arc::new)),
-            expires_at: ArcSwapOption::empty(),
-        }
-    }
-
     /// The provider of `source`, holding the credentials read when the config was
     /// loaded (temporary ones are fetched by the first refresh). No I/O.
     pub fn new(source: &CredentialSource) -> Result<Self, String> {
-        Ok(match source {
-            CredentialSource::EcsMetadata { url, timeout } => CredentialProvider::with(
-                Kind::EcsMetadata(EcsMetadata::new(url.clone(), *timeout)?),
-                None,
-            ),
-            read => CredentialProvider::with(Kind::Read(read.clone()), read.initial().cloned()),
+        let metadata = match source {
+            CredentialSource::EcsMetadata { url, timeout } => {
+                Some(EcsMetadata::new(url.clone(), *timeout)?)
+            }
+            _ => None,
+        };
+        Ok(CredentialProvider {
+            source: source.clone(),
+            metadata,
+            current: ArcSwapOption::from(source.initial().cloned().map(Arc::new)),
+            expires_at: ArcSwapOption::empty(),
         })
     }
 
-    /// The source this provider serves.
+    /// Whether this provider serves `source`.
     pub fn serves(&self, source: &CredentialSource) -> bool {
-        match (&self.kind, source) {
-            (Kind::Read(mine), other) => mine == other,
-            (Kind::EcsMetadata(m), CredentialSource::EcsMetadata { url, .. }) => {
-                m.base_url() == url.as_str().trim_end_matches('/')
-            }
-            _ => false,
-        }
+        self.source == *source
     }
 
     /// The credentials to sign with now; `None` until a temporary provider has fetched.
@@ -78,18 +63,12 @@ impl CredentialProvider {
 
     /// The provider's kind, as the `provider` label says it.
     pub fn kind(&self) -> &'static str {
-        match &self.kind {
-            Kind::Read(source) => source.kind(),
-            Kind::EcsMetadata(_) => "ecs_metadata",
-        }
+        self.source.kind()
     }
 
     /// Where the credentials come from, for `--config.check` and logs; never a secret.
     pub fn describe(&self) -> String {
-        let what = match &self.kind {
-            Kind::Read(source) => source.describe(),
-            Kind::EcsMetadata(m) => format!("ECS metadata service {}", m.base_url()),
-        };
+        let what = self.source.describe();
         match self.current() {
             Some(c) => format!("{what}, access key {}", c.access_key_id),
             None => what,
@@ -98,26 +77,26 @@ impl CredentialProvider {
 
     /// Whether a refresh can yield anything new (re-read files, fetch from metadata).
     pub fn is_refreshable(&self) -> bool {
-        !matches!(self.kind, Kind::Read(CredentialSource::Environment(_)))
+        !matches!(self.source, CredentialSource::Environment(_))
     }
 
     pub fn is_temporary(&self) -> bool {
-        matches!(self.kind, Kind::EcsMetadata(_))
+        matches!(self.source, CredentialSource::EcsMetadata { .. })
     }
 
     /// Fetches or re-reads the credentials. On failure the previous ones stay.
     pub async fn refresh(&self) -> Result<(), String> {
-        let fresh = match &self.kind {
-            Kind::Read(CredentialSource::Config { key, config, .. }) => {
+        let fresh = match (&self.source, &self.metadata) {
+            (CredentialSource::Config { key, config, .. }, _) => {
                 config.resolve(key).map_err(|e| e.to_string())?
             }
-            Kind::Read(CredentialSource::Environment(_)) => return Ok(()),
-            Kind::Read(CredentialSource::File { path, .. }) => read_sdk_file(path)?
+            (CredentialSource::Environment(_), _) => return Ok(()),
+            (CredentialSource::File { path, .. }, _) => read_sdk_file(path)?
                 .ok_or_else(|| format!("{}: no [basic] ak and sk", path.display()))?,
-            Kind::Read(CredentialSource::EcsMetadata { .. }) => {
-                return Err("the metadata service is fetched by its own provider".into())
+            (CredentialSource::EcsMetadata { .. }, None) => {
+                return Err("no client for the metadata service".into())
             }
-            Kind::EcsMetadata(m) => {
+            (CredentialSource::EcsMetadata { .. }, Some(m)) => {
                 let (credentials, expires_at) = m.fetch().await?;
                 self.expires_at.store(Some(Arc::new(expires_at)));
                 credentials
@@ -144,13 +123,11 @@ mod tests {
 
     #[test]
     fn refresh_schedule() {
-        let p = CredentialProvider::with(
-            Kind::Read(CredentialSource::EcsMetadata {
-                url: "http://127.0.0.1:9".parse().unwrap(),
-                timeout: Duration::from_secs(1),
-            }),
-            None,
-        );
+        let p = CredentialProvider::new(&CredentialSource::EcsMetadata {
+            url: "http://127.0.0.1:9".parse().unwrap(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
         p.expires_at.store(Some(Arc::new(100_000.0)));
         // Long-lived: 40 minutes before expiry.
         assert_eq!(

@@ -373,6 +373,15 @@ fn memory_lines() -> Vec<Line> {
     ]
 }
 
+/// A latency list as "median (p99)".
+fn median_p99(samples: &[f64]) -> String {
+    format!(
+        "{} ({})",
+        ms(percentile(samples, 50.0)),
+        ms(percentile(samples, 99.0))
+    )
+}
+
 /// `/metrics`: latency per variant, size and series.
 fn scrape_lines() -> Vec<Line> {
     vec![
@@ -384,19 +393,9 @@ fn scrape_lines() -> Vec<Line> {
             )
         }),
         ("/metrics OpenMetrics + gzip median (p99)", |r| {
-            format!(
-                "{} ({})",
-                ms(percentile(&r.om_gzip, 50.0)),
-                ms(percentile(&r.om_gzip, 99.0))
-            )
+            median_p99(&r.om_gzip)
         }),
-        ("/metrics text 0.0.4 median (p99)", |r| {
-            format!(
-                "{} ({})",
-                ms(percentile(&r.text, 50.0)),
-                ms(percentile(&r.text, 99.0))
-            )
-        }),
+        ("/metrics text 0.0.4 median (p99)", |r| median_p99(&r.text)),
         ("bytes per scrape: OpenMetrics / gzip / text", |r| {
             format!(
                 "{} / {} / {}",
