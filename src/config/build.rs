@@ -9,8 +9,14 @@ use std::path::Path;
 
 use reqwest::Url;
 
-use super::file::{FileConfig, FileDiscover, FileTarget, DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT};
-use super::types::{Config, Discover, Fail, ImageConfig, LookupRequest, Target};
+use super::file::{
+    FileConfig, FileDiscover, FileEvents, FileTarget, DEFAULT_CTS_ENDPOINT, DEFAULT_ENDPOINT,
+    DEFAULT_IAM_ENDPOINT,
+};
+use super::types::{
+    Config, CtsSettings, Discover, Events, Fail, ImageConfig, LookupRequest, Target,
+    WebhookSettings,
+};
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials;
 use crate::auth::source::{Chain, CredentialSource, ENV_CREDENTIALS_FILE};
@@ -34,6 +40,7 @@ pub(super) struct PlannedTarget {
     credentials: CredentialSource,
     rate_limit: Option<Rate>,
     iam_endpoint: Url,
+    cts_endpoint: Option<Url>,
     allowlist: Allowlist,
     discover: Option<Discover>,
     images: Vec<ImageConfig>,
@@ -48,6 +55,7 @@ impl PlannedTarget {
             credentials: self.credentials,
             rate_limit: self.rate_limit,
             iam_endpoint: self.iam_endpoint,
+            cts_endpoint: self.cts_endpoint,
             allowlist: self.allowlist,
             discover: self.discover,
             images: self.images,
@@ -104,6 +112,7 @@ impl Plan {
 pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Fail> {
     let max_response_bytes = super::validate::settings(raw)?;
     let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
+    let events = events(raw.events.as_ref())?;
     let client = client_options(raw, max_response_bytes);
     if raw.targets.is_empty() {
         return Err(("targets".into(), "at least one target is required".into()));
@@ -131,6 +140,7 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         chain: &chain,
         credentials: global.as_ref(),
         allowlist: &global_allow,
+        cts: events.cts.is_some(),
     };
     let targets = raw
         .targets
@@ -140,8 +150,86 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         .collect::<Result<Vec<_>, Fail>>()?;
     Ok(Plan {
         targets,
-        settings: settings(raw, client),
+        settings: Config {
+            events,
+            ..settings(raw, client)
+        },
     })
+}
+
+/// Longest `events.cts.interval` and `lookback`.
+const MAX_CTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Shortest webhook token: a guessable token would open the event path to anyone.
+const MIN_TOKEN_LEN: usize = 16;
+/// The webhook's rate limit when the config sets none.
+const DEFAULT_WEBHOOK_RATE: &str = "10/s";
+
+/// `events:`: the trace reads' schedule and the webhook's settings.
+fn events(raw: Option<&FileEvents>) -> Result<Events, Fail> {
+    let Some(raw) = raw else {
+        return Ok(Events::default());
+    };
+    let cts = match &raw.cts {
+        None => None,
+        Some(c) => {
+            let second = std::time::Duration::from_secs(1);
+            if c.interval < second || c.interval > MAX_CTS_INTERVAL {
+                return Err((
+                    "events.cts.interval".into(),
+                    "must be between 1s and 1h".into(),
+                ));
+            }
+            if c.lookback > MAX_CTS_INTERVAL {
+                return Err((
+                    "events.cts.lookback".into(),
+                    "must be between 0s and 1h".into(),
+                ));
+            }
+            Some(CtsSettings {
+                interval: c.interval,
+                lookback: c.lookback,
+            })
+        }
+    };
+    let webhook = match &raw.webhook {
+        None => None,
+        Some(w) => {
+            let key = |k: &str| format!("events.webhook.{k}");
+            let token = crate::files::read_text_capped(&w.token_file, crate::files::MAX_SECRET_BYTES)
+                .map_err(|e| (key("token_file"), format!("{}: {e}", w.token_file.display())))?;
+            let token = token.trim();
+            if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err((
+                    key("token_file"),
+                    format!("the token must be at least {MIN_TOKEN_LEN} characters, without spaces"),
+                ));
+            }
+            for (i, t) in w.smn_topics.iter().enumerate() {
+                if !t.starts_with("urn:smn:") || t.len() > 512 {
+                    return Err((key(&format!("smn_topics[{i}]")), format!("must be an SMN topic URN like urn:smn:cn-north-4:<project>:<topic>, got {t:?}")));
+                }
+            }
+            for (i, h) in w.smn_hosts.iter().enumerate() {
+                let valid = !h.is_empty()
+                    && h.len() <= 255
+                    && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                if !valid {
+                    return Err((key(&format!("smn_hosts[{i}]")), format!("must be a host name, with an optional :port, got {h:?}")));
+                }
+            }
+            let rate = w.rate_limit.as_deref().unwrap_or(DEFAULT_WEBHOOK_RATE);
+            let rate_limit = Rate::parse(rate).map_err(|m| (key("rate_limit"), m))?;
+            Some(WebhookSettings {
+                token: crate::auth::credentials::Secret::new(token),
+                token_file: w.token_file.clone(),
+                smn_verify: w.smn_verify.unwrap_or(!w.smn_topics.is_empty()),
+                smn_topics: w.smn_topics.clone(),
+                smn_hosts: w.smn_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                rate_limit,
+            })
+        }
+    };
+    Ok(Events { cts, webhook })
 }
 
 /// How the API client behaves, from the top-level keys.
@@ -189,6 +277,7 @@ fn settings(raw: &FileConfig, client: ClientOptions) -> Config {
         max_members_total: raw.max_members_total as usize,
         ca_file: client.ca_file,
         insecure_skip_verify: client.insecure_skip_verify,
+        events: Events::default(),
         targets: Vec::new(),
     }
 }
@@ -200,6 +289,8 @@ struct Shared<'a> {
     chain: &'a Chain<'a>,
     credentials: Option<&'a CredentialSource>,
     allowlist: &'a Allowlist,
+    /// `events.cts` is set: targets read traces unless they opt out.
+    cts: bool,
 }
 
 /// `targets[ti]`: its endpoints, rate limit, credentials, project, allowlist,
@@ -215,6 +306,12 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
     let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?.or(shared.global_rate);
     let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
         .map_err(|m| (key("endpoint"), m))?;
+    let cts_endpoint = if shared.cts && t.cts {
+        let template = t.cts_endpoint.as_deref().unwrap_or(DEFAULT_CTS_ENDPOINT);
+        Some(parse_endpoint(template, &t.region).map_err(|m| (key("cts_endpoint"), m))?)
+    } else {
+        None
+    };
     let credentials = target_credentials(ti, t, shared)?;
     let project = match &t.project_id {
         Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
@@ -252,6 +349,7 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
         credentials,
         rate_limit,
         iam_endpoint,
+        cts_endpoint,
         allowlist: target_allow,
         discover,
         images,

@@ -12,6 +12,7 @@ use crate::ims::retry::RetryPolicy;
 
 pub const DEFAULT_ENDPOINT: &str = "https://ims.{region}.myhuaweicloud.com";
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
+pub const DEFAULT_CTS_ENDPOINT: &str = "https://cts.{region}.myhuaweicloud.com";
 
 /// Parses the YAML text; errors name the key path (serde_yaml's message).
 pub(super) fn parse(text: &str) -> Result<FileConfig, String> {
@@ -93,7 +94,51 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) allowed_members_file: Option<PathBuf>,
     #[serde(default)]
+    pub(super) events: Option<FileEvents>,
+    #[serde(default)]
     pub(super) targets: Vec<FileTarget>,
+}
+
+/// `events:`: where share changes are heard of between polls.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileEvents {
+    #[serde(default)]
+    pub(super) cts: Option<FileCts>,
+    #[serde(default)]
+    pub(super) webhook: Option<FileWebhook>,
+}
+
+fn default_cts_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_cts_lookback() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `events.cts:`: read each target's Cloud Trace Service trace list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCts {
+    #[serde(default = "default_cts_interval", with = "humantime_serde")]
+    pub(super) interval: Duration,
+    #[serde(default = "default_cts_lookback", with = "humantime_serde")]
+    pub(super) lookback: Duration,
+}
+
+/// `events.webhook:`: `POST /api/v1/events` for pushed traces.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileWebhook {
+    pub(super) token_file: PathBuf,
+    #[serde(default)]
+    pub(super) smn_topics: Vec<String>,
+    #[serde(default)]
+    pub(super) smn_hosts: Vec<String>,
+    #[serde(default)]
+    pub(super) smn_verify: Option<bool>,
+    #[serde(default)]
+    pub(super) rate_limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +243,11 @@ pub(super) struct FileTarget {
     pub(super) endpoint: Option<String>,
     #[serde(default)]
     pub(super) iam_endpoint: Option<String>,
+    #[serde(default)]
+    pub(super) cts_endpoint: Option<String>,
+    /// `false`: this target reads no traces although `events.cts` is set.
+    #[serde(default = "default_true")]
+    pub(super) cts: bool,
     #[serde(default)]
     pub(super) credentials: Option<CredentialsConfig>,
     #[serde(default)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use crate::allowlist::Allowlist;
+use crate::auth::credentials::Secret;
 use crate::auth::source::CredentialSource;
 use crate::ids::{ImageId, MemberId, ProjectId, Source};
 use crate::ims::client::{ClientOptions, ImageFilter};
@@ -39,9 +40,42 @@ pub struct Config {
     /// Extra CA certificates (PEM) to trust for the API endpoints.
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// Where share changes are heard of between polls (traces read, pushed events).
+    pub events: Events,
     pub targets: Vec<Target>,
 }
 
+/// `events:`: sources of "poll this image now".
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Events {
+    pub cts: Option<CtsSettings>,
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// `events.cts`: how often each target's trace list is read, and how far back every
+/// read reaches again (for traces recorded late).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CtsSettings {
+    pub interval: Duration,
+    pub lookback: Duration,
+}
+
+/// `events.webhook`: `POST /api/v1/events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// The bearer token (read at load; never printed).
+    pub token: Secret,
+    pub token_file: PathBuf,
+    /// SMN topics whose subscription confirmations are followed.
+    pub smn_topics: Vec<String>,
+    /// Hosts (`host` or `host:port`) besides `smn.{region}.myhuaweicloud.com` of the
+    /// configured regions that SMN confirmation and certificate URLs may name.
+    pub smn_hosts: Vec<String>,
+    /// Refuse SMN messages whose signature does not verify.
+    pub smn_verify: bool,
+    /// Accepted requests per second at most (beyond: 429).
+    pub rate_limit: Rate,
+}
 impl Config {
     pub fn client_options(&self) -> ClientOptions {
         ClientOptions {
@@ -70,6 +104,9 @@ pub struct Target {
     pub rate_limit: Option<Rate>,
     /// IAM endpoint, for looking up an omitted project ID.
     pub iam_endpoint: Url,
+    /// CTS endpoint whose trace list the target reads; `None` when `events.cts` is
+    /// not set or the target opted out (`cts: false`).
+    pub cts_endpoint: Option<Url>,
     /// Entries that apply to every image of the target (top level + target).
     pub allowlist: Allowlist,
     pub discover: Option<Discover>,

@@ -78,6 +78,10 @@ pub struct ImsClient {
 }
 
 impl ImsClient {
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// A client with the config's timeout, concurrency limit, retry policy and body cap.
     pub fn new(
         config: &ClientOptions,

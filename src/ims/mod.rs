@@ -1,6 +1,7 @@
 //! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]),
 //! the API operations with paging and caps ([`client`]) and how each request travels
-//! ([`transport`]: signing, limits, retries, body caps).
+//! ([`transport`]: signing, limits, retries, body caps); Cloud Trace Service traces
+//! ([`traces`]), read with the same client.
 
 pub(crate) mod client;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod model;
 pub mod observer;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
+pub mod traces;
 pub(crate) mod transport;
 pub mod url;
 

@@ -7,6 +7,7 @@
 //! never sees half an update and never waits for the poller.
 
 mod changes;
+pub mod events;
 mod image;
 mod members;
 pub mod storage;

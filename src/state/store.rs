@@ -143,6 +143,8 @@ pub struct Store {
     cycles: tokio::sync::Notify,
     /// The most recent member changes.
     changes: ChangeLog,
+    /// What the event sources (trace reads, webhook) did.
+    events: super::events::EventStats,
 }
 
 impl Store {
@@ -256,6 +258,11 @@ impl Store {
     /// The most recent member changes.
     pub fn changes(&self) -> &ChangeLog {
         &self.changes
+    }
+
+    /// The event sources' counters.
+    pub fn events(&self) -> &super::events::EventStats {
+        &self.events
     }
 
     /// Changes whenever what the state file keeps changes.
