@@ -24,12 +24,16 @@ use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
+use crate::ims::traces::PushedTraces;
 use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
 use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::now_unix;
+
+/// Pushed trace batches queued for the poller; beyond, the webhook answers 429.
+const PUSHED_QUEUE: usize = 1024;
 
 /// How long shutdown waits for in-flight scrapes before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -168,6 +172,10 @@ pub async fn run(
         .clone()
         .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    // Traces pushed to `POST /api/v1/events`, on their way to the poller (which reads
+    // them with the traces it pulls).
+    let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
+    let _ = (&pushed_tx, &pushed_rx);
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
