@@ -25,10 +25,11 @@ use crate::app::source::{load_config, ConfigSource};
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::ims::traces::PushedTraces;
+use crate::poll::events::Inbox;
 use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
-use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
+use crate::state::storage::{DirLock, LockError, RestoredTargets, Storage};
 use crate::state::Store;
 use crate::timestamp::now_unix;
 
@@ -56,11 +57,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(poller: Poller) -> Running {
+    fn start(poller: Poller, inbox: Inbox) -> Running {
         let poller = Arc::new(poller);
         let (stop, stop_rx) = watch::channel(false);
         let p = poller.clone();
-        let task = tokio::spawn(async move { p.run(stop_rx).await });
+        let task = tokio::spawn(async move { p.run(stop_rx, Some(inbox)).await });
         Running { poller, stop, task }
     }
 
@@ -81,6 +82,8 @@ struct Polling {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     self_metrics: Arc<SelfMetrics>,
+    /// Pushed traces, read by whichever poller runs.
+    inbox: Inbox,
 }
 
 impl Polling {
@@ -89,13 +92,18 @@ impl Polling {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         self_metrics: Arc<SelfMetrics>,
-        restored: &[StoredDiscovery],
+        restored: &RestoredTargets,
+        inbox: Inbox,
     ) -> Polling {
         let plan = Arc::new(plan);
         metrics.set_options(render_options(&plan));
         Polling {
             refreshers: spawn_refreshers(&plan),
-            running: Running::start(Poller::new(plan.clone(), store.clone(), None, restored)),
+            running: Running::start(
+                Poller::new(plan.clone(), store.clone(), None, restored),
+                inbox.clone(),
+            ),
+            inbox,
             plan,
             store,
             metrics,
@@ -117,8 +125,13 @@ impl Polling {
         }
         self.refreshers = spawn_refreshers(&plan);
         self.metrics.set_options(render_options(&plan));
-        let poller = Poller::new(plan.clone(), self.store.clone(), Some(&old), &[]);
-        self.running = Running::start(poller);
+        let poller = Poller::new(
+            plan.clone(),
+            self.store.clone(),
+            Some(&old),
+            &Default::default(),
+        );
+        self.running = Running::start(poller, self.inbox.clone());
         tracing::info!(
             images = plan.config.image_count(),
             targets = plan.config.targets.len(),
@@ -160,22 +173,23 @@ pub async fn run(
     else {
         return EXIT_FAILURE;
     };
+    // Traces pushed to `POST /api/v1/events`, on their way to the poller (which reads
+    // them with the traces it pulls).
+    let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
+    let _ = &pushed_tx;
     let mut polling = Polling::start(
         plan,
         store.clone(),
         metrics.clone(),
         self_metrics.clone(),
         &restored,
+        Arc::new(tokio::sync::Mutex::new(pushed_rx)),
     );
     let writer = options
         .storage
         .clone()
         .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    // Traces pushed to `POST /api/v1/events`, on their way to the poller (which reads
-    // them with the traces it pulls).
-    let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
-    let _ = (&pushed_tx, &pushed_rx);
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
@@ -228,9 +242,9 @@ async fn start_storage(
     store: &Store,
     self_metrics: &SelfMetrics,
     signals: &mut Signals,
-) -> Result<(Option<DirLock>, Vec<StoredDiscovery>), u8> {
+) -> Result<(Option<DirLock>, RestoredTargets), u8> {
     let Some(storage) = &options.storage else {
-        return Ok((None, Vec::new()));
+        return Ok((None, RestoredTargets::default()));
     };
     let opened = tokio::select! {
         signal = signals.shutdown() => {
@@ -253,7 +267,7 @@ async fn open_storage(
     storage: &Storage,
     store: &Store,
     metrics: &SelfMetrics,
-) -> Result<(DirLock, Vec<StoredDiscovery>), LockError> {
+) -> Result<(DirLock, RestoredTargets), LockError> {
     let lock = lock(storage).await?;
     Ok((lock, restore(storage, store, metrics).await))
 }

@@ -18,7 +18,7 @@ pub(super) async fn run(plan: Plan, self_metrics: Arc<SelfMetrics>, format: Once
     let store = Arc::new(Store::new());
     let metrics = Metrics::new(store.clone(), self_metrics);
     metrics.set_options(render_options(&plan));
-    let poller = Poller::new(Arc::new(plan), store.clone(), None, &[]);
+    let poller = Poller::new(Arc::new(plan), store.clone(), None, &Default::default());
     let all_ok = poller.once().await;
     let report = || Report::new(&store.snapshot());
     let out = match format {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::files::{off_runtime, READ_TIMEOUT};
 use crate::render::SelfMetrics;
-use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
+use crate::state::storage::{DirLock, LockError, RestoredTargets, Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::{format_rfc3339, now_unix};
 
@@ -37,7 +37,7 @@ pub(super) async fn restore(
     storage: &Storage,
     store: &Store,
     metrics: &SelfMetrics,
-) -> Vec<StoredDiscovery> {
+) -> RestoredTargets {
     let s = storage.clone();
     let loaded = off_runtime(RESTORE_TIMEOUT, move || s.load()).await;
     match loaded {
@@ -51,12 +51,15 @@ pub(super) async fn restore(
             store.restore(r.images);
             store.changes().push(r.changes);
             metrics.state_restored(true);
-            r.discovered
+            RestoredTargets {
+                discovered: r.discovered,
+                traces: r.traces,
+            }
         }
         Ok(Ok(None)) => {
             tracing::info!(file = %storage.file().display(), "no state to restore; starting clean");
             metrics.state_restored(true);
-            Vec::new()
+            RestoredTargets::default()
         }
         Ok(Err(e)) => {
             let s = storage.clone();
@@ -70,7 +73,7 @@ pub(super) async fn restore(
                 "cannot restore state; starting clean"
             );
             metrics.state_restored(false);
-            Vec::new()
+            RestoredTargets::default()
         }
         Err(e) => {
             tracing::warn!(
@@ -78,7 +81,7 @@ pub(super) async fn restore(
                 "cannot restore state; starting clean"
             );
             metrics.state_restored(false);
-            Vec::new()
+            RestoredTargets::default()
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::poll::plan::Plan;
+use crate::render::events::EventOptions;
 use crate::render::RenderOptions;
 
 /// The renderer's view of `plan`.
@@ -18,5 +19,9 @@ pub(super) fn render_options(plan: &Plan) -> RenderOptions {
                 .filter_map(|p| p.expires_at().map(|e| (p.kind(), e)))
                 .collect()
         }),
+        events: EventOptions {
+            cts: plan.config.events.cts.is_some(),
+            webhook: plan.config.events.webhook.is_some(),
+        },
     }
 }

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use crate::state::{
-    ChangeEvent, ChangeKind, ImageKey, ImageState, MemberCounts, MemberRecord, MemberSet,
+    Attribution, ChangeEvent, ChangeKind, ImageKey, ImageState, MemberCounts, MemberRecord,
+    MemberSet,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +73,7 @@ pub fn events(
     image_name: &Arc<str>,
     changes: &[Change<'_>],
     time_unix: f64,
+    by: Option<Arc<Attribution>>,
 ) -> Vec<ChangeEvent> {
     changes
         .iter()
@@ -80,13 +82,21 @@ pub fn events(
                 Change::Added(m) | Change::Removed(m) => (*m, None),
                 Change::StatusChanged { old, new } => (*new, Some(&old.status)),
             };
-            ChangeEvent::new(time_unix, c.kind(), key, image_name, m, old)
+            ChangeEvent {
+                by: by.clone(),
+                ..ChangeEvent::new(time_unix, c.kind(), key, image_name, m, old)
+            }
         })
         .collect()
 }
 
-/// Logs each change as one info event with everything a reviewer needs.
-pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>]) {
+/// Logs each change as one info event with everything a reviewer needs; with the
+/// trace that triggered the poll (`trace_id`, `actor`, `source_ip`) when one did.
+pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>], by: Option<&Attribution>) {
+    // Absent (not empty) without a trace: a scheduled poll's change names nobody.
+    let trace_id = by.map(|b| b.trace_id.as_str());
+    let actor = by.and_then(|b| b.actor.as_deref());
+    let source_ip = by.and_then(|b| b.source_ip.as_deref());
     for c in changes {
         let (m, old_status) = match c {
             Change::Added(m) | Change::Removed(m) => (*m, ""),
@@ -109,6 +119,9 @@ pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>]) {
             status = %m.status,
             old_status,
             unexpected = m.unexpected,
+            trace_id,
+            actor,
+            source_ip,
             "image share changed"
         );
     }

@@ -15,8 +15,9 @@ use crate::ims::client::MemberCap;
 use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
 use crate::poll::audit;
+use crate::poll::events::gate::PollGate;
 use crate::poll::plan::LiveTarget;
-use crate::state::{ImageState, MemberRecord, MemberSet, Slot, Store};
+use crate::state::{Attribution, ImageState, MemberRecord, MemberSet, Slot, Store};
 use crate::timestamp::now_unix;
 
 /// One image to poll: its target, its config, its allowlist and its slot.
@@ -26,6 +27,8 @@ pub(super) struct ImageJob {
     /// The image's allowlist as polls apply it (files re-read).
     pub(super) allowlist: LiveAllowlist,
     pub(super) slot: Arc<Slot>,
+    /// One poll of the image at a time, scheduled or triggered by an event.
+    pub(super) gate: Arc<PollGate>,
 }
 
 /// The member caps (`max_members_per_image`, `max_members_total`) and what they are
@@ -102,11 +105,13 @@ async fn fetch(
 
 /// Polls one image. Its log lines carry its region, project and image through one
 /// span; the audit lines, which name the image themselves, are written outside it.
+/// `by`: the trace that asked for the poll, which the changes it finds carry.
 pub(super) async fn poll_image(
     client: &ImsClient,
     job: &ImageJob,
     page_size: u32,
     limits: &Limits,
+    by: Option<Arc<Attribution>>,
 ) -> bool {
     let span = tracing::info_span!(
         "image_poll",
@@ -121,7 +126,7 @@ pub(super) async fn poll_image(
     else {
         return false;
     };
-    commit(job, limits, good, &span, started)
+    commit(job, limits, good, &span, started, by)
 }
 
 /// A complete, well-formed answer, judged against the allowlist in force.
@@ -175,6 +180,7 @@ fn commit(
     good: Good,
     span: &tracing::Span,
     started: Instant,
+    by: Option<Arc<Attribution>>,
 ) -> bool {
     let _commit = lock(&limits.commit);
     let Good {
@@ -200,7 +206,7 @@ fn commit(
         job.slot.store(previous.failed(e.reason(), &entries));
         return false;
     }
-    let next = succeeded(&previous, set, watched, &limits.store);
+    let next = succeeded(&previous, set, watched, &limits.store, by);
     span.in_scope(|| {
         tracing::debug!(
             members = next.member_count(),
@@ -241,6 +247,7 @@ fn succeeded(
     set: MemberSet,
     watched: BTreeMap<String, bool>,
     store: &Store,
+    by: Option<Arc<Attribution>>,
 ) -> ImageState {
     let name = previous.meta.name.clone();
     let now = now_unix();
@@ -250,11 +257,11 @@ fn succeeded(
         None => audit::log_baseline(&next.key, &name, &new_set),
         Some(old) => {
             let changes = audit::diff(old, &new_set);
-            audit::log(&next.key, &name, &changes);
+            audit::log(&next.key, &name, &changes, by.as_deref());
             for c in &changes {
                 *next.changes.entry(c.kind()).or_insert(0) += 1;
             }
-            store.record_changes(audit::events(&next.key, &name, &changes, now));
+            store.record_changes(audit::events(&next.key, &name, &changes, now, by));
         }
     }
     next

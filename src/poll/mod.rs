@@ -1,11 +1,13 @@
 //! The poll layer: the runtime plan built from a config's values ([`plan`]: client,
 //! limiters, credential providers, watched allowlist files); the poller and its image
 //! set ([`poller`]), its schedules ([`schedule`]), discovery ([`discovery`]), one
-//! image's poll ([`image_poll`]) and what a reload takes over ([`takeover`]); and the
-//! change audit between two good polls ([`audit`]).
+//! image's poll ([`image_poll`]), the polls share-change events trigger ([`events`])
+//! and what a reload takes over ([`takeover`]); and the change audit between two good
+//! polls ([`audit`]).
 
 pub mod audit;
 mod discovery;
+pub mod events;
 mod image_poll;
 pub mod plan;
 pub mod poller;

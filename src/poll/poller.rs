@@ -23,12 +23,17 @@ use futures_util::future::join_all;
 use rand::Rng;
 use tokio::task::JoinSet;
 
+use tokio::sync::mpsc;
+
+use super::events::gate::PollGate;
+use super::events::window::Window;
+use super::events::EventPoll;
 use super::image_poll::{poll_image, ImageJob, Limits};
 use crate::config::{ImageConfig, Target};
 use crate::ids::ImageId;
 use crate::poll::audit;
 use crate::poll::plan::{LiveTarget, Plan};
-use crate::state::storage::StoredDiscovery;
+use crate::state::storage::RestoredTargets;
 use crate::state::{ImageKey, ImageMeta, Store, TargetSlot};
 use crate::timestamp::now_unix;
 
@@ -57,16 +62,21 @@ pub(super) struct TargetRun {
     pub(super) schedule: Mutex<Schedule>,
     /// Taken over from the previous poller by a reload: resume, don't start over.
     pub(super) resumed: Option<Schedule>,
+    /// Where the target's trace reads stand (taken over by a reload, restored at start).
+    pub(super) traces: Mutex<Window>,
 }
 
 pub struct Poller {
     pub(super) plan: Arc<Plan>,
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     pub(super) targets: Vec<TargetRun>,
     /// Serialises rebuilding the image set (discoveries of several targets may end at once).
     rebuild_lock: Mutex<()>,
     /// Serialises checking `max_members_total` with storing a poll's result.
     commit_lock: Arc<Mutex<()>>,
+    /// Event polls on their way to the dispatcher ([`super::events`]).
+    pub(super) event_tx: mpsc::UnboundedSender<EventPoll>,
+    pub(super) event_rx: Mutex<Option<mpsc::UnboundedReceiver<EventPoll>>>,
 }
 
 pub fn image_key(target: &Target, image: &ImageId) -> ImageKey {
@@ -87,12 +97,13 @@ impl Poller {
     /// poller being replaced: targets that stay take over what it discovered (before
     /// the store's image set is rebuilt, so discovered images keep their state) and
     /// its schedules.
-    /// At start, `restored` is what the state file says each target last discovered.
+    /// At start, `restored` is what the state file says each target last discovered
+    /// and where its trace reads stood.
     pub fn new(
         plan: Arc<Plan>,
         store: Arc<Store>,
         previous: Option<&Poller>,
-        restored: &[StoredDiscovery],
+        restored: &RestoredTargets,
     ) -> Self {
         let config = plan.config.clone();
         let keys: Vec<(Arc<str>, Arc<str>)> = config
@@ -107,12 +118,15 @@ impl Poller {
             .zip(slots)
             .map(|(live, slot)| TargetRun::take_over(live, slot, previous, restored))
             .collect();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
         let poller = Poller {
             plan,
             store,
             targets,
             rebuild_lock: Mutex::new(()),
             commit_lock: Arc::new(Mutex::new(())),
+            event_tx,
+            event_rx: Mutex::new(Some(event_rx)),
         };
         poller.rebuild();
         poller
@@ -121,6 +135,19 @@ impl Poller {
     /// The images to monitor: configured ones (which win) plus discovered ones.
     pub(super) fn rebuild(&self) {
         let _guard = lock(&self.rebuild_lock);
+        // An image's gate outlives the rebuild, so that its polls stay one at a time.
+        let gates: HashMap<(usize, ImageId), Arc<PollGate>> = self
+            .targets
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, run)| {
+                run.jobs
+                    .load()
+                    .iter()
+                    .map(|j| ((ti, j.image.id.clone()), j.gate.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let planned = self.planned_images();
         let keys: Vec<(ImageKey, ImageMeta)> = planned
             .iter()
@@ -146,11 +173,16 @@ impl Poller {
         for ((ti, image), slot) in planned.into_iter().zip(slots) {
             let target = self.targets[ti].target.clone();
             let allowlist = self.plan.allowlist(&image.allowlist);
+            let gate = gates
+                .get(&(ti, image.id.clone()))
+                .cloned()
+                .unwrap_or_default();
             jobs[ti].push(Arc::new(ImageJob {
                 target,
                 image,
                 allowlist,
                 slot,
+                gate,
             }));
         }
         for (run, jobs) in self.targets.iter().zip(jobs) {
@@ -218,7 +250,10 @@ impl Poller {
                 self.plan.config.page_size,
             );
             let limits = self.limits();
-            set.spawn(async move { poll_image(&client, &job, page_size, &limits).await });
+            set.spawn(async move {
+                let _running = job.gate.enter().await;
+                poll_image(&client, &job, page_size, &limits, None).await
+            });
         }
         let mut all_ok = true;
         while let Some(result) = set.join_next().await {
@@ -241,7 +276,7 @@ impl Poller {
         all_ok
     }
 
-    fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits {
             store: self.store.clone(),
             per_image: self.plan.config.max_members_per_image,

@@ -1,5 +1,7 @@
 //! The schedules of one poller: every `poll_interval`, a poll cycle of each target;
-//! every `discovery_interval`, a discovery; a reload resumes them where they were.
+//! every `discovery_interval`, a discovery; every `events.cts.interval`, a read of the
+//! target's trace list; beside them, the event polls and the pushed traces
+//! ([`super::events`]). A reload resumes them where they were.
 
 use std::time::Duration;
 
@@ -7,19 +9,25 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::events::Inbox;
 use super::poller::{lock, Poller, TargetRun};
 
 impl Poller {
     /// Runs every target's schedules until `shutdown` fires. Targets run apart, so a
     /// slow or hung endpoint delays only its own target. Each target discovers first,
     /// so its first poll cycle (and readiness) covers discovered images.
-    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
-        join_all(
+    /// Pushed traces arrive at `inbox`.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>, inbox: Option<Inbox>) {
+        let targets = join_all(
             self.targets
                 .iter()
                 .map(|run| self.run_target(run, shutdown.clone())),
-        )
-        .await;
+        );
+        tokio::join!(
+            targets,
+            self.dispatch_event_polls(shutdown.clone()),
+            self.receive_pushed(inbox, shutdown.clone()),
+        );
     }
 
     async fn run_target(&self, run: &TargetRun, mut shutdown: watch::Receiver<bool>) {
@@ -54,15 +62,22 @@ impl Poller {
             lock(&run.schedule).last_poll = Some(tokio::time::Instant::now());
             self.cycle(run, true, false)
         });
-        if has_discovery {
-            let discoveries = repeat(first_discovery, discovery, shutdown, || {
-                lock(&run.schedule).last_discovery = Some(tokio::time::Instant::now());
-                self.discover(run)
-            });
-            tokio::join!(polls, discoveries);
-        } else {
-            polls.await;
-        }
+        let discoveries = async {
+            if has_discovery {
+                repeat(first_discovery, discovery, shutdown.clone(), || {
+                    lock(&run.schedule).last_discovery = Some(tokio::time::Instant::now());
+                    self.discover(run)
+                })
+                .await
+            }
+        };
+        let reads = async {
+            let every = config.events.cts.map(|c| c.interval);
+            if let (Some(every), Some(_)) = (every, &run.target.config.cts_endpoint) {
+                repeat(now, every, shutdown.clone(), || self.read_traces(run)).await
+            }
+        };
+        tokio::join!(polls, discoveries, reads);
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::events::window::Window;
 use super::poller::{lock, Discovered, Poller, TargetRun};
 use crate::ids::ImageId;
 use crate::poll::plan::LiveTarget;
-use crate::state::storage::StoredDiscovery;
-use crate::state::TargetSlot;
+use crate::state::storage::{RestoredTargets, StoredDiscovery};
+use crate::state::{TargetSlot, TraceWindow};
 
 impl TargetRun {
     /// The run of `live`, taking over from `previous` (a reload) or `restored` (a start).
@@ -18,7 +19,7 @@ impl TargetRun {
         live: &Arc<LiveTarget>,
         slot: Arc<TargetSlot>,
         previous: Option<&Poller>,
-        restored: &[StoredDiscovery],
+        restored: &RestoredTargets,
     ) -> TargetRun {
         let t = &live.config;
         let old = previous.and_then(|p| {
@@ -39,7 +40,9 @@ impl TargetRun {
             // image both filters find is not dropped and taken up again.
             (Some(o), Some(_)) => lock(&o.discovered).clone(),
             // Restored images are served until the first discovery replaces them.
-            (None, Some(_)) => restored_discovery(restored, &t.region, t.project_id().as_str()),
+            (None, Some(_)) => {
+                restored_discovery(&restored.discovered, &t.region, t.project_id().as_str())
+            }
             _ => None,
         };
         // A changed filter is applied at once (and so is a first discovery).
@@ -49,7 +52,22 @@ impl TargetRun {
             }
             s
         });
+        let traces = match old {
+            Some(o) => lock(&o.traces).clone(),
+            None => restored
+                .traces
+                .iter()
+                .find(|w| w.region == t.region && w.project_id == t.project_id().as_str())
+                .map(|w| {
+                    Window::restored(&TraceWindow {
+                        to_ms: w.to_ms,
+                        seen: w.seen.clone(),
+                    })
+                })
+                .unwrap_or_default(),
+        };
         TargetRun {
+            traces: Mutex::new(traces),
             target: live.clone(),
             slot,
             jobs: ArcSwap::from_pointee(Vec::new()),

@@ -201,6 +201,36 @@ impl<'a> Exposition<'a> {
 
     /// Ends the exposition (OpenMetrics with `# EOF`) and returns it, or, when
     /// streaming, hands over the last chunk and returns an empty string.
+    /// One histogram's `_sum`, `_count` and cumulative `_bucket` series; `counts` are
+    /// per bucket (not cumulative), `label` is one more label on every series.
+    pub fn histogram(
+        &mut self,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+        count: u64,
+        label: Option<(&str, &str)>,
+    ) {
+        let with = |w: &mut Self, suffix: &str| {
+            w.suffixed(suffix);
+            if let Some((k, v)) = label {
+                w.label(k, v);
+            }
+        };
+        with(self, "_sum");
+        self.value(sum);
+        with(self, "_count");
+        self.int(count);
+        let mut cumulative = 0;
+        for (bound, n) in bounds.iter().zip(counts) {
+            cumulative += n;
+            with(self, "_bucket");
+            self.float_label("le", *bound).int(cumulative);
+        }
+        with(self, "_bucket");
+        self.label("le", "+Inf").int(count);
+    }
+
     pub fn finish(mut self) -> String {
         if self.format == Format::OpenMetrics {
             self.out.push_str("# EOF\n");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::ims::error::Reason;
+use crate::render::events::{write_events, EventOptions};
 use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
 use crate::render::self_metrics::SelfMetrics;
 use crate::shard::Shard;
@@ -37,6 +38,8 @@ pub struct RenderOptions {
     pub shard: Shard,
     /// Called at scrape time: the providers' own values, never a copy.
     pub credential_expiry: ExpiryReader,
+    /// Which event sources are on (their families are written only then).
+    pub events: EventOptions,
 }
 
 impl Default for RenderOptions {
@@ -45,6 +48,7 @@ impl Default for RenderOptions {
             member_metrics: true,
             shard: Shard::default(),
             credential_expiry: Arc::new(Vec::new),
+            events: EventOptions::default(),
         }
     }
 }
@@ -73,7 +77,14 @@ impl Metrics {
     pub fn render_at(&self, format: Format, now: f64) -> String {
         let mut w = Exposition::new(format);
         self.self_metrics.write(&mut w);
-        write_snapshot(&mut w, &self.store.snapshot(), &self.options.load(), now);
+        let (snapshot, options) = (self.store.snapshot(), self.options.load());
+        write_events(
+            &mut w,
+            &snapshot.targets,
+            self.store.events(),
+            options.events,
+        );
+        write_snapshot(&mut w, &snapshot, &options, now);
         w.finish()
     }
 
@@ -83,12 +94,14 @@ impl Metrics {
     pub fn render_chunks(&self, format: Format, chunk: usize, sink: Sink<'_>) {
         let mut w = Exposition::streaming(format, chunk, sink);
         self.self_metrics.write(&mut w);
-        write_snapshot(
+        let (snapshot, options) = (self.store.snapshot(), self.options.load());
+        write_events(
             &mut w,
-            &self.store.snapshot(),
-            &self.options.load(),
-            now_unix(),
+            &snapshot.targets,
+            self.store.events(),
+            options.events,
         );
+        write_snapshot(&mut w, &snapshot, &options, now_unix());
         w.finish();
     }
 }

@@ -296,7 +296,7 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
     }
     o.push_str(
         "<div class=\"scroll\"><table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member</th>\
-         <th>Type</th><th>Status</th></tr></thead><tbody>\n",
+         <th>Type</th><th>Status</th><th>By</th></tr></thead><tbody>\n",
     );
     for c in &changes.changes {
         let status = match &c.old_status {
@@ -309,9 +309,19 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
             (Some(n), None) => format!("<td>{n} member(s), unexpected unknown</td>"),
             (None, _) => format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id)),
         };
+        // Who made it, when a trace said so: actor, address and the trace to look up.
+        let by = match &c.trace_id {
+            Some(trace) => format!(
+                "{}<br><small>{}</small><br><small class=\"id\">trace {}</small>",
+                escape(c.actor.as_deref().unwrap_or("unknown")),
+                escape(c.source_ip.as_deref().unwrap_or("")),
+                escape(trace)
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td></tr>",
+            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td><td class=\"by\">{by}</td></tr>",
             if c.unexpected { "unexpected" } else { "expected" },
             when(c.time.as_deref()),
             c.change.replace('_', " "),

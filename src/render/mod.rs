@@ -3,6 +3,7 @@
 //! picks; the share rows ([`shares`]), the share browser ([`html`]) and the one-shot
 //! reports ([`report`]). Reads [`crate::state`] only.
 
+pub mod events;
 pub(crate) mod exposition;
 pub(crate) mod families;
 pub mod html;

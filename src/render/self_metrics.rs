@@ -200,23 +200,12 @@ fn write_retries_and_latency(w: &mut Exposition, requests: &Requests) {
         Kind::Histogram,
     );
     for (operation, h) in &requests.latency {
-        w.suffixed("_sum")
-            .label("operation", operation)
-            .value(h.sum);
-        w.suffixed("_count")
-            .label("operation", operation)
-            .int(h.count);
-        let mut cumulative = 0;
-        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-            cumulative += n;
-            w.suffixed("_bucket")
-                .label("operation", operation)
-                .float_label("le", *bound)
-                .int(cumulative);
-        }
-        w.suffixed("_bucket")
-            .label("operation", operation)
-            .label("le", "+Inf")
-            .int(h.count);
+        w.histogram(
+            &LATENCY_BUCKETS,
+            &h.buckets,
+            h.sum,
+            h.count,
+            Some(("operation", operation)),
+        );
     }
 }

@@ -177,6 +177,11 @@ pub struct ChangeRow {
     /// (`null` when no poll judged them since the exporter restored them); `null`
     /// otherwise.
     pub unexpected_members: Option<usize>,
+    /// The Cloud Trace Service trace whose poll found the change, who made the call
+    /// and from where; `null` for a change a scheduled poll found (never guessed).
+    pub trace_id: Option<String>,
+    pub actor: Option<String>,
+    pub source_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -207,6 +212,9 @@ pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeLis
                 unexpected: e.unexpected,
                 members: e.counts.map(|c| c.members),
                 unexpected_members: e.counts.and_then(|c| c.unexpected),
+                trace_id: e.by.as_ref().map(|b| b.trace_id.clone()),
+                actor: e.by.as_ref().and_then(|b| b.actor.clone()),
+                source_ip: e.by.as_ref().and_then(|b| b.source_ip.clone()),
             })
             .collect(),
     }

@@ -22,6 +22,16 @@ pub struct MemberCounts {
     pub unexpected: Option<usize>,
 }
 
+/// Who made a change, from the trace whose poll found it. A change found by a
+/// scheduled poll has none: it is never guessed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub trace_id: String,
+    /// `user.name` of the trace, else `user.id`.
+    pub actor: Option<String>,
+    pub source_ip: Option<String>,
+}
+
 /// One change to one share, or an image that stopped being monitored
 /// ([`ChangeKind::ImageUnmonitored`]: no member, empty member fields, `counts` set).
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +53,8 @@ pub struct ChangeEvent {
     pub unexpected: bool,
     /// The image's members, for an image event; `None` for a member change.
     pub counts: Option<MemberCounts>,
+    /// The trace that triggered the poll that found it, if one did.
+    pub by: Option<Arc<Attribution>>,
 }
 
 impl ChangeEvent {
@@ -65,6 +77,7 @@ impl ChangeEvent {
             old_status: old_status.cloned(),
             unexpected: member.unexpected,
             counts: None,
+            by: None,
         }
     }
 
@@ -86,6 +99,7 @@ impl ChangeEvent {
             old_status: None,
             unexpected: counts.unexpected.is_some_and(|n| n > 0),
             counts: Some(counts),
+            by: None,
         }
     }
 }
@@ -153,6 +167,7 @@ mod tests {
             old_status: None,
             unexpected: false,
             counts: None,
+            by: None,
         }
     }
 

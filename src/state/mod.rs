@@ -13,10 +13,12 @@ mod members;
 pub mod storage;
 mod store;
 
-pub use changes::{ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
+pub use changes::{Attribution, ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use members::{label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN};
-pub use store::{DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus};
+pub use store::{
+    CtsStatus, DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus, TraceWindow,
+};
 
 #[cfg(test)]
 mod tests {

@@ -96,6 +96,29 @@ pub struct DiscoveryStatus {
     pub last_success_unix: Option<f64>,
 }
 
+/// Where a target's trace reads stand: the end of the last good read's window and the
+/// trace IDs seen since the next window's start (with their operation time, Unix ms),
+/// so that no trace is lost and none is acted on twice, across restarts too.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceWindow {
+    pub to_ms: Option<i64>,
+    pub seen: Vec<(String, i64)>,
+}
+
+/// The trace reads of one target (`events.cts`) and the polls traces triggered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CtsStatus {
+    /// The last read succeeded; `None` before the first read.
+    pub ok: Option<bool>,
+    pub last_success_unix: Option<f64>,
+    /// Member traces read (or pushed), each once, by trace name.
+    pub traces: std::collections::BTreeMap<String, u64>,
+    /// Image polls triggered by traces.
+    pub event_polls: u64,
+    /// Where the reads stand, for the state file.
+    pub window: Option<Arc<TraceWindow>>,
+}
+
 /// What is known about one target (region and project) as a whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetStatus {
@@ -107,6 +130,8 @@ pub struct TargetStatus {
     pub last_cycle_seconds: Option<f64>,
     /// What the last good discovery found, (image ID, name), for the state file.
     pub discovered: Option<Arc<Vec<(String, String)>>>,
+    /// Trace reads and event polls; `None` for a target that has none.
+    pub cts: Option<CtsStatus>,
 }
 
 /// One target's status, replaced whole; the discovery and poll schedules of the
@@ -172,6 +197,7 @@ impl Store {
                                 discovery: None,
                                 last_cycle_seconds: None,
                                 discovered: None,
+                                cts: None,
                             }),
                         })
                     })
@@ -270,9 +296,15 @@ impl Store {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Completes when a target finishes its next poll cycle.
+    /// Completes when a target finishes its next poll cycle (or polls triggered by
+    /// events end): when the state file may be due.
     pub async fn cycle_ended(&self) {
         self.cycles.notified().await
+    }
+
+    /// Polls triggered by events ended: what the state file keeps may have changed.
+    pub fn events_polled(&self) {
+        self.cycles.notify_waiters();
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ChangeEvent, ImageState};
+use crate::state::{ChangeEvent, ImageState, TargetStatus};
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct StateFile {
@@ -19,6 +19,25 @@ pub(super) struct StateFile {
     /// the share browser showed them).
     #[serde(default)]
     pub(super) changes: Vec<StoredChange>,
+    /// Where each target's trace reads stand (absent in files written before traces
+    /// were read).
+    #[serde(default)]
+    pub(super) traces: Vec<StoredTraceWindow>,
+}
+
+/// Trace IDs remembered per target at most: far more than the IMS member traces of
+/// any lookback window.
+pub const MAX_SEEN_TRACES: usize = 100_000;
+
+/// Where one target's trace reads stand: the end of the last good read's window (Unix
+/// ms) and the trace IDs already acted on, with their operation time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredTraceWindow {
+    pub region: String,
+    pub project_id: String,
+    pub to_ms: Option<i64>,
+    #[serde(default)]
+    pub seen: Vec<(String, i64)>,
 }
 
 /// One change. An `image_unmonitored` change has empty member fields and the image's
@@ -42,6 +61,13 @@ pub(super) struct StoredChange {
     pub(super) members: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) unexpected_members: Option<usize>,
+    /// The trace that triggered the poll that found the change, and who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) source_ip: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +99,14 @@ pub(super) struct StoredMember {
     pub(super) created_at: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) updated_at: Option<f64>,
+}
+
+/// What the state file says of the targets: what each last discovered, and where its
+/// trace reads stood.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoredTargets {
+    pub discovered: Vec<StoredDiscovery>,
+    pub traces: Vec<StoredTraceWindow>,
 }
 
 /// What one target last discovered: (image ID, name).
@@ -129,5 +163,19 @@ pub(super) fn store_change(c: &ChangeEvent) -> StoredChange {
         unexpected: c.unexpected,
         members: c.counts.map(|n| n.members),
         unexpected_members: c.counts.and_then(|n| n.unexpected),
+        trace_id: c.by.as_ref().map(|b| b.trace_id.clone()),
+        actor: c.by.as_ref().and_then(|b| b.actor.clone()),
+        source_ip: c.by.as_ref().and_then(|b| b.source_ip.clone()),
     }
+}
+
+/// Where a target's trace reads stand, if it reads traces.
+pub(super) fn store_window(t: &Arc<TargetStatus>) -> Option<StoredTraceWindow> {
+    let w = t.cts.as_ref()?.window.as_ref()?;
+    Some(StoredTraceWindow {
+        region: t.region.to_string(),
+        project_id: t.project_id.to_string(),
+        to_ms: w.to_ms,
+        seen: w.seen.clone(),
+    })
 }

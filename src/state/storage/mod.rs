@@ -41,8 +41,8 @@ use serde::Deserialize;
 use crate::files::{STATE_BASE_BYTES, STATE_BYTES_PER_MEMBER};
 use crate::ims::error::excerpt;
 use crate::state::{ChangeEvent, Snapshot};
-pub use format::StoredDiscovery;
-use format::{store_change, store_image, StateFile};
+use format::{store_change, store_image, store_window, StateFile};
+pub use format::{RestoredTargets, StoredDiscovery, StoredTraceWindow, MAX_SEEN_TRACES};
 pub use lock::{DirLock, LockError};
 use modes::{create_dir, kind_of, private_file};
 use restore::restore_file;
@@ -204,6 +204,7 @@ impl Storage {
             written_at: now_unix,
             images: snapshot.images.iter().filter_map(store_image).collect(),
             discovered: discovered.to_vec(),
+            traces: snapshot.targets.iter().filter_map(store_window).collect(),
             changes: changes.iter().map(|c| store_change(c)).collect(),
         };
         let path = self.file();

@@ -6,17 +6,24 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use super::format::{StateFile, StoredChange, StoredDiscovery, StoredImage, StoredMember};
+use super::format::{
+    StateFile, StoredChange, StoredDiscovery, StoredImage, StoredMember, StoredTraceWindow,
+    MAX_SEEN_TRACES,
+};
 use crate::ids::{IdError, ImageId, MemberId, ProjectId, Source};
 use crate::ims::model::{MAX_MEMBER_ID_BYTES, MAX_MEMBER_LABEL_BYTES};
 use crate::state::{
-    label, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, Label, MemberCounts,
-    MemberRecord, MemberSet, MAX_CHANGES,
+    label, Attribution, ChangeEvent, ChangeKind, ImageKey, ImageMeta, ImageState, Label,
+    MemberCounts, MemberRecord, MemberSet, MAX_CHANGES,
 };
 use crate::timestamp;
 
 /// Longest region read back (a config's region is a short name like `cn-north-4`).
 const MAX_REGION_BYTES: usize = 1024;
+/// Longest trace ID, actor or address kept (as the trace decoder allows).
+const MAX_TRACE_FIELD_BYTES: usize = 512;
+/// More trace windows than targets any config can hold.
+const MAX_TRACE_WINDOWS: usize = 100_000;
 /// Most watched members one image may have: a config (at most 4 MiB) cannot name
 /// more, at four bytes an entry.
 const MAX_WATCHED: usize = (crate::files::MAX_CONFIG_BYTES / 4) as usize;
@@ -37,6 +44,8 @@ pub struct Limits {
 pub struct Restored {
     pub images: Vec<ImageState>,
     pub discovered: Vec<StoredDiscovery>,
+    /// Where each target's trace reads stood.
+    pub traces: Vec<StoredTraceWindow>,
     /// The most recent member changes, oldest first.
     pub changes: Vec<ChangeEvent>,
     /// When the file was written (Unix seconds).
@@ -123,9 +132,22 @@ pub(super) fn restore_file(file: StateFile, limits: Limits) -> Result<Restored, 
             changes.push(event);
         }
     }
+    at_most(
+        "traces",
+        file.traces.len(),
+        MAX_TRACE_WINDOWS,
+        "the trace windows",
+    )?;
+    let traces = file
+        .traces
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| restore_window(w).map_err(|e| e.under(format!("traces[{i}]"))))
+        .collect::<Result<Vec<_>, Invalid>>()?;
     Ok(Restored {
         images,
         discovered: file.discovered,
+        traces,
         changes,
         written_at,
     })
@@ -291,6 +313,7 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
         (false, None) => return Ok(None),
         (true, _) => None,
     };
+    let by = attribution(&c)?;
     Ok(Some(ChangeEvent {
         time_unix,
         kind,
@@ -302,5 +325,44 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
         old_status: c.old_status.map(|s| as_label(&s)),
         unexpected: c.unexpected,
         counts,
+        by,
     }))
+}
+
+/// Who made a change, if a trace said so.
+fn attribution(c: &StoredChange) -> Result<Option<Arc<Attribution>>, Invalid> {
+    let Some(trace_id) = &c.trace_id else {
+        return Ok(None);
+    };
+    text("trace_id", trace_id, MAX_TRACE_FIELD_BYTES)?;
+    for (at, v) in [("actor", &c.actor), ("source_ip", &c.source_ip)] {
+        if let Some(v) = v {
+            text(at, v, MAX_TRACE_FIELD_BYTES)?;
+        }
+    }
+    Ok(Some(Arc::new(Attribution {
+        trace_id: trace_id.clone(),
+        actor: c.actor.clone(),
+        source_ip: c.source_ip.clone(),
+    })))
+}
+
+/// Where a target's trace reads stood: its window end within the years the exporter
+/// accepts, at most [`MAX_SEEN_TRACES`] IDs, each bounded.
+fn restore_window(w: StoredTraceWindow) -> Result<StoredTraceWindow, Invalid> {
+    text("region", &w.region, MAX_REGION_BYTES)?;
+    text("project_id", &w.project_id, MAX_REGION_BYTES)?;
+    if let Some(to) = w.to_ms {
+        time("to_ms", to as f64 / 1000.0)?;
+    }
+    at_most(
+        "seen",
+        w.seen.len(),
+        MAX_SEEN_TRACES,
+        "the trace IDs remembered",
+    )?;
+    for (i, (id, _)) in w.seen.iter().enumerate() {
+        text("seen", id, MAX_TRACE_FIELD_BYTES).map_err(|e| e.under(format!("seen[{i}]")))?;
+    }
+    Ok(w)
 }
