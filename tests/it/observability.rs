@@ -35,7 +35,7 @@ const DASHBOARDS: [(&str, &str); 2] = [
     ("dashboards/ims-exporter-health.json", "ims-exporter-health"),
 ];
 /// The alerts the README documents, with their severity.
-const REQUIRED_ALERTS: [(&str, &str); 8] = [
+const REQUIRED_ALERTS: [(&str, &str); 9] = [
     ("ImsUnexpectedImageShare", "critical"),
     ("ImsWatchedShareMissing", "warning"),
     ("ImsImageShareAdded", "info"),
@@ -44,6 +44,7 @@ const REQUIRED_ALERTS: [(&str, &str); 8] = [
     ("ImsDataStale", "critical"),
     ("ImsExporterDown", "critical"),
     ("ImsApiThrottled", "warning"),
+    ("ImsEventSourceDown", "warning"),
 ];
 /// The scrape job name the rules (ImsExporterDown) and the README assume.
 const JOB: &str = "ims";
@@ -313,6 +314,7 @@ async fn rules_have_the_documented_alerts_labels_and_unit_tests() {
         ("ImsPollFailing", "by (region, project_id, image_id)"),
         ("ImsDataStale", "by (region, project_id, image_id)"),
         ("ImsDiscoveryFailing", "by (region, project_id)"),
+        ("ImsEventSourceDown", "by (region, project_id)"),
         ("ImsApiThrottled", "by (job)"),
         ("ImsExporterDown", "by (job)"),
     ] {
