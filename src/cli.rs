@@ -69,6 +69,8 @@ pub struct Cli {
     pub telemetry_path: String,
 
     /// Directory where the last good state is kept across restarts (off: stateless).
+    /// With --once, a daemon's state is read (never written): its recorded changes
+    /// go into the report and the poll is compared with it.
     #[arg(long = "storage.path", value_name = "DIR")]
     pub storage_path: Option<PathBuf>,
 

@@ -70,7 +70,11 @@ async fn run_async(cli: Cli, listen: http::ListenOn) -> u8 {
     let code = match start(&cli, source).await {
         Ok(started) if cli.config_check => config_check(&cli, &started.plan),
         Ok(started) if cli.once => {
-            once::run(started.plan, started.self_metrics, cli.once_format).await
+            let storage = cli
+                .storage_path
+                .as_deref()
+                .map(|dir| storage_of(dir, &started.plan));
+            once::run(started.plan, started.self_metrics, cli.once_format, storage).await
         }
         Ok(started) => daemon(&cli, listen, started, signals).await,
         Err(code) => code,
@@ -184,6 +188,15 @@ fn config_check(cli: &Cli, plan: &Plan) -> u8 {
     EXIT_OK
 }
 
+/// The state directory with the config's caps.
+fn storage_of(dir: &std::path::Path, plan: &Plan) -> storage::Storage {
+    let limits = storage::Limits {
+        members_per_image: plan.config.max_members_per_image,
+        members_total: plan.config.max_members_total,
+    };
+    storage::Storage::new(dir, limits)
+}
+
 async fn daemon(
     cli: &Cli,
     listen: http::ListenOn,
@@ -200,13 +213,10 @@ async fn daemon(
             timeouts: cli.web_timeout.map(http::Timeouts::all).unwrap_or_default(),
         },
         lifecycle: cli.web_enable_lifecycle,
-        storage: cli.storage_path.as_deref().map(|dir| {
-            let limits = storage::Limits {
-                members_per_image: started.plan.config.max_members_per_image,
-                members_total: started.plan.config.max_members_total,
-            };
-            storage::Storage::new(dir, limits)
-        }),
+        storage: cli
+            .storage_path
+            .as_deref()
+            .map(|dir| storage_of(dir, &started.plan)),
     };
     let reloading = daemon::Reloading {
         source: started.source,

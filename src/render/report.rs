@@ -19,23 +19,27 @@
 
 use serde::Serialize;
 
-use super::shares::{self, ImageRow, ShareRow, SCHEMA_VERSION};
-use crate::state::Snapshot;
+use super::shares::{self, ChangeRow, ImageRow, ShareFilter, ShareRow, SCHEMA_VERSION};
+use crate::state::{ChangeLog, Snapshot, MAX_CHANGES};
 
-/// Every share and every image of the snapshot.
+/// Every share and every image of the snapshot, and the changes held (with who made
+/// them, when a trace said so).
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub version: u32,
     pub shares: Vec<ShareRow>,
     pub images: Vec<ImageRow>,
+    /// Newest first: those restored from `--storage.path` and those this run found.
+    pub changes: Vec<ChangeRow>,
 }
 
 impl Report {
-    pub fn new(snap: &Snapshot) -> Report {
+    pub fn new(snap: &Snapshot, changes: &ChangeLog) -> Report {
         Report {
             version: SCHEMA_VERSION,
             shares: shares::all_shares(snap),
             images: shares::images(snap).images,
+            changes: shares::changes(changes, &ShareFilter::default(), MAX_CHANGES).changes,
         }
     }
 
@@ -157,7 +161,42 @@ impl Report {
                 ));
             }
         }
+        self.markdown_changes(&mut out);
         out
+    }
+
+    /// The changes held, newest first, with who made each when a trace said so.
+    fn markdown_changes(&self, out: &mut String) {
+        if self.changes.is_empty() {
+            return;
+        }
+        out.push_str("\n## Recent changes\n\n| time | change | image | member | status | by |\n|---|---|---|---|---|---|\n");
+        for c in &self.changes {
+            let by = match &c.trace_id {
+                Some(trace) => format!(
+                    "{} from {} (trace {})",
+                    md_cell(c.actor.as_deref().unwrap_or("unknown")),
+                    md_cell(c.source_ip.as_deref().unwrap_or("unknown")),
+                    md_cell(trace)
+                ),
+                None => String::new(),
+            };
+            let cells = [
+                md_cell(c.time.as_deref().unwrap_or_default()),
+                c.change.replace('_', " "),
+                format!("{} ({})", md_cell(&c.of.image_name), md_cell(&c.of.image_id)),
+                md_cell(&c.of.member_id),
+                md_cell(&c.status),
+                by,
+            ];
+            out.push('|');
+            for cell in cells {
+                out.push(' ');
+                out.push_str(&cell);
+                out.push_str(" |");
+            }
+            out.push('\n');
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod config_fixtures;
 mod conventions;
 mod credentials;
 mod deploy;
+mod events;
 mod docs;
 mod exporter;
 mod fake_ims;
