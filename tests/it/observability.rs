@@ -741,17 +741,30 @@ const STRANGER: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const MISSING: &str = "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
 
 /// The fake's shares (an old pending one among them), a throttled image and one found
-/// by discovery; a config that watches a member never shared.
+/// by discovery; a config that watches a member never shared. Both targets read
+/// traces: the first reads one member trace, the second's reads fail.
 async fn fixture() -> Fleet {
-    let fleet = Fleet::new()
-        .await
+    let fleet = Fleet::new().await;
+    let cts = format!("cts_endpoint: {}", fleet.fake.endpoint());
+    let fleet = fleet
         .config(&format!(
-            "request_timeout: 2s\ndiscovery_interval: 1s\nallowed_members: [{P1}, {D1}, {ORG}]"
+            "request_timeout: 2s\ndiscovery_interval: 1s\nallowed_members: [{P1}, {D1}, {ORG}]\n\
+             events:\n  cts:\n    interval: 1s"
         ))
         .target_keys("discover: {}")
+        .target_keys(&cts)
         .image(IMAGE, &format!("watch_members: [{P1}, {MISSING}]"))
-        .target(Target::new(PROJECT2).images(&[THROTTLED]));
+        .target(Target::new(PROJECT2).images(&[THROTTLED]).keys(&cts));
     let fake = &fleet.fake;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    fake.state.add_trace(
+        PROJECT,
+        ims_exporter::fake_ims::member_trace("addMember", IMAGE, P1, "alice", "192.0.2.10", now, now),
+    );
+    fake.state.set_cts_fault(PROJECT2, Some(Fault::Status(500)));
     let old = "2025-01-02T00:00:00Z";
     fake.state.add_image(PROJECT, IMAGE, IMAGE_NAME);
     Share::new(PROJECT, IMAGE, P1).created(old).put(fake);
@@ -1010,6 +1023,22 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             .then_some(())
     })
     .await;
+    wait_for("ImsEventSourceDown for the target whose reads fail", async || {
+        firing(
+            &prom,
+            "ImsEventSourceDown",
+            &[("project_id", PROJECT2), ("instance", "")],
+        )
+        .await
+        .then_some(())
+    })
+    .await;
+    assert!(
+        prom_alerts(&prom, "ImsEventSourceDown", &[("project_id", PROJECT)])
+            .await
+            .is_empty(),
+        "the target whose reads work does not fire"
+    );
     phase("fixture alerts firing");
     // With real data in Prometheus, every rule evaluates without error.
     for r in prom.rules().await {

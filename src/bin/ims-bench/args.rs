@@ -25,7 +25,7 @@ enum ScenarioArg {
 ///
 /// Build the exporter first (`cargo build --release --bins`): the benchmark runs the
 /// `ims-exporter` binary that sits next to its own.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "ims-bench", version)]
 pub(crate) struct Args {
     /// Which fleet to simulate.
@@ -62,6 +62,15 @@ pub(crate) struct Args {
     /// per cycle) and the restart time to the first served metrics.
     #[arg(long)]
     pub(crate) state: bool,
+    /// Instead of the table: share-change events (docs/events.md): trace to /metrics
+    /// latency at trace reads every 2 s and 10 s, API requests per hour with and
+    /// without trace reads, and the CPU of the event path at 100 traces a second.
+    #[arg(long)]
+    pub(crate) events: bool,
+    /// Set by `--events` for each run: the exporter reads traces this often and polls
+    /// hourly.
+    #[arg(skip)]
+    pub(crate) cts_interval: Option<Duration>,
     /// The exporter binary (default: `ims-exporter` next to this binary).
     #[arg(long)]
     pub(crate) exporter: Option<PathBuf>,

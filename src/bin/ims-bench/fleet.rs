@@ -9,12 +9,12 @@ use ims_exporter::ims::model::Member;
 
 use crate::args::{Args, Scenario, PAGE_SIZE};
 
-const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
+pub(crate) const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
 const REGION: &str = "cn-north-4";
 const AK: &str = "BENCHACCESSKEY000000";
 const SK: &str = "bench-secret-key-00000000000000000000000";
 
-fn image_id(i: usize) -> String {
+pub(crate) fn image_id(i: usize) -> String {
     let h = splitmix(i as u64 ^ 0x1a2b_3c4d);
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -151,7 +151,15 @@ impl Fleet {
 
 pub(crate) fn config_yaml(args: &Args, endpoint: &str, fleet: &Fleet) -> String {
     let mut y = String::new();
-    y.push_str("# Written by ims-bench.\npoll_interval: 1s\nrequest_timeout: 30s\n");
+    y.push_str("# Written by ims-bench.\nrequest_timeout: 30s\n");
+    match args.cts_interval {
+        // Events: polls reconcile hourly, traces are read every `interval`.
+        Some(every) => y.push_str(&format!(
+            "poll_interval: 1h\nevents:\n  cts:\n    interval: {}\n    lookback: 5m\n",
+            humantime::format_duration(every)
+        )),
+        None => y.push_str("poll_interval: 1s\n"),
+    }
     y.push_str(&format!(
         "page_size: {PAGE_SIZE}\nmax_concurrent_requests: {}\n",
         args.concurrency
@@ -167,7 +175,7 @@ pub(crate) fn config_yaml(args: &Args, endpoint: &str, fleet: &Fleet) -> String 
         y.push_str(&format!("  - \"{e}\"\n"));
     }
     y.push_str(&format!(
-        "targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    images:\n"
+        "targets:\n  - region: {REGION}\n    project_id: {PROJECT}\n    endpoint: {endpoint}\n    cts_endpoint: {endpoint}\n    images:\n"
     ));
     for (i, id) in fleet.images.iter().enumerate() {
         y.push_str(&format!(

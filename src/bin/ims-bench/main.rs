@@ -10,7 +10,8 @@
 //! image's members each cycle and prints the exporter's RSS after every cycle.
 //! `--state` instead runs the exporter with `--storage.path` and prints the state
 //! file's size and write time per cycle, and the time a restarted exporter takes to
-//! serve the restored members.
+//! serve the restored members. `--events` instead measures share-change events: trace
+//! to `/metrics` latency, API requests per hour, CPU of the event path.
 //!
 //! ```sh
 //! cargo build --release --bins
@@ -25,6 +26,7 @@
 
 mod args;
 mod churn;
+mod events;
 mod exporter;
 mod fleet;
 mod proc;
@@ -61,6 +63,12 @@ async fn run(args: Args) -> Result<(), String> {
     let bin = exporter_binary(&args)?;
     eprintln!("exporter: {}", bin.display());
     let list = scenarios(&args);
+    if args.events {
+        for s in &list {
+            in_time(&args, s, events::events(&args, s, &bin)).await?;
+        }
+        return Ok(());
+    }
     if args.state {
         for s in &list {
             in_time(&args, s, state(&args, s, &bin)).await?;
