@@ -1,10 +1,11 @@
 //! The demo world: a fake IMS with a few golden images shared the way real ones are
 //! (all member types and statuses, an organization with its URN, an image large
-//! enough to need several pages), and the config that monitors it.
+//! enough to need several pages), the Cloud Trace Service traces of its share
+//! changes, and the config that monitors it (and reads those traces).
 
 use std::time::Duration;
 
-use super::{member, FakeState};
+use super::{member, member_trace, now_ms, FakeState};
 use crate::ims::model::Member;
 
 pub const REGION: &str = "cn-north-4";
@@ -193,19 +194,47 @@ fn large_image_member(i: u64) -> Member {
     )
 }
 
+/// Who shares and withdraws the demo's coming-and-going share, as its traces say.
+pub const CHURN_ACTOR: &str = "release-bot";
+pub const CHURN_SOURCE_IP: &str = "192.0.2.10";
+/// How long after a change CTS lists its trace, in the demo.
+const RECORDING_LAG_MS: i64 = 1_000;
+
+/// Records the trace of a share change the demo's release bot made just now.
+fn record_change(state: &FakeState, trace_name: &str, image: &str, member_id: &str) {
+    let now = now_ms();
+    state.add_trace(
+        PROJECT_ID,
+        member_trace(
+            trace_name,
+            image,
+            member_id,
+            CHURN_ACTOR,
+            CHURN_SOURCE_IP,
+            now,
+            now + RECORDING_LAG_MS,
+        ),
+    );
+}
+
 /// Keeps the demo alive: every `every`, one step of a share's life on the Ubuntu image
 /// (shared, accepted, withdrawn), so that the change audit and the "recently added"
-/// panels have something to show. Runs until the task is dropped.
+/// panels have something to show. Sharing and withdrawing also leave their CTS trace
+/// (`addMember`, `deleteMember`); the acceptance does not, as the recipient's own
+/// call it is traced in the recipient's project. Runs until the task is dropped.
 pub async fn churn(state: FakeState, every: Duration) {
     let (image, id) = (IMAGES[0].0, "7e57ab1e7e57ab1e7e57ab1e7e57ab1e");
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     for step in 0u64.. {
         ticker.tick().await;
         match step % 3 {
-            0 => state.put_member(
-                PROJECT_ID,
-                member(image, id, "project", "pending", &ts(0, 0), &ts(0, 0), None),
-            ),
+            0 => {
+                state.put_member(
+                    PROJECT_ID,
+                    member(image, id, "project", "pending", &ts(0, 0), &ts(0, 0), None),
+                );
+                record_change(&state, "addMember", image, id);
+            }
             1 => state.put_member(
                 PROJECT_ID,
                 member(
@@ -219,7 +248,9 @@ pub async fn churn(state: FakeState, every: Duration) {
                 ),
             ),
             _ => {
-                state.remove_member(PROJECT_ID, image, id);
+                if state.remove_member(PROJECT_ID, image, id) {
+                    record_change(&state, "deleteMember", image, id);
+                }
             }
         }
     }
@@ -227,13 +258,19 @@ pub async fn churn(state: FakeState, every: Duration) {
 
 /// The demo's configuration, written as a user would write it: two images configured
 /// with their expected recipients and a watched member, the rest found by discovery,
-/// and an allowlist that the one stray share does not match.
+/// and an allowlist that the one stray share does not match; share changes are also
+/// read from the fake's trace list (`events.cts`, the target's `cts_endpoint`).
 pub fn config_yaml(endpoint: &str, secret: &str, poll_interval: Duration) -> String {
     let (ubuntu, windows, debian) = (IMAGES[0].0, IMAGES[1].0, IMAGES[2].0);
     format!(
         r#"poll_interval: {poll}
 page_size: 500
 discovery_interval: 1m
+# Share changes show up between polls through the Cloud Trace Service's trace list.
+events:
+  cts:
+    interval: 2s
+    lookback: 5m
 credentials:
   access_key_id: {ACCESS_KEY}
   secret_access_key: {secret}
@@ -244,6 +281,7 @@ targets:
   - region: {REGION}
     project_id: {PROJECT_ID}
     endpoint: {endpoint}
+    cts_endpoint: {endpoint}
     allowed_members:
       - edc89b490d7d4392898e19b2deb34797
       - 3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f

@@ -1,7 +1,8 @@
-//! What the API gateway does before a handler runs: request IDs, the two error
-//! formats (IMS's `{"error": {...}}` and the gateway's `error_code`/`error_msg`),
-//! signature checking ([`authenticate`]), and the common prologue every IMS route
-//! starts with (count, latency, authenticate, injected faults).
+//! What the API gateway does before a handler runs: request IDs, the error formats
+//! (IMS's `{"error": {...}}`, the gateway's `error_code`/`error_msg`/`request_id` and
+//! CTS's `error_code`/`error_msg`), signature checking ([`authenticate`]), and the
+//! common prologue every IMS route ([`prologue`]) and the Cloud Trace Service route
+//! ([`cts_prologue`]) start with (count, latency, authenticate, injected faults).
 //!
 //! The query string is parsed here ([`parse_query`]) because the signature covers
 //! it; handlers reuse that parser.
@@ -19,12 +20,22 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::{Account, Canned, FakeState, Fault};
+use super::state::{cts_fault_key, Account, Canned, CtsQuery, FakeState, Fault};
 use crate::auth::credentials::Secret;
 use crate::auth::signer::{self, ParsedAuthorization, RequestParts};
 
 /// The answer of [`Fault::BrokenBody`]: a member list cut off mid-string.
 const BROKEN_BODY: &str = r#"{"members": [{"member_id": "trunc"#;
+/// The same for a trace list.
+const BROKEN_TRACES: &str = r#"{"traces": [{"trace_id": "trunc"#;
+
+/// The service behind a route: it decides how errors and faulty bodies look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Service {
+    Ims,
+    /// Cloud Trace Service, on the same server as IMS.
+    Cts,
+}
 
 /// How far `X-Sdk-Date` may be from the fake's clock, as at the real gateway.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -69,6 +80,29 @@ pub(super) fn gateway_error(
         request_id,
         json!({"error_code": code, "error_msg": message, "request_id": request_id}).to_string(),
     )
+}
+
+/// An error in CTS's format: `error_code` and `error_msg`, with no request ID in the
+/// body (it travels in `X-Request-Id`).
+pub(super) fn cts_error(
+    status: StatusCode,
+    request_id: &str,
+    code: &str,
+    message: &str,
+) -> Response {
+    json_response(
+        status,
+        request_id,
+        json!({"error_code": code, "error_msg": message}).to_string(),
+    )
+}
+
+/// An error of `service` for an injected fault.
+fn injected_error(service: Service, status: StatusCode, rid: &str, message: &str) -> Response {
+    match service {
+        Service::Ims => ims_error(status, rid, "IMG.0999", message),
+        Service::Cts => cts_error(status, rid, "CTS.0001", message),
+    }
 }
 
 pub(super) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
@@ -179,17 +213,49 @@ pub(super) async fn prologue(
     rid: &str,
 ) -> Result<Option<Fault>, Response> {
     state.record_request();
+    checks(state, Service::Ims, method, uri, headers, image_id, rid).await
+}
+
+/// The prologue of the trace list: the same latency, signature check and faults (those
+/// of `project_id`'s traces), counted apart from the IMS requests with its `query`.
+/// `Fault::FailPage` and `Fault::Flood` are left to the handler, which knows traces.
+pub(super) async fn cts_prologue(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    project_id: &str,
+    query: CtsQuery,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
+    state.record_cts_request(query);
+    let key = cts_fault_key(project_id);
+    checks(state, Service::Cts, method, uri, headers, &key, rid).await
+}
+
+/// Latency, signature, then the fault kept under `fault_key`.
+async fn checks(
+    state: &FakeState,
+    service: Service,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    fault_key: &str,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
     let latency = state.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     authenticate(state, method, uri, headers, rid)?;
-    apply_fault(state.next_fault(image_id), uri, rid).await
+    apply_fault(service, state.next_fault(fault_key), uri, rid).await
 }
 
 /// Answers in place of the handler for the faults that replace the whole answer
-/// (`Err`), waits out a delay, and hands the others (`FailPage`) to the handler.
+/// (`Err`), waits out a delay, and hands the others (`FailPage`, and `Flood` for
+/// traces) to the handler.
 async fn apply_fault(
+    service: Service,
     fault: Option<Fault>,
     uri: &Uri,
     rid: &str,
@@ -199,15 +265,22 @@ async fn apply_fault(
             status,
             retry_after,
             ..
-        }) => Err(flaky_answer(status, retry_after, rid)),
+        }) => Err(flaky_answer(service, status, retry_after, rid)),
         Some(Fault::Oversized(bytes)) => {
             let padding = "x".repeat(bytes);
-            let body = json!({"members": [], "schema": "/v2/schemas/members", "padding": padding});
+            let body = match service {
+                Service::Ims => {
+                    json!({"members": [], "schema": "/v2/schemas/members", "padding": padding})
+                }
+                Service::Cts => {
+                    json!({"traces": [], "meta_data": {"count": 0, "marker": null}, "padding": padding})
+                }
+            };
             Err(json_response(StatusCode::OK, rid, body.to_string()))
         }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Err(ims_error(status, rid, "IMG.0999", "injected fault"))
+            Err(injected_error(service, status, rid, "injected fault"))
         }
         Some(Fault::Throttle) => Err(throttled(rid)),
         Some(Fault::Delay(d)) => {
@@ -219,8 +292,17 @@ async fn apply_fault(
             Some(a) => Err(scripted_answer(a, rid)),
             None => Ok(None),
         },
-        Some(Fault::Flood(per_page)) => Err(flood_page(per_page, uri, rid)),
-        Some(Fault::BrokenBody) => Err(json_response(StatusCode::OK, rid, BROKEN_BODY.into())),
+        Some(Fault::Flood(per_page)) if service == Service::Ims => {
+            Err(flood_page(per_page, uri, rid))
+        }
+        Some(Fault::BrokenBody) => {
+            let body = match service {
+                Service::Ims => BROKEN_BODY,
+                Service::Cts => BROKEN_TRACES,
+            };
+            Err(json_response(StatusCode::OK, rid, body.into()))
+        }
+        Some(Fault::MissingList) => Err(json_response(StatusCode::OK, rid, "{}".into())),
         other => Ok(other),
     }
 }
@@ -236,13 +318,13 @@ fn throttled(rid: &str) -> Response {
 }
 
 /// A transient failure of [`Fault::Flaky`]: 429 as the gateway throttles, any other
-/// status as an IMS error; with `Retry-After` if set.
-fn flaky_answer(status: u16, retry_after: Option<u64>, rid: &str) -> Response {
+/// status as the service's error; with `Retry-After` if set.
+fn flaky_answer(service: Service, status: u16, retry_after: Option<u64>, rid: &str) -> Response {
     let mut resp = if status == 429 {
         throttled(rid)
     } else {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ims_error(code, rid, "IMG.0999", "injected transient fault")
+        injected_error(service, code, rid, "injected transient fault")
     };
     if let Some(secs) = retry_after {
         resp.headers_mut().insert("retry-after", secs.into());

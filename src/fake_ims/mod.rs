@@ -3,14 +3,17 @@
 //! It speaks the real wire format (checked against the official Python SDK): it
 //! verifies SDK-HMAC-SHA256 signatures (wrong SK, missing header, stale date and a
 //! missing security token are refused as the API gateway does), pages member lists
-//! with opaque Base64 markers, and can inject faults per image.
+//! with opaque Base64 markers, and can inject faults per image. It also serves the
+//! Cloud Trace Service trace list (`GET /v3/{project_id}/traces`) on the same server,
+//! signed and faulted the same way, so one fake is both a target's IMS and CTS.
 //!
 //! Inside, the code follows a request: `state` holds what the fake knows (and the
 //! tests change), `gateway` does what the API gateway does before a handler
-//! (request IDs, error formats, signatures, latency, faults), and `handlers` answer
-//! the routes. This module starts and stops the server and wires the routes
+//! (request IDs, error formats, signatures, latency, faults), and `handlers` (IMS,
+//! IAM) and `cts` (the trace list) answer the routes. This module starts and stops the server and wires the routes
 //! ([`router`]); it must not answer requests itself.
 
+mod cts;
 pub mod demo;
 mod gateway;
 mod handlers;
@@ -19,7 +22,7 @@ mod state;
 pub mod synthetic;
 
 pub use gateway::MAX_CLOCK_SKEW;
-pub use state::{member, Canned, FakeState, Fault};
+pub use state::{member, member_trace, now_ms, Canned, CtsQuery, FakeState, Fault};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -142,6 +145,7 @@ pub fn router(state: FakeState) -> Router {
         )
         .route("/v2/cloudimages", get(list_images))
         .route("/v3/projects", get(list_projects))
+        .route("/v3/{project_id}/traces", get(cts::list_traces))
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,13 +1,13 @@
 //! What the fake knows: accounts, IAM projects, images with their members, the
-//! faults to inject, the request counters and the added latency; plus [`member`],
-//! the fixture builder.
+//! Cloud Trace Service traces, the faults to inject, the request counters and the
+//! added latency; plus [`member`] and [`member_trace`], the fixture builders.
 //!
 //! Plain data behind one lock, shared by the tests and the server; how a fault
 //! evolves from one request to the next (scripts advance, flaky faults count down)
 //! is decided here, under that lock. It must not know HTTP: no requests, responses,
 //! status codes or signatures (that is the gateway's and the handlers' business).
-//! The server reads images and projects through [`FakeState::lock`]; everything
-//! else goes through methods.
+//! The server reads images, projects and traces through [`FakeState::lock`];
+//! everything else goes through methods.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +16,8 @@ use std::time::Duration;
 use crate::auth::credentials::Secret;
 use crate::ims::model::Member;
 
-/// A fault to inject into the answers for one image.
+/// A fault to inject into the answers for one image, a project's image listing
+/// ([`FakeState::set_fault`]) or a project's trace list ([`FakeState::set_cts_fault`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Answer every request with this status and an IMS-style error body.
@@ -42,9 +43,12 @@ pub enum Fault {
     /// Answer with these canned responses in order, after checking the signature;
     /// the last one repeats. For answers no honest server gives.
     Script(Vec<Canned>),
-    /// Ignore `limit`: every page has this many new members and a next marker, for
-    /// ever (a server that would make the exporter hold millions of members).
+    /// Ignore `limit`: every page has this many new members (or traces) and a next
+    /// marker, for ever (a server that would make the exporter hold millions of members).
     Flood(usize),
+    /// Answer 200 with `{}`: valid JSON without the list the route carries
+    /// (`members`, `images`, `traces`), as a half-broken backend might.
+    MissingList,
 }
 
 /// One scripted answer of [`Fault::Script`].
@@ -90,8 +94,25 @@ pub(super) struct Inner {
     /// When each request arrived, for rate checks.
     request_times: Vec<tokio::time::Instant>,
     rejected_signatures: u64,
-    /// Added to every answer about members and images (see [`FakeState::set_latency`]).
+    /// Added to every answer about members, images and traces (see [`FakeState::set_latency`]).
     latency: Duration,
+    /// project_id → its Cloud Trace Service traces, in the order added.
+    pub(super) traces: HashMap<String, Vec<serde_json::Value>>,
+    cts_requests: u64,
+    cts_queries: Vec<CtsQuery>,
+}
+
+/// The paging and window parameters of one trace-list request, as sent (a value
+/// that is not a number reads as `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CtsQuery {
+    /// `from`, Unix milliseconds.
+    pub from: Option<i64>,
+    /// `to`, Unix milliseconds.
+    pub to: Option<i64>,
+    /// `next`: the marker of the previous page.
+    pub next: Option<String>,
+    pub limit: Option<u32>,
 }
 
 /// A key pair the fake accepts; temporary ones carry a token and expire.
@@ -216,14 +237,44 @@ impl FakeState {
         };
     }
 
-    /// When each request so far arrived.
+    /// When each IMS request so far arrived (as counted by [`FakeState::requests`]).
     pub fn request_times(&self) -> Vec<tokio::time::Instant> {
         self.lock().request_times.clone()
     }
 
-    /// Requests answered so far (any outcome).
+    /// IMS and IAM requests answered so far (any outcome). Trace-list requests are
+    /// not among them: they are counted by [`FakeState::cts_requests`], so that tests
+    /// counting the exporter's IMS calls are not disturbed by its trace reads.
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// Stores a Cloud Trace Service trace of `project_id`, listed by
+    /// `GET /v3/{project_id}/traces` once its `record_time` (Unix ms) has come, as CTS
+    /// records a trace some time after the operation. See [`member_trace`].
+    pub fn add_trace(&self, project_id: &str, trace: serde_json::Value) {
+        self.lock()
+            .traces
+            .entry(project_id.into())
+            .or_default()
+            .push(trace);
+    }
+
+    /// Injects `fault` into every trace-list answer for `project_id` (`Fault::FailPage`
+    /// counts trace pages, `Fault::Flood` floods traces); `None` clears it.
+    pub fn set_cts_fault(&self, project_id: &str, fault: Option<Fault>) {
+        self.set_fault(&cts_fault_key(project_id), fault);
+    }
+
+    /// Trace-list requests answered so far (any status, signed or not).
+    pub fn cts_requests(&self) -> u64 {
+        self.lock().cts_requests
+    }
+
+    /// The query of every trace-list request so far, in arrival order: the windows
+    /// and markers a client asked for.
+    pub fn cts_queries(&self) -> Vec<CtsQuery> {
+        self.lock().cts_queries.clone()
     }
 
     /// Requests refused for a bad or missing signature.
@@ -231,7 +282,8 @@ impl FakeState {
         self.lock().rejected_signatures
     }
 
-    /// Delays every answer about members and images (list, detail, image listing) by
+    /// Delays every answer about members, images and traces (list, detail, image
+    /// listing, trace list) by
     /// `latency` before it is sent, like a distant API; zero (the default) for none.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
@@ -242,6 +294,13 @@ impl FakeState {
         let mut inner = self.lock();
         inner.requests += 1;
         inner.request_times.push(tokio::time::Instant::now());
+    }
+
+    /// Counts a trace-list request and keeps its query.
+    pub(super) fn record_cts_request(&self, query: CtsQuery) {
+        let mut inner = self.lock();
+        inner.cts_requests += 1;
+        inner.cts_queries.push(query);
     }
 
     /// Counts a request answered outside the prologue (no arrival time kept).
@@ -295,6 +354,102 @@ impl FakeState {
         }
         fault
     }
+}
+
+/// The key of a project's trace-list faults among the image faults: image IDs never
+/// contain `:`, so the two cannot meet.
+pub(super) fn cts_fault_key(project_id: &str) -> String {
+    format!("cts:{project_id}")
+}
+
+/// Now as Unix milliseconds, the unit of trace times.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    // i64 milliseconds last until the year 292 million: the cast cannot truncate.
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The account that owns the fake's projects, as traces name it.
+const TRACE_DOMAIN: (&str, &str) = ("6c031a41eefc480bb60f20c003891fcd", "ims-owner");
+
+/// A random UUID (version 4), as CTS writes trace IDs.
+fn uuid_v4() -> String {
+    let mut b = rand::random::<u128>().to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A stable 32-hex-digit user ID for `actor`, so one actor is always the same user.
+fn user_id(actor: &str) -> String {
+    let seed = actor.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!(
+        "{:016x}{:016x}",
+        super::synthetic::splitmix(seed),
+        super::synthetic::splitmix(seed ^ 1)
+    )
+}
+
+/// An IMS member trace as CTS lists it (the SDK model `Traces`), for building
+/// fixtures: `trace_name` is `addMember`, `updateMember` or `deleteMember`; `request`
+/// is the v2 member call's body as a string, `time` the operation and `record_time`
+/// when CTS recorded it (Unix ms; later than `time`). The trace ID is a fresh UUID.
+pub fn member_trace(
+    trace_name: &str,
+    image_id: &str,
+    member_id: &str,
+    actor: &str,
+    source_ip: &str,
+    time_ms: i64,
+    record_time_ms: i64,
+) -> serde_json::Value {
+    let request = serde_json::json!({ "member": member_id }).to_string();
+    // A deletion answers with no body; the others with the member.
+    let response = if trace_name == "deleteMember" {
+        String::new()
+    } else {
+        serde_json::json!({
+            "image_id": image_id,
+            "member_id": member_id,
+            "status": "pending",
+            "schema": "/v2/schemas/member",
+        })
+        .to_string()
+    };
+    serde_json::json!({
+        "trace_id": uuid_v4(),
+        "trace_name": trace_name,
+        "trace_rating": "normal",
+        "trace_type": "ApiCall",
+        "service_type": "IMS",
+        "resource_type": "image",
+        "resource_id": image_id,
+        "resource_name": image_id,
+        "request": request,
+        "response": response,
+        "code": "200",
+        "api_version": "v2",
+        "time": time_ms,
+        "record_time": record_time_ms,
+        "user": {
+            "id": user_id(actor),
+            "name": actor,
+            "domain": {"id": TRACE_DOMAIN.0, "name": TRACE_DOMAIN.1},
+        },
+        "source_ip": source_ip,
+        "request_id": format!("{:032x}", rand::random::<u128>()),
+        "location_info": "",
+    })
 }
 
 /// A member as IMS returns it, for building fixtures.

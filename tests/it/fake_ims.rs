@@ -1,10 +1,15 @@
 //! The fake IMS itself refuses what the real API gateway refuses, so tests that pass
 //! against it mean something: unsigned, stale, wrongly signed and tokenless requests.
+//! Its Cloud Trace Service trace list behaves like CTS's: markers, windows, recording
+//! lag, refused queries, signatures and injected faults.
+
+use std::time::Duration;
 
 use crate::support::*;
 use ims_exporter::auth::credentials::Secret;
 use ims_exporter::auth::signer::{self, RequestParts};
-use ims_exporter::fake_ims::{member, Fault};
+use ims_exporter::fake_ims::{self, member, member_trace, now_ms, CtsQuery, FakeIms, Fault};
+use serde_json::Value;
 
 const IMG: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 
@@ -196,5 +201,476 @@ async fn the_fake_pages_with_opaque_markers_and_injects_faults() {
             .0,
         200
     );
+    fake.stop().await;
+}
+
+/// `GET /v3/{PROJECT}/traces?{query}`, signed with `sk` (or unsigned), dated now.
+async fn list_traces(
+    fake: &FakeIms,
+    query: &str,
+    sk: Option<&str>,
+) -> (u16, Value, Option<String>) {
+    let url = format!("{}/v3/{PROJECT}/traces?{query}", fake.endpoint());
+    get(&url, sk, time::OffsetDateTime::now_utc(), None).await
+}
+
+/// The trace IDs of a trace-list answer, in its order.
+fn trace_ids(body: &Value) -> Vec<String> {
+    body["traces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no traces list: {body}"))
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An `addMember` trace of [`IMG`] for member `i`, made at `time` and recorded a
+/// second later.
+fn trace_at(i: usize, time: i64) -> Value {
+    member_trace(
+        "addMember",
+        IMG,
+        &member_id(i),
+        "alice",
+        "192.0.2.1",
+        time,
+        time + 1_000,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_cts_pages_every_trace_once_newest_first() {
+    const TRACES: usize = 450;
+    const LIMIT: usize = 200;
+    let fake = start_fake().await;
+    let now = now_ms();
+    let newest = now - 60_000;
+    // Three traces per second (ties broken by trace ID), added out of order.
+    let mut expected: Vec<(i64, String)> = Vec::new();
+    for k in 0..TRACES {
+        let i = (k * 7) % TRACES;
+        let t = trace_at(i, newest - (i / 3) as i64 * 1_000);
+        expected.push((
+            t["time"].as_i64().unwrap(),
+            t["trace_id"].as_str().unwrap().into(),
+        ));
+        fake.state.add_trace(PROJECT, t);
+    }
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+    let (from, to) = (now - 3_600_000, now);
+    let window = format!("trace_type=system&service_type=IMS&from={from}&to={to}&limit={LIMIT}");
+    let mut seen = Vec::new();
+    let mut markers = Vec::new();
+    let mut sizes = Vec::new();
+    let mut query = window.clone();
+    loop {
+        let (status, body, rid) = list_traces(&fake, &query, Some(SK)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(rid.map(|r| r.len()), Some(32));
+        let ids = trace_ids(&body);
+        assert_eq!(
+            body["meta_data"]["count"],
+            ids.len(),
+            "{}",
+            body["meta_data"]
+        );
+        sizes.push(ids.len());
+        seen.extend(ids.iter().cloned());
+        match body["meta_data"]["marker"].as_str() {
+            Some(marker) => {
+                assert_eq!(
+                    Some(marker),
+                    ids.last().map(String::as_str),
+                    "the marker is the page's last trace"
+                );
+                markers.push(marker.to_string());
+                query = format!("{window}&next={marker}");
+            }
+            None => {
+                assert!(
+                    body["meta_data"]["marker"].is_null(),
+                    "{}",
+                    body["meta_data"]
+                );
+                break;
+            }
+        }
+        assert!(sizes.len() <= TRACES / LIMIT + 1, "paging does not end");
+    }
+    assert_eq!(sizes, [200, 200, 50]);
+    assert_eq!(
+        seen, expected,
+        "every trace once, newest first, ties by trace_id"
+    );
+
+    // The queries as sent, and trace lists are not counted among the IMS requests.
+    let queries = fake.state.cts_queries();
+    let want: Vec<CtsQuery> = [None, Some(&markers[0]), Some(&markers[1])]
+        .into_iter()
+        .map(|next| CtsQuery {
+            from: Some(from),
+            to: Some(to),
+            next: next.cloned(),
+            limit: Some(LIMIT as u32),
+        })
+        .collect();
+    assert_eq!(queries, want);
+    assert_eq!(fake.state.cts_requests(), 3);
+    assert_eq!(
+        fake.state.requests(),
+        0,
+        "trace lists counted as IMS requests"
+    );
+
+    // Without limit nor window: ten traces of the last hour.
+    let (status, body, _) = list_traces(&fake, "trace_type=system", Some(SK)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(trace_ids(&body), expected[..10]);
+    assert_eq!(body["meta_data"]["marker"], expected[9].as_str());
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_cts_filters_by_window_and_service() {
+    let fake = start_fake().await;
+    let now = now_ms();
+    let (t_old, t0, t1) = (now - 2 * 3_600_000, now - 30 * 60_000, now - 20 * 60_000);
+    let old = trace_at(0, t_old);
+    let first = trace_at(1, t0);
+    let second = member_trace(
+        "deleteMember",
+        IMG,
+        &member_id(1),
+        "bob",
+        "192.0.2.2",
+        t1,
+        t1 + 500,
+    );
+    let mut ecs = trace_at(2, now - 10 * 60_000);
+    ecs["service_type"] = "ECS".into();
+    ecs["trace_name"] = "createServer".into();
+    for t in [&old, &first, &second, &ecs] {
+        fake.state.add_trace(PROJECT, t.clone());
+    }
+    let id = |t: &Value| t["trace_id"].as_str().unwrap().to_string();
+    let ids = async |query: String| {
+        let (status, body, _) = list_traces(&fake, &query, Some(SK)).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        trace_ids(&body)
+    };
+    let q = |rest: String| format!("trace_type=system&limit=200&{rest}");
+
+    // Both ends are inclusive.
+    assert_eq!(ids(q(format!("from={t1}&to={t1}"))).await, [id(&second)]);
+    assert_eq!(
+        ids(q(format!("from={t0}&to={t1}"))).await,
+        [id(&second), id(&first)]
+    );
+    assert_eq!(
+        ids(q(format!("from={}&to={}", t0 + 1, t1 - 1))).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(q(format!("from={t_old}&to={now}"))).await,
+        [id(&ecs), id(&second), id(&first), id(&old)]
+    );
+    // Without a window: the last hour.
+    assert_eq!(
+        ids(q(String::new())).await,
+        [id(&ecs), id(&second), id(&first)]
+    );
+    // Exact filters.
+    assert_eq!(
+        ids(q(format!("service_type=IMS&from={t_old}&to={now}"))).await,
+        [id(&second), id(&first), id(&old)]
+    );
+    assert_eq!(ids(q("service_type=ECS".into())).await, [id(&ecs)]);
+    assert_eq!(
+        ids(q("service_type=ims".into())).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(q("service_type=IMS&trace_name=deleteMember".into())).await,
+        [id(&second)]
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_cts_lists_a_trace_only_once_recorded() {
+    let fake = start_fake().await;
+    let now = now_ms();
+    let recorded = trace_at(0, now - 5_000);
+    // Recorded in an hour: never listed during this test.
+    let mut later = trace_at(1, now - 4_000);
+    later["record_time"] = (now + 3_600_000).into();
+    // Recorded a second and a half from now.
+    let lagging = member_trace(
+        "addMember",
+        IMG,
+        &member_id(2),
+        "alice",
+        "192.0.2.1",
+        now,
+        now + 1_500,
+    );
+    for t in [&recorded, &later, &lagging] {
+        fake.state.add_trace(PROJECT, t.clone());
+    }
+    let id = |t: &Value| t["trace_id"].as_str().unwrap().to_string();
+    let record_time = lagging["record_time"].as_i64().unwrap();
+    let lists = wait_for("the lagging trace to be recorded", async || {
+        let (status, body, _) = list_traces(&fake, "trace_type=system", Some(SK)).await;
+        let answered = now_ms();
+        assert_eq!(status, 200, "{body}");
+        let ids = trace_ids(&body);
+        assert!(ids.contains(&id(&recorded)), "{ids:?}");
+        assert!(
+            !ids.contains(&id(&later)),
+            "a trace listed before its record_time"
+        );
+        if ids.contains(&id(&lagging)) {
+            assert!(
+                answered >= record_time,
+                "listed {} ms before its record_time",
+                record_time - answered
+            );
+            Some(ids)
+        } else {
+            None
+        }
+    })
+    .await;
+    assert_eq!(lists, [id(&lagging), id(&recorded)]);
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_cts_refuses_bad_queries() {
+    let fake = start_fake().await;
+    let now = now_ms();
+    fake.state.add_trace(PROJECT, trace_at(0, now - 1_000));
+    for (what, query) in [
+        ("no trace_type", "limit=10".to_string()),
+        ("data traces", "trace_type=data".into()),
+        ("limit 0", "trace_type=system&limit=0".into()),
+        ("limit 201", "trace_type=system&limit=201".into()),
+        ("limit not a number", "trace_type=system&limit=ten".into()),
+        (
+            "unknown marker",
+            "trace_type=system&next=4f3c0d5e-0000-4000-8000-000000000000".into(),
+        ),
+        ("from without to", format!("trace_type=system&from={now}")),
+        ("to without from", format!("trace_type=system&to={now}")),
+        (
+            "from after to",
+            format!("trace_type=system&from={now}&to={}", now - 1),
+        ),
+        (
+            "from not a number",
+            "trace_type=system&from=yesterday&to=1".into(),
+        ),
+    ] {
+        let (status, body, rid) = list_traces(&fake, &query, Some(SK)).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["error_code"], "CTS.0001", "{what}: {body}");
+        assert!(
+            body["error_msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+        assert_eq!(rid.map(|r| r.len()), Some(32), "{what}");
+    }
+    // The limits themselves are fine.
+    for limit in [1, 200] {
+        let (status, body, _) =
+            list_traces(&fake, &format!("trace_type=system&limit={limit}"), Some(SK)).await;
+        assert_eq!(
+            (status, trace_ids(&body).len()),
+            (200, 1),
+            "limit {limit}: {body}"
+        );
+    }
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_cts_checks_signatures_and_injects_faults() {
+    let fake = start_fake().await;
+    let now = now_ms();
+    for i in 0..5 {
+        fake.state
+            .add_trace(PROJECT, trace_at(i, now - 10_000 - i as i64));
+    }
+    fake.state.put_member(
+        PROJECT,
+        member(
+            IMG, MEMBER, "project", "accepted", SHARED_AT, SHARED_AT, None,
+        ),
+    );
+    let q = "trace_type=system&limit=2";
+
+    // Signatures as on the IMS routes.
+    for (what, sk) in [("unsigned", None), ("wrong secret key", Some("nope"))] {
+        let (status, body, rid) = list_traces(&fake, q, sk).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error_code"], "APIGW.0301", "{what}: {body}");
+        assert!(rid.is_some(), "{what}");
+    }
+    assert_eq!(fake.state.rejected_signatures(), 2);
+    assert_eq!(fake.state.cts_requests(), 2, "refused requests count too");
+    assert_eq!(list_traces(&fake, q, Some(SK)).await.0, 200);
+
+    // A fault of the project's trace list: CTS's error format, nothing else affected.
+    fake.state.set_cts_fault(PROJECT, Some(Fault::Status(500)));
+    let (status, body, rid) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (500, Some("CTS.0001")),
+        "{body}"
+    );
+    assert!(rid.is_some());
+    let members = format!("{}/v1/{PROJECT}/cloudimages/{IMG}/members", fake.endpoint());
+    let now_date = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        get(&members, Some(SK), now_date, None).await.0,
+        200,
+        "a CTS fault reached IMS"
+    );
+    fake.state.set_cts_fault(PROJECT, None);
+    fake.state.set_fault(IMG, Some(Fault::Status(503)));
+    assert_eq!(
+        list_traces(&fake, q, Some(SK)).await.0,
+        200,
+        "an image fault reached CTS"
+    );
+    fake.state.set_fault(IMG, None);
+    fake.state.set_cts_fault(PROJECT, Some(Fault::Status(500)));
+    let other = format!(
+        "{}/v3/0123456789abcdef0123456789abcdef/traces?{q}",
+        fake.endpoint()
+    );
+    assert_eq!(
+        get(&other, Some(SK), now_date, None).await.0,
+        200,
+        "another project's traces"
+    );
+
+    // A 200 without the list, and one that is not JSON.
+    fake.state.set_cts_fault(PROJECT, Some(Fault::MissingList));
+    let (status, body, _) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!((status, body), (200, serde_json::json!({})));
+    fake.state.set_cts_fault(PROJECT, Some(Fault::BrokenBody));
+    let (status, body, _) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!(
+        (status, body),
+        (200, Value::Null),
+        "a body that is not JSON"
+    );
+
+    // Throttled, then a transient failure that clears itself.
+    fake.state.set_cts_fault(PROJECT, Some(Fault::Throttle));
+    let (status, body, _) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (429, Some("APIGW.0308"))
+    );
+    fake.state.set_cts_fault(
+        PROJECT,
+        Some(Fault::Flaky {
+            failures: 2,
+            status: 503,
+            retry_after: None,
+        }),
+    );
+    let statuses = [
+        list_traces(&fake, q, Some(SK)).await.0,
+        list_traces(&fake, q, Some(SK)).await.0,
+        list_traces(&fake, q, Some(SK)).await.0,
+    ];
+    assert_eq!(statuses, [503, 503, 200]);
+
+    // The second page fails; the first is fine.
+    fake.state.set_cts_fault(PROJECT, Some(Fault::FailPage(1)));
+    let (status, body, _) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!(status, 200, "{body}");
+    let marker = body["meta_data"]["marker"].as_str().unwrap().to_string();
+    let (status, body, _) = list_traces(&fake, &format!("{q}&next={marker}"), Some(SK)).await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (500, Some("CTS.0001")),
+        "{body}"
+    );
+
+    // A flood: full pages and a new marker, for ever.
+    fake.state.set_cts_fault(PROJECT, Some(Fault::Flood(50)));
+    let mut query = q.to_string();
+    let mut markers = Vec::new();
+    for _ in 0..3 {
+        let (status, body, _) = list_traces(&fake, &query, Some(SK)).await;
+        assert_eq!(
+            (status, trace_ids(&body).len()),
+            (200, 50),
+            "{}",
+            body["meta_data"]
+        );
+        let marker = body["meta_data"]["marker"].as_str().unwrap().to_string();
+        assert!(!markers.contains(&marker), "a flood marker repeats");
+        query = format!("{q}&next={marker}");
+        markers.push(marker);
+    }
+
+    // A hang: no answer within the client's patience.
+    fake.state
+        .set_cts_fault(PROJECT, Some(Fault::Delay(Duration::from_secs(2))));
+    let hung =
+        tokio::time::timeout(Duration::from_millis(300), list_traces(&fake, q, Some(SK))).await;
+    assert!(
+        hung.is_err(),
+        "a delayed trace list answered at once: {hung:?}"
+    );
+
+    fake.state.set_cts_fault(PROJECT, None);
+    let (status, body, _) = list_traces(&fake, q, Some(SK)).await;
+    assert_eq!((status, trace_ids(&body).len()), (200, 2), "{body}");
+    assert_eq!(
+        fake.state.requests(),
+        1,
+        "only the member list is an IMS request"
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_churn_leaves_a_trace_of_each_share_change() {
+    use fake_ims::demo;
+    let fake = start_fake().await;
+    let churn = tokio::spawn(demo::churn(fake.state.clone(), Duration::from_millis(20)));
+    let (image, _) = demo::IMAGES[0];
+    let traces = wait_for("an addMember and a deleteMember trace", async || {
+        let (status, body, _) = list_traces(
+            &fake,
+            "trace_type=system&service_type=IMS&limit=200",
+            Some(SK),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let traces = body["traces"].as_array().unwrap().clone();
+        let has = |name: &str| traces.iter().any(|t| t["trace_name"] == name);
+        (has("addMember") && has("deleteMember")).then_some(traces)
+    })
+    .await;
+    churn.abort();
+    for t in &traces {
+        assert_eq!(t["resource_type"], "image", "{t}");
+        assert_eq!(t["resource_id"], image, "{t}");
+        assert_eq!(t["user"]["name"], demo::CHURN_ACTOR, "{t}");
+        assert_eq!(t["source_ip"], demo::CHURN_SOURCE_IP, "{t}");
+        let lag = t["record_time"].as_i64().unwrap() - t["time"].as_i64().unwrap();
+        assert_eq!(lag, 1_000, "{t}");
+        let request: Value = serde_json::from_str(t["request"].as_str().unwrap()).unwrap();
+        assert_eq!(request["member"], "7e57ab1e7e57ab1e7e57ab1e7e57ab1e", "{t}");
+    }
     fake.stop().await;
 }

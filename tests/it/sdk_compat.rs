@@ -1,10 +1,13 @@
 //! The fake IMS speaks the real API: the official Huawei Cloud Python SDK
 //! (`huaweicloudsdkcore` + `huaweicloudsdkims`), acting as an ordinary client, signs
 //! its requests, pages the member list by `page_info.next_marker` and decodes the
-//! fake's answers with its own models — and gets exactly what the fake holds.
+//! fake's answers with its own models — and gets exactly what the fake holds. The
+//! same for the fake's Cloud Trace Service trace list with `huaweicloudsdkcts`, paged
+//! by `meta_data.marker`.
 //!
-//! Needs `python3` with the SDK installed (`pip install huaweicloudsdkims`). Without
-//! it the test prints SKIPPED, except under `CI=true`, where it fails.
+//! Needs `python3` with the SDKs installed (`pip install huaweicloudsdkims
+//! huaweicloudsdkcts`). Without them the tests print SKIPPED, except under `CI=true`,
+//! where they fail.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::{describe, run_tool, start_fake, AK, PROJECT, SK};
-use ims_exporter::fake_ims::{self, FakeIms};
+use ims_exporter::fake_ims::{self, member_trace, now_ms, FakeIms};
 use ims_exporter::ims::model::Member;
 use serde_json::{json, Value};
 
@@ -36,14 +39,17 @@ const FIELDS: [&str; 8] = [
 const ORG_PARENT: &str =
     "organizations::3a2d95404f964a6aba78819bf8ddc1e3:ou:o-wvntq58r3poyv180t5df1mdna4uwy9se";
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/ims_sdk_client.py")
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(name)
 }
 
-/// Whether `python3` can import the official SDK; under `CI=true` its absence fails.
-fn require_python_sdk() -> bool {
+/// Whether `python3` can import `module` of the official SDK `package`; under
+/// `CI=true` its absence fails.
+fn require_python_sdk(package: &str, module: &str) -> bool {
     let probe = Command::new("python3")
-        .args(["-c", "import huaweicloudsdkcore, huaweicloudsdkims.v2"])
+        .args(["-c", &format!("import huaweicloudsdkcore, {module}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output();
@@ -62,19 +68,17 @@ fn require_python_sdk() -> bool {
     if !ok {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "the official Huawei Cloud Python SDK (huaweicloudsdkims) is required under CI=true; \
+            "the official Huawei Cloud Python SDK ({package}) is required under CI=true; \
              run the README's test command (bash .ci/test), which installs it ({why})"
         );
-        eprintln!("SKIPPED: the Huawei Cloud Python SDK is not importable ({why}); run the README's test command (bash .ci/test) to install it");
+        eprintln!("SKIPPED: the Huawei Cloud Python SDK ({package}) is not importable ({why}); run the README's test command (bash .ci/test) to install it");
     }
     ok
 }
 
-/// Runs the Python SDK client against `endpoint` (off the async runtime, which keeps
-/// serving the fake) and returns its output; panics if it runs past [`SDK_TIMEOUT`].
+/// Runs the Python SDK IMS client against `endpoint` and returns its output.
 async fn run_sdk(endpoint: &str, sk: &str, member_id: &str) -> Output {
     let args: Vec<String> = vec![
-        script().display().to_string(),
         endpoint.into(),
         AK.into(),
         sk.into(),
@@ -83,8 +87,16 @@ async fn run_sdk(endpoint: &str, sk: &str, member_id: &str) -> Output {
         member_id.into(),
         LIMIT.to_string(),
     ];
+    run_python("ims_sdk_client.py", args).await
+}
+
+/// Runs the SDK client `script` of tests/sdk with `args` (off the async runtime, which
+/// keeps serving the fake) and returns its output; panics if it runs past
+/// [`SDK_TIMEOUT`].
+async fn run_python(name: &str, args: Vec<String>) -> Output {
     let mut cmd = Command::new("python3");
-    cmd.args(&args)
+    cmd.arg(script(name))
+        .args(&args)
         // The SDK uses `requests`, which honours proxy variables; loopback must not be proxied.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
@@ -167,7 +179,7 @@ fn fill(fake: &FakeIms) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn official_python_sdk_reads_the_fake() {
-    if !require_python_sdk() {
+    if !require_python_sdk("huaweicloudsdkims", "huaweicloudsdkims.v2") {
         return;
     }
     let fake = start_fake().await;
@@ -330,6 +342,269 @@ async fn official_python_sdk_reads_the_fake() {
     assert_eq!(
         err["error"]["error_code"],
         json!("IMG.0206"),
+        "{}",
+        describe(&out)
+    );
+
+    fake.stop().await;
+}
+
+/// IMS traces the CTS client must page through: more than two pages of 200.
+const TRACE_COUNT: usize = 450;
+const TRACE_LIMIT: usize = 200;
+/// The fields of the SDK's `Traces` model the fake fills, besides `user`.
+const TRACE_FIELDS: [&str; 17] = [
+    "trace_id",
+    "trace_name",
+    "trace_rating",
+    "trace_type",
+    "service_type",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "request",
+    "response",
+    "code",
+    "api_version",
+    "time",
+    "record_time",
+    "source_ip",
+    "request_id",
+    "location_info",
+];
+
+/// A trace as the CTS client script prints what the SDK decoded: every field present.
+fn trace_as_sdk_sees_it(t: &Value) -> Value {
+    let mut v: serde_json::Map<String, Value> = TRACE_FIELDS
+        .iter()
+        .map(|f| (f.to_string(), t.get(*f).cloned().unwrap_or(Value::Null)))
+        .collect();
+    let u = &t["user"];
+    v.insert(
+        "user".into(),
+        json!({"id": u["id"], "name": u["name"], "domain": {"id": u["domain"]["id"], "name": u["domain"]["name"]}}),
+    );
+    Value::Object(v)
+}
+
+/// Runs the Python SDK CTS client against `endpoint` for the window `[from, to]`.
+async fn run_cts_sdk(endpoint: &str, sk: &str, from: i64, to: i64, limit: usize) -> Output {
+    let args: Vec<String> = vec![
+        endpoint.into(),
+        AK.into(),
+        sk.into(),
+        PROJECT.into(),
+        from.to_string(),
+        to.to_string(),
+        limit.to_string(),
+    ];
+    run_python("cts_sdk_client.py", args).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_python_cts_sdk_pages_the_fakes_traces() {
+    if !require_python_sdk("huaweicloudsdkcts", "huaweicloudsdkcts.v3") {
+        return;
+    }
+    let fake = start_fake().await;
+    let now = now_ms();
+    let (from, to) = (now - 3_600_000, now);
+    let names = ["addMember", "updateMember", "deleteMember"];
+    let actors = ["alice", "release-bot", "bob@example.com"];
+    let images = [IMAGE, "370befec-a369-475e-a224-44a45927a8fe"];
+    let mut expected: Vec<Value> = (0..TRACE_COUNT)
+        .map(|i| {
+            // Two traces per 10 ms: ties are ordered by trace ID.
+            let time = now - 60_000 - (i / 2) as i64 * 10;
+            member_trace(
+                names[i % 3],
+                images[i % 2],
+                &format!("{i:032x}"),
+                actors[i % 3],
+                &format!("192.0.2.{}", i % 250),
+                time,
+                time + 800,
+            )
+        })
+        .collect();
+    for t in &expected {
+        fake.state.add_trace(PROJECT, t.clone());
+    }
+    // Not listed: another service, before the window, not yet recorded.
+    let mut ecs = member_trace(
+        "createServer",
+        IMAGE,
+        "x",
+        "alice",
+        "192.0.2.1",
+        now - 1_000,
+        now - 900,
+    );
+    ecs["service_type"] = json!("ECS");
+    let early = member_trace(
+        "addMember",
+        IMAGE,
+        "y",
+        "alice",
+        "192.0.2.1",
+        from - 1,
+        from,
+    );
+    let unrecorded = member_trace(
+        "addMember",
+        IMAGE,
+        "z",
+        "alice",
+        "192.0.2.1",
+        now - 1_000,
+        now + 3_600_000,
+    );
+    for t in [ecs, early, unrecorded] {
+        fake.state.add_trace(PROJECT, t);
+    }
+    let key = |t: &Value| {
+        (
+            -t["time"].as_i64().unwrap(),
+            t["trace_id"].as_str().unwrap().to_string(),
+        )
+    };
+    expected.sort_by_key(key);
+
+    // --- Good credentials: three pages, every trace once, newest first.
+    let out = run_cts_sdk(&fake.endpoint(), SK, from, to, TRACE_LIMIT).await;
+    assert!(
+        out.status.success(),
+        "the SDK CTS client failed against the fake:\n{}",
+        describe(&out)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(got["pages"], json!(TRACE_COUNT.div_ceil(TRACE_LIMIT)));
+    assert_eq!(got["counts"], json!([200, 200, 50]));
+    let got_traces = got["traces"].as_array().expect("traces array");
+    assert_eq!(got_traces.len(), TRACE_COUNT, "traces the SDK saw");
+    let got_ids: Vec<&str> = got_traces
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap_or(""))
+        .collect();
+    let want_ids: Vec<&str> = expected
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got_ids, want_ids,
+        "order and completeness of the SDK's pages"
+    );
+    for (got, want) in got_traces.iter().zip(&expected) {
+        assert_eq!(
+            got,
+            &trace_as_sdk_sees_it(want),
+            "trace as the SDK decoded it"
+        );
+    }
+    // What the exporter reads of a member trace, explicitly.
+    let (first, want) = (&got_traces[0], &expected[0]);
+    for field in [
+        "trace_id",
+        "trace_name",
+        "resource_id",
+        "source_ip",
+        "time",
+        "record_time",
+    ] {
+        assert_eq!(first[field], want[field], "{field}");
+    }
+    assert_eq!(first["user"]["name"], want["user"]["name"]);
+    assert!(
+        first["time"].as_i64().is_some() && first["record_time"].as_i64() > first["time"].as_i64()
+    );
+    let markers = got["markers"].as_array().expect("markers");
+    assert_eq!(markers.len(), 2);
+    let queries = fake.state.cts_queries();
+    assert_eq!(
+        queries
+            .iter()
+            .map(|q| q.next.as_ref().map(|m| json!(m)))
+            .collect::<Vec<_>>(),
+        [None, Some(markers[0].clone()), Some(markers[1].clone())],
+        "the markers the SDK sent back as next"
+    );
+    assert!(
+        queries
+            .iter()
+            .all(|q| (q.from, q.to, q.limit) == (Some(from), Some(to), Some(TRACE_LIMIT as u32))),
+        "{queries:?}"
+    );
+    assert_eq!(
+        fake.state.rejected_signatures(),
+        0,
+        "the fake refused the SDK's signature"
+    );
+    assert_eq!(
+        fake.state.cts_requests(),
+        3,
+        "trace-list requests: the SDK had no reason to retry"
+    );
+    assert_eq!(
+        fake.state.requests(),
+        0,
+        "trace lists counted as IMS requests"
+    );
+
+    // --- Wrong SK: refused like the API gateway, reported as such by the SDK.
+    let out = run_cts_sdk(
+        &fake.endpoint(),
+        "SKWRONGEXAMPLE000000000000000000000000000",
+        from,
+        to,
+        TRACE_LIMIT,
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "the SDK succeeded with a wrong SK:\n{}",
+        describe(&out)
+    );
+    let err: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(
+        err["error"]["status_code"],
+        json!(401),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        err["error"]["error_code"],
+        json!("APIGW.0301"),
+        "{}",
+        describe(&out)
+    );
+
+    // --- A query CTS refuses: the SDK reads CTS's error format and the request ID.
+    let out = run_cts_sdk(&fake.endpoint(), SK, from, to, TRACE_LIMIT + 1).await;
+    assert!(
+        !out.status.success(),
+        "the SDK succeeded with limit 201:\n{}",
+        describe(&out)
+    );
+    let err: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(
+        err["error"]["status_code"],
+        json!(400),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        err["error"]["error_code"],
+        json!("CTS.0001"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        err["error"]["request_id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 32),
         "{}",
         describe(&out)
     );
