@@ -8,11 +8,11 @@ use std::sync::Arc;
 use crate::app::exit::{EXIT_FAILURE, EXIT_OK};
 use crate::app::render_options::render_options;
 use crate::cli::OnceFormat;
+use crate::files::{off_runtime, READ_TIMEOUT};
 use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::report::Report;
 use crate::render::{Format, Metrics, SelfMetrics};
-use crate::files::{off_runtime, READ_TIMEOUT};
 use crate::state::storage::{RestoredTargets, Storage};
 use crate::state::Store;
 

@@ -184,7 +184,11 @@ impl Report {
             let cells = [
                 md_cell(c.time.as_deref().unwrap_or_default()),
                 c.change.replace('_', " "),
-                format!("{} ({})", md_cell(&c.of.image_name), md_cell(&c.of.image_id)),
+                format!(
+                    "{} ({})",
+                    md_cell(&c.of.image_name),
+                    md_cell(&c.of.image_id)
+                ),
                 md_cell(&c.of.member_id),
                 md_cell(&c.status),
                 by,

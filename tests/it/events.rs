@@ -24,7 +24,10 @@ fn now_ms() -> i64 {
 /// Images A and B, shared with [`MEMBER`], polled hourly; traces read every second
 /// from the fake, each read re-covering `lookback`.
 async fn fleet(lookback: &str) -> Fleet {
-    let fleet = Fleet::new().await.shared(&[IMG_A, IMG_B]).images(&[IMG_A, IMG_B]);
+    let fleet = Fleet::new()
+        .await
+        .shared(&[IMG_A, IMG_B])
+        .images(&[IMG_A, IMG_B]);
     let endpoint = fleet.fake.endpoint();
     fleet
         .config(&format!(
@@ -39,6 +42,12 @@ fn trace(name: &str, image: &str, member: &str) -> Value {
     member_trace(name, image, member, ALICE, ALICE_IP, now, now + 1000)
 }
 
+/// [`trace`] recorded at once: what a read without lookback can see.
+fn recorded_trace(name: &str, image: &str, member: &str) -> Value {
+    let now = now_ms();
+    member_trace(name, image, member, ALICE, ALICE_IP, now, now)
+}
+
 async fn metric(exporter: &Exporter, name: &str, labels: &[(&str, &str)]) -> f64 {
     value(&exporter.scrape_samples().await, name, labels).unwrap_or(0.0)
 }
@@ -47,8 +56,12 @@ async fn metric(exporter: &Exporter, name: &str, labels: &[(&str, &str)]) -> f64
 async fn wait_shared(exporter: &Exporter, image: &str, member: &str) {
     wait_for(&format!("{member} on {image}"), async || {
         let samples = exporter.scrape_samples().await;
-        (!find(&samples, "ims_image_member_info", &[("image_id", image), ("member_id", member)])
-            .is_empty())
+        (!find(
+            &samples,
+            "ims_image_member_info",
+            &[("image_id", image), ("member_id", member)],
+        )
+        .is_empty())
         .then_some(())
     })
     .await
@@ -58,7 +71,10 @@ async fn wait_shared(exporter: &Exporter, image: &str, member: &str) {
 async fn wait_traces(exporter: &Exporter, n: f64) {
     wait_for(&format!("{n} member traces read"), async || {
         let samples = exporter.scrape_samples().await;
-        let read: f64 = find(&samples, "ims_cts_traces_total", &[]).iter().map(|s| s.value).sum();
+        let read: f64 = find(&samples, "ims_cts_traces_total", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum();
         (read >= n).then_some(())
     })
     .await
@@ -96,20 +112,42 @@ async fn a_trace_repolls_only_the_image_it_names_and_the_change_says_who_made_it
     wait_shared(&exporter, IMG_A, &x).await;
 
     let samples = exporter.scrape_samples().await;
-    assert!(!shared_in(&samples, IMG_B, &y), "B was re-polled without a trace");
+    assert!(
+        !shared_in(&samples, IMG_B, &y),
+        "B was re-polled without a trace"
+    );
     let target = [("region", REGION), ("project_id", PROJECT)];
     assert_eq!(value(&samples, "ims_event_polls_total", &target), Some(1.0));
     assert_eq!(value(&samples, "ims_cts_read_success", &target), Some(1.0));
     assert_eq!(
-        value(&samples, "ims_cts_traces_total", &[("trace_name", "addMember")]),
+        value(
+            &samples,
+            "ims_cts_traces_total",
+            &[("trace_name", "addMember")]
+        ),
         Some(1.0)
     );
-    assert!(value(&samples, "ims_cts_last_read_success_timestamp_seconds", &target).unwrap_or(0.0) > 0.0);
-    assert_eq!(value(&samples, "ims_event_to_poll_seconds_count", &[]), Some(1.0));
-    let requests: f64 = find(&samples, "ims_api_requests_total", &[("operation", "list_traces")])
-        .iter()
-        .map(|s| s.value)
-        .sum();
+    assert!(
+        value(
+            &samples,
+            "ims_cts_last_read_success_timestamp_seconds",
+            &target
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
+    assert_eq!(
+        value(&samples, "ims_event_to_poll_seconds_count", &[]),
+        Some(1.0)
+    );
+    let requests: f64 = find(
+        &samples,
+        "ims_api_requests_total",
+        &[("operation", "list_traces")],
+    )
+    .iter()
+    .map(|s| s.value)
+    .sum();
     assert!(requests >= 1.0, "list_traces requests are counted");
 
     // Who made it: in the audit log line, the JSON API and the share browser.
@@ -127,7 +165,12 @@ async fn a_trace_repolls_only_the_image_it_names_and_the_change_says_who_made_it
     ] {
         assert!(line.contains(&needle), "{needle} not in {line}");
     }
-    let changes: Value = exporter.get("/api/v1/changes").await.json().await.expect("JSON");
+    let changes: Value = exporter
+        .get("/api/v1/changes")
+        .await
+        .json()
+        .await
+        .expect("JSON");
     let row = changes["changes"]
         .as_array()
         .expect("changes")
@@ -139,13 +182,21 @@ async fn a_trace_repolls_only_the_image_it_names_and_the_change_says_who_made_it
     assert_eq!(row["actor"], ALICE);
     assert_eq!(row["source_ip"], ALICE_IP);
     let page = exporter.get("/shares").await.text().await.expect("page");
-    assert!(page.contains(ALICE) && page.contains(&trace_id), "the page says who");
+    assert!(
+        page.contains(ALICE) && page.contains(&trace_id),
+        "the page says who"
+    );
 
     // A change a scheduled poll finds names nobody: B's share, at the next cycle.
     fleet.rewrite(|c| c.config("poll_interval: 1s"));
     exporter.reload().await;
     wait_shared(&exporter, IMG_B, &y).await;
-    let changes: Value = exporter.get("/api/v1/changes").await.json().await.expect("JSON");
+    let changes: Value = exporter
+        .get("/api/v1/changes")
+        .await
+        .json()
+        .await
+        .expect("JSON");
     let row = changes["changes"]
         .as_array()
         .expect("changes")
@@ -172,12 +223,19 @@ async fn a_batch_body_naming_two_images_polls_both() {
     let mut t = trace("addMember", IMG_A, &x);
     t["resource_id"] = Value::Null;
     t["resource_name"] = Value::Null;
-    t["request"] = Value::String(format!(r#"{{"images": ["{IMG_A}", "{IMG_B}"], "projects": ["{x}"]}}"#));
+    t["request"] = Value::String(format!(
+        r#"{{"images": ["{IMG_A}", "{IMG_B}"], "projects": ["{x}"]}}"#
+    ));
     fake.state.add_trace(PROJECT, t);
     wait_shared(&exporter, IMG_A, &x).await;
     wait_shared(&exporter, IMG_B, &x).await;
     assert_eq!(
-        metric(&exporter, "ims_event_polls_total", &[("project_id", PROJECT)]).await,
+        metric(
+            &exporter,
+            "ims_event_polls_total",
+            &[("project_id", PROJECT)]
+        )
+        .await,
         2.0
     );
     drop(exporter);
@@ -196,7 +254,11 @@ async fn an_unmonitored_image_costs_no_request_and_an_unidentifiable_trace_polls
     wait_traces(&exporter, 1.0).await;
     let reads = fake.state.cts_requests();
     wait_reads(&fleet, reads, 2).await;
-    assert_eq!(fake.state.requests(), polls_before, "no IMS request for an unmonitored image");
+    assert_eq!(
+        fake.state.requests(),
+        polls_before,
+        "no IMS request for an unmonitored image"
+    );
     assert_eq!(metric(&exporter, "ims_event_polls_total", &[]).await, 0.0);
 
     // A member trace that names no image: every image of the target, once.
@@ -211,7 +273,12 @@ async fn an_unmonitored_image_costs_no_request_and_an_unidentifiable_trace_polls
     wait_shared(&exporter, IMG_B, &x).await;
     assert_eq!(metric(&exporter, "ims_event_polls_total", &[]).await, 2.0);
     assert_eq!(
-        metric(&exporter, "ims_cts_traces_total", &[("trace_name", "deleteMember")]).await,
+        metric(
+            &exporter,
+            "ims_cts_traces_total",
+            &[("trace_name", "deleteMember")]
+        )
+        .await,
         1.0
     );
     // Not a member trace: ignored.
@@ -269,7 +336,7 @@ async fn a_trace_made_during_a_cts_outage_is_acted_on_after_it() {
     .await;
     let x = member_id(6);
     share(fake, PROJECT, IMG_A, &x, "pending");
-    fake.state.add_trace(PROJECT, trace("addMember", IMG_A, &x));
+    fake.state.add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
     let reads = fake.state.cts_requests();
     wait_reads(&fleet, reads, 2).await;
     assert!(!shared_in(&exporter.scrape_samples().await, IMG_A, &x));
@@ -279,7 +346,10 @@ async fn a_trace_made_during_a_cts_outage_is_acted_on_after_it() {
     );
     fake.state.set_cts_fault(PROJECT, None);
     wait_shared(&exporter, IMG_A, &x).await;
-    assert_eq!(metric(&exporter, "ims_cts_read_success", &target).await, 1.0);
+    assert_eq!(
+        metric(&exporter, "ims_cts_read_success", &target).await,
+        1.0
+    );
     drop(exporter);
     fleet.stop().await;
 }
@@ -302,7 +372,7 @@ async fn a_restart_with_storage_reads_the_traces_of_its_downtime() {
     // While it is down: a share and its trace.
     let x = member_id(7);
     share(fake, PROJECT, IMG_A, &x, "pending");
-    fake.state.add_trace(PROJECT, trace("addMember", IMG_A, &x));
+    fake.state.add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
     let exporter = fleet.start(&args).await;
     wait_traces(&exporter, 1.0).await;
     // The first read after the restart started where the last one before it ended.

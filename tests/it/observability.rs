@@ -762,7 +762,15 @@ async fn fixture() -> Fleet {
         .as_millis() as i64;
     fake.state.add_trace(
         PROJECT,
-        ims_exporter::fake_ims::member_trace("addMember", IMAGE, P1, "alice", "192.0.2.10", now, now),
+        ims_exporter::fake_ims::member_trace(
+            "addMember",
+            IMAGE,
+            P1,
+            "alice",
+            "192.0.2.10",
+            now,
+            now,
+        ),
     );
     fake.state.set_cts_fault(PROJECT2, Some(Fault::Status(500)));
     let old = "2025-01-02T00:00:00Z";
@@ -1023,15 +1031,18 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             .then_some(())
     })
     .await;
-    wait_for("ImsEventSourceDown for the target whose reads fail", async || {
-        firing(
-            &prom,
-            "ImsEventSourceDown",
-            &[("project_id", PROJECT2), ("instance", "")],
-        )
-        .await
-        .then_some(())
-    })
+    wait_for(
+        "ImsEventSourceDown for the target whose reads fail",
+        async || {
+            firing(
+                &prom,
+                "ImsEventSourceDown",
+                &[("project_id", PROJECT2), ("instance", "")],
+            )
+            .await
+            .then_some(())
+        },
+    )
     .await;
     assert!(
         prom_alerts(&prom, "ImsEventSourceDown", &[("project_id", PROJECT)])

@@ -39,7 +39,10 @@ fn now_ms() -> i64 {
 
 /// A recipient no fleet image has, for change `n`.
 fn newcomer(n: usize) -> String {
-    format!("{:032x}", 0xe0e0_0000_0000_0000_0000_0000_0000_0000u128 + n as u128)
+    format!(
+        "{:032x}",
+        0xe0e0_0000_0000_0000_0000_0000_0000_0000u128 + n as u128
+    )
 }
 
 /// What one read interval measured.
@@ -55,20 +58,16 @@ struct Latency {
 pub(crate) async fn events(args: &Args, s: &Scenario, bin: &Path) -> Result<(), String> {
     let mut measured = Vec::new();
     for (interval, changes) in INTERVALS.into_iter().zip(CHANGES) {
-        let args = Args {
-            cts_interval: Some(interval),
-            ..args.clone()
-        };
+        let mut args = args.clone();
+        args.cts_interval = Some(interval);
         let mut run = Run::start(&args, s, bin).await?;
         let result = latency(&mut run, s, interval, changes).await;
         run.stop().await;
         measured.push(result?);
     }
     let cpu = {
-        let args = Args {
-            cts_interval: Some(Duration::from_secs(1)),
-            ..args.clone()
-        };
+        let mut args = args.clone();
+        args.cts_interval = Some(Duration::from_secs(1));
         let mut run = Run::start(&args, s, bin).await?;
         let result = event_cpu(&mut run, s).await;
         run.stop().await;
@@ -94,7 +93,12 @@ async fn first_cycle(run: &mut Run) -> Result<(), String> {
     }
 }
 
-async fn latency(run: &mut Run, s: &Scenario, interval: Duration, changes: usize) -> Result<Latency, String> {
+async fn latency(
+    run: &mut Run,
+    s: &Scenario,
+    interval: Duration,
+    changes: usize,
+) -> Result<Latency, String> {
     first_cycle(run).await?;
     let (ims_before, cts_before) = (run.fleet.state.requests(), run.fleet.state.cts_requests());
     let started = Instant::now();
@@ -108,11 +112,20 @@ async fn latency(run: &mut Run, s: &Scenario, interval: Duration, changes: usize
         let t = now_ms();
         run.fleet.state.put_member(
             PROJECT,
-            member(&image, &who, "project", "pending", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", None),
+            member(
+                &image,
+                &who,
+                "project",
+                "pending",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
         );
-        run.fleet
-            .state
-            .add_trace(PROJECT, member_trace("addMember", &image, &who, "bench", "192.0.2.1", t, t));
+        run.fleet.state.add_trace(
+            PROJECT,
+            member_trace("addMember", &image, &who, "bench", "192.0.2.1", t, t),
+        );
         probe(run, &who, interval * 4 + Duration::from_secs(30)).await?;
         seconds.push((now_ms() - t) as f64 / 1000.0);
     }
@@ -160,7 +173,15 @@ async fn event_cpu(run: &mut Run, s: &Scenario) -> Result<(f64, f64), String> {
         let image = image_id(n as usize % s.images);
         run.fleet.state.add_trace(
             PROJECT,
-            member_trace("updateMember", &image, &newcomer(n as usize), "bench", "192.0.2.1", t, t),
+            member_trace(
+                "updateMember",
+                &image,
+                &newcomer(n as usize),
+                "bench",
+                "192.0.2.1",
+                t,
+                t,
+            ),
         );
         n += 1;
         let due = Duration::from_millis(n * 1000 / TRACES_PER_SECOND);
@@ -194,12 +215,18 @@ fn print_events(s: &Scenario, measured: &[Latency], (cpu, polls): (f64, f64)) {
             i + 4.0
         );
     }
-    if let Some(m) = measured.iter().find(|m| m.interval == Duration::from_secs(10)) {
+    if let Some(m) = measured
+        .iter()
+        .find(|m| m.interval == Duration::from_secs(10))
+    {
         let poll_5m = m.per_cycle as f64 * 12.0;
         let reads = 360.0 * m.requests_per_read;
         let with_events = m.per_cycle as f64 + reads;
         println!();
-        println!("| API requests per hour, {} images | requests | ratio |", s.images);
+        println!(
+            "| API requests per hour, {} images | requests | ratio |",
+            s.images
+        );
         println!("|---|---|---|");
         println!("| poll every 5 m | {poll_5m:.0} | 1 |");
         println!(
