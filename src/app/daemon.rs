@@ -22,6 +22,7 @@ use crate::app::projects::ProjectResolver;
 use crate::app::render_options::render_options;
 use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
+use crate::app::webhook as app_webhook;
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::ims::traces::PushedTraces;
@@ -31,6 +32,7 @@ use crate::render::{Metrics, SelfMetrics};
 use crate::state::storage::{DirLock, LockError, Storage, StoredDiscovery};
 use crate::state::Store;
 use crate::timestamp::now_unix;
+use crate::webhook::Webhook;
 
 /// Pushed trace batches queued for the poller; beyond, the webhook answers 429.
 const PUSHED_QUEUE: usize = 1024;
@@ -81,6 +83,8 @@ struct Polling {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     self_metrics: Arc<SelfMetrics>,
+    /// Takes the webhook settings of every reloaded config.
+    webhook: Option<Arc<Webhook>>,
 }
 
 impl Polling {
@@ -100,6 +104,7 @@ impl Polling {
             store,
             metrics,
             self_metrics,
+            webhook: None,
         }
     }
 
@@ -117,6 +122,9 @@ impl Polling {
         }
         self.refreshers = spawn_refreshers(&plan);
         self.metrics.set_options(render_options(&plan));
+        if let Some(webhook) = &self.webhook {
+            webhook.reload(&plan.config);
+        }
         let poller = Poller::new(plan.clone(), self.store.clone(), Some(&old), &[]);
         self.running = Running::start(poller);
         tracing::info!(
@@ -176,12 +184,15 @@ pub async fn run(
     // them with the traces it pulls).
     let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
     let _ = (&pushed_tx, &pushed_rx);
+    let webhook = app_webhook::start(&polling.plan.config, store.clone(), pushed_tx.clone());
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
         telemetry_path: options.telemetry_path.clone(),
         reload: options.lifecycle.then_some(reload_tx),
+        events: Some(app_webhook::endpoint(&webhook)),
     });
+    polling.webhook = Some(webhook);
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(http::serve(listeners, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;

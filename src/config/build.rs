@@ -195,13 +195,23 @@ fn events(raw: Option<&FileEvents>) -> Result<Events, Fail> {
         None => None,
         Some(w) => {
             let key = |k: &str| format!("events.webhook.{k}");
-            let token = crate::files::read_text_capped(&w.token_file, crate::files::MAX_SECRET_BYTES)
-                .map_err(|e| (key("token_file"), format!("{}: {e}", w.token_file.display())))?;
+            let token =
+                crate::files::read_text_capped(&w.token_file, crate::files::MAX_SECRET_BYTES)
+                    .map_err(|e| {
+                        (
+                            key("token_file"),
+                            format!("{}: {e}", w.token_file.display()),
+                        )
+                    })?;
             let token = token.trim();
-            if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if token.len() < MIN_TOKEN_LEN
+                || token.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err((
                     key("token_file"),
-                    format!("the token must be at least {MIN_TOKEN_LEN} characters, without spaces"),
+                    format!(
+                        "the token must be at least {MIN_TOKEN_LEN} characters, without spaces"
+                    ),
                 ));
             }
             for (i, t) in w.smn_topics.iter().enumerate() {
@@ -212,9 +222,13 @@ fn events(raw: Option<&FileEvents>) -> Result<Events, Fail> {
             for (i, h) in w.smn_hosts.iter().enumerate() {
                 let valid = !h.is_empty()
                     && h.len() <= 255
-                    && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
                 if !valid {
-                    return Err((key(&format!("smn_hosts[{i}]")), format!("must be a host name, with an optional :port, got {h:?}")));
+                    return Err((
+                        key(&format!("smn_hosts[{i}]")),
+                        format!("must be a host name, with an optional :port, got {h:?}"),
+                    ));
                 }
             }
             let rate = w.rate_limit.as_deref().unwrap_or(DEFAULT_WEBHOOK_RATE);

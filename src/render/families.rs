@@ -73,6 +73,7 @@ impl Metrics {
     pub fn render_at(&self, format: Format, now: f64) -> String {
         let mut w = Exposition::new(format);
         self.self_metrics.write(&mut w);
+        super::self_metrics::write_webhook_requests(&mut w, self.store.events());
         write_snapshot(&mut w, &self.store.snapshot(), &self.options.load(), now);
         w.finish()
     }
@@ -83,6 +84,7 @@ impl Metrics {
     pub fn render_chunks(&self, format: Format, chunk: usize, sink: Sink<'_>) {
         let mut w = Exposition::streaming(format, chunk, sink);
         self.self_metrics.write(&mut w);
+        super::self_metrics::write_webhook_requests(&mut w, self.store.events());
         write_snapshot(
             &mut w,
             &self.store.snapshot(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::ims::observer::RequestObserver;
 use crate::render::exposition::{Exposition, Kind};
+use crate::state::events::EventStats;
 
 /// Upper bounds of the API latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -156,6 +157,23 @@ impl RequestObserver for SelfMetrics {
             .entry(operation)
             .or_default()
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// `ims_webhook_requests_total{result}`, once the webhook has been called: an
+/// exporter without pushes keeps the exposition it had (and its golden files).
+pub(crate) fn write_webhook_requests(w: &mut Exposition, events: &EventStats) {
+    let counts = events.webhook_requests();
+    if counts.iter().all(|(_, n)| *n == 0) {
+        return;
+    }
+    w.family(
+        "ims_webhook_requests",
+        "Requests to POST /api/v1/events by result (accepted, unauthorized, invalid, too_large, throttled, unverified).",
+        Kind::Counter,
+    );
+    for (result, n) in counts {
+        w.series().label("result", result.as_str()).int(n);
     }
 }
 

@@ -32,3 +32,4 @@ mod sharding;
 mod shares;
 mod storage;
 mod web;
+mod webhook;
