@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::header::HeaderName;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -33,7 +34,7 @@ pub struct EventsAnswer {
     pub status: StatusCode,
     /// JSON text.
     pub body: String,
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl EventsAnswer {
@@ -41,12 +42,12 @@ impl EventsAnswer {
         EventsAnswer {
             status,
             body,
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
-    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> EventsAnswer {
-        self.headers.insert(name, value);
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> EventsAnswer {
+        self.headers.push((name, value));
         self
     }
 }
@@ -62,7 +63,9 @@ impl IntoResponse for EventsAnswer {
             self.body,
         )
             .into_response();
-        response.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }

@@ -302,7 +302,7 @@ impl Smn {
     /// Whether the message may be acted on: its topic listed (when topics are), and
     /// its signature valid (when verification is on).
     pub(crate) async fn trust(&self, m: &SmnMessage) -> Result<(), SmnError> {
-        let listed = self.topics.iter().any(|t| *t == m.topic_urn);
+        let listed = self.topics.contains(&m.topic_urn);
         if !listed && (!self.topics.is_empty() || m.kind == SmnKind::SubscriptionConfirmation) {
             return Err(SmnError::TopicNotAllowed);
         }
@@ -349,7 +349,7 @@ impl Smn {
     /// Confirms a subscription: a GET of its `subscribe_url`, once the topic is listed
     /// and the URL's host allowed.
     pub(crate) async fn confirm(&self, m: &SmnMessage) -> Result<(), SmnError> {
-        if !self.topics.iter().any(|t| *t == m.topic_urn) {
+        if !self.topics.contains(&m.topic_urn) {
             return Err(SmnError::TopicNotAllowed);
         }
         let raw = m.subscribe_url.as_deref().unwrap_or("");
