@@ -123,7 +123,7 @@ impl Polling {
         self.refreshers = spawn_refreshers(&plan);
         self.metrics.set_options(render_options(&plan));
         if let Some(webhook) = &self.webhook {
-            webhook.reload(&plan.config);
+            webhook.reload(&plan.config).await;
         }
         let poller = Poller::new(plan.clone(), self.store.clone(), Some(&old), &[]);
         self.running = Running::start(poller);
@@ -184,7 +184,7 @@ pub async fn run(
     // them with the traces it pulls).
     let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
     let _ = (&pushed_tx, &pushed_rx);
-    let webhook = app_webhook::start(&polling.plan.config, store.clone(), pushed_tx.clone());
+    let webhook = app_webhook::start(&polling.plan.config, store.clone(), pushed_tx.clone()).await;
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),

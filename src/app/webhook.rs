@@ -12,12 +12,12 @@ use crate::state::Store;
 use crate::webhook::Webhook;
 
 /// The endpoint for `config`; always made, so that a reload can turn it on or off.
-pub(crate) fn start(
+pub(crate) async fn start(
     config: &Config,
     store: Arc<Store>,
     pushed: mpsc::Sender<PushedTraces>,
 ) -> Arc<Webhook> {
-    Arc::new(Webhook::new(config, store, pushed))
+    Arc::new(Webhook::new(config, store, pushed).await)
 }
 
 /// The same endpoint, as the HTTP server knows it.

@@ -42,6 +42,26 @@ const CONTENT_TYPES: [&str; 3] = [
     "application/cloudevents+json",
 ];
 
+/// What the webhook takes from a config.
+struct Inputs {
+    settings: Option<WebhookSettings>,
+    regions: Vec<String>,
+    ca_file: Option<std::path::PathBuf>,
+    timeout: Duration,
+}
+
+impl Inputs {
+    fn of(config: &Config) -> Inputs {
+        Inputs {
+            settings: config.events.webhook.clone(),
+            regions: config.targets.iter().map(|t| t.region.clone()).collect(),
+            ca_file: config.ca_file.clone(),
+            // A confirmation or certificate fetch holds a request open: keep it short.
+            timeout: config.request_timeout.min(Duration::from_secs(30)),
+        }
+    }
+}
+
 /// The settings in force, built from one config.
 struct Live {
     settings: WebhookSettings,
@@ -52,12 +72,13 @@ struct Live {
 }
 
 impl Live {
-    /// The live settings for `config`, keeping what `old` had that still applies (the
-    /// rate's bucket, fetched certificates).
-    fn build(config: &Config, old: Option<&Live>) -> Option<Live> {
-        let settings = config.events.webhook.clone()?;
+    /// The live settings, keeping what `old` had that still applies (the rate's
+    /// bucket, fetched certificates). Blocking: reads the CA file and the system's
+    /// roots for the client.
+    fn build(inputs: Inputs, old: Option<&Live>) -> Option<Live> {
+        let settings = inputs.settings?;
         let hosts = Hosts::new(
-            config.targets.iter().map(|t| t.region.as_str()),
+            inputs.regions.iter().map(String::as_str),
             &settings.smn_hosts,
         );
         let bucket = match old {
@@ -65,22 +86,22 @@ impl Live {
             _ => Arc::new(TokenBucket::new(settings.rate_limit)),
         };
         let certs = match old {
-            Some(o) if o.ca_file == config.ca_file && o.smn.hosts == hosts => o.smn.certs.clone(),
+            Some(o) if o.ca_file == inputs.ca_file && o.smn.hosts == hosts => o.smn.certs.clone(),
             _ => Arc::new(CertCache::default()),
         };
         let smn = Smn::new(
             settings.smn_topics.clone(),
             hosts,
             settings.smn_verify,
-            config.ca_file.as_deref(),
-            config.request_timeout.min(Duration::from_secs(30)),
+            inputs.ca_file.as_deref(),
+            inputs.timeout,
             certs,
         );
         Some(Live {
             token: Token::new(settings.token.expose()),
             bucket,
             smn,
-            ca_file: config.ca_file.clone(),
+            ca_file: inputs.ca_file,
             settings,
         })
     }
@@ -96,21 +117,31 @@ pub struct Webhook {
 
 impl Webhook {
     /// The endpoint for `config` (off when it has no `events.webhook`).
-    pub fn new(config: &Config, store: Arc<Store>, pushed: mpsc::Sender<PushedTraces>) -> Webhook {
-        Webhook {
-            live: ArcSwapOption::from(Live::build(config, None).map(Arc::new)),
+    pub async fn new(
+        config: &Config,
+        store: Arc<Store>,
+        pushed: mpsc::Sender<PushedTraces>,
+    ) -> Webhook {
+        let webhook = Webhook {
+            live: ArcSwapOption::empty(),
             store,
             pushed,
-        }
+        };
+        webhook.reload(config).await;
+        webhook
     }
 
     /// Takes the settings of a reloaded config (token, topics, hosts, rate); a config
     /// without `events.webhook` turns the route off (404). Requests in flight finish
     /// with the settings they started with.
-    pub fn reload(&self, config: &Config) {
+    pub async fn reload(&self, config: &Config) {
+        let inputs = Inputs::of(config);
         let old = self.live.load_full();
-        let new = Live::build(config, old.as_deref()).map(Arc::new);
-        self.live.store(new);
+        // Building the client reads files: off the async workers.
+        match tokio::task::spawn_blocking(move || Live::build(inputs, old.as_deref())).await {
+            Ok(new) => self.live.store(new.map(Arc::new)),
+            Err(e) => tracing::error!(error = %e, "webhook settings not updated"),
+        }
     }
 
     fn count(&self, result: WebhookResult) {

@@ -501,6 +501,34 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_verifies_with_the_certificate_of_its_key_only() {
+        use rcgen::{CertificateParams, KeyPair, SigningKey};
+        let pem = include_str!("../../tests/data/webhook/smn-test-signing-key.pem");
+        let key = KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap();
+        let m = message(SmnKind::Notification);
+        let signature = key.sign(m.canonical().as_bytes()).unwrap();
+        assert!(verify(&der, m.canonical().as_bytes(), &signature).is_ok());
+        let mut tampered = m.clone();
+        tampered.message_id.push('x');
+        assert!(matches!(
+            verify(&der, tampered.canonical().as_bytes(), &signature),
+            Err(SmnError::BadSignature)
+        ));
+        // An EC key's certificate cannot vouch for an RSA signature.
+        let other = KeyPair::generate().unwrap();
+        let other = CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&other)
+            .unwrap();
+        assert!(verify(other.der(), m.canonical().as_bytes(), &signature).is_err());
+    }
+
+    #[test]
     fn only_https_urls_on_allowed_hosts_pass() {
         let hosts = Hosts::new(
             ["cn-north-4"],
