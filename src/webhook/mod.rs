@@ -163,7 +163,8 @@ impl Webhook {
         )
     }
 
-    /// The traces, checked, sent to the poller.
+    /// The trace sent to the poller. Checked here (again) so that no shape, present or
+    /// future, can hand over an unchecked one.
     fn enqueue(&self, trace: Trace, region: Option<String>, shape: &str) -> EventsAnswer {
         if let Err(e) = body::check(&trace) {
             return self.invalid(&e);
