@@ -3,7 +3,8 @@
 //! Data flows one way (docs/how-it-works.md): [`config`] (plain values) → [`poll`]
 //! (the runtime plan, poller, audit) → [`ims`] (client) → [`auth`] (signing,
 //! credentials); the poller writes [`state`]; [`render`] reads it at scrape time;
-//! [`http`] serves it; [`app`] wires them.
+//! [`http`] serves it; [`app`] wires them. `webhook` receives pushed CTS events and
+//! hands them to the poller.
 
 pub mod allowlist;
 pub mod app;
@@ -23,5 +24,6 @@ pub mod shard;
 pub mod state;
 pub mod timestamp;
 pub mod tls;
+pub(crate) mod webhook;
 
 pub use app::run;

@@ -7,17 +7,20 @@ pub const SHARES: &str = "/shares";
 pub const API_SHARES: &str = "/api/v1/shares";
 pub const API_IMAGES: &str = "/api/v1/images";
 pub const API_CHANGES: &str = "/api/v1/changes";
+/// Pushed CTS events (`POST`, with `events.webhook`); not linked: nothing to browse.
+pub const API_EVENTS: &str = "/api/v1/events";
 pub const HEALTHY: &str = "/-/healthy";
 pub const READY: &str = "/-/ready";
 pub const RELOAD: &str = "/-/reload";
 
 /// Every path the server answers itself; the metrics cannot live there.
-pub const RESERVED: [&str; 9] = [
+pub const RESERVED: [&str; 10] = [
     LANDING,
     SHARES,
     API_SHARES,
     API_IMAGES,
     API_CHANGES,
+    API_EVENTS,
     HEALTHY,
     READY,
     RELOAD,

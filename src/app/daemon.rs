@@ -22,6 +22,7 @@ use crate::app::projects::ProjectResolver;
 use crate::app::render_options::render_options;
 use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
+use crate::app::webhook as app_webhook;
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
 use crate::ims::traces::PushedTraces;
@@ -32,6 +33,7 @@ use crate::render::{Metrics, SelfMetrics};
 use crate::state::storage::{DirLock, LockError, RestoredTargets, Storage};
 use crate::state::Store;
 use crate::timestamp::now_unix;
+use crate::webhook::Webhook;
 
 /// Pushed trace batches queued for the poller; beyond, the webhook answers 429.
 const PUSHED_QUEUE: usize = 1024;
@@ -84,6 +86,8 @@ struct Polling {
     self_metrics: Arc<SelfMetrics>,
     /// Pushed traces, read by whichever poller runs.
     inbox: Inbox,
+    /// Takes the webhook settings of every reloaded config.
+    webhook: Option<Arc<Webhook>>,
 }
 
 impl Polling {
@@ -108,6 +112,7 @@ impl Polling {
             store,
             metrics,
             self_metrics,
+            webhook: None,
         }
     }
 
@@ -125,6 +130,9 @@ impl Polling {
         }
         self.refreshers = spawn_refreshers(&plan);
         self.metrics.set_options(render_options(&plan));
+        if let Some(webhook) = &self.webhook {
+            webhook.reload(&plan.config).await;
+        }
         let poller = Poller::new(
             plan.clone(),
             self.store.clone(),
@@ -176,7 +184,6 @@ pub async fn run(
     // Traces pushed to `POST /api/v1/events`, on their way to the poller (which reads
     // them with the traces it pulls).
     let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
-    let _ = &pushed_tx;
     let mut polling = Polling::start(
         plan,
         store.clone(),
@@ -190,12 +197,15 @@ pub async fn run(
         .clone()
         .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let webhook = app_webhook::start(&polling.plan.config, store.clone(), pushed_tx.clone()).await;
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
         telemetry_path: options.telemetry_path.clone(),
         reload: options.lifecycle.then_some(reload_tx),
+        events: Some(app_webhook::endpoint(&webhook)),
     });
+    polling.webhook = Some(webhook);
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(http::serve(listeners, app, options.serve, async move {
         let _ = server_stop_rx.changed().await;

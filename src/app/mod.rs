@@ -12,6 +12,7 @@ pub(crate) mod projects;
 mod render_options;
 pub(crate) mod signals;
 pub(crate) mod source;
+mod webhook;
 
 use std::sync::Arc;
 

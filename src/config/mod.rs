@@ -18,7 +18,9 @@ pub use file::{
     DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_MEMBERS_PER_IMAGE,
     DEFAULT_MAX_MEMBERS_TOTAL,
 };
-pub use types::{Config, Discover, ImageConfig, LookupRequest, ProjectLookup, Target};
+pub use types::{
+    Config, Discover, ImageConfig, LookupRequest, ProjectLookup, Target, WebhookSettings,
+};
 
 use std::path::Path;
 

@@ -1,5 +1,5 @@
-//! What every handler reads: the renderer, the store, the metrics path and the
-//! reload channel.
+//! What every handler reads: the renderer, the store, the metrics path, the
+//! reload channel and the push endpoint.
 
 use std::sync::Arc;
 
@@ -17,4 +17,6 @@ pub struct AppState {
     pub telemetry_path: String,
     /// `None` without `--web.enable-lifecycle`: `/-/reload` is refused.
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// Receives `POST /api/v1/events`; `None`: the route answers 404.
+    pub events: Option<Arc<dyn super::EventsEndpoint>>,
 }

@@ -1,15 +1,16 @@
 //! The routes and their small handlers: landing page, health, readiness, reload
 //! (behind `--web.enable-lifecycle`). `/metrics` is [`super::scrape`]'s, the share
-//! browser and the JSON API [`super::api`]'s.
+//! browser and the JSON API [`super::api`]'s, pushed events [`super::events`]'.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use super::api;
 use super::context::AppState;
+use super::events::events;
 use super::scrape::metrics;
 use crate::pages;
 use crate::render::html;
@@ -25,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .route(pages::API_SHARES, get(api::shares))
         .route(pages::API_IMAGES, get(api::images))
         .route(pages::API_CHANGES, get(api::changes))
+        // Any method: the endpoint says 404 when it is off, before 405.
+        .route(pages::API_EVENTS, any(events))
         .with_state(state)
 }
 

@@ -2,7 +2,10 @@
 //! handshake and write-stall timeouts, TLS and basic auth from the web config
 //! (re-checked per connection and per request), the request cap, and graceful
 //! shutdown. Cheap refusals come before a request takes a slot; scrapes have request
-//! slots of their own, and health and readiness checks need none.
+//! slots of their own, and health and readiness checks need none. The push endpoint
+//! (`/api/v1/events`) is the one route with a body, and is not behind basic auth (its
+//! token is its authentication; SMN cannot send a password); TLS applies to it as to
+//! every route.
 
 use std::sync::Arc;
 
@@ -20,10 +23,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
+use super::events::BodyReadTimeout;
 use super::limits::{Pools, Timeouts, MAX_BODY_BYTES};
 use super::listen::accept_loop;
 use super::stall::StallTimeout;
 use super::web;
+use crate::pages;
 
 /// How the server listens: TLS and basic auth from the web config, request limits.
 #[derive(Debug, Clone, Default)]
@@ -215,7 +220,13 @@ async fn handle(
     Ok(response)
 }
 
-/// Whether the request announces a body. No route takes one.
+/// Whether the request is for the push endpoint, which reads its own body (under
+/// its own cap) and authenticates with its own token.
+fn is_push(req: &Request<Incoming>) -> bool {
+    req.uri().path() == pages::API_EVENTS
+}
+
+/// Whether the request announces a body. No route but the push endpoint takes one.
 fn has_body(req: &Request<Incoming>) -> bool {
     req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
@@ -232,7 +243,8 @@ async fn limited(
     settings: Option<&web::Settings>,
     req: Request<Incoming>,
 ) -> Response {
-    if has_body(&req) {
+    let push = is_push(&req);
+    if has_body(&req) && !push {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
             [(header::CONNECTION, "close")],
@@ -240,7 +252,7 @@ async fn limited(
         )
             .into_response();
     }
-    if let Some(auth) = settings.and_then(|s| s.auth()) {
+    if let Some(auth) = settings.and_then(|s| s.auth()).filter(|_| !push) {
         if !auth
             .authorize(req.headers().get(header::AUTHORIZATION))
             .await
@@ -286,6 +298,22 @@ async fn limited(
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response {
+    if is_push(&req) {
+        // Read by the handler after the head is checked, under its own cap: an
+        // unauthenticated body is never read at all.
+        let (mut parts, body) = req.into_parts();
+        parts
+            .extensions
+            .insert(BodyReadTimeout(shared.timeouts.body_read));
+        return match shared
+            .app
+            .call(Request::from_parts(parts, Body::new(body)))
+            .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+    }
     // Whatever slipped past `has_body` (a body without the headers that announce
     // one) is still bounded in size and time.
     let (parts, body) = req.into_parts();

@@ -68,6 +68,19 @@ impl TokenBucket {
         }
     }
 
+    /// Takes a token if one is there now, without waiting (a server refusing with 429
+    /// rather than queueing).
+    pub fn try_acquire(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = *state;
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.capacity);
+        let taken = tokens >= 1.0;
+        *state = (if taken { tokens - 1.0 } else { tokens }, now);
+        taken
+    }
+
     /// Waits until a request may be sent.
     pub async fn acquire(&self) {
         loop {
@@ -103,6 +116,16 @@ mod tests {
         for bad in ["10", "x/s", "10/d", "0/s", "-1/s", "NaN/s"] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_acquire_refuses_beyond_the_burst() {
+        let bucket = TokenBucket::new(Rate::parse("2/s").unwrap());
+        assert!(bucket.try_acquire() && bucket.try_acquire());
+        assert!(!bucket.try_acquire());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(bucket.try_acquire());
+        assert!(!bucket.try_acquire());
     }
 
     #[tokio::test(start_paused = true)]

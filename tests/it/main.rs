@@ -33,3 +33,4 @@ mod sharding;
 mod shares;
 mod storage;
 mod web;
+mod webhook;
