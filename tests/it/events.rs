@@ -336,7 +336,8 @@ async fn a_trace_made_during_a_cts_outage_is_acted_on_after_it() {
     .await;
     let x = member_id(6);
     share(fake, PROJECT, IMG_A, &x, "pending");
-    fake.state.add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
+    fake.state
+        .add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
     let reads = fake.state.cts_requests();
     wait_reads(&fleet, reads, 2).await;
     assert!(!shared_in(&exporter.scrape_samples().await, IMG_A, &x));
@@ -372,7 +373,8 @@ async fn a_restart_with_storage_reads_the_traces_of_its_downtime() {
     // While it is down: a share and its trace.
     let x = member_id(7);
     share(fake, PROJECT, IMG_A, &x, "pending");
-    fake.state.add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
+    fake.state
+        .add_trace(PROJECT, recorded_trace("addMember", IMG_A, &x));
     let exporter = fleet.start(&args).await;
     wait_traces(&exporter, 1.0).await;
     // The first read after the restart started where the last one before it ended.
@@ -389,6 +391,54 @@ async fn a_restart_with_storage_reads_the_traces_of_its_downtime() {
         (metric(&exporter, "ims_event_polls_total", &target).await == 1.0).then_some(())
     })
     .await;
+    drop(exporter);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_pushed_trace_repolls_at_once_and_the_same_trace_pulled_later_does_not_again() {
+    const TOKEN: &str = "push-token-0123456789abcdef";
+    let fleet = fleet("5m").await;
+    let token_file = fleet.dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    // Traces are read every second, but the fake lists none until the push is done.
+    let fleet = fleet.config(&format!(
+        "poll_interval: 1h\nevents:\n  cts:\n    interval: 1s\n    lookback: 5m\n  webhook:\n    token_file: {}",
+        token_file.display()
+    ));
+    let fake = &fleet.fake;
+    let exporter = fleet.start(&[]).await;
+    let x = member_id(8);
+    share(fake, PROJECT, IMG_A, &x, "pending");
+    let t = recorded_trace("addMember", IMG_A, &x);
+    // As FunctionGraph's CTS trigger sends it.
+    init_tls();
+    let answer = reqwest::Client::new()
+        .post(exporter.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "cts": t }).to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    wait_shared(&exporter, IMG_A, &x).await;
+    assert_eq!(metric(&exporter, "ims_event_polls_total", &[]).await, 1.0);
+    assert_eq!(
+        metric(
+            &exporter,
+            "ims_webhook_requests_total",
+            &[("result", "accepted")]
+        )
+        .await,
+        1.0
+    );
+    // CTS now lists the same trace: read, and not acted on twice.
+    fake.state.add_trace(PROJECT, t);
+    let reads = fake.state.cts_requests();
+    wait_reads(&fleet, reads, 3).await;
+    assert_eq!(metric(&exporter, "ims_event_polls_total", &[]).await, 1.0);
+    assert_eq!(metric(&exporter, "ims_cts_traces_total", &[]).await, 1.0);
     drop(exporter);
     fleet.stop().await;
 }
