@@ -503,8 +503,37 @@ mod tests {
     #[test]
     fn a_signature_verifies_with_the_certificate_of_its_key_only() {
         use rcgen::{CertificateParams, KeyPair, SigningKey};
-        let pem = include_str!("../../tests/data/webhook/smn-test-signing-key.pem");
-        let key = KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+        // The test-only key of tests/data/webhook (inline: the container build compiles
+        // src/ without tests/).
+        const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQDNHcjORv0FN+cD
+yr2+/kZdgPqFw2kOhnD6abrDK6hhOYsnQ/f13vlvz4zDBwdC9L7AJKXoA84LyRkn
+3YrZpOZZrP8j4qE5tu2W6CwcASOTMP7J7m9RWBcuznlVqFC5Km28NV3Xp4aYRS3j
+VUN2Rn2xWJfDFiY5Fu/7wVwNaXjG9GbHNwyWEwVCnMmQakBGEoiR4kQ5lNty6J8g
+isiYIZxmHSvKiaN9W955KE1TXeup2UFk6tL8Vll+D7sB4Hwe6uQE2BzxigSglNnb
+O5+rI1vGJcL1g/s4WxRrKahebx+L/extgf3os/Iq+Py1n1IMIjN7OkhVnNJwyYHR
+k6ZOXrnjAgMBAAECggEAHj1Js+4vnNvWJoR2vy13No9udQGklNwe1C7PNmPS0evt
+BxppotQUZmFXtA7us/Z8wrtZwYqsufxpRYEkrcaLoTqJw4LErctkBpnu8Cf+KdPm
+KY4J15kK6JR5uzZHxFdW0JGg5qC6N+uxrVtjc+Xw35BF5iB3UnZTu1lmgUxZ3na5
+CJNy4hHu1msbYAMBTV3wglFqJgkTdkjNlDALLSpZb8NYMfJt+ROrBk2B3gvKi+0G
+wfoRwjo4Vg4vc+1iTtMcuiZWjdEoAWGeK73Cy8fmXCIoL3X6B+Q6I/eVAgSmGM8j
+t0a3UlGf25VoQInjB1r5LVd7OlAtFU4Tv/pst42PTQKBgQDrTzhdDPFFmA8YAjoB
+wbVhA5c48Idk5niKegrnpHyBYoyPk2cLQHTfCgVjIX+Z0eZbY9s5UM4s0glx7Zzd
+TxmQAK0DsGDQwdOFc40LHCWboXPcYgpGdfkQ6k0hK7pm8hujogvap22TmngLMQQe
+KzFC6p4P/PxvNbdwYlboRdDQBQKBgQDfJuwGVgoGIuQX/GAR7FmSbxQVWuwwRqqz
+ySBmSG51j6DqSpfYlnNgF6MLhVyq+Ys4GPcE3FDpNdNGqR5deviDsFwY/WjVQ+Db
+y2SEwKlf7TdciH4xZmdrA4Hhq6JMhUXI946aq+sXI5N0isxYtwdiqDxuR6QFM4qd
+WYGEMFXOxwKBgQCrsXsT0hy9xezFfOJsY7X/moodvstb4Rp1GAWa7Zb3JTwgitI2
+EIr2Ly6tHUUorFIjvuG3mXFGnN7NZS3/APdK7mNPfMO3rqWzCxQP1jLOsuiCFnse
+3HemUv+CQ5DYCrIGHHf/zAiVGbGboOE7ThK8m8pHKjXaw1wcwXReOIrbLQKBgQCS
+D1fNjeNhwNSrHnWDRcAbKLlsgOa3comow6yBRkeGi0w4Djr1eQRrkQ0XLWNKRavq
+O+zzMYGEI8b2KRvG9AZVq8mcUcGcVaGIO8i/W5uBPjNOTcjLbMukL9eDbmP80f6r
+W93rPzvRGWgaj/7Q0nvzB0sGo72n6eSAuWUcsMZ5YQKBgQChUkJfZi1BbPWh4VAg
+3iCfeCTwu8EQG+mQU2zq5jZIdp5f/tej9sdjsjB7vOzBJbg4w0jjwOlj0SS9NNB/
+5TACZHVpJkFCiFTXPGlCnnFU0U5MhxfVBCI9eWFckA8Twzso1sGRdRYcXLNLlCdA
+G31t9SwD8VAxQ7WYjrpb04W+4w==
+-----END PRIVATE KEY-----";
+        let key = KeyPair::from_pkcs8_pem_and_sign_algo(TEST_KEY, &rcgen::PKCS_RSA_SHA256).unwrap();
         let cert = CertificateParams::new(Vec::<String>::new())
             .unwrap()
             .self_signed(&key)
