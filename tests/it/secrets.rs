@@ -1,8 +1,10 @@
-//! Secrets (secret key, security token, basic-auth passwords) never show up in what
+//! Secrets (secret key, security token, basic-auth passwords, the webhook token) never
+//! show up in what
 //! the exporter writes: logs at debug level, error messages, `/metrics`, `--once` and
 //! `--config.check` output. The real binary goes through a run with failures (a
 //! failing image, a broken body, wrong signatures after a reload, a refused reload,
-//! SIGHUP, wrong basic-auth passwords) with known secret strings, and everything it
+//! SIGHUP, wrong basic-auth passwords, pushes with the right and a wrong webhook token)
+//! with known secret strings, and everything it
 //! printed is searched for them.
 
 use std::io::{BufRead, BufReader, Read};
@@ -21,6 +23,8 @@ const TOKEN: &str = "TOKENsecret-0123456789abcdefFEDCBA9876543210";
 const PASSWORD: &str = "pw-secret-RIGHT-8d7c6b5a";
 const WRONG_PASSWORD: &str = "pw-secret-WRONG-1f2e3d4c";
 const USER: &str = "prometheus";
+const WEBHOOK_TOKEN: &str = "hook-secret-RIGHT-4b3a29180f1e2d3c";
+const WRONG_WEBHOOK_TOKEN: &str = "hook-secret-WRONG-7a6b5c4d3e2f1a0b";
 
 const IMG_OK: &str = "d164b5df-1bc3-4c3f-893e-3e471fd16e64";
 const IMG_FAIL: &str = "370befec-a369-475e-a224-44a45927a8fe";
@@ -36,6 +40,8 @@ fn needles() -> Vec<(String, &'static str)> {
         (TOKEN.into(), "security token"),
         (PASSWORD.into(), "basic-auth password"),
         (WRONG_PASSWORD.into(), "wrong basic-auth password"),
+        (WEBHOOK_TOKEN.into(), "webhook token"),
+        (WRONG_WEBHOOK_TOKEN.into(), "wrong webhook token"),
         (b64(&format!("{USER}:{PASSWORD}")), "Authorization header"),
         (
             b64(&format!("{USER}:{WRONG_PASSWORD}")),
@@ -141,7 +147,11 @@ async fn fleet() -> Fleet {
     state.add_account(AK, SK_GOOD, Some(TOKEN));
     state.set_fault(IMG_FAIL, Some(Fault::Status(500)));
     state.set_fault(IMG_BROKEN, Some(Fault::BrokenBody));
-    fleet
+    let token = write(fleet.dir.path(), "webhook-token", WEBHOOK_TOKEN);
+    fleet.config(&format!(
+        "events:\n  webhook:\n    token_file: {}",
+        token.display()
+    ))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -207,6 +217,28 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
     })
     .await;
     bodies.push_str(&samples);
+
+    // Pushes with the webhook token (in the header and the query) and a wrong one.
+    for (token, status) in [(WEBHOOK_TOKEN, 202), (WRONG_WEBHOOK_TOKEN, 401)] {
+        let r = client
+            .post(daemon.url(&format!("/api/v1/events?token={token}")))
+            .header("content-type", "application/json")
+            .body(r#"{"trace_id": "t-1", "trace_name": "addMember", "service_type": "IMS"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        bodies.push_str(&r.text().await.unwrap());
+        let r = client
+            .post(daemon.url("/api/v1/events"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        bodies.push_str(&r.text().await.unwrap());
+    }
 
     // Wrong passwords and unknown users, a few times each.
     for _ in 0..3 {
