@@ -22,11 +22,10 @@ use crate::app::projects::ProjectResolver;
 use crate::app::render_options::render_options;
 use crate::app::signals::{Signal, Signals};
 use crate::app::source::{load_config, ConfigSource};
-use crate::app::webhook as app_webhook;
+use crate::app::webhook::{start_webhook, webhook_endpoint};
 use crate::config::Config;
 use crate::http::{self, ReloadRequest, ServeOptions};
-use crate::ims::traces::PushedTraces;
-use crate::poll::events::Inbox;
+use crate::poll::event_polls::Inbox;
 use crate::poll::plan::Plan;
 use crate::poll::poller::Poller;
 use crate::render::{Metrics, SelfMetrics};
@@ -34,9 +33,6 @@ use crate::state::storage::{DirLock, LockError, RestoredTargets, Storage};
 use crate::state::Store;
 use crate::timestamp::now_unix;
 use crate::webhook::Webhook;
-
-/// Pushed trace batches queued for the poller; beyond, the webhook answers 429.
-const PUSHED_QUEUE: usize = 1024;
 
 /// How long shutdown waits for in-flight scrapes before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -87,7 +83,7 @@ struct Polling {
     /// Pushed traces, read by whichever poller runs.
     inbox: Inbox,
     /// Takes the webhook settings of every reloaded config.
-    webhook: Option<Arc<Webhook>>,
+    webhook: Arc<Webhook>,
 }
 
 impl Polling {
@@ -97,7 +93,7 @@ impl Polling {
         metrics: Arc<Metrics>,
         self_metrics: Arc<SelfMetrics>,
         restored: &RestoredTargets,
-        inbox: Inbox,
+        (webhook, inbox): (Arc<Webhook>, Inbox),
     ) -> Polling {
         let plan = Arc::new(plan);
         metrics.set_options(render_options(&plan));
@@ -112,7 +108,7 @@ impl Polling {
             store,
             metrics,
             self_metrics,
-            webhook: None,
+            webhook,
         }
     }
 
@@ -130,9 +126,7 @@ impl Polling {
         }
         self.refreshers = spawn_refreshers(&plan);
         self.metrics.set_options(render_options(&plan));
-        if let Some(webhook) = &self.webhook {
-            webhook.reload(&plan.config).await;
-        }
+        self.webhook.reload(&plan.config).await;
         let poller = Poller::new(
             plan.clone(),
             self.store.clone(),
@@ -181,35 +175,27 @@ pub async fn run(
     else {
         return EXIT_FAILURE;
     };
-    // Traces pushed to `POST /api/v1/events`, on their way to the poller (which reads
-    // them with the traces it pulls).
-    let (pushed_tx, pushed_rx) = mpsc::channel::<PushedTraces>(PUSHED_QUEUE);
+    // Traces pushed to `POST /api/v1/events` travel to the poller's inbox.
+    let (webhook, inbox) = start_webhook(&plan.config, store.clone()).await;
+    let events = webhook_endpoint(&webhook);
     let mut polling = Polling::start(
         plan,
         store.clone(),
         metrics.clone(),
         self_metrics.clone(),
         &restored,
-        Arc::new(tokio::sync::Mutex::new(pushed_rx)),
+        (webhook, inbox),
     );
-    let writer = options
-        .storage
-        .clone()
-        .map(|s| tokio::spawn(write_state(s, store.clone(), self_metrics.clone())));
+    let writer = spawn_writer(options.storage.as_ref(), &store, &self_metrics);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let webhook = app_webhook::start(&polling.plan.config, store.clone(), pushed_tx.clone()).await;
     let app = http::router(http::AppState {
         metrics,
         store: store.clone(),
         telemetry_path: options.telemetry_path.clone(),
         reload: options.lifecycle.then_some(reload_tx),
-        events: Some(app_webhook::endpoint(&webhook)),
+        events: Some(events),
     });
-    polling.webhook = Some(webhook);
-    let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
-    let mut server = tokio::spawn(http::serve(listeners, app, options.serve, async move {
-        let _ = server_stop_rx.changed().await;
-    }));
+    let (server_stop_tx, mut server) = spawn_server(listeners, app, options.serve);
     let outcome = serve(
         &mut polling,
         &mut server,
@@ -229,6 +215,29 @@ pub async fn run(
     }
     let _ = server_stop_tx.send(true);
     server_exit(server).await
+}
+
+/// With `--storage.path`, the writer of the state file after the cycles that change it.
+fn spawn_writer(
+    storage: Option<&Storage>,
+    store: &Arc<Store>,
+    self_metrics: &Arc<SelfMetrics>,
+) -> Option<JoinHandle<()>> {
+    let (store, metrics) = (store.clone(), self_metrics.clone());
+    storage.map(|s| tokio::spawn(write_state(s.clone(), store, metrics)))
+}
+
+/// The HTTP server, until the sender it returns says stop.
+fn spawn_server(
+    listeners: Vec<tokio::net::TcpListener>,
+    app: axum::Router,
+    options: ServeOptions,
+) -> (watch::Sender<bool>, JoinHandle<std::io::Result<()>>) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(http::serve(listeners, app, options, async move {
+        let _ = stop_rx.changed().await;
+    }));
+    (stop_tx, server)
 }
 
 /// The last write of the state. A write hung on a dead mount must not keep the

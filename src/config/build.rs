@@ -9,14 +9,12 @@ use std::path::Path;
 
 use reqwest::Url;
 
+use super::events::events;
 use super::file::{
-    FileConfig, FileDiscover, FileEvents, FileTarget, DEFAULT_CTS_ENDPOINT, DEFAULT_ENDPOINT,
+    FileConfig, FileDiscover, FileTarget, DEFAULT_CTS_ENDPOINT, DEFAULT_ENDPOINT,
     DEFAULT_IAM_ENDPOINT,
 };
-use super::types::{
-    Config, CtsSettings, Discover, Events, Fail, ImageConfig, LookupRequest, Target,
-    WebhookSettings,
-};
+use super::types::{Config, Discover, Events, Fail, ImageConfig, LookupRequest, Target};
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials;
 use crate::auth::source::{Chain, CredentialSource, ENV_CREDENTIALS_FILE};
@@ -155,95 +153,6 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
             ..settings(raw, client)
         },
     })
-}
-
-/// Longest `events.cts.interval` and `lookback`.
-const MAX_CTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
-/// Shortest webhook token: a guessable token would open the event path to anyone.
-const MIN_TOKEN_LEN: usize = 16;
-/// The webhook's rate limit when the config sets none.
-const DEFAULT_WEBHOOK_RATE: &str = "10/s";
-
-/// `events:`: the trace reads' schedule and the webhook's settings.
-fn events(raw: Option<&FileEvents>) -> Result<Events, Fail> {
-    let Some(raw) = raw else {
-        return Ok(Events::default());
-    };
-    let cts = match &raw.cts {
-        None => None,
-        Some(c) => {
-            let second = std::time::Duration::from_secs(1);
-            if c.interval < second || c.interval > MAX_CTS_INTERVAL {
-                return Err((
-                    "events.cts.interval".into(),
-                    "must be between 1s and 1h".into(),
-                ));
-            }
-            if c.lookback > MAX_CTS_INTERVAL {
-                return Err((
-                    "events.cts.lookback".into(),
-                    "must be between 0s and 1h".into(),
-                ));
-            }
-            Some(CtsSettings {
-                interval: c.interval,
-                lookback: c.lookback,
-            })
-        }
-    };
-    let webhook = match &raw.webhook {
-        None => None,
-        Some(w) => {
-            let key = |k: &str| format!("events.webhook.{k}");
-            let token =
-                crate::files::read_text_capped(&w.token_file, crate::files::MAX_SECRET_BYTES)
-                    .map_err(|e| {
-                        (
-                            key("token_file"),
-                            format!("{}: {e}", w.token_file.display()),
-                        )
-                    })?;
-            let token = token.trim();
-            if token.len() < MIN_TOKEN_LEN
-                || token.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err((
-                    key("token_file"),
-                    format!(
-                        "the token must be at least {MIN_TOKEN_LEN} characters, without spaces"
-                    ),
-                ));
-            }
-            for (i, t) in w.smn_topics.iter().enumerate() {
-                if !t.starts_with("urn:smn:") || t.len() > 512 {
-                    return Err((key(&format!("smn_topics[{i}]")), format!("must be an SMN topic URN like urn:smn:cn-north-4:<project>:<topic>, got {t:?}")));
-                }
-            }
-            for (i, h) in w.smn_hosts.iter().enumerate() {
-                let valid = !h.is_empty()
-                    && h.len() <= 255
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-                if !valid {
-                    return Err((
-                        key(&format!("smn_hosts[{i}]")),
-                        format!("must be a host name, with an optional :port, got {h:?}"),
-                    ));
-                }
-            }
-            let rate = w.rate_limit.as_deref().unwrap_or(DEFAULT_WEBHOOK_RATE);
-            let rate_limit = Rate::parse(rate).map_err(|m| (key("rate_limit"), m))?;
-            Some(WebhookSettings {
-                token: crate::auth::credentials::Secret::new(token),
-                token_file: w.token_file.clone(),
-                smn_verify: w.smn_verify.unwrap_or(!w.smn_topics.is_empty()),
-                smn_topics: w.smn_topics.clone(),
-                smn_hosts: w.smn_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                rate_limit,
-            })
-        }
-    };
-    Ok(Events { cts, webhook })
 }
 
 /// How the API client behaves, from the top-level keys.

@@ -9,6 +9,7 @@
 //! path and the file in the message. Nothing downstream re-validates.
 
 mod build;
+mod events;
 mod file;
 mod types;
 mod validate;

@@ -180,13 +180,18 @@ pub(super) async fn list_traces(
     }
     let inner = state.lock();
     let all: &[Value] = inner.traces.get(&project_id).map_or(&[], Vec::as_slice);
+    page_of(all, &q, now, fault, &rid)
+}
+
+/// The page `q` asks for of `all` (the project's traces) at `now`.
+fn page_of(all: &[Value], q: &TraceQuery, now: i64, fault: Option<Fault>, rid: &str) -> Response {
     // The marker is looked up among all the project's traces: a page boundary stays
     // valid whatever was recorded since.
     let after = match &q.next {
         None => None,
         Some(m) => match all.iter().find(|t| trace_id(t) == m) {
             Some(t) => Some(sort_key(t)),
-            None => return bad_request(&rid, &format!("next {m:?} is not a known marker")),
+            None => return bad_request(rid, &format!("next {m:?} is not a known marker")),
         },
     };
     let mut listed: Vec<&Value> = all
@@ -198,7 +203,7 @@ pub(super) async fn list_traces(
     if fault == Some(Fault::FailPage(skipped.div_ceil(q.limit))) {
         return cts_error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &rid,
+            rid,
             "CTS.0001",
             "injected page fault",
         );
@@ -206,13 +211,12 @@ pub(super) async fn list_traces(
     let rest = &listed[skipped..];
     let more = rest.len() > q.limit;
     let page: Vec<Value> = rest.iter().take(q.limit).map(|t| (*t).clone()).collect();
-    drop(inner);
     let marker = more.then(|| page.last().map(trace_id).unwrap_or(""));
     let body = json!({
         "traces": page,
         "meta_data": {"count": page.len(), "marker": marker},
     });
-    json_response(StatusCode::OK, &rid, body.to_string())
+    json_response(StatusCode::OK, rid, body.to_string())
 }
 
 /// CTS's answer to a query it does not take.

@@ -18,5 +18,5 @@ pub struct AppState {
     /// `None` without `--web.enable-lifecycle`: `/-/reload` is refused.
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
     /// Receives `POST /api/v1/events`; `None`: the route answers 404.
-    pub events: Option<Arc<dyn super::EventsEndpoint>>,
+    pub events: Option<Arc<dyn super::endpoint::EventsEndpoint>>,
 }

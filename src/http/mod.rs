@@ -2,11 +2,12 @@
 //! streaming ([`scrape`]), where the server listens ([`listen`]: addresses or systemd
 //! sockets), how connections are served ([`serve`]: TLS, auth, limits, timeouts), and
 //! the web config file that sets TLS and basic auth ([`web`]), and the push endpoint's
-//! HTTP half ([`events`]: the rest is an injected [`EventsEndpoint`]). Reads the store
+//! HTTP half ([`events`]; the rest is an injected [`EventsEndpoint`], [`endpoint`]). Reads the store
 //! and renders; never calls the API.
 
 mod api;
 mod context;
+mod endpoint;
 mod events;
 mod limits;
 pub(crate) mod listen;
@@ -17,7 +18,9 @@ mod stall;
 pub mod web;
 
 pub use context::{AppState, ReloadRequest};
-pub use events::{BodyFailure, EventsAnswer, EventsEndpoint, EventsFuture, MAX_EVENTS_BODY_BYTES};
+pub use endpoint::{
+    BodyFailure, EventsAnswer, EventsEndpoint, EventsFuture, MAX_EVENTS_BODY_BYTES,
+};
 pub use limits::{
     Timeouts, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, WRITE_STALL_TIMEOUT,
 };

@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
-use super::events::BodyReadTimeout;
+use super::endpoint::BodyReadTimeout;
 use super::limits::{Pools, Timeouts, MAX_BODY_BYTES};
 use super::listen::accept_loop;
 use super::stall::StallTimeout;

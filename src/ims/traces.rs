@@ -172,14 +172,7 @@ impl ImsClient {
                 query.push(("next", m.as_str()));
             }
             let url = url(op, cts_endpoint, &segments, &query)?;
-            let page: TracePage = self.transport().get_json(op, &ctx, url).await?;
-            for t in &page.traces {
-                t.check().map_err(|message| ApiError::Decode {
-                    operation: op,
-                    message,
-                    request_id: None,
-                })?;
-            }
+            let page = self.trace_page(&ctx, url).await?;
             traces.extend(page.traces);
             match page
                 .meta_data
@@ -206,6 +199,20 @@ impl ImsClient {
             operation: op,
             message: format!("more than {MAX_TRACE_PAGES} pages"),
         })
+    }
+
+    /// One page of traces, each checked.
+    async fn trace_page(&self, ctx: &CallContext<'_>, url: Url) -> Result<TracePage, ApiError> {
+        let op = OP_LIST_TRACES;
+        let page: TracePage = self.transport().get_json(op, ctx, url).await?;
+        for t in &page.traces {
+            t.check().map_err(|message| ApiError::Decode {
+                operation: op,
+                message,
+                request_id: None,
+            })?;
+        }
+        Ok(page)
     }
 }
 

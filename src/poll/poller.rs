@@ -27,7 +27,6 @@ use tokio::sync::mpsc;
 
 use super::events::gate::PollGate;
 use super::events::window::Window;
-use super::events::EventPoll;
 use super::image_poll::{poll_image, ImageJob, Limits};
 use crate::config::{ImageConfig, Target};
 use crate::ids::ImageId;
@@ -64,6 +63,12 @@ pub(super) struct TargetRun {
     pub(super) resumed: Option<Schedule>,
     /// Where the target's trace reads stand (taken over by a reload, restored at start).
     pub(super) traces: Mutex<Window>,
+}
+
+/// An event poll on its way to the dispatcher ([`super::event_polls`]).
+pub(super) struct EventPoll {
+    pub(super) job: Arc<ImageJob>,
+    pub(super) slot: Arc<TargetSlot>,
 }
 
 pub struct Poller {

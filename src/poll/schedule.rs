@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::events::Inbox;
+use super::event_polls::Inbox;
 use super::poller::{lock, Poller, TargetRun};
 
 impl Poller {

@@ -54,17 +54,7 @@ impl TargetRun {
         });
         let traces = match old {
             Some(o) => lock(&o.traces).clone(),
-            None => restored
-                .traces
-                .iter()
-                .find(|w| w.region == t.region && w.project_id == t.project_id().as_str())
-                .map(|w| {
-                    Window::restored(&TraceWindow {
-                        to_ms: w.to_ms,
-                        seen: w.seen.clone(),
-                    })
-                })
-                .unwrap_or_default(),
+            None => restored_window(restored, &t.region, t.project_id().as_str()),
         };
         TargetRun {
             traces: Mutex::new(traces),
@@ -93,4 +83,19 @@ fn restored_discovery(
                 .filter_map(|(id, name)| Some((ImageId::parse(id).ok()?, name.clone())))
                 .collect()
         })
+}
+
+/// Where the state file says `region`/`project_id`'s trace reads stood.
+fn restored_window(restored: &RestoredTargets, region: &str, project_id: &str) -> Window {
+    restored
+        .traces
+        .iter()
+        .find(|w| w.region == region && w.project_id == project_id)
+        .map(|w| {
+            Window::restored(&TraceWindow {
+                to_ms: w.to_ms,
+                seen: w.seen.clone(),
+            })
+        })
+        .unwrap_or_default()
 }

@@ -1,12 +1,13 @@
 //! The bodies the webhook understands, recognised by shape: a CTS trace, FunctionGraph's
 //! `{"cts": trace}`, a CloudEvents 1.0 envelope whose `data` is a trace, and an SMN
-//! HTTP message ([`super::smn::SmnMessage`]). Errors say what was wrong without
+//! HTTP message ([`super::message::SmnMessage`]). Errors say what was wrong without
 //! quoting the body: it is untrusted and may be anything.
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::smn::{SmnKind, SmnMessage};
+use super::errors::BodyError;
+use super::message::{SmnKind, SmnMessage};
 use crate::ims::traces::Trace;
 
 /// A recognised body.
@@ -24,36 +25,6 @@ pub(crate) enum Shape {
     Trace,
     FunctionGraph,
     CloudEvent,
-}
-
-/// What was wrong with a body (never its content).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum BodyError {
-    #[error("the body is not JSON (line {line}, column {column})")]
-    NotJson { line: usize, column: usize },
-    #[error("the body must be a JSON object")]
-    NotAnObject,
-    #[error(
-        "unrecognised body: expected a CTS trace (with trace_id), {{\"cts\": trace}}, \
-         a CloudEvents 1.0 envelope (specversion, data) or an SMN message (type, topic_urn)"
-    )]
-    Unrecognised,
-    #[error("CloudEvents specversion must be \"1.0\"")]
-    SpecVersion,
-    #[error("the CloudEvent has no data (data_base64 is not accepted)")]
-    NoData,
-    #[error("{0} is not a CTS trace (an object with trace_id, or {{\"cts\": trace}})")]
-    NotATrace(&'static str),
-    #[error("{what}: field {path} is missing or has the wrong type")]
-    Field { what: &'static str, path: String },
-    #[error("the SMN message field is not JSON (line {line}, column {column})")]
-    MessageNotJson { line: usize, column: usize },
-    #[error("the trace is not acceptable: {0}")]
-    Trace(String),
-    #[error("the SMN message's {0} is too long")]
-    SmnTooLong(&'static str),
-    #[error("the SMN message of type {0} has no {1}")]
-    SmnMissing(&'static str, &'static str),
 }
 
 /// Recognises `body`.

@@ -234,6 +234,12 @@ fn print_events(s: &Scenario, measured: &[Latency], (cpu, polls): (f64, f64)) {
             m.requests_per_read,
             with_events / poll_5m
         );
+        // The poll interval at which the total is a tenth of the 5-minute poll's.
+        let slow = m.per_cycle as f64 / 2.0 + reads;
+        println!(
+            "| poll every 2 h + trace reads every 10 s | {slow:.0} | {:.3} |",
+            slow / poll_5m
+        );
         println!(
             "| each traced share change adds (measured) | {:.2} | |",
             m.requests_per_change
