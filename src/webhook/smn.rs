@@ -310,6 +310,7 @@ fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::errors::BodyError;
 
     fn message(kind: SmnKind) -> SmnMessage {
         SmnMessage {

@@ -442,3 +442,30 @@ async fn a_pushed_trace_repolls_at_once_and_the_same_trace_pulled_later_does_not
     drop(exporter);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn config_check_says_which_targets_read_traces() {
+    let out = command()
+        .args([
+            "--config.check",
+            "--config.file",
+            "tests/data/config/ok/events.yaml",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run --config.check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "events.cts: every 2s, lookback 5m",
+        "target cn-north-4 1bed856811654c1cb661a6ca845ebc77: reads traces from https://cts.cn-north-4.example.org/",
+        "target ap-southeast-1 0f1e2d3c4b5a69788796a5b4c3d2e1f0: reads no traces (cts: false)",
+        "events.webhook: POST /api/v1/events",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("a-test-webhook-token"),
+        "the token is never printed"
+    );
+}
