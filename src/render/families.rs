@@ -76,15 +76,7 @@ impl Metrics {
     /// a fixed `now` makes the output reproducible (the golden file test).
     pub fn render_at(&self, format: Format, now: f64) -> String {
         let mut w = Exposition::new(format);
-        self.self_metrics.write(&mut w);
-        let (snapshot, options) = (self.store.snapshot(), self.options.load());
-        write_events(
-            &mut w,
-            &snapshot.targets,
-            self.store.events(),
-            options.events,
-        );
-        write_snapshot(&mut w, &snapshot, &options, now);
+        self.write_all(&mut w, now);
         w.finish()
     }
 
@@ -93,16 +85,16 @@ impl Metrics {
     /// whole. Stops early when `sink` returns false.
     pub fn render_chunks(&self, format: Format, chunk: usize, sink: Sink<'_>) {
         let mut w = Exposition::streaming(format, chunk, sink);
-        self.self_metrics.write(&mut w);
-        let (snapshot, options) = (self.store.snapshot(), self.options.load());
-        write_events(
-            &mut w,
-            &snapshot.targets,
-            self.store.events(),
-            options.events,
-        );
-        write_snapshot(&mut w, &snapshot, &options, now_unix());
+        self.write_all(&mut w, now_unix());
         w.finish();
+    }
+
+    /// Every family: the self-metrics, the event sources', then the snapshot's.
+    fn write_all(&self, w: &mut Exposition<'_>, now: f64) {
+        self.self_metrics.write(w);
+        let (snapshot, options) = (self.store.snapshot(), self.options.load());
+        write_events(w, &snapshot.targets, self.store.events(), options.events);
+        write_snapshot(w, &snapshot, &options, now);
     }
 }
 

@@ -137,13 +137,7 @@ impl Report {
                 md_cell(s.shared_since.as_deref().unwrap_or_default()),
                 md_cell(s.updated_at.as_deref().unwrap_or_default()),
             ];
-            out.push('|');
-            for c in cells {
-                out.push(' ');
-                out.push_str(&c);
-                out.push_str(" |");
-            }
-            out.push('\n');
+            md_row(&mut out, &cells);
         }
         let failed: Vec<&ImageRow> = self.failed().collect();
         if !failed.is_empty() {
@@ -193,15 +187,20 @@ impl Report {
                 md_cell(&c.status),
                 by,
             ];
-            out.push('|');
-            for cell in cells {
-                out.push(' ');
-                out.push_str(&cell);
-                out.push_str(" |");
-            }
-            out.push('\n');
+            md_row(out, &cells);
         }
     }
+}
+
+/// One Markdown table row of cells that are Markdown already.
+fn md_row(out: &mut String, cells: &[String]) {
+    out.push('|');
+    for cell in cells {
+        out.push(' ');
+        out.push_str(cell);
+        out.push_str(" |");
+    }
+    out.push('\n');
 }
 
 /// A control character as a visible one: C0 and DEL as their Unicode control pictures

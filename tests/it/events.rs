@@ -88,6 +88,33 @@ async fn wait_reads(fleet: &Fleet, before: u64, n: u64) {
     .await
 }
 
+/// The `/api/v1/changes` row of `member`'s change.
+async fn change_row(exporter: &Exporter, member: &str) -> Value {
+    let changes: Value = exporter
+        .get("/api/v1/changes")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    changes["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["member_id"] == member)
+        .unwrap_or_else(|| panic!("a row for {member}"))
+        .clone()
+}
+
+/// Waits until the target's last trace read succeeded (`ok`) or failed.
+async fn wait_read(exporter: &Exporter, ok: bool) {
+    let want = if ok { 1.0 } else { 0.0 };
+    wait_for(&format!("a read with success {want}"), async || {
+        (metric(exporter, "ims_cts_read_success", &[("project_id", PROJECT)]).await == want)
+            .then_some(())
+    })
+    .await
+}
+
 fn shared_in(exporter_samples: &[Sample], image: &str, member: &str) -> bool {
     !find(
         exporter_samples,
@@ -165,19 +192,7 @@ async fn a_trace_repolls_only_the_image_it_names_and_the_change_says_who_made_it
     ] {
         assert!(line.contains(&needle), "{needle} not in {line}");
     }
-    let changes: Value = exporter
-        .get("/api/v1/changes")
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    let row = changes["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .find(|c| c["member_id"] == x.as_str())
-        .expect("a row for the new share")
-        .clone();
+    let row = change_row(&exporter, &x).await;
     assert_eq!(row["trace_id"], trace_id.as_str());
     assert_eq!(row["actor"], ALICE);
     assert_eq!(row["source_ip"], ALICE_IP);
@@ -191,19 +206,7 @@ async fn a_trace_repolls_only_the_image_it_names_and_the_change_says_who_made_it
     fleet.rewrite(|c| c.config("poll_interval: 1s"));
     exporter.reload().await;
     wait_shared(&exporter, IMG_B, &y).await;
-    let changes: Value = exporter
-        .get("/api/v1/changes")
-        .await
-        .json()
-        .await
-        .expect("JSON");
-    let row = changes["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .find(|c| c["member_id"] == y.as_str())
-        .expect("a row for B's share")
-        .clone();
+    let row = change_row(&exporter, &y).await;
     for field in ["trace_id", "actor", "source_ip"] {
         assert!(row[field].is_null(), "{field}: {}", row[field]);
     }
@@ -325,15 +328,9 @@ async fn a_trace_made_during_a_cts_outage_is_acted_on_after_it() {
     let fake = &fleet.fake;
     let exporter = fleet.start(&[]).await;
     let target = [("project_id", PROJECT)];
-    wait_for("a good read", async || {
-        (metric(&exporter, "ims_cts_read_success", &target).await == 1.0).then_some(())
-    })
-    .await;
+    wait_read(&exporter, true).await;
     fake.state.set_cts_fault(PROJECT, Some(Fault::Status(500)));
-    wait_for("a failed read", async || {
-        (metric(&exporter, "ims_cts_read_success", &target).await == 0.0).then_some(())
-    })
-    .await;
+    wait_read(&exporter, false).await;
     let x = member_id(6);
     share(fake, PROJECT, IMG_A, &x, "pending");
     fake.state
@@ -363,10 +360,7 @@ async fn a_restart_with_storage_reads_the_traces_of_its_downtime() {
     let args = ["--storage.path", state.to_str().expect("UTF-8 path")];
     let exporter = fleet.start(&args).await;
     let target = [("project_id", PROJECT)];
-    wait_for("a good read", async || {
-        (metric(&exporter, "ims_cts_read_success", &target).await == 1.0).then_some(())
-    })
-    .await;
+    wait_read(&exporter, true).await;
     assert!(exporter.terminate().await.success());
     let stopped = now_ms();
 
