@@ -732,9 +732,15 @@ async fn browsing_never_starves_the_scrapes() {
             tokio::spawn(async move {
                 let mut refused = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r = client.get(&url).send().await.unwrap();
-                    refused += usize::from(r.status() == 503);
-                    let _ = r.bytes().await;
+                    // A browsing client may see its connection closed under this load
+                    // (a refused request closes it): what is asserted is the scrapes.
+                    match client.get(&url).send().await {
+                        Ok(r) => {
+                            refused += usize::from(r.status() == 503);
+                            let _ = r.bytes().await;
+                        }
+                        Err(_) => refused += 1,
+                    }
                 }
                 refused
             })
