@@ -39,6 +39,7 @@ pub(super) struct PlannedTarget {
     rate_limit: Option<Rate>,
     iam_endpoint: Url,
     cts_endpoint: Option<Url>,
+    incoming: Option<Allowlist>,
     allowlist: Allowlist,
     discover: Option<Discover>,
     images: Vec<ImageConfig>,
@@ -54,6 +55,7 @@ impl PlannedTarget {
             rate_limit: self.rate_limit,
             iam_endpoint: self.iam_endpoint,
             cts_endpoint: self.cts_endpoint,
+            incoming: self.incoming,
             allowlist: self.allowlist,
             discover: self.discover,
             images: self.images,
@@ -111,6 +113,14 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
     let max_response_bytes = super::validate::settings(raw)?;
     let global_rate = parse_rate("rate_limit".into(), &raw.rate_limit)?;
     let events = events(raw.events.as_ref())?;
+    let trusted = match &raw.incoming {
+        None => None,
+        Some(i) => Some(trusted_owners(
+            &i.trusted_owners,
+            i.trusted_owners_file.as_deref(),
+            "incoming.",
+        )?),
+    };
     let client = client_options(raw, max_response_bytes);
     if raw.targets.is_empty() {
         return Err(("targets".into(), "at least one target is required".into()));
@@ -139,6 +149,7 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         credentials: global.as_ref(),
         allowlist: &global_allow,
         cts: events.cts.is_some(),
+        trusted: trusted.as_ref(),
     };
     let targets = raw
         .targets
@@ -150,6 +161,10 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         targets,
         settings: Config {
             events,
+            incoming_interval: raw
+                .incoming
+                .as_ref()
+                .map(|i| i.interval.unwrap_or(raw.discovery_interval)),
             ..settings(raw, client)
         },
     })
@@ -201,6 +216,8 @@ fn settings(raw: &FileConfig, client: ClientOptions) -> Config {
         ca_file: client.ca_file,
         insecure_skip_verify: client.insecure_skip_verify,
         events: Events::default(),
+        incoming_interval: None,
+        max_incoming_images: raw.max_incoming_images as usize,
         targets: Vec::new(),
     }
 }
@@ -214,6 +231,8 @@ struct Shared<'a> {
     allowlist: &'a Allowlist,
     /// `events.cts` is set: targets read traces unless they opt out.
     cts: bool,
+    /// `incoming:` is set: its trusted owners, which every target lists against.
+    trusted: Option<&'a Allowlist>,
 }
 
 /// `targets[ti]`: its endpoints, rate limit, credentials, project, allowlist,
@@ -235,6 +254,7 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
     } else {
         None
     };
+    let incoming = target_incoming(ti, t, shared)?;
     let credentials = target_credentials(ti, t, shared)?;
     let project = match &t.project_id {
         Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
@@ -273,10 +293,61 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
         rate_limit,
         iam_endpoint,
         cts_endpoint,
+        incoming,
         allowlist: target_allow,
         discover,
         images,
     })
+}
+
+/// `targets[ti].incoming`: the top-level trusted owners and the target's own, unless
+/// the target opted out (`incoming: false`) or `incoming:` is not set.
+fn target_incoming(
+    ti: usize,
+    t: &FileTarget,
+    shared: &Shared<'_>,
+) -> Result<Option<Allowlist>, Fail> {
+    use super::file::FileTargetIncoming;
+    let Some(top) = shared.trusted else {
+        return match &t.incoming {
+            None | Some(FileTargetIncoming::Enabled(false)) => Ok(None),
+            Some(_) => Err((
+                format!("targets[{ti}].incoming"),
+                "needs the top-level incoming: block (which turns listing on)".into(),
+            )),
+        };
+    };
+    match &t.incoming {
+        Some(FileTargetIncoming::Enabled(false)) => Ok(None),
+        None | Some(FileTargetIncoming::Enabled(true)) => Ok(Some(top.clone())),
+        Some(FileTargetIncoming::Block(b)) => {
+            let own = trusted_owners(
+                &b.trusted_owners,
+                b.trusted_owners_file.as_deref(),
+                &format!("targets[{ti}].incoming."),
+            )?;
+            Ok(Some(Allowlist::merge(&[top, &own])))
+        }
+    }
+}
+
+/// Trusted owner entries (owner IDs, globs as for allowlists) and their file.
+fn trusted_owners(
+    entries: &[String],
+    file: Option<&Path>,
+    prefix: &str,
+) -> Result<Allowlist, Fail> {
+    let mut out = Allowlist::default();
+    for (i, e) in entries.iter().enumerate() {
+        out.entries
+            .push(Entry::parse(e).map_err(|m| (format!("{prefix}trusted_owners[{i}]"), m))?);
+    }
+    if let Some(path) = file {
+        out.files.push(
+            AllowlistFile::load(path).map_err(|m| (format!("{prefix}trusted_owners_file"), m))?,
+        );
+    }
+    Ok(out)
 }
 
 /// A region name: lowercase letters, digits and dashes.

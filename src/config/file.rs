@@ -96,7 +96,46 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) events: Option<FileEvents>,
     #[serde(default)]
+    pub(super) incoming: Option<FileIncoming>,
+    #[serde(default = "default_max_incoming_images")]
+    pub(super) max_incoming_images: i64,
+    #[serde(default)]
     pub(super) targets: Vec<FileTarget>,
+}
+
+fn default_max_incoming_images() -> i64 {
+    DEFAULT_MAX_INCOMING_IMAGES as i64
+}
+/// Images offered to one target that one listing may hold.
+pub const DEFAULT_MAX_INCOMING_IMAGES: usize = 10_000;
+
+/// `incoming:`: images other tenants share with our projects, and whose we trust.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIncoming {
+    #[serde(default, with = "humantime_serde")]
+    pub(super) interval: Option<Duration>,
+    #[serde(default)]
+    pub(super) trusted_owners: Vec<String>,
+    #[serde(default)]
+    pub(super) trusted_owners_file: Option<PathBuf>,
+}
+
+/// `targets[].incoming`: more trusted owners for this target, or `false` to list none.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileTargetIncoming {
+    Enabled(bool),
+    Block(FileTargetTrusted),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTargetTrusted {
+    #[serde(default)]
+    pub(super) trusted_owners: Vec<String>,
+    #[serde(default)]
+    pub(super) trusted_owners_file: Option<PathBuf>,
 }
 
 /// `events:`: where share changes are heard of between polls.
@@ -248,6 +287,8 @@ pub(super) struct FileTarget {
     /// `false`: this target reads no traces although `events.cts` is set.
     #[serde(default = "default_true")]
     pub(super) cts: bool,
+    #[serde(default)]
+    pub(super) incoming: Option<FileTargetIncoming>,
     #[serde(default)]
     pub(super) credentials: Option<CredentialsConfig>,
     #[serde(default)]

@@ -16,8 +16,8 @@ mod validate;
 
 pub use crate::files::ConfigError;
 pub use file::{
-    DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_MEMBERS_PER_IMAGE,
-    DEFAULT_MAX_MEMBERS_TOTAL,
+    DEFAULT_ENDPOINT, DEFAULT_IAM_ENDPOINT, DEFAULT_MAX_INCOMING_IMAGES,
+    DEFAULT_MAX_MEMBERS_PER_IMAGE, DEFAULT_MAX_MEMBERS_TOTAL,
 };
 pub use types::{
     Config, Discover, ImageConfig, LookupRequest, ProjectLookup, Target, WebhookSettings,

@@ -42,6 +42,10 @@ pub struct Config {
     pub insecure_skip_verify: bool,
     /// Where share changes are heard of between polls (traces read, pushed events).
     pub events: Events,
+    /// `incoming:` is set: how often images shared with the targets are listed.
+    pub incoming_interval: Option<Duration>,
+    /// Images offered to one target that one listing may hold.
+    pub max_incoming_images: usize,
     pub targets: Vec<Target>,
 }
 
@@ -107,6 +111,9 @@ pub struct Target {
     /// CTS endpoint whose trace list the target reads; `None` when `events.cts` is
     /// not set or the target opted out (`cts: false`).
     pub cts_endpoint: Option<Url>,
+    /// The owners whose images offered to this target are trusted (top level +
+    /// target); `None` when `incoming:` is not set or the target opted out.
+    pub incoming: Option<Allowlist>,
     /// Entries that apply to every image of the target (top level + target).
     pub allowlist: Allowlist,
     pub discover: Option<Discover>,

@@ -99,6 +99,24 @@ fn members(raw: &FileConfig) -> Result<(), Fail> {
             ),
         ));
     }
+    if !(1..=1_000_000).contains(&raw.max_incoming_images) {
+        return Err((
+            "max_incoming_images".into(),
+            format!(
+                "must be between 1 and 1000000, got {}",
+                raw.max_incoming_images
+            ),
+        ));
+    }
+    if let Some(i) = raw.incoming.as_ref().and_then(|i| i.interval) {
+        if i < Duration::from_secs(1) || i > MAX_INTERVAL {
+            let week = humantime::format_duration(MAX_INTERVAL);
+            return Err((
+                "incoming.interval".into(),
+                format!("must be between 1s and {week}"),
+            ));
+        }
+    }
     Ok(())
 }
 
