@@ -61,6 +61,12 @@ pub enum ApiError {
         setting: &'static str,
         request_id: Option<String>,
     },
+    #[error("{operation}: more than {limit} images ({setting})")]
+    TooManyImages {
+        operation: &'static str,
+        limit: usize,
+        setting: &'static str,
+    },
     #[error(
         "{operation}: cannot decode response{}: {message}",
         fmt_request_id(request_id)
@@ -219,7 +225,9 @@ impl ApiError {
             ApiError::NoCredentials { .. } => Reason::Auth,
             ApiError::Connect { .. } | ApiError::Transport { .. } => Reason::Connect,
             ApiError::Decode { .. } | ApiError::Signing { .. } => Reason::Decode,
-            ApiError::TooLarge { .. } | ApiError::TooManyMembers { .. } => Reason::TooLarge,
+            ApiError::TooLarge { .. }
+            | ApiError::TooManyMembers { .. }
+            | ApiError::TooManyImages { .. } => Reason::TooLarge,
             ApiError::Redirect { .. } => Reason::Redirect,
             ApiError::Read { .. } => Reason::Read,
             ApiError::Url { .. } => Reason::Url,

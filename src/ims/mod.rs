@@ -9,6 +9,7 @@ pub mod model;
 pub mod observer;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
+pub mod shared;
 pub mod traces;
 pub(crate) mod transport;
 pub mod url;

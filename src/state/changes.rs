@@ -55,6 +55,8 @@ pub struct ChangeEvent {
     pub counts: Option<MemberCounts>,
     /// The trace that triggered the poll that found it, if one did.
     pub by: Option<Arc<Attribution>>,
+    /// For a change to an image shared with us: the tenant that shares it.
+    pub owner: Option<String>,
 }
 
 impl ChangeEvent {
@@ -78,6 +80,7 @@ impl ChangeEvent {
             unexpected: member.unexpected,
             counts: None,
             by: None,
+            owner: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl ChangeEvent {
             unexpected: counts.unexpected.is_some_and(|n| n > 0),
             counts: Some(counts),
             by: None,
+            owner: None,
         }
     }
 }
@@ -168,6 +172,7 @@ mod tests {
             unexpected: false,
             counts: None,
             by: None,
+            owner: None,
         }
     }
 

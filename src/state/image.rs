@@ -48,6 +48,11 @@ pub enum ChangeKind {
     Removed,
     StatusChanged,
     ImageUnmonitored,
+    /// An image offered to a target's project (`incoming:`) appeared, went, or our
+    /// status for it changed.
+    IncomingAdded,
+    IncomingRemoved,
+    IncomingStatusChanged,
 }
 
 impl ChangeKind {
@@ -58,11 +63,14 @@ impl ChangeKind {
         ChangeKind::StatusChanged,
     ];
     /// Every kind.
-    pub const ALL: [ChangeKind; 4] = [
+    pub const ALL: [ChangeKind; 7] = [
         ChangeKind::Added,
         ChangeKind::Removed,
         ChangeKind::StatusChanged,
         ChangeKind::ImageUnmonitored,
+        ChangeKind::IncomingAdded,
+        ChangeKind::IncomingRemoved,
+        ChangeKind::IncomingStatusChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +79,39 @@ impl ChangeKind {
             ChangeKind::Removed => "removed",
             ChangeKind::StatusChanged => "status_changed",
             ChangeKind::ImageUnmonitored => "image_unmonitored",
+            ChangeKind::IncomingAdded => "incoming_added",
+            ChangeKind::IncomingRemoved => "incoming_removed",
+            ChangeKind::IncomingStatusChanged => "incoming_status_changed",
+        }
+    }
+
+    /// A change to an image shared with us (not to one of ours).
+    pub fn is_incoming(self) -> bool {
+        matches!(
+            self,
+            ChangeKind::IncomingAdded
+                | ChangeKind::IncomingRemoved
+                | ChangeKind::IncomingStatusChanged
+        )
+    }
+
+    /// `outgoing` (our images' shares) or `incoming` (images shared with us).
+    pub fn direction(self) -> &'static str {
+        if self.is_incoming() {
+            "incoming"
+        } else {
+            "outgoing"
+        }
+    }
+
+    /// The change as the API and the pages name it, whatever its direction: `added`,
+    /// `removed`, `status_changed`, `image_unmonitored`.
+    pub fn change(self) -> &'static str {
+        match self {
+            ChangeKind::IncomingAdded => "added",
+            ChangeKind::IncomingRemoved => "removed",
+            ChangeKind::IncomingStatusChanged => "status_changed",
+            other => other.as_str(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod changes;
 pub mod events;
+mod incoming;
 mod image;
 mod members;
 pub mod storage;
@@ -15,6 +16,7 @@ mod store;
 
 pub use changes::{Attribution, ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
+pub use incoming::{member_status, IncomingStatus, Offer};
 pub use members::{label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN};
 pub use store::{
     CtsStatus, DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus, TraceWindow,

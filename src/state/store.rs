@@ -132,6 +132,8 @@ pub struct TargetStatus {
     pub discovered: Option<Arc<Vec<(String, String)>>>,
     /// Trace reads and event polls; `None` for a target that has none.
     pub cts: Option<CtsStatus>,
+    /// Images shared with the target's project; `None` without `incoming:`.
+    pub incoming: Option<super::incoming::IncomingStatus>,
 }
 
 /// One target's status, replaced whole; the discovery and poll schedules of the
@@ -198,6 +200,7 @@ impl Store {
                                 last_cycle_seconds: None,
                                 discovered: None,
                                 cts: None,
+                                incoming: None,
                             }),
                         })
                     })

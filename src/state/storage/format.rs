@@ -68,6 +68,9 @@ pub(super) struct StoredChange {
     pub(super) actor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) source_ip: Option<String>,
+    /// For a change to an image shared with us: its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) owner: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,6 +169,7 @@ pub(super) fn store_change(c: &ChangeEvent) -> StoredChange {
         trace_id: c.by.as_ref().map(|b| b.trace_id.clone()),
         actor: c.by.as_ref().and_then(|b| b.actor.clone()),
         source_ip: c.by.as_ref().and_then(|b| b.source_ip.clone()),
+        owner: c.owner.clone(),
     }
 }
 

@@ -305,7 +305,7 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
             Label::Owned(s.to_string())
         }
     };
-    let counts = match (kind.is_member(), c.members) {
+    let counts = match (kind.is_member() || kind.is_incoming(), c.members) {
         (false, Some(members)) => Some(MemberCounts {
             members: count(|| "members".into(), members as u64)? as usize,
             unexpected: c.unexpected_members,
@@ -313,6 +313,9 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
         (false, None) => return Ok(None),
         (true, _) => None,
     };
+    if let Some(owner) = &c.owner {
+        text("owner", owner, MAX_MEMBER_ID_BYTES)?;
+    }
     let by = attribution(&c)?;
     Ok(Some(ChangeEvent {
         time_unix,
@@ -326,6 +329,7 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
         unexpected: c.unexpected,
         counts,
         by,
+        owner: c.owner.clone(),
     }))
 }
 
