@@ -61,6 +61,7 @@ async fn read_state(storage: &Storage, store: &Store) -> RestoredTargets {
             RestoredTargets {
                 discovered: r.discovered,
                 traces: r.traces,
+                incoming: r.incoming,
             }
         }
         Ok(Ok(None)) => RestoredTargets::default(),

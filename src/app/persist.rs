@@ -54,6 +54,7 @@ pub(super) async fn restore(
             RestoredTargets {
                 discovered: r.discovered,
                 traces: r.traces,
+                incoming: r.incoming,
             }
         }
         Ok(Ok(None)) => {

@@ -11,6 +11,7 @@ mod discovery;
 pub mod event_polls;
 mod events;
 mod image_poll;
+mod incoming;
 pub mod plan;
 pub mod poller;
 mod schedule;

@@ -71,13 +71,19 @@ impl Poller {
                 .await
             }
         };
+        let incoming = async {
+            let every = config.incoming_interval;
+            if let (Some(every), Some(_)) = (every, &run.target.config.incoming) {
+                repeat(now, every, shutdown.clone(), || self.list_incoming(run)).await
+            }
+        };
         let reads = async {
             let every = config.events.cts.map(|c| c.interval);
             if let (Some(every), Some(_)) = (every, &run.target.config.cts_endpoint) {
                 repeat(now, every, shutdown.clone(), || self.read_traces(run)).await
             }
         };
-        tokio::join!(polls, discoveries, reads);
+        tokio::join!(polls, discoveries, reads, incoming);
     }
 }
 

@@ -11,7 +11,7 @@ use super::poller::{lock, Discovered, Poller, TargetRun};
 use crate::ids::ImageId;
 use crate::poll::plan::LiveTarget;
 use crate::state::storage::{RestoredTargets, StoredDiscovery};
-use crate::state::{TargetSlot, TraceWindow};
+use crate::state::{member_status, IncomingStatus, Offer, TargetSlot, TraceWindow};
 
 impl TargetRun {
     /// The run of `live`, taking over from `previous` (a reload) or `restored` (a start).
@@ -52,6 +52,12 @@ impl TargetRun {
             }
             s
         });
+        if t.incoming.is_some() {
+            restore_incoming(&slot, restored, &t.region, t.project_id().as_str());
+        } else if slot.load().incoming.is_some() {
+            // A reload turned the listing off: its series go with it.
+            slot.update(|s| s.incoming = None);
+        }
         let traces = match old {
             Some(o) => lock(&o.traces).clone(),
             None => restored_window(restored, &t.region, t.project_id().as_str()),
@@ -98,4 +104,39 @@ fn restored_window(restored: &RestoredTargets, region: &str, project_id: &str) -
             })
         })
         .unwrap_or_default()
+}
+
+/// Puts the state file's list of images shared with the target in its slot, unless a
+/// listing already replaced it: the first listing after a restart is diffed with it.
+fn restore_incoming(slot: &TargetSlot, restored: &RestoredTargets, region: &str, project_id: &str) {
+    let Some(stored) = restored
+        .incoming
+        .iter()
+        .find(|l| l.region == region && l.project_id == project_id)
+    else {
+        return;
+    };
+    if slot.load().incoming.is_some() {
+        return;
+    }
+    let offers: Vec<Offer> = stored
+        .offers
+        .iter()
+        .map(|o| Offer {
+            image_id: o.image_id.clone(),
+            image_name: o.name.clone(),
+            owner: o.owner.clone(),
+            member_status: member_status(&o.member_status),
+            trusted: o.trusted,
+            first_seen: o.first_seen,
+        })
+        .collect();
+    slot.update(|s| {
+        s.incoming = Some(IncomingStatus {
+            ok: None,
+            last_success_unix: stored.last_success,
+            offers: Some(Arc::new(offers.clone())),
+            restored: true,
+        })
+    });
 }

@@ -8,8 +8,8 @@
 
 mod changes;
 pub mod events;
-mod incoming;
 mod image;
+mod incoming;
 mod members;
 pub mod storage;
 mod store;

@@ -23,6 +23,30 @@ pub(super) struct StateFile {
     /// were read).
     #[serde(default)]
     pub(super) traces: Vec<StoredTraceWindow>,
+    /// The last good list of images shared with each target (absent in files written
+    /// before `incoming:`).
+    #[serde(default)]
+    pub(super) incoming: Vec<StoredIncoming>,
+}
+
+/// A target's last good list of images shared with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredIncoming {
+    pub region: String,
+    pub project_id: String,
+    pub last_success: Option<f64>,
+    pub offers: Vec<StoredOffer>,
+}
+
+/// One image shared with a target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredOffer {
+    pub image_id: String,
+    pub name: String,
+    pub owner: String,
+    pub member_status: String,
+    pub trusted: bool,
+    pub first_seen: f64,
 }
 
 /// Trace IDs remembered per target at most: far more than the IMS member traces of
@@ -110,6 +134,7 @@ pub(super) struct StoredMember {
 pub struct RestoredTargets {
     pub discovered: Vec<StoredDiscovery>,
     pub traces: Vec<StoredTraceWindow>,
+    pub incoming: Vec<StoredIncoming>,
 }
 
 /// What one target last discovered: (image ID, name).
@@ -181,5 +206,27 @@ pub(super) fn store_window(t: &Arc<TargetStatus>) -> Option<StoredTraceWindow> {
         project_id: t.project_id.to_string(),
         to_ms: w.to_ms,
         seen: w.seen.clone(),
+    })
+}
+
+/// The last good list of images shared with a target, if it lists them.
+pub(super) fn store_incoming(t: &Arc<TargetStatus>) -> Option<StoredIncoming> {
+    let status = t.incoming.as_ref()?;
+    let offers = status.offers.as_ref()?;
+    Some(StoredIncoming {
+        region: t.region.to_string(),
+        project_id: t.project_id.to_string(),
+        last_success: status.last_success_unix,
+        offers: offers
+            .iter()
+            .map(|o| StoredOffer {
+                image_id: o.image_id.clone(),
+                name: o.image_name.clone(),
+                owner: o.owner.clone(),
+                member_status: o.member_status.to_string(),
+                trusted: o.trusted,
+                first_seen: o.first_seen,
+            })
+            .collect(),
     })
 }

@@ -41,8 +41,11 @@ use serde::Deserialize;
 use crate::files::{STATE_BASE_BYTES, STATE_BYTES_PER_MEMBER};
 use crate::ims::error::excerpt;
 use crate::state::{ChangeEvent, Snapshot};
-use format::{store_change, store_image, store_window, StateFile};
-pub use format::{RestoredTargets, StoredDiscovery, StoredTraceWindow, MAX_SEEN_TRACES};
+use format::{store_change, store_image, store_incoming, store_window, StateFile};
+pub use format::{
+    RestoredTargets, StoredDiscovery, StoredIncoming, StoredOffer, StoredTraceWindow,
+    MAX_SEEN_TRACES,
+};
 pub use lock::{DirLock, LockError};
 use modes::{create_dir, kind_of, private_file};
 use restore::restore_file;
@@ -205,6 +208,7 @@ impl Storage {
             images: snapshot.images.iter().filter_map(store_image).collect(),
             discovered: discovered.to_vec(),
             traces: snapshot.targets.iter().filter_map(store_window).collect(),
+            incoming: snapshot.targets.iter().filter_map(store_incoming).collect(),
             changes: changes.iter().map(|c| store_change(c)).collect(),
         };
         let path = self.file();

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::format::{
-    StateFile, StoredChange, StoredDiscovery, StoredImage, StoredMember, StoredTraceWindow,
-    MAX_SEEN_TRACES,
+    StateFile, StoredChange, StoredDiscovery, StoredImage, StoredIncoming, StoredMember,
+    StoredTraceWindow, MAX_SEEN_TRACES,
 };
 use crate::ids::{IdError, ImageId, MemberId, ProjectId, Source};
 use crate::ims::model::{MAX_MEMBER_ID_BYTES, MAX_MEMBER_LABEL_BYTES};
@@ -24,6 +24,8 @@ const MAX_REGION_BYTES: usize = 1024;
 const MAX_TRACE_FIELD_BYTES: usize = 512;
 /// More trace windows than targets any config can hold.
 const MAX_TRACE_WINDOWS: usize = 100_000;
+/// More images shared with one target than `max_incoming_images` allows.
+const MAX_OFFERS: usize = 1_000_000;
 /// Most watched members one image may have: a config (at most 4 MiB) cannot name
 /// more, at four bytes an entry.
 const MAX_WATCHED: usize = (crate::files::MAX_CONFIG_BYTES / 4) as usize;
@@ -46,6 +48,8 @@ pub struct Restored {
     pub discovered: Vec<StoredDiscovery>,
     /// Where each target's trace reads stood.
     pub traces: Vec<StoredTraceWindow>,
+    /// Each target's last good list of images shared with it.
+    pub incoming: Vec<StoredIncoming>,
     /// The most recent member changes, oldest first.
     pub changes: Vec<ChangeEvent>,
     /// When the file was written (Unix seconds).
@@ -95,6 +99,8 @@ pub enum Problem {
     },
     #[error("the same image as an earlier entry")]
     Duplicate,
+    #[error("not pending, accepted or rejected")]
+    Status,
 }
 
 /// Checks a parsed file against what this exporter writes, and converts it; the
@@ -144,10 +150,23 @@ pub(super) fn restore_file(file: StateFile, limits: Limits) -> Result<Restored, 
         .enumerate()
         .map(|(i, w)| restore_window(w).map_err(|e| e.under(format!("traces[{i}]"))))
         .collect::<Result<Vec<_>, Invalid>>()?;
+    at_most(
+        "incoming",
+        file.incoming.len(),
+        MAX_TRACE_WINDOWS,
+        "the incoming lists",
+    )?;
+    let incoming = file
+        .incoming
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| restore_incoming(l).map_err(|e| e.under(format!("incoming[{i}]"))))
+        .collect::<Result<Vec<_>, Invalid>>()?;
     Ok(Restored {
         images,
         discovered: file.discovered,
         traces,
+        incoming,
         changes,
         written_at,
     })
@@ -349,6 +368,33 @@ fn attribution(c: &StoredChange) -> Result<Option<Arc<Attribution>>, Invalid> {
         actor: c.actor.clone(),
         source_ip: c.source_ip.clone(),
     })))
+}
+
+/// Images shared with a target, as a listing would have them: at most the cap any
+/// config allows, each field bounded, a known status, a time in range.
+fn restore_incoming(l: StoredIncoming) -> Result<StoredIncoming, Invalid> {
+    text("region", &l.region, MAX_REGION_BYTES)?;
+    text("project_id", &l.project_id, MAX_REGION_BYTES)?;
+    if let Some(t) = l.last_success {
+        time("last_success", t)?;
+    }
+    at_most(
+        "offers",
+        l.offers.len(),
+        MAX_OFFERS,
+        "the images shared with a target",
+    )?;
+    for (i, o) in l.offers.iter().enumerate() {
+        let at = |e: Invalid| e.under(format!("offers[{i}]"));
+        text("image_id", &o.image_id, MAX_MEMBER_ID_BYTES).map_err(at)?;
+        text("name", &o.name, MAX_MEMBER_ID_BYTES).map_err(at)?;
+        text("owner", &o.owner, MAX_MEMBER_ID_BYTES).map_err(at)?;
+        if crate::state::member_status(&o.member_status) == "unknown" {
+            return Err(at(Invalid::new("member_status", Problem::Status)));
+        }
+        time("first_seen", o.first_seen).map_err(at)?;
+    }
+    Ok(l)
 }
 
 /// Where a target's trace reads stood: its window end within the years the exporter
