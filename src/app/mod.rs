@@ -2,7 +2,8 @@
 //! for the three ways to run (daemon, `--once`, `--demo`), and owns the exit codes.
 //! The only module that knows every other one.
 
-pub(crate) mod credentials;
+pub(crate) mod check;
+mod credentials;
 pub(crate) mod daemon;
 mod demo;
 pub mod exit;
@@ -158,34 +159,8 @@ fn config_check(cli: &Cli, plan: &Plan) -> u8 {
     for provider in &plan.providers {
         println!("credentials: {}", provider.describe());
     }
-    let config = &plan.config;
-    if let Some(cts) = config.events.cts {
-        println!(
-            "events.cts: every {}, lookback {}",
-            humantime::format_duration(cts.interval),
-            humantime::format_duration(cts.lookback)
-        );
-    }
-    for t in &config.targets {
-        let reads = match &t.cts_endpoint {
-            Some(url) => format!("reads traces from {url}"),
-            None if config.events.cts.is_some() => "reads no traces (cts: false)".into(),
-            None => "reads no traces (no events.cts)".into(),
-        };
-        println!("target {} {}: {reads}", t.region, t.project_id().as_str());
-    }
-    if let Some(w) = &config.events.webhook {
-        println!(
-            "events.webhook: POST /api/v1/events, token from {}, SMN topics {}, signatures {}",
-            w.token_file.display(),
-            w.smn_topics.len(),
-            if w.smn_verify {
-                "verified"
-            } else {
-                "not verified"
-            }
-        );
-    }
+    check::print_events(&plan.config);
+    check::print_incoming(&plan.config);
     EXIT_OK
 }
 

@@ -248,12 +248,7 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
     let rate_limit = parse_rate(key("rate_limit"), &t.rate_limit)?.or(shared.global_rate);
     let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
         .map_err(|m| (key("endpoint"), m))?;
-    let cts_endpoint = if shared.cts && t.cts {
-        let template = t.cts_endpoint.as_deref().unwrap_or(DEFAULT_CTS_ENDPOINT);
-        Some(parse_endpoint(template, &t.region).map_err(|m| (key("cts_endpoint"), m))?)
-    } else {
-        None
-    };
+    let cts_endpoint = cts_endpoint(ti, t, shared)?;
     let incoming = target_incoming(ti, t, shared)?;
     let credentials = target_credentials(ti, t, shared)?;
     let project = match &t.project_id {
@@ -298,6 +293,17 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
         discover,
         images,
     })
+}
+
+/// Where `targets[ti]` reads traces: none without `events.cts` or with `cts: false`.
+fn cts_endpoint(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<Option<Url>, Fail> {
+    if !(shared.cts && t.cts) {
+        return Ok(None);
+    }
+    let template = t.cts_endpoint.as_deref().unwrap_or(DEFAULT_CTS_ENDPOINT);
+    parse_endpoint(template, &t.region)
+        .map(Some)
+        .map_err(|m| (format!("targets[{ti}].cts_endpoint"), m))
 }
 
 /// `targets[ti].incoming`: the top-level trusted owners and the target's own, unless

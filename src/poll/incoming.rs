@@ -24,26 +24,13 @@ impl Poller {
         let Some(trusted) = &target.incoming else {
             return true;
         };
-        let mut listed: Vec<(OfferedImage, &'static str)> = Vec::new();
-        for status in MEMBER_STATUSES {
-            let cap = self
-                .plan
-                .config
-                .max_incoming_images
-                .saturating_sub(listed.len());
-            match self
-                .plan
-                .client
-                .list_shared_images(&run.target.api, status, self.plan.config.page_size, cap)
-                .await
-            {
-                Ok(images) => listed.extend(images.into_iter().map(|i| (i, status))),
-                Err(e) => {
-                    failed(run, &e);
-                    return false;
-                }
+        let listed = match self.list_all(run).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                failed(run, &e);
+                return false;
             }
-        }
+        };
         let entries = self.plan.allowlist(trusted).current().await;
         let previous = run.slot.load().incoming.clone().unwrap_or_default();
         let now = now_unix();
@@ -79,6 +66,27 @@ impl Poller {
         });
         self.store.events_polled();
         true
+    }
+}
+
+impl Poller {
+    /// One listing per status, within `max_incoming_images` in all.
+    async fn list_all(
+        &self,
+        run: &TargetRun,
+    ) -> Result<Vec<(OfferedImage, &'static str)>, ApiError> {
+        let config = &self.plan.config;
+        let mut listed: Vec<(OfferedImage, &'static str)> = Vec::new();
+        for status in MEMBER_STATUSES {
+            let cap = config.max_incoming_images.saturating_sub(listed.len());
+            let images = self
+                .plan
+                .client
+                .list_shared_images(&run.target.api, status, config.page_size, cap)
+                .await?;
+            listed.extend(images.into_iter().map(|i| (i, status)));
+        }
+        Ok(listed)
     }
 }
 

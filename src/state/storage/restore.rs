@@ -138,30 +138,7 @@ pub(super) fn restore_file(file: StateFile, limits: Limits) -> Result<Restored, 
             changes.push(event);
         }
     }
-    at_most(
-        "traces",
-        file.traces.len(),
-        MAX_TRACE_WINDOWS,
-        "the trace windows",
-    )?;
-    let traces = file
-        .traces
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| restore_window(w).map_err(|e| e.under(format!("traces[{i}]"))))
-        .collect::<Result<Vec<_>, Invalid>>()?;
-    at_most(
-        "incoming",
-        file.incoming.len(),
-        MAX_TRACE_WINDOWS,
-        "the incoming lists",
-    )?;
-    let incoming = file
-        .incoming
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| restore_incoming(l).map_err(|e| e.under(format!("incoming[{i}]"))))
-        .collect::<Result<Vec<_>, Invalid>>()?;
+    let (traces, incoming) = restore_targets(file.traces, file.incoming)?;
     Ok(Restored {
         images,
         discovered: file.discovered,
@@ -368,6 +345,38 @@ fn attribution(c: &StoredChange) -> Result<Option<Arc<Attribution>>, Invalid> {
         actor: c.actor.clone(),
         source_ip: c.source_ip.clone(),
     })))
+}
+
+/// The targets' trace windows and lists of images shared with them.
+type Targets = (Vec<StoredTraceWindow>, Vec<StoredIncoming>);
+
+fn restore_targets(
+    traces: Vec<StoredTraceWindow>,
+    incoming: Vec<StoredIncoming>,
+) -> Result<Targets, Invalid> {
+    at_most(
+        "traces",
+        traces.len(),
+        MAX_TRACE_WINDOWS,
+        "the trace windows",
+    )?;
+    let traces = traces
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| restore_window(w).map_err(|e| e.under(format!("traces[{i}]"))))
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    at_most(
+        "incoming",
+        incoming.len(),
+        MAX_TRACE_WINDOWS,
+        "the incoming lists",
+    )?;
+    let incoming = incoming
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| restore_incoming(l).map_err(|e| e.under(format!("incoming[{i}]"))))
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    Ok((traces, incoming))
 }
 
 /// Images shared with a target, as a listing would have them: at most the cap any
