@@ -1,5 +1,5 @@
 //! The routes' answers once the gateway has let a request through: member list and
-//! detail, image listing (its `__imagetype=shared` variant is `offers`'), IAM
+//! detail, image listing (`offers` answers its `__imagetype=shared` form), IAM
 //! project listing, and the fallback for unknown paths; with the parsing of their
 //! query parameters (`limit`, `marker`, filters).
 //!
