@@ -20,6 +20,7 @@ mod exporter;
 mod fake_ims;
 mod golden;
 mod hardening;
+mod incoming;
 mod observability;
 mod outbound;
 mod prometheus;
