@@ -67,6 +67,10 @@ pub(crate) struct Args {
     /// without trace reads, and the CPU of the event path at 100 traces a second.
     #[arg(long)]
     pub(crate) events: bool,
+    /// Instead of the table: the cost of listing images shared with us (`incoming:`)
+    /// with this many images offered to the project, half of them from trusted owners.
+    #[arg(long)]
+    pub(crate) incoming: Option<usize>,
     /// Set by `--events` for each run: the exporter reads traces this often and polls
     /// hourly.
     #[arg(skip)]

@@ -10,6 +10,8 @@ use ims_exporter::ims::model::Member;
 use crate::args::{Args, Scenario, PAGE_SIZE};
 
 pub(crate) const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
+/// The owner of half the offered images (`--incoming`), trusted by the config.
+pub(crate) const TRUSTED_OWNER: &str = "7a0e0000000000000000000000000001";
 const REGION: &str = "cn-north-4";
 const AK: &str = "BENCHACCESSKEY000000";
 const SK: &str = "bench-secret-key-00000000000000000000000";
@@ -152,13 +154,17 @@ impl Fleet {
 pub(crate) fn config_yaml(args: &Args, endpoint: &str, fleet: &Fleet) -> String {
     let mut y = String::new();
     y.push_str("# Written by ims-bench.\nrequest_timeout: 30s\n");
-    match args.cts_interval {
+    match (args.cts_interval, args.incoming) {
         // Events: polls reconcile hourly, traces are read every `interval`.
-        Some(every) => y.push_str(&format!(
+        (Some(every), _) => y.push_str(&format!(
             "poll_interval: 1h\nevents:\n  cts:\n    interval: {}\n    lookback: 5m\n",
             humantime::format_duration(every)
         )),
-        None => y.push_str("poll_interval: 1s\n"),
+        // Offers: listed back to back, polls out of the way.
+        (None, Some(_)) => y.push_str(&format!(
+            "poll_interval: 1h\nincoming:\n  interval: 1s\n  trusted_owners: [\"{TRUSTED_OWNER}\"]\nmax_incoming_images: 1000000\n"
+        )),
+        (None, None) => y.push_str("poll_interval: 1s\n"),
     }
     y.push_str(&format!(
         "page_size: {PAGE_SIZE}\nmax_concurrent_requests: {}\n",

@@ -29,6 +29,7 @@ mod churn;
 mod events;
 mod exporter;
 mod fleet;
+mod incoming;
 mod proc;
 mod report;
 mod run;
@@ -63,6 +64,12 @@ async fn run(args: Args) -> Result<(), String> {
     let bin = exporter_binary(&args)?;
     eprintln!("exporter: {}", bin.display());
     let list = scenarios(&args);
+    if let Some(offers) = args.incoming {
+        for s in &list {
+            in_time(&args, s, incoming::incoming(&args, s, &bin, offers)).await?;
+        }
+        return Ok(());
+    }
     if args.events {
         for s in &list {
             in_time(&args, s, events::events(&args, s, &bin)).await?;
