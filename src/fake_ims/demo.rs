@@ -1,7 +1,8 @@
 //! The demo world: a fake IMS with a few golden images shared the way real ones are
 //! (all member types and statuses, an organization with its URN, an image large
 //! enough to need several pages), the Cloud Trace Service traces of its share
-//! changes, and the config that monitors it (and reads those traces).
+//! changes, images other tenants offer to the demo project (from a trusted owner and
+//! from strangers), and the config that monitors it (and reads those traces).
 
 use std::time::Duration;
 
@@ -24,6 +25,41 @@ pub const IMAGES: [(&str, &str); 4] = [
     ),
     ("5b1f8e0a-6c1e-4a53-9d7e-2f0b8c1d9e21", "hardened-debian-12"),
     ("9c3d2e1f-0a4b-4c5d-8e6f-7a8b9c0d1e2f", "base-centos-7"),
+];
+
+/// The tenant whose images the demo project trusts (the platform team's account).
+pub const DEMO_TRUSTED_OWNER: &str = "5e1f0c2d3b4a59687766554433221100";
+/// A tenant nobody vouched for, whose offer waits for an answer.
+pub const DEMO_UNTRUSTED_OWNER: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+/// Another stranger, whose offer the project rejected.
+pub const DEMO_REJECTED_OWNER: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+
+/// Images offered to the demo project: (image ID, name, owner, our member status).
+pub const OFFERS: [(&str, &str, &str, &str); 4] = [
+    (
+        "2b7e1516-28ae-4d2a-abf7-158809cf4f3c",
+        "platform-base-ubuntu-24.04",
+        DEMO_TRUSTED_OWNER,
+        "accepted",
+    ),
+    (
+        "6bc1bee2-2e40-4f9f-96e9-3d7e117393a1",
+        "platform-gpu-ubuntu-24.04",
+        DEMO_TRUSTED_OWNER,
+        "pending",
+    ),
+    (
+        "ae2d8a57-1e03-4c2f-8c9e-b7d1a5f0e4b2",
+        "partner-appliance-7.2",
+        DEMO_UNTRUSTED_OWNER,
+        "pending",
+    ),
+    (
+        "f69f2445-df4f-4b9a-8c1e-2d3b4a5c6d7e",
+        "vendor-trial-image",
+        DEMO_REJECTED_OWNER,
+        "rejected",
+    ),
 ];
 
 fn ts(days_ago: u64, seconds: u64) -> String {
@@ -136,7 +172,7 @@ const FIXTURES: [Fixture; 8] = [
 ];
 
 /// Fills `state` with the demo images, the large one with `large_image_members`
-/// members, and returns the secret key of the demo account.
+/// members, and the [`OFFERS`]; returns the secret key of the demo account.
 pub fn populate(state: &FakeState, large_image_members: usize) -> String {
     let secret = format!("demo-{}", hex_id(rand::random::<u64>()));
     state.add_account(ACCESS_KEY, &secret, None);
@@ -145,6 +181,9 @@ pub fn populate(state: &FakeState, large_image_members: usize) -> String {
     }
     put_fixtures(state);
     put_large_image_members(state, large_image_members);
+    for (id, name, owner, status) in OFFERS {
+        state.offer_image(PROJECT_ID, id, name, owner, status);
+    }
     secret
 }
 
@@ -263,7 +302,9 @@ pub async fn churn(state: FakeState, every: Duration) {
 /// The demo's configuration, written as a user would write it: two images configured
 /// with their expected recipients and a watched member, the rest found by discovery,
 /// and an allowlist that the one stray share does not match; share changes are also
-/// read from the fake's trace list (`events.cts`, the target's `cts_endpoint`).
+/// read from the fake's trace list (`events.cts`, the target's `cts_endpoint`), and
+/// the images offered to the project are listed as often as the shares are polled,
+/// trusting [`DEMO_TRUSTED_OWNER`] only.
 pub fn config_yaml(endpoint: &str, secret: &str, poll_interval: Duration) -> String {
     let (ubuntu, windows, debian) = (IMAGES[0].0, IMAGES[1].0, IMAGES[2].0);
     format!(
@@ -275,6 +316,10 @@ events:
   cts:
     interval: 2s
     lookback: 5m
+# Images other tenants share with the project: only the platform team's are trusted.
+incoming:
+  interval: {poll}
+  trusted_owners: [{DEMO_TRUSTED_OWNER}]
 credentials:
   access_key_id: {ACCESS_KEY}
   secret_access_key: {secret}

@@ -1,8 +1,9 @@
 //! What the API gateway does before a handler runs: request IDs, the error formats
 //! (IMS's `{"error": {...}}`, the gateway's `error_code`/`error_msg`/`request_id` and
 //! CTS's `error_code`/`error_msg`), signature checking ([`authenticate`]), and the
-//! common prologue every IMS route ([`prologue`]) and the Cloud Trace Service route
-//! ([`cts_prologue`]) start with (count, latency, authenticate, injected faults).
+//! common prologue every IMS route ([`prologue`]), the listing of offered images
+//! ([`shared_prologue`]) and the Cloud Trace Service route ([`cts_prologue`]) start
+//! with (count, latency, authenticate, injected faults).
 //!
 //! The query string is parsed here ([`parse_query`]) because the signature covers
 //! it; handlers reuse that parser.
@@ -20,7 +21,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::{cts_fault_key, Account, Canned, CtsQuery, FakeState, Fault};
+use super::state::{
+    cts_fault_key, shared_fault_key, Account, Canned, CtsQuery, FakeState, Fault, SharedQuery,
+};
 use crate::auth::credentials::Secret;
 use crate::auth::signer::{self, ParsedAuthorization, RequestParts};
 
@@ -28,11 +31,15 @@ use crate::auth::signer::{self, ParsedAuthorization, RequestParts};
 const BROKEN_BODY: &str = r#"{"members": [{"member_id": "trunc"#;
 /// The same for a trace list.
 const BROKEN_TRACES: &str = r#"{"traces": [{"trace_id": "trunc"#;
+/// The same for an image listing.
+const BROKEN_IMAGES: &str = r#"{"images": [{"id": "trunc"#;
 
 /// The service behind a route: it decides how errors and faulty bodies look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Service {
     Ims,
+    /// IMS's listing of the images offered to a project: IMS errors, image bodies.
+    ImsShared,
     /// Cloud Trace Service, on the same server as IMS.
     Cts,
 }
@@ -100,7 +107,7 @@ pub(super) fn cts_error(
 /// An error of `service` for an injected fault.
 fn injected_error(service: Service, status: StatusCode, rid: &str, message: &str) -> Response {
     match service {
-        Service::Ims => ims_error(status, rid, "IMG.0999", message),
+        Service::Ims | Service::ImsShared => ims_error(status, rid, "IMG.0999", message),
         Service::Cts => cts_error(status, rid, "CTS.0001", message),
     }
 }
@@ -233,6 +240,25 @@ pub(super) async fn cts_prologue(
     checks(state, Service::Cts, method, uri, headers, &key, rid).await
 }
 
+/// The prologue of the listing of images offered to `project_id`: counted as an IMS
+/// request and as a shared listing (with its `query`), then latency, signature and
+/// that listing's own faults. `Fault::FailPage` and `Fault::Flood` are left to the
+/// handler, which knows the offers.
+pub(super) async fn shared_prologue(
+    state: &FakeState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    project_id: &str,
+    query: SharedQuery,
+    rid: &str,
+) -> Result<Option<Fault>, Response> {
+    state.record_request();
+    state.record_shared_request(query);
+    let key = shared_fault_key(project_id);
+    checks(state, Service::ImsShared, method, uri, headers, &key, rid).await
+}
+
 /// Latency, signature, then the fault kept under `fault_key`.
 async fn checks(
     state: &FakeState,
@@ -272,6 +298,7 @@ async fn apply_fault(
                 Service::Ims => {
                     json!({"members": [], "schema": "/v2/schemas/members", "padding": padding})
                 }
+                Service::ImsShared => json!({"images": [], "padding": padding}),
                 Service::Cts => {
                     json!({"traces": [], "meta_data": {"count": 0, "marker": null}, "padding": padding})
                 }
@@ -298,6 +325,7 @@ async fn apply_fault(
         Some(Fault::BrokenBody) => {
             let body = match service {
                 Service::Ims => BROKEN_BODY,
+                Service::ImsShared => BROKEN_IMAGES,
                 Service::Cts => BROKEN_TRACES,
             };
             Err(json_response(StatusCode::OK, rid, body.into()))

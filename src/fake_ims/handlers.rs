@@ -1,6 +1,7 @@
 //! The routes' answers once the gateway has let a request through: member list and
-//! detail, image listing, IAM project listing, and the fallback for unknown paths;
-//! with the parsing of their query parameters (`limit`, `marker`, filters).
+//! detail, image listing (`offers` answers its `__imagetype=shared` form), IAM
+//! project listing, and the fallback for unknown paths; with the parsing of their
+//! query parameters (`limit`, `marker`, filters).
 //!
 //! Each handler starts with the gateway's prologue (or [`authenticate`]) and must
 //! not check signatures, inject faults or write error bodies itself: it picks the
@@ -31,7 +32,7 @@ pub(super) async fn not_found(uri: Uri) -> Response {
     )
 }
 
-fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
+pub(super) fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
     query
         .iter()
         .find(|(k, _)| k == key)
@@ -39,7 +40,11 @@ fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> 
 }
 
 /// `limit` as IMS takes it: 1..=1000, `default` when absent; `Err` is the 400 answer.
-fn parse_limit(value: Option<&str>, default: usize, rid: &str) -> Result<usize, Response> {
+pub(super) fn parse_limit(
+    value: Option<&str>,
+    default: usize,
+    rid: &str,
+) -> Result<usize, Response> {
     match value.map(str::parse::<usize>) {
         None => Ok(default),
         Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
@@ -192,13 +197,17 @@ pub(super) async fn get_member(
 }
 
 /// `GET /v2/cloudimages`: the images of the project named by `X-Project-Id`, filtered
-/// and paged like IMS (`marker` = the last image ID of the previous page).
+/// and paged like IMS (`marker` = the last image ID of the previous page); with
+/// `__imagetype=shared`, the images other tenants offer to it instead.
 pub(super) async fn list_images(
     State(state): State<FakeState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if query_value(&parse_query(uri.query()), "__imagetype") == Some("shared") {
+        return super::offers::list_offers(&state, &method, &uri, &headers).await;
+    }
     let rid = request_id();
     let Some(project_id) = headers
         .get("x-project-id")

@@ -6,11 +6,14 @@
 //! with opaque Base64 markers, and can inject faults per image. It also serves the
 //! Cloud Trace Service trace list (`GET /v3/{project_id}/traces`) on the same server,
 //! signed and faulted the same way, so one fake is both a target's IMS and CTS.
+//! And it lists the images other tenants offer to a project
+//! (`GET /v2/cloudimages?__imagetype=shared`), with their owner, by our member status.
 //!
 //! Inside, the code follows a request: `state` holds what the fake knows (and the
 //! tests change), `gateway` does what the API gateway does before a handler
 //! (request IDs, error formats, signatures, latency, faults), and `handlers` (IMS,
-//! IAM) and `cts` (the trace list) answer the routes. This module starts and stops the server and wires the routes
+//! IAM), `offers` (images offered to a project) and `cts` (the trace list) answer
+//! the routes. This module starts and stops the server and wires the routes
 //! ([`router`]); it must not answer requests itself.
 
 mod cts;
@@ -18,11 +21,12 @@ pub mod demo;
 mod gateway;
 mod handlers;
 pub mod metadata;
+mod offers;
 mod state;
 pub mod synthetic;
 
 pub use gateway::MAX_CLOCK_SKEW;
-pub use state::{member, member_trace, now_ms, Canned, CtsQuery, FakeState, Fault};
+pub use state::{member, member_trace, now_ms, Canned, CtsQuery, FakeState, Fault, SharedQuery};
 
 use std::net::SocketAddr;
 use std::time::Duration;

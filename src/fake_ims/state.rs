@@ -1,13 +1,16 @@
 //! What the fake knows: accounts, IAM projects, images with their members, the
-//! Cloud Trace Service traces, the faults to inject, the request counters and the
-//! added latency; plus [`member`] and [`member_trace`], the fixture builders.
+//! Cloud Trace Service traces, the images other tenants offer to a project
+//! ([`offers`]), the faults to inject, the request counters and the added latency;
+//! plus [`member`] and [`member_trace`], the fixture builders.
 //!
 //! Plain data behind one lock, shared by the tests and the server; how a fault
 //! evolves from one request to the next (scripts advance, flaky faults count down)
 //! is decided here, under that lock. It must not know HTTP: no requests, responses,
 //! status codes or signatures (that is the gateway's and the handlers' business).
-//! The server reads images, projects and traces through [`FakeState::lock`];
+//! The server reads images, projects, traces and offers through [`FakeState::lock`];
 //! everything else goes through methods.
+
+mod offers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,8 +19,12 @@ use std::time::Duration;
 use crate::auth::credentials::Secret;
 use crate::ims::model::Member;
 
+pub use offers::SharedQuery;
+pub(super) use offers::{shared_fault_key, Offer};
+
 /// A fault to inject into the answers for one image, a project's image listing
-/// ([`FakeState::set_fault`]) or a project's trace list ([`FakeState::set_cts_fault`]).
+/// ([`FakeState::set_fault`]), a project's trace list ([`FakeState::set_cts_fault`])
+/// or its listing of offered images ([`FakeState::set_shared_fault`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Answer every request with this status and an IMS-style error body.
@@ -28,7 +35,8 @@ pub enum Fault {
     Delay(Duration),
     /// Answer 200 with a truncated JSON body.
     BrokenBody,
-    /// Answer the `n`th page (0-based) of a member list with a 500; other pages are fine.
+    /// Answer the `n`th page (0-based) of a member list (trace list, listing of
+    /// offered images) with a 500; other pages are fine.
     FailPage(usize),
     /// Answer the next `failures` requests with `status` (429 as the gateway's
     /// throttling error), with `Retry-After: retry_after` seconds if set; then
@@ -38,13 +46,15 @@ pub enum Fault {
         status: u16,
         retry_after: Option<u64>,
     },
-    /// Answer 200 with a valid member list padded to at least this many bytes.
+    /// Answer 200 with a valid, empty list (of members, traces or offered images)
+    /// padded to at least this many bytes.
     Oversized(usize),
     /// Answer with these canned responses in order, after checking the signature;
     /// the last one repeats. For answers no honest server gives.
     Script(Vec<Canned>),
-    /// Ignore `limit`: every page has this many new members (or traces) and a next
-    /// marker, for ever (a server that would make the exporter hold millions of members).
+    /// Ignore `limit`: every page has this many new members (or traces, or offered
+    /// images) and a next marker, for ever (a server that would make the exporter
+    /// hold millions of members).
     Flood(usize),
     /// Answer 200 with `{}`: valid JSON without the list the route carries
     /// (`members`, `images`, `traces`), as a half-broken backend might.
@@ -100,6 +110,10 @@ pub(super) struct Inner {
     pub(super) traces: HashMap<String, Vec<serde_json::Value>>,
     cts_requests: u64,
     cts_queries: Vec<CtsQuery>,
+    /// Images offered to each project by other tenants.
+    pub(super) offers: offers::Offers,
+    shared_requests: u64,
+    shared_queries: Vec<SharedQuery>,
 }
 
 /// The paging and window parameters of one trace-list request, as sent (a value
@@ -245,6 +259,9 @@ impl FakeState {
     /// IMS and IAM requests answered so far (any outcome). Trace-list requests are
     /// not among them: they are counted by [`FakeState::cts_requests`], so that tests
     /// counting the exporter's IMS calls are not disturbed by its trace reads.
+    /// Listings of offered images are (also counted by
+    /// [`FakeState::shared_list_requests`]): only an exporter configured with
+    /// `incoming:` makes them.
     pub fn requests(&self) -> u64 {
         self.lock().requests
     }

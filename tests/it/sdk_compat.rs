@@ -3,7 +3,9 @@
 //! its requests, pages the member list by `page_info.next_marker` and decodes the
 //! fake's answers with its own models — and gets exactly what the fake holds. The
 //! same for the fake's Cloud Trace Service trace list with `huaweicloudsdkcts`, paged
-//! by `meta_data.marker`.
+//! by `meta_data.marker`, and for its listing of the images other tenants offer to a
+//! project (`ListImagesRequest(imagetype="shared", member_status=...)`), paged by the
+//! last image ID.
 //!
 //! Needs `python3` with the SDKs installed (`pip install huaweicloudsdkims
 //! huaweicloudsdkcts`). Without them the tests print SKIPPED, except under `CI=true`,
@@ -609,5 +611,211 @@ async fn official_python_cts_sdk_pages_the_fakes_traces() {
         describe(&out)
     );
 
+    fake.stop().await;
+}
+
+/// Images offered to the project by status: two full pages of [`OFFER_LIMIT`] and a
+/// short one, two full and a short one, and exactly one full page (then an empty one).
+const OFFERS: [(&str, usize); 3] = [("pending", 590), ("accepted", 410), ("rejected", 200)];
+const OFFER_LIMIT: usize = 200;
+/// Where the fixture's offers come from.
+const OWNERS: [&str; 3] = [
+    "5e1f0c2d3b4a59687766554433221100",
+    "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+    "c0ffee00c0ffee00c0ffee00c0ffee00",
+];
+
+/// Runs the Python SDK client of the shared listing for `statuses` at `limit`.
+async fn run_shared_sdk(endpoint: &str, sk: &str, limit: usize, statuses: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![
+        endpoint.into(),
+        AK.into(),
+        sk.into(),
+        PROJECT.into(),
+        limit.to_string(),
+    ];
+    args.extend(statuses.iter().map(|s| s.to_string()));
+    run_python("ims_shared_sdk_client.py", args).await
+}
+
+/// Offers [`OFFERS`] to [`PROJECT`] (and a few to another project, which must not
+/// show); returns, per status, the (id, name, owner) the SDK must see, by ID.
+fn offer_fixture(fake: &FakeIms) -> BTreeMap<&'static str, Vec<(String, String, String)>> {
+    let mut want: BTreeMap<&'static str, Vec<(String, String, String)>> = BTreeMap::new();
+    let mut i = 0usize;
+    for (status, count) in OFFERS {
+        for _ in 0..count {
+            let id = format!(
+                "{:08x}-{:04x}-4{:03x}-a000-{i:012x}",
+                (i as u32).wrapping_mul(2_654_435_761),
+                i % 0xffff,
+                i % 0xfff
+            );
+            // Names with spaces, quotes and non-ASCII letters must come through too.
+            let name = match i % 4 {
+                0 => format!("base-ubuntu-24.04-{i}"),
+                1 => format!("Partner \"appliance\" {i}"),
+                2 => format!("镜像-{i}-ü"),
+                _ => format!("gpu_image.{i}"),
+            };
+            let owner = OWNERS[i % OWNERS.len()];
+            fake.state.offer_image(PROJECT, &id, &name, owner, status);
+            want.entry(status)
+                .or_default()
+                .push((id, name, owner.to_string()));
+            i += 1;
+        }
+    }
+    for (k, status) in ["pending", "accepted", "rejected"].into_iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-{k:012x}");
+        fake.state.offer_image(
+            "0123456789abcdef0123456789abcdef",
+            &id,
+            "someone-elses",
+            OWNERS[0],
+            status,
+        );
+    }
+    for images in want.values_mut() {
+        images.sort();
+    }
+    want
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_python_sdk_lists_the_images_offered_to_a_project() {
+    if !require_python_sdk("huaweicloudsdkims", "huaweicloudsdkims.v2") {
+        return;
+    }
+    let fake = start_fake().await;
+    let want = offer_fixture(&fake);
+    let statuses: Vec<&str> = OFFERS.iter().map(|(s, _)| *s).collect();
+
+    // --- Good credentials: every status paged to its end, every image once.
+    let out = run_shared_sdk(&fake.endpoint(), SK, OFFER_LIMIT, &statuses).await;
+    assert!(
+        out.status.success(),
+        "the SDK client failed against the fake:\n{}",
+        describe(&out)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK output is not JSON ({e}):\n{}", describe(&out)));
+    let mut pages_total = 0;
+    let mut want_queries = Vec::new();
+    for (status, count) in OFFERS {
+        let listed = &got[status];
+        // A full last page needs one more, empty, to know it was the last.
+        let pages = count / OFFER_LIMIT + 1;
+        assert_eq!(listed["pages"], json!(pages), "{status}");
+        pages_total += pages;
+        let images = listed["images"].as_array().expect("images array");
+        let expected = &want[status];
+        assert_eq!(images.len(), expected.len(), "{status}: images the SDK saw");
+        for (image, (id, name, owner)) in images.iter().zip(expected) {
+            let as_sdk_sees_it = json!({
+                "id": id,
+                "name": name,
+                "owner": owner,
+                "visibility": "shared",
+                "imagetype": "shared",
+                "status": "active",
+                "protected": false,
+                "min_disk": 40,
+            });
+            assert_eq!(
+                image, &as_sdk_sees_it,
+                "{status}: image as the SDK decoded it"
+            );
+        }
+        let markers = listed["markers"].as_array().expect("markers");
+        assert_eq!(markers.len(), pages - 1, "{status}");
+        want_queries.push(None);
+        for m in markers {
+            want_queries.push(Some(m.as_str().expect("marker").to_string()));
+        }
+        for page in 1..pages {
+            assert_eq!(
+                markers[page - 1],
+                json!(expected[page * OFFER_LIMIT - 1].0),
+                "{status}: the marker is the last image ID of page {page}"
+            );
+        }
+    }
+    // What the SDK sent: the project header, each status, the limit, the markers.
+    let queries = fake.state.shared_queries();
+    assert_eq!(
+        queries.iter().map(|q| q.marker.clone()).collect::<Vec<_>>(),
+        want_queries
+    );
+    let sent_statuses: Vec<&str> = queries
+        .iter()
+        .filter_map(|q| q.member_status.as_deref())
+        .collect();
+    let want_statuses: Vec<&str> = OFFERS
+        .iter()
+        .flat_map(|(s, n)| std::iter::repeat_n(*s, n / OFFER_LIMIT + 1))
+        .collect();
+    assert_eq!(sent_statuses, want_statuses);
+    assert!(
+        queries.iter().all(
+            |q| q.project_id.as_deref() == Some(PROJECT) && q.limit == Some(OFFER_LIMIT as u32)
+        ),
+        "{queries:?}"
+    );
+    assert_eq!(
+        fake.state.rejected_signatures(),
+        0,
+        "the fake refused a signature made by the official SDK"
+    );
+    assert_eq!(fake.state.shared_list_requests(), pages_total as u64);
+    assert_eq!(
+        fake.state.requests(),
+        pages_total as u64,
+        "the SDK had no reason to retry"
+    );
+
+    // --- Wrong SK: refused like the API gateway, reported as such by the SDK.
+    let wrong_sk = "SKWRONGEXAMPLE000000000000000000000000000";
+    let out = run_shared_sdk(&fake.endpoint(), wrong_sk, OFFER_LIMIT, &["pending"]).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(
+        err["error"]["status_code"],
+        json!(401),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        err["error"]["error_code"],
+        json!("APIGW.0301"),
+        "{}",
+        describe(&out)
+    );
+
+    // --- A limit IMS refuses: the SDK reads IMS's error format and the request ID.
+    let out = run_shared_sdk(&fake.endpoint(), SK, 1001, &["accepted"]).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
+    assert_eq!(
+        err["error"]["status_code"],
+        json!(400),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        err["error"]["error_code"],
+        json!("IMG.0001"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        err["error"]["request_id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 32),
+        "{}",
+        describe(&out)
+    );
     fake.stop().await;
 }
