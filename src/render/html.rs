@@ -9,7 +9,7 @@ use super::html_incoming;
 pub use super::markup::escape;
 use super::markup::{hidden, query_value, select, when};
 use super::offers::{self, IncomingFilter};
-use super::shares::{self, ChangeList, ShareFilter, SharePage, ShareRow};
+use super::shares::{self, ChangeList, ChangeRow, ShareFilter, SharePage, ShareRow};
 use crate::pages;
 use crate::state::{Snapshot, MEMBER_TYPES, STATUSES};
 
@@ -277,52 +277,57 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
          <th>Type</th><th>Status</th><th>By</th></tr></thead><tbody>\n",
     );
     for c in &changes.changes {
-        let status = match &c.old_status {
-            Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
-            None => escape(&c.status),
-        };
-        // An image no longer monitored names no member: what it had instead. An image
-        // shared with us has no member of ours: who shares it.
-        let member = match (c.members, c.unexpected_members, &c.owner) {
-            (_, _, Some(owner)) => format!(
-                "<td class=\"member id\">shared by {}{}</td>",
-                escape(owner),
-                if c.unexpected { " (untrusted)" } else { "" }
-            ),
-            (Some(n), Some(u), None) => format!("<td>{n} member(s), {u} unexpected</td>"),
-            (Some(n), None, None) => format!("<td>{n} member(s), unexpected unknown</td>"),
-            (None, _, None) => {
-                format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id))
-            }
-        };
-        let change = match c.direction {
-            "incoming" => format!(
-                "{}<br><small>shared with us</small>",
-                c.change.replace('_', " ")
-            ),
-            _ => c.change.replace('_', " "),
-        };
-        // Who made it, when a trace said so: actor, address and the trace to look up.
-        let by = match &c.trace_id {
-            Some(trace) => format!(
-                "{}<br><small>{}</small><br><small class=\"id\">trace {}</small>",
-                escape(c.actor.as_deref().unwrap_or("unknown")),
-                escape(c.source_ip.as_deref().unwrap_or("")),
-                escape(trace)
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            o,
-            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{change}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td><td class=\"by\">{by}</td></tr>",
-            if c.unexpected { "unexpected" } else { "expected" },
-            when(c.time.as_deref()),
-            escape(&c.of.image_name),
-            escape(&c.of.image_id),
-            escape(&c.of.member_type),
-        );
+        change_row(o, c);
     }
     o.push_str("</tbody></table></div>\n");
+}
+
+/// One change as a table row, every value escaped.
+fn change_row(o: &mut String, c: &ChangeRow) {
+    let status = match &c.old_status {
+        Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
+        None => escape(&c.status),
+    };
+    // An image no longer monitored names no member: what it had instead. An image
+    // shared with us has no member of ours: who shares it.
+    let member = match (c.members, c.unexpected_members, &c.owner) {
+        (_, _, Some(owner)) => format!(
+            "<td class=\"member id\">shared by {}{}</td>",
+            escape(owner),
+            if c.unexpected { " (untrusted)" } else { "" }
+        ),
+        (Some(n), Some(u), None) => format!("<td>{n} member(s), {u} unexpected</td>"),
+        (Some(n), None, None) => format!("<td>{n} member(s), unexpected unknown</td>"),
+        (None, _, None) => {
+            format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id))
+        }
+    };
+    let change = match c.direction {
+        "incoming" => format!(
+            "{}<br><small>shared with us</small>",
+            c.change.replace('_', " ")
+        ),
+        _ => c.change.replace('_', " "),
+    };
+    // Who made it, when a trace said so: actor, address and the trace to look up.
+    let by = match &c.trace_id {
+        Some(trace) => format!(
+            "{}<br><small>{}</small><br><small class=\"id\">trace {}</small>",
+            escape(c.actor.as_deref().unwrap_or("unknown")),
+            escape(c.source_ip.as_deref().unwrap_or("")),
+            escape(trace)
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{change}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td><td class=\"by\">{by}</td></tr>",
+        if c.unexpected { "unexpected" } else { "expected" },
+        when(c.time.as_deref()),
+        escape(&c.of.image_name),
+        escape(&c.of.image_id),
+        escape(&c.of.member_type),
+    );
 }
 
 /// Each image's poll health and watched members that are missing.

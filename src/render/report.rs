@@ -74,27 +74,7 @@ impl Report {
     /// The shares, one row each, with their image's poll health.
     pub fn csv(&self) -> String {
         let mut out = String::from('\u{feff}');
-        let header = [
-            "unexpected",
-            "region",
-            "project_id",
-            "image_id",
-            "image_name",
-            "member_id",
-            "member_type",
-            "status",
-            "urn",
-            "shared_since",
-            "updated_at",
-            "image_last_poll_ok",
-            "image_last_error_reason",
-            // After the share columns, so that a reader of those finds them where
-            // it always did.
-            "direction",
-            "owner",
-            "first_seen",
-        ];
-        csv_row(&mut out, header.iter().map(|s| s.to_string()));
+        csv_row(&mut out, CSV_HEADER.iter().map(|s| s.to_string()));
         for s in &self.shares {
             let image = self.images.iter().find(|i| {
                 i.image_id == s.of.image_id
@@ -284,6 +264,28 @@ impl Report {
         }
     }
 }
+
+/// The CSV report's columns.
+const CSV_HEADER: [&str; 16] = [
+    "unexpected",
+    "region",
+    "project_id",
+    "image_id",
+    "image_name",
+    "member_id",
+    "member_type",
+    "status",
+    "urn",
+    "shared_since",
+    "updated_at",
+    "image_last_poll_ok",
+    "image_last_error_reason",
+    // After the share columns, so that a reader of those finds them where
+    // it always did.
+    "direction",
+    "owner",
+    "first_seen",
+];
 
 /// One Markdown table row of cells that are Markdown already.
 fn md_row(out: &mut String, cells: &[String]) {
