@@ -7,6 +7,8 @@ pub const SHARES: &str = "/shares";
 pub const API_SHARES: &str = "/api/v1/shares";
 pub const API_IMAGES: &str = "/api/v1/images";
 pub const API_CHANGES: &str = "/api/v1/changes";
+/// Images other tenants share with our projects (`incoming:`).
+pub const API_INCOMING: &str = "/api/v1/incoming";
 /// Pushed CTS events (`POST`, with `events.webhook`); not linked: nothing to browse.
 pub const API_EVENTS: &str = "/api/v1/events";
 pub const HEALTHY: &str = "/-/healthy";
@@ -14,12 +16,13 @@ pub const READY: &str = "/-/ready";
 pub const RELOAD: &str = "/-/reload";
 
 /// Every path the server answers itself; the metrics cannot live there.
-pub const RESERVED: [&str; 10] = [
+pub const RESERVED: [&str; 11] = [
     LANDING,
     SHARES,
     API_SHARES,
     API_IMAGES,
     API_CHANGES,
+    API_INCOMING,
     API_EVENTS,
     HEALTHY,
     READY,
@@ -35,7 +38,7 @@ pub struct Page {
 }
 
 /// The landing page's links after the metrics path (whose path is a flag), in order.
-pub const LINKED: [Page; 6] = [
+pub const LINKED: [Page; 7] = [
     Page {
         path: SHARES,
         title: "Shares",
@@ -55,6 +58,11 @@ pub const LINKED: [Page; 6] = [
         path: API_CHANGES,
         title: "Changes (JSON)",
         description: "the most recent member changes",
+    },
+    Page {
+        path: API_INCOMING,
+        title: "Shared with us (JSON)",
+        description: "images other tenants share with our projects, untrusted owners first",
     },
     Page {
         path: HEALTHY,

@@ -1,7 +1,9 @@
 //! The JSON API: `GET /api/v1/shares` (filters and paging as query parameters),
-//! `GET /api/v1/images` and `GET /api/v1/changes`; and the share browser `GET /shares`
-//! over the same filters. Served behind the same TLS, basic auth and request cap as
-//! `/metrics`; the rows are [`crate::render::shares`]'.
+//! `GET /api/v1/images`, `GET /api/v1/changes` and `GET /api/v1/incoming` (the images
+//! shared with us, filtered and paged the same way); and the share browser
+//! `GET /shares` over the same filters. Served behind the same TLS, basic auth and
+//! request cap as `/metrics`; the rows are [`crate::render::shares`]' and
+//! [`crate::render::offers`]'.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::context::AppState;
 
 use crate::render::html;
+use crate::render::offers::{self, IncomingFilter};
 use crate::render::shares::{self, ShareFilter, DEFAULT_CHANGES, DEFAULT_PER_PAGE};
 use crate::state::MAX_CHANGES;
 
@@ -81,12 +84,30 @@ impl Params {
     }
 }
 
-/// The query parameters of `/api/v1/shares` and `/shares`.
+/// The query parameters of `/api/v1/shares`.
 const SHARES_PARAMS: &[&str] = &["image", "type", "status", "unexpected", "page", "per_page"];
+/// The query parameters of `/shares`: the shares', and the filter of its "Shared with
+/// us" section (`incoming_status`: `status` is the shares').
+const PAGE_PARAMS: &[&str] = &[
+    "image",
+    "type",
+    "status",
+    "unexpected",
+    "page",
+    "per_page",
+    "owner",
+    "incoming_status",
+];
+/// The query parameters of `/api/v1/incoming`.
+const INCOMING_PARAMS: &[&str] = &["owner", "status", "trusted", "page", "per_page"];
 
 /// The filter and the page asked for (empty values mean "any").
 fn shares_query(query: Option<&str>) -> Result<(ShareFilter, usize, usize), String> {
-    let p = Params::parse(query, SHARES_PARAMS)?;
+    shares_params(&Params::parse(query, SHARES_PARAMS)?)
+}
+
+/// The share filter and the page of `p`.
+fn shares_params(p: &Params) -> Result<(ShareFilter, usize, usize), String> {
     let filter = ShareFilter {
         image: p.text("image").map(str::to_string),
         member_type: p.text("type").map(str::to_string),
@@ -123,6 +144,35 @@ fn json(body: &impl serde::Serialize) -> Response {
     }
 }
 
+/// The page's filters: the shares', and the section's of the images shared with us.
+fn page_query(query: Option<&str>) -> Result<(ShareFilter, IncomingFilter, usize, usize), String> {
+    let p = Params::parse(query, PAGE_PARAMS)?;
+    let (filter, page, per_page) = shares_params(&p)?;
+    let incoming = IncomingFilter {
+        owner: p.text("owner").map(str::to_string),
+        status: p.text("incoming_status").map(str::to_string),
+        trusted: None,
+    }
+    .canonical();
+    Ok((filter, incoming, page, per_page))
+}
+
+/// The filter and the page of `/api/v1/incoming` (empty values mean "any").
+fn incoming_query(query: Option<&str>) -> Result<(IncomingFilter, usize, usize), String> {
+    let p = Params::parse(query, INCOMING_PARAMS)?;
+    let filter = IncomingFilter {
+        owner: p.text("owner").map(str::to_string),
+        status: p.text("status").map(str::to_string),
+        trusted: p.flag("trusted")?,
+    }
+    .canonical();
+    Ok((
+        filter,
+        p.number("page", 0)?.unwrap_or(1),
+        p.number("per_page", 0)?.unwrap_or(DEFAULT_PER_PAGE),
+    ))
+}
+
 pub(super) async fn shares(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     match shares_query(query.as_deref()) {
         Ok((filter, page, per_page)) => json(&shares::shares(
@@ -144,7 +194,7 @@ pub(super) async fn shares_page(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (filter, page, per_page) = match shares_query(query.as_deref()) {
+    let (filter, incoming, page, per_page) = match page_query(query.as_deref()) {
         Ok(q) => q,
         Err(message) => return bad_request(message),
     };
@@ -152,7 +202,7 @@ pub(super) async fn shares_page(
     let changes = shares::changes(state.store.changes(), &filter, DEFAULT_CHANGES);
     // A page of a large fleet is CPU work: not on an async worker.
     let body = tokio::task::spawn_blocking(move || {
-        html::shares_page(&snapshot, &changes, &filter, page, per_page)
+        html::shares_page(&snapshot, &changes, &filter, &incoming, page, per_page)
     })
     .await;
     match body {
@@ -193,6 +243,19 @@ pub(super) async fn changes(State(state): State<AppState>, RawQuery(query): RawQ
     };
     let limit = limit.unwrap_or(DEFAULT_CHANGES).min(MAX_CHANGES);
     json(&shares::changes(state.store.changes(), &filter, limit))
+}
+
+/// The images shared with us, untrusted owners first, filtered and paged.
+pub(super) async fn incoming(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    match incoming_query(query.as_deref()) {
+        Ok((filter, page, per_page)) => json(&offers::incoming(
+            &state.store.snapshot(),
+            &filter,
+            page,
+            per_page,
+        )),
+        Err(message) => bad_request(message),
+    }
 }
 
 /// Every image; the endpoint takes no parameter, so any is a 400 like elsewhere.
@@ -261,6 +324,44 @@ mod tests {
         // An undocumented status is kept as it is.
         let (filter, _, _) = shares_query(Some("status=Unknown")).unwrap();
         assert_eq!(filter.status.as_deref(), Some("Unknown"));
+    }
+
+    #[test]
+    fn incoming_queries_parse_and_refuse_like_the_shares() {
+        let (filter, page, per_page) = incoming_query(Some(
+            "owner=a%26b&status=PENDING&trusted=false&page=2&per_page=5",
+        ))
+        .unwrap();
+        assert_eq!(
+            filter,
+            IncomingFilter {
+                owner: Some("a&b".into()),
+                status: Some("pending".into()),
+                trusted: Some(false),
+            }
+        );
+        assert_eq!((page, per_page), (2, 5));
+        let (filter, _, _) = incoming_query(Some("owner=&status=&trusted=")).unwrap();
+        assert_eq!(filter, IncomingFilter::default());
+        for (query, names) in [
+            (format!("trusted={SVG}"), "trusted"),
+            (format!("page={SVG}"), "page"),
+            (format!("{SVG}=1"), "unknown"),
+            ("image=x".to_string(), "unknown"),
+            (format!("owner=a&owner={SVG}"), "owner"),
+        ] {
+            let Err(message) = incoming_query(Some(&query)) else {
+                panic!("{query} is refused");
+            };
+            assert!(message.contains(names), "{query}: {message}");
+            for echo in ["svg", "alert", "%3C"] {
+                assert!(!message.contains(echo), "{query}: {message}");
+            }
+        }
+        // The page takes the section's filter; the shares' API does not.
+        let (_, incoming, _, _) = page_query(Some("owner=o&incoming_status=Accepted")).unwrap();
+        assert_eq!(incoming.status.as_deref(), Some("accepted"));
+        assert!(shares_query(Some("owner=o")).is_err());
     }
 
     #[test]

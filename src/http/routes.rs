@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route(pages::API_SHARES, get(api::shares))
         .route(pages::API_IMAGES, get(api::images))
         .route(pages::API_CHANGES, get(api::changes))
+        .route(pages::API_INCOMING, get(api::incoming))
         // Any method: the endpoint says 404 when it is off, before 405.
         .route(pages::API_EVENTS, any(events))
         .with_state(state)

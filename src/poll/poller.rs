@@ -290,7 +290,9 @@ impl Poller {
         }
     }
 
-    /// Discovery, then one poll of everything, every target at once: for `--once`.
+    /// Discovery, then one poll of everything, every target at once, and one listing of
+    /// the images shared with each target (`incoming:`, so that the reports hold them):
+    /// for `--once`. False if any of them failed.
     pub async fn once(&self) -> bool {
         let mut ok = true;
         for run in &self.targets {
@@ -298,6 +300,10 @@ impl Poller {
         }
         let cycles = self.targets.iter().map(|run| self.cycle(run, false, false));
         for done in join_all(cycles).await {
+            ok &= done;
+        }
+        let listings = self.targets.iter().map(|run| self.list_incoming(run));
+        for done in join_all(listings).await {
             ok &= done;
         }
         ok

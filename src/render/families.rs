@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::ims::error::Reason;
 use crate::render::events::{write_events, EventOptions};
 use crate::render::exposition::{label_block, Exposition, Format, Kind, Sink};
+use crate::render::incoming::write_incoming;
 use crate::render::self_metrics::SelfMetrics;
 use crate::shard::Shard;
 use crate::state::{
@@ -89,11 +90,13 @@ impl Metrics {
         w.finish();
     }
 
-    /// Every family: the self-metrics, the event sources', then the snapshot's.
+    /// Every family: the self-metrics, the event sources', the images shared with us,
+    /// then the snapshot's.
     fn write_all(&self, w: &mut Exposition<'_>, now: f64) {
         self.self_metrics.write(w);
         let (snapshot, options) = (self.store.snapshot(), self.options.load());
         write_events(w, &snapshot.targets, self.store.events(), options.events);
+        write_incoming(w, &snapshot.targets);
         write_snapshot(w, &snapshot, &options, now);
     }
 }

@@ -5,53 +5,40 @@
 
 use std::fmt::Write;
 
-use super::shares::{self, ChangeList, ShareFilter, SharePage, ShareRow};
+use super::html_incoming;
+pub use super::markup::escape;
+use super::markup::{hidden, query_value, select, when};
+use super::offers::{self, IncomingFilter};
+use super::shares::{self, ChangeList, ChangeRow, ShareFilter, SharePage, ShareRow};
 use crate::pages;
 use crate::state::{Snapshot, MEMBER_TYPES, STATUSES};
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The share filter as the page's query fields (name, value).
+fn share_fields(filter: &ShareFilter) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (k, v) in [
+        ("image", &filter.image),
+        ("type", &filter.member_type),
+        ("status", &filter.status),
+    ] {
+        if let Some(v) = v {
+            out.push((k, v.clone()));
         }
+    }
+    if filter.unexpected_only {
+        out.push(("unexpected", "true".to_string()));
     }
     out
 }
 
-/// An RFC 3339 time as two short lines (date, then time), so the column stays narrow.
-fn when(t: Option<&str>) -> String {
-    match t.and_then(|t| t.split_once('T')) {
-        Some((date, time)) => format!("{}<br><small>{}</small>", escape(date), escape(time)),
-        None => escape(t.unwrap_or("")),
-    }
-}
-
-/// Percent-encodes a query value.
-fn query_value(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The query string of `filter` at `page` (a link one can paste into a ticket).
-fn link(filter: &ShareFilter, page: usize, per_page: usize) -> String {
-    let mut q: Vec<String> = Vec::new();
-    let mut push = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            q.push(format!("{k}={}", query_value(v)));
-        }
-    };
-    push("image", filter.image.as_deref());
-    push("type", filter.member_type.as_deref());
-    push("status", filter.status.as_deref());
-    if filter.unexpected_only {
-        q.push("unexpected=true".into());
-    }
+/// The query string of `filter` and `incoming` at `page` (a link one can paste into a
+/// ticket).
+fn link(filter: &ShareFilter, incoming: &IncomingFilter, page: usize, per_page: usize) -> String {
+    let mut q: Vec<String> = share_fields(filter)
+        .into_iter()
+        .chain(html_incoming::fields(incoming))
+        .map(|(k, v)| format!("{k}={}", query_value(&v)))
+        .collect();
     if page > 1 {
         q.push(format!("page={page}"));
     }
@@ -138,11 +125,13 @@ pub fn landing_page(snap: &Snapshot, telemetry_path: &str, version: &str) -> Str
     o
 }
 
-/// The whole page.
+/// The whole page: the shares matching `filter`, the images shared with us matching
+/// `incoming`, the recent changes and the images.
 pub fn shares_page(
     snap: &Snapshot,
     changes: &ChangeList,
     filter: &ShareFilter,
+    incoming: &IncomingFilter,
     page: usize,
     per_page: usize,
 ) -> String {
@@ -155,7 +144,7 @@ pub fn shares_page(
          <title>Image shares — IMS Exporter</title><style>{STYLE}</style></head><body>\n\
          <h1>Image shares</h1>\n<p><a href=\"{landing}\">IMS Exporter</a> · {} share(s) match; \
          unexpected shares first. <a href=\"{}\">Unexpected only</a> · <a href=\"{shares}\">All</a> · \
-         <a href=\"{api_shares}\">JSON</a></p>\n<nav><a href=\"#shares\">Shares</a>\
+         <a href=\"{api_shares}\">JSON</a></p>\n<nav><a href=\"#shares\">Shares</a>{}\
          <a href=\"#changes\">Recent changes</a><a href=\"#images\">Images</a></nav>\n",
         p.total,
         link(
@@ -163,14 +152,20 @@ pub fn shares_page(
                 unexpected_only: true,
                 ..filter.clone()
             },
+            incoming,
             1,
             per_page
         ),
+        if offers::listed(snap) {
+            "<a href=\"#incoming\">Shared with us</a>"
+        } else {
+            ""
+        },
         landing = pages::LANDING,
         shares = pages::SHARES,
         api_shares = pages::API_SHARES,
     );
-    filter_form(&mut o, filter);
+    filter_form(&mut o, filter, incoming);
     o.push_str(
         "<div class=\"scroll\"><table id=\"shares\"><thead><tr><th>Unexpected</th><th>Image</th><th class=\"wide\">Region / project</th>\
          <th>Member</th><th>Type</th><th>Status</th><th class=\"wide\">URN</th><th>Shared since</th>\
@@ -180,7 +175,8 @@ pub fn shares_page(
         share_row(&mut o, s);
     }
     o.push_str("</tbody></table></div>\n");
-    pages(&mut o, filter, &p);
+    pages(&mut o, filter, incoming, &p);
+    html_incoming::section(&mut o, snap, incoming, &share_fields(filter), per_page);
     recent_changes(&mut o, changes);
     images(&mut o, snap);
     o.push_str("</body></html>\n");
@@ -209,30 +205,11 @@ fn share_row(o: &mut String, s: &ShareRow) {
     );
 }
 
-/// A GET form over the same filters (works without JavaScript).
-fn filter_form(o: &mut String, filter: &ShareFilter) {
-    let select =
-        |o: &mut String, name: &str, label: &str, values: &[&str], current: Option<&str>| {
-            let _ = write!(
-                o,
-                "<label>{label} <select name=\"{name}\"><option value=\"\">any</option>"
-            );
-            for v in values {
-                let selected = if current.is_some_and(|c| c.eq_ignore_ascii_case(v)) {
-                    " selected"
-                } else {
-                    ""
-                };
-                let _ = write!(o, "<option{selected}>{v}</option>");
-            }
-            // A value the API uses but does not document is in force too: the box
-            // says so rather than "any".
-            if let Some(c) = current.filter(|c| !values.iter().any(|v| v.eq_ignore_ascii_case(c))) {
-                let _ = write!(o, "<option selected>{}</option>", escape(c));
-            }
-            o.push_str("</select></label> ");
-        };
+/// A GET form over the same filters (works without JavaScript); the filter of the
+/// images shared with us goes along.
+fn filter_form(o: &mut String, filter: &ShareFilter, incoming: &IncomingFilter) {
     let _ = write!(o, "<form method=\"get\" action=\"{}\">", pages::SHARES);
+    hidden(o, &html_incoming::fields(incoming));
     let _ = write!(
         o,
         "<label>Image <input name=\"image\" value=\"{}\" placeholder=\"ID or name\"></label> ",
@@ -259,14 +236,14 @@ fn filter_form(o: &mut String, filter: &ShareFilter) {
 }
 
 /// Previous / next page links.
-fn pages(o: &mut String, filter: &ShareFilter, p: &SharePage) {
+fn pages(o: &mut String, filter: &ShareFilter, incoming: &IncomingFilter, p: &SharePage) {
     let last = p.total.div_ceil(p.per_page).max(1);
     o.push_str("<nav>");
     if p.page > 1 {
         let _ = write!(
             o,
             "<a rel=\"prev\" href=\"{}\">Previous</a>",
-            link(filter, p.page - 1, p.per_page)
+            link(filter, incoming, p.page - 1, p.per_page)
         );
     }
     let _ = write!(o, "Page {} of {last}", p.page);
@@ -274,19 +251,20 @@ fn pages(o: &mut String, filter: &ShareFilter, p: &SharePage) {
         let _ = write!(
             o,
             " <a rel=\"next\" href=\"{}\">Next</a>",
-            link(filter, p.page + 1, p.per_page)
+            link(filter, incoming, p.page + 1, p.per_page)
         );
     }
     o.push_str("</nav>\n");
 }
 
-/// The most recent member changes, and images that stopped being monitored, newest
-/// first.
+/// The most recent member changes, images that stopped being monitored and changes
+/// to the images shared with us, newest first.
 fn recent_changes(o: &mut String, changes: &ChangeList) {
     let _ = writeln!(
         o,
-        "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, and images \
-         no longer monitored, newest first. <a href=\"{}\">JSON</a></p>",
+        "<h2>Recent changes</h2>\n<p>The {} most recent member changes seen by the audit, images \
+         no longer monitored and changes to the images shared with us, newest first. \
+         <a href=\"{}\">JSON</a></p>",
         changes.changes.len(),
         pages::API_CHANGES
     );
@@ -295,42 +273,61 @@ fn recent_changes(o: &mut String, changes: &ChangeList) {
         return;
     }
     o.push_str(
-        "<div class=\"scroll\"><table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member</th>\
+        "<div class=\"scroll\"><table id=\"changes\"><thead><tr><th>Time</th><th>Change</th><th>Image</th><th>Member / owner</th>\
          <th>Type</th><th>Status</th><th>By</th></tr></thead><tbody>\n",
     );
     for c in &changes.changes {
-        let status = match &c.old_status {
-            Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
-            None => escape(&c.status),
-        };
-        // An image no longer monitored names no member: what it had instead.
-        let member = match (c.members, c.unexpected_members) {
-            (Some(n), Some(u)) => format!("<td>{n} member(s), {u} unexpected</td>"),
-            (Some(n), None) => format!("<td>{n} member(s), unexpected unknown</td>"),
-            (None, _) => format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id)),
-        };
-        // Who made it, when a trace said so: actor, address and the trace to look up.
-        let by = match &c.trace_id {
-            Some(trace) => format!(
-                "{}<br><small>{}</small><br><small class=\"id\">trace {}</small>",
-                escape(c.actor.as_deref().unwrap_or("unknown")),
-                escape(c.source_ip.as_deref().unwrap_or("")),
-                escape(trace)
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            o,
-            "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td><td class=\"by\">{by}</td></tr>",
-            if c.unexpected { "unexpected" } else { "expected" },
-            when(c.time.as_deref()),
-            c.change.replace('_', " "),
-            escape(&c.of.image_name),
-            escape(&c.of.image_id),
-            escape(&c.of.member_type),
-        );
+        change_row(o, c);
     }
     o.push_str("</tbody></table></div>\n");
+}
+
+/// One change as a table row, every value escaped.
+fn change_row(o: &mut String, c: &ChangeRow) {
+    let status = match &c.old_status {
+        Some(old) => format!("{} → {}", escape(old), escape(&c.status)),
+        None => escape(&c.status),
+    };
+    // An image no longer monitored names no member: what it had instead. An image
+    // shared with us has no member of ours: who shares it.
+    let member = match (c.members, c.unexpected_members, &c.owner) {
+        (_, _, Some(owner)) => format!(
+            "<td class=\"member id\">shared by {}{}</td>",
+            escape(owner),
+            if c.unexpected { " (untrusted)" } else { "" }
+        ),
+        (Some(n), Some(u), None) => format!("<td>{n} member(s), {u} unexpected</td>"),
+        (Some(n), None, None) => format!("<td>{n} member(s), unexpected unknown</td>"),
+        (None, _, None) => {
+            format!("<td class=\"member id\">{}</td>", escape(&c.of.member_id))
+        }
+    };
+    let change = match c.direction {
+        "incoming" => format!(
+            "{}<br><small>shared with us</small>",
+            c.change.replace('_', " ")
+        ),
+        _ => c.change.replace('_', " "),
+    };
+    // Who made it, when a trace said so: actor, address and the trace to look up.
+    let by = match &c.trace_id {
+        Some(trace) => format!(
+            "{}<br><small>{}</small><br><small class=\"id\">trace {}</small>",
+            escape(c.actor.as_deref().unwrap_or("unknown")),
+            escape(c.source_ip.as_deref().unwrap_or("")),
+            escape(trace)
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "<tr class=\"{}\"><td class=\"word\">{}</td><td class=\"word\">{change}</td><td>{}<br><small>{}</small></td>{member}<td class=\"word\">{}</td><td class=\"word\">{status}</td><td class=\"by\">{by}</td></tr>",
+        if c.unexpected { "unexpected" } else { "expected" },
+        when(c.time.as_deref()),
+        escape(&c.of.image_name),
+        escape(&c.of.image_id),
+        escape(&c.of.member_type),
+    );
 }
 
 /// Each image's poll health and watched members that are missing.
@@ -356,6 +353,7 @@ fn images(o: &mut String, snap: &Snapshot) {
                     image: Some(i.image_id.clone()),
                     ..ShareFilter::default()
                 },
+                &IncomingFilter::default(),
                 1,
                 shares::DEFAULT_PER_PAGE
             ),
@@ -375,14 +373,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-    }
-
-    #[test]
     fn the_filter_boxes_show_the_filter_in_force() {
         let mut o = String::new();
         filter_form(
@@ -392,6 +382,10 @@ mod tests {
                 member_type: Some("<b>odd</b>".into()),
                 ..ShareFilter::default()
             },
+            &IncomingFilter {
+                owner: Some("<o>".into()),
+                ..IncomingFilter::default()
+            },
         );
         assert!(o.contains("<option selected>accepted</option>"), "{o}");
         assert!(
@@ -399,6 +393,10 @@ mod tests {
             "{o}"
         );
         assert_eq!(o.matches(" selected>").count(), 2, "{o}");
+        assert!(
+            o.contains("<input type=\"hidden\" name=\"owner\" value=\"&lt;o&gt;\">"),
+            "the other form's filter goes along: {o}"
+        );
     }
 
     #[test]
@@ -408,10 +406,20 @@ mod tests {
             unexpected_only: true,
             ..ShareFilter::default()
         };
+        let none = IncomingFilter::default();
         assert_eq!(
-            link(&f, 2, 100),
+            link(&f, &none, 2, 100),
             "/shares?image=a+b%26c&amp;unexpected=true&amp;page=2"
         );
-        assert_eq!(link(&ShareFilter::default(), 1, 100), "/shares");
+        assert_eq!(link(&ShareFilter::default(), &none, 1, 100), "/shares");
+        let owner = IncomingFilter {
+            owner: Some("o&1".into()),
+            status: Some("pending".into()),
+            trusted: None,
+        };
+        assert_eq!(
+            link(&ShareFilter::default(), &owner, 1, 100),
+            "/shares?owner=o%261&amp;incoming_status=pending"
+        );
     }
 }

@@ -1,7 +1,15 @@
 //! One-shot reports for audits and tickets (`--once.format`): the current shares,
-//! unexpected first, and the images whose last poll failed, as JSON, CSV (for a
-//! spreadsheet: RFC 4180 quoting, UTF-8 with a byte-order mark, formula-like cells
-//! defused) or Markdown (for a ticket: every value escaped, so it is text).
+//! unexpected first, the images whose last poll failed, and the images other tenants
+//! share with us (untrusted owners first), as JSON, CSV (for a spreadsheet: RFC 4180
+//! quoting, UTF-8 with a byte-order mark, formula-like cells defused) or Markdown (for
+//! a ticket: every value escaped, so it is text).
+//!
+//! CSV is one table, so the images shared with us are rows after the shares: the
+//! share columns keep their names and places, and three columns follow them on every
+//! row: `direction` (`outgoing` for a share, `incoming` for an image shared with us),
+//! `owner` and `first_seen` (empty on a share). On an incoming row `unexpected` says
+//! that no trusted owner entry matches the owner, `status` is our member status, and
+//! the member, URN, time and poll columns are empty.
 //!
 //! Whatever the API returns is data, not markup or a formula:
 //!
@@ -19,6 +27,7 @@
 
 use serde::Serialize;
 
+use super::offers::{self, IncomingRow};
 use super::shares::{self, ChangeRow, ImageRow, ShareFilter, ShareRow, SCHEMA_VERSION};
 use crate::state::{ChangeLog, Snapshot, MAX_CHANGES};
 
@@ -31,6 +40,12 @@ pub struct Report {
     pub images: Vec<ImageRow>,
     /// Newest first: those restored from `--storage.path` and those this run found.
     pub changes: Vec<ChangeRow>,
+    /// The images other tenants share with our projects, untrusted owners first
+    /// (`/api/v1/incoming`'s rows); empty without `incoming:`.
+    pub incoming: Vec<IncomingRow>,
+    /// Some target lists the images shared with it (Markdown says so even when none is).
+    #[serde(skip)]
+    listed: bool,
 }
 
 impl Report {
@@ -40,6 +55,8 @@ impl Report {
             shares: shares::all_shares(snap),
             images: shares::images(snap).images,
             changes: shares::changes(changes, &ShareFilter::default(), MAX_CHANGES).changes,
+            incoming: offers::all_incoming(snap),
+            listed: offers::listed(snap),
         }
     }
 
@@ -57,22 +74,7 @@ impl Report {
     /// The shares, one row each, with their image's poll health.
     pub fn csv(&self) -> String {
         let mut out = String::from('\u{feff}');
-        let header = [
-            "unexpected",
-            "region",
-            "project_id",
-            "image_id",
-            "image_name",
-            "member_id",
-            "member_type",
-            "status",
-            "urn",
-            "shared_since",
-            "updated_at",
-            "image_last_poll_ok",
-            "image_last_error_reason",
-        ];
-        csv_row(&mut out, header.iter().map(|s| s.to_string()));
+        csv_row(&mut out, CSV_HEADER.iter().map(|s| s.to_string()));
         for s in &self.shares {
             let image = self.images.iter().find(|i| {
                 i.image_id == s.of.image_id
@@ -101,11 +103,41 @@ impl Report {
                         .and_then(|i| i.last_error_reason)
                         .unwrap_or_default()
                         .to_string(),
+                    "outgoing".to_string(),
+                    String::new(),
+                    String::new(),
                 ]
                 .into_iter(),
             );
         }
+        self.csv_incoming(&mut out);
         out
+    }
+
+    /// The images shared with us as rows of the shares' table (see the module's doc).
+    fn csv_incoming(&self, out: &mut String) {
+        let none = String::new;
+        for r in &self.incoming {
+            let row = [
+                (!r.trusted).to_string(),
+                r.region.clone(),
+                r.project_id.clone(),
+                r.image_id.clone(),
+                r.image_name.clone(),
+                none(), // member_id
+                none(), // member_type
+                r.member_status.to_string(),
+                none(), // urn
+                none(), // shared_since
+                none(), // updated_at
+                none(), // image_last_poll_ok
+                none(), // image_last_error_reason
+                "incoming".to_string(),
+                r.owner.clone(),
+                r.first_seen.clone().unwrap_or_default(),
+            ];
+            csv_row(out, row.into_iter());
+        }
     }
 
     pub fn markdown(&self) -> String {
@@ -155,8 +187,41 @@ impl Report {
                 ));
             }
         }
+        self.markdown_incoming(&mut out);
         self.markdown_changes(&mut out);
         out
+    }
+
+    /// The images shared with us, untrusted owners first.
+    fn markdown_incoming(&self, out: &mut String) {
+        if !self.listed {
+            return;
+        }
+        let untrusted = self.incoming.iter().filter(|r| !r.trusted).count();
+        out.push_str(&format!(
+            "\n## Shared with us\n\n{} image(s) other tenants share with our projects; \
+             **{untrusted} from an owner no trusted entry matches**.\n\n",
+            self.incoming.len()
+        ));
+        if self.incoming.is_empty() {
+            return;
+        }
+        out.push_str("| trusted | image | owner | our status | shared with (region / project) | first seen |\n|---|---|---|---|---|---|\n");
+        for r in &self.incoming {
+            let cells = [
+                if r.trusted {
+                    "yes".to_string()
+                } else {
+                    "**no**".to_string()
+                },
+                format!("{} ({})", md_cell(&r.image_name), md_cell(&r.image_id)),
+                md_cell(&r.owner),
+                r.member_status.to_string(),
+                format!("{} / {}", md_cell(&r.region), md_cell(&r.project_id)),
+                md_cell(r.first_seen.as_deref().unwrap_or_default()),
+            ];
+            md_row(out, &cells);
+        }
     }
 
     /// The changes held, newest first, with who made each when a trace said so.
@@ -175,15 +240,23 @@ impl Report {
                 ),
                 None => String::new(),
             };
+            // An image shared with us has no member of ours: who shares it.
+            let (change, member) = match &c.owner {
+                Some(owner) => (
+                    format!("{} (shared with us)", c.change.replace('_', " ")),
+                    format!("shared by {}", md_cell(owner)),
+                ),
+                None => (c.change.replace('_', " "), md_cell(&c.of.member_id)),
+            };
             let cells = [
                 md_cell(c.time.as_deref().unwrap_or_default()),
-                c.change.replace('_', " "),
+                change,
                 format!(
                     "{} ({})",
                     md_cell(&c.of.image_name),
                     md_cell(&c.of.image_id)
                 ),
-                md_cell(&c.of.member_id),
+                member,
                 md_cell(&c.status),
                 by,
             ];
@@ -191,6 +264,28 @@ impl Report {
         }
     }
 }
+
+/// The CSV report's columns.
+const CSV_HEADER: [&str; 16] = [
+    "unexpected",
+    "region",
+    "project_id",
+    "image_id",
+    "image_name",
+    "member_id",
+    "member_type",
+    "status",
+    "urn",
+    "shared_since",
+    "updated_at",
+    "image_last_poll_ok",
+    "image_last_error_reason",
+    // After the share columns, so that a reader of those finds them where
+    // it always did.
+    "direction",
+    "owner",
+    "first_seen",
+];
 
 /// One Markdown table row of cells that are Markdown already.
 fn md_row(out: &mut String, cells: &[String]) {

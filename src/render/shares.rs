@@ -1,6 +1,7 @@
 //! Who can boot which image, as rows a person (or a script) reads: one row per share,
 //! unexpected shares first, filtered and paged; and one row per image with its poll
-//! health; and the most recent member changes (and images no longer monitored). Built
+//! health; and the most recent member changes (and images no longer monitored, and
+//! changes to the images shared with us, `direction: incoming`). Built
 //! from one snapshot; the JSON API serves it (schema version 1, in
 //! docs/share-browser-and-api.md#json-api), and the
 //! field names are a contract.
@@ -33,7 +34,7 @@ pub struct ShareFilter {
 
 /// `value` as its documented spelling among `documented` when it is one of them in
 /// another case (`Accepted` → `accepted`), else as it is.
-fn documented(value: Option<String>, documented: &[&str]) -> Option<String> {
+pub(crate) fn documented(value: Option<String>, documented: &[&str]) -> Option<String> {
     value.map(
         |v| match documented.iter().find(|d| d.eq_ignore_ascii_case(&v)) {
             Some(d) => d.to_string(),
@@ -160,16 +161,23 @@ pub struct ChangeRow {
     pub time: Option<String>,
     /// `added`, `removed`, `status_changed` or `image_unmonitored`.
     pub change: &'static str,
-    /// For `image_unmonitored`, `member_id` and `member_type` are empty strings.
+    /// `outgoing` (a share of one of our images) or `incoming` (an image another
+    /// tenant shares with one of our projects).
+    pub direction: &'static str,
+    /// For `image_unmonitored` and `incoming`, `member_id` and `member_type` are empty
+    /// strings.
     #[serde(flatten)]
     pub of: ShareOf,
+    /// For `incoming`: the tenant that shares the image; `null` otherwise.
+    pub owner: Option<String>,
     /// The status after the change; for `removed`, the last status seen; empty for
     /// `image_unmonitored`.
     pub status: String,
     /// The status before a `status_changed`; `null` otherwise.
     pub old_status: Option<String>,
     /// Whether the member was unexpected; for `image_unmonitored`, whether any of the
-    /// image's members was.
+    /// image's members was; for `incoming`, whether no trusted owner entry matched the
+    /// owner.
     pub unexpected: bool,
     /// For `image_unmonitored`: the members the image had; `null` otherwise.
     pub members: Option<usize>,
@@ -205,8 +213,10 @@ pub fn changes(log: &ChangeLog, filter: &ShareFilter, limit: usize) -> ChangeLis
             .iter()
             .map(|e| ChangeRow {
                 time: rfc3339(e.time_unix),
-                change: e.kind.as_str(),
+                change: e.kind.change(),
+                direction: e.kind.direction(),
                 of: ShareOf::new(&e.key, &e.image_name, &e.member_id, &e.member_type),
+                owner: e.owner.clone(),
                 status: e.status.to_string(),
                 old_status: e.old_status.as_ref().map(|s| s.to_string()),
                 unexpected: e.unexpected,

@@ -338,6 +338,7 @@ async fn the_landing_page_names_the_exporter_and_links_every_page() {
         "/api/v1/shares",
         "/api/v1/images",
         "/api/v1/changes",
+        "/api/v1/incoming",
     ] {
         assert!(
             page.contains(&format!("<a href=\"{href}\">")),

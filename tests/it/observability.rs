@@ -35,11 +35,13 @@ const DASHBOARDS: [(&str, &str); 2] = [
     ("dashboards/ims-exporter-health.json", "ims-exporter-health"),
 ];
 /// The alerts the README documents, with their severity.
-const REQUIRED_ALERTS: [(&str, &str); 9] = [
+const REQUIRED_ALERTS: [(&str, &str); 11] = [
     ("ImsUnexpectedImageShare", "critical"),
     ("ImsWatchedShareMissing", "warning"),
     ("ImsImageShareAdded", "info"),
     ("ImsSharePendingTooLong", "warning"),
+    ("ImsUntrustedImageOffered", "warning"),
+    ("ImsUntrustedImageUsable", "critical"),
     ("ImsPollFailing", "warning"),
     ("ImsDataStale", "critical"),
     ("ImsExporterDown", "critical"),
@@ -302,6 +304,31 @@ async fn rules_have_the_documented_alerts_labels_and_unit_tests() {
             "{name} is not aggregated to the share: {}",
             rule.expr
         );
+        let keep = rule
+            .keep_firing_for
+            .as_deref()
+            .unwrap_or_else(|| panic!("{name}: no keep_firing_for"));
+        duration_secs(keep);
+    }
+    // Incoming alerts: one alert per image shared with a project, whatever our status
+    // or its owner (in the description) or the exporter that exports it, kept firing
+    // over a scrape gap (the promtool tests prove both).
+    for name in ["ImsUntrustedImageOffered", "ImsUntrustedImageUsable"] {
+        let rule = by_name[name];
+        assert!(
+            rule.expr
+                .contains("max by (region, project_id, image_id) (")
+                && rule.expr.contains("ims_incoming_image_untrusted"),
+            "{name} is not aggregated to the offered image: {}",
+            rule.expr
+        );
+        let description = str_of(&rule.annotations, "description");
+        for needle in ["owner", "image_name", "What to do"] {
+            assert!(
+                description.contains(needle),
+                "{name} description lacks {needle:?}"
+            );
+        }
         let keep = rule
             .keep_firing_for
             .as_deref()
@@ -685,6 +712,9 @@ async fn dashboards_follow_the_grafana_conventions() {
         "Recently added shares",
         "Pending shares and their age",
         "Age since last update",
+        "Images shared with us by status",
+        "Untrusted offers",
+        "Images shared with us by untrusted owners",
         "Poll success per image",
         "Time since last successful poll",
         "API requests by code",
@@ -739,17 +769,31 @@ const ORG_URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z514
 const STRANGER: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 /// Watched, never shared.
 const MISSING: &str = "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
+/// Owners of images shared with the first target: one trusted, one not.
+const TRUSTED_OWNER: &str = "5e1f0c2d3b4a59687766554433221100";
+const UNTRUSTED_OWNER: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+/// Images shared with the first target: by the untrusted owner, pending and accepted;
+/// by the trusted one, accepted.
+const OFFERED: &str = "ae2d8a57-1e03-4c2f-8c9e-b7d1a5f0e4b2";
+const OFFERED_NAME: &str = "partner-appliance-7.2";
+const ACCEPTED_UNTRUSTED: &str = "f69f2445-df4f-4b9a-8c1e-2d3b4a5c6d7e";
+const TRUSTED_OFFER: &str = "2b7e1516-28ae-4d2a-abf7-158809cf4f3c";
+/// Offered by the untrusted owner during the test.
+const NEW_OFFER: &str = "6bc1bee2-2e40-4f9f-96e9-3d7e117393a1";
 
 /// The fake's shares (an old pending one among them), a throttled image and one found
 /// by discovery; a config that watches a member never shared. Both targets read
-/// traces: the first reads one member trace, the second's reads fail.
+/// traces: the first reads one member trace, the second's reads fail. Both list the
+/// images shared with them: the first has one from an untrusted owner pending, one
+/// from it accepted and one from a trusted owner.
 async fn fixture() -> Fleet {
     let fleet = Fleet::new().await;
     let cts = format!("cts_endpoint: {}", fleet.fake.endpoint());
     let fleet = fleet
         .config(&format!(
             "request_timeout: 2s\ndiscovery_interval: 1s\nallowed_members: [{P1}, {D1}, {ORG}]\n\
-             events:\n  cts:\n    interval: 1s"
+             events:\n  cts:\n    interval: 1s\n\
+             incoming:\n  interval: 1s\n  trusted_owners: [{TRUSTED_OWNER}]"
         ))
         .target_keys("discover: {}")
         .target_keys(&cts)
@@ -791,6 +835,17 @@ async fn fixture() -> Fleet {
     fake.state.set_fault(THROTTLED, Some(Fault::Throttle));
     fake.state.add_image(PROJECT, DISCOVERED, DISCOVERED_NAME);
     Share::new(PROJECT, DISCOVERED, P1).created(old).put(fake);
+    let offer = |image: &str, name: &str, owner: &str, status: &str| {
+        fake.state.offer_image(PROJECT, image, name, owner, status)
+    };
+    offer(OFFERED, OFFERED_NAME, UNTRUSTED_OWNER, "pending");
+    offer(
+        ACCEPTED_UNTRUSTED,
+        "vendor-trial-image",
+        UNTRUSTED_OWNER,
+        "accepted",
+    );
+    offer(TRUSTED_OFFER, "platform-base", TRUSTED_OWNER, "accepted");
     fleet
 }
 
@@ -1050,6 +1105,33 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
             .is_empty(),
         "the target whose reads work does not fire"
     );
+    // The images shared with us: the untrusted pending one is offered, the untrusted
+    // accepted one usable; the trusted owner's fires nothing.
+    for (name, image) in [
+        ("ImsUntrustedImageOffered", OFFERED),
+        ("ImsUntrustedImageUsable", ACCEPTED_UNTRUSTED),
+    ] {
+        wait_for(&format!("{name} for {image}"), async || {
+            firing(&prom, name, &[("image_id", image), ("instance", "")])
+                .await
+                .then_some(())
+        })
+        .await;
+    }
+    for (name, image) in [
+        ("ImsUntrustedImageOffered", ACCEPTED_UNTRUSTED),
+        ("ImsUntrustedImageUsable", OFFERED),
+        ("ImsUntrustedImageOffered", TRUSTED_OFFER),
+        ("ImsUntrustedImageUsable", TRUSTED_OFFER),
+    ] {
+        assert!(
+            prom_alerts(&prom, name, &[("image_id", image)])
+                .await
+                .is_empty(),
+            "{name} for {image}: {:?}",
+            prom.alerts().await
+        );
+    }
     phase("fixture alerts firing");
     // With real data in Prometheus, every rule evaluates without error.
     for r in prom.rules().await {
@@ -1131,6 +1213,9 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
         )
     })
     .await;
+
+    untrusted_offer_reaches_the_receiver(fake, &webhook).await;
+    phase("ImsUntrustedImageOffered and ImsUntrustedImageUsable notified");
 
     // Every panel and variable query of every dashboard evaluates, for "All" and for
     // one concrete selection; with "All", each returns data.
@@ -1287,6 +1372,77 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
     drop(prom);
     drop(am);
     drop(webhook);
+}
+
+/// A new offer from an untrusted owner reaches the Alertmanager receiver within one
+/// `incoming.interval` plus the rule's `for:` (and the pipeline's own second each of
+/// scrape, evaluation and `group_wait`), labelled with the image only and naming owner
+/// and name; accepted, the usable alert fires and the offered one resolves.
+async fn untrusted_offer_reaches_the_receiver(
+    fake: &ims_exporter::fake_ims::FakeIms,
+    webhook: &Webhook,
+) {
+    let offered = Instant::now();
+    fake.state.offer_image(
+        PROJECT,
+        NEW_OFFER,
+        "<b>trial</b>",
+        UNTRUSTED_OWNER,
+        "pending",
+    );
+    let offered_alert = [
+        ("alertname", "ImsUntrustedImageOffered"),
+        ("image_id", NEW_OFFER),
+    ];
+    let alert = wait_for("ImsUntrustedImageOffered at the webhook", async || {
+        webhook.find("firing", &offered_alert)
+    })
+    .await;
+    let took = offered.elapsed();
+    // 1s listing + 0s for: + 1s scrape + 1s evaluation + 1s group_wait, with room for
+    // a loaded machine.
+    assert!(
+        took.as_secs() < 20,
+        "the offer took {took:?} to reach the receiver"
+    );
+    for (k, v) in [
+        ("severity", "warning"),
+        ("region", REGION),
+        ("project_id", PROJECT),
+        ("owner", ""),
+        ("member_status", ""),
+        ("job", ""),
+        ("instance", ""),
+    ] {
+        assert_eq!(alert.label(k), v, "label {k} of {alert:?}");
+    }
+    let description = alert.annotations["description"].as_str().unwrap_or("");
+    assert!(
+        description.contains(&format!(
+            "{NEW_OFFER} (<b>trial</b>) of owner {UNTRUSTED_OWNER}"
+        )),
+        "description: {description}"
+    );
+    let seen = webhook.alerts().len();
+    assert!(fake.state.set_offer_status(PROJECT, NEW_OFFER, "accepted"));
+    let usable = wait_for("ImsUntrustedImageUsable at the webhook", async || {
+        webhook.find(
+            "firing",
+            &[
+                ("alertname", "ImsUntrustedImageUsable"),
+                ("image_id", NEW_OFFER),
+            ],
+        )
+    })
+    .await;
+    assert_eq!(usable.label("severity"), "critical");
+    let description = usable.annotations["description"].as_str().unwrap_or("");
+    assert!(description.contains("our status accepted"), "{description}");
+    wait_for(
+        "ImsUntrustedImageOffered resolved at the webhook",
+        async || webhook.find_since(seen, "resolved", &offered_alert),
+    )
+    .await;
 }
 
 /// With `member_metrics: false` the exporter has no per-member series (info, URN,

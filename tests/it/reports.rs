@@ -1,6 +1,7 @@
 //! One-shot reports (`--once --once.format=json|csv|markdown`): the current shares,
-//! unexpected first, with poll failures; a member ID a spreadsheet would mangle
-//! (comma, quote, newline, non-ASCII, a leading `=`) survives each format.
+//! unexpected first, with poll failures, and the images shared with us, untrusted
+//! first; a member ID a spreadsheet would mangle (comma, quote, newline, non-ASCII, a
+//! leading `=`) survives each format.
 
 use std::process::Command;
 use std::time::Duration;
@@ -283,5 +284,186 @@ async fn csv_report_defuses_formulas_and_control_characters() {
             }
         }
     }
+    fleet.stop().await;
+}
+
+const TRUSTED_OWNER: &str = "5e1f0c2d3b4a59687766554433221100";
+const UNTRUSTED_OWNER: &str = "=9f8e|owner";
+const OFFERED: &str = "ae2d8a57-1e03-4c2f-8c9e-b7d1a5f0e4b2";
+const TRUSTED_OFFER: &str = "2b7e1516-28ae-4d2a-abf7-158809cf4f3c";
+
+/// [`fleet`] listing the images shared with the test project, trusting
+/// [`TRUSTED_OWNER`]: one of its images accepted, and one pending from an owner no
+/// entry matches (whose name is Markdown and whose owner a spreadsheet would evaluate).
+async fn incoming_fleet() -> Fleet {
+    let fleet = fleet()
+        .await
+        .config(&format!("incoming:\n  trusted_owners: [{TRUSTED_OWNER}]"));
+    let state = &fleet.fake.state;
+    state.offer_image(
+        PROJECT,
+        TRUSTED_OFFER,
+        "platform-base",
+        TRUSTED_OWNER,
+        "accepted",
+    );
+    state.offer_image(
+        PROJECT,
+        OFFERED,
+        "[x](http://evil)",
+        UNTRUSTED_OWNER,
+        "pending",
+    );
+    fleet
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_list_the_images_shared_with_us_untrusted_first() {
+    let fleet = incoming_fleet().await;
+    let (_, text) = report(&fleet, "json").await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let incoming = v["incoming"].as_array().expect("an incoming array");
+    let ids: Vec<&str> = incoming
+        .iter()
+        .map(|r| r["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [OFFERED, TRUSTED_OFFER], "untrusted first: {text}");
+    assert_eq!(incoming[0]["owner"], UNTRUSTED_OWNER);
+    assert_eq!(incoming[0]["member_status"], "pending");
+    assert_eq!(incoming[0]["trusted"], false);
+    assert_eq!(incoming[0]["region"], REGION);
+    assert_eq!(incoming[0]["project_id"], PROJECT);
+    assert!(incoming[0]["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(incoming[1]["trusted"], true);
+    // The shares are as before.
+    assert_eq!(v["shares"].as_array().unwrap().len(), 2);
+
+    let (_, text) = report(&fleet, "markdown").await;
+    let section = &text[text.find("## Shared with us").expect("the section")..];
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 4, "header, rule and one row per image:\n{text}");
+    assert!(
+        rows[2].contains("**no**")
+            && rows[2].contains("\\[x\\]\\(http://evil\\)")
+            && rows[2].contains("=9f8e\\|owner")
+            && rows[2].contains("pending"),
+        "{text}"
+    );
+    assert!(rows[3].contains(TRUSTED_OWNER) && rows[3].starts_with("| yes |"));
+    assert!(
+        section.contains("**1 from an owner no trusted entry matches**"),
+        "{text}"
+    );
+    fleet.stop().await;
+}
+
+/// CSV is one table: the share columns first, as before, then `direction`, `owner` and
+/// `first_seen` on every row; the images shared with us are rows after the shares.
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_report_appends_the_images_shared_with_us_as_incoming_rows() {
+    if !require_tool("python3") {
+        return;
+    }
+    let fleet = incoming_fleet().await;
+    let (_, text) = report(&fleet, "csv").await;
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import csv,io,json,sys; t=sys.stdin.buffer.read().decode('utf-8-sig'); \
+         print(json.dumps(list(csv.reader(io.StringIO(t, newline='')))))",
+    ]);
+    let out = run_tool(cmd, Some(text), Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let table: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        table[0],
+        [
+            "unexpected",
+            "region",
+            "project_id",
+            "image_id",
+            "image_name",
+            "member_id",
+            "member_type",
+            "status",
+            "urn",
+            "shared_since",
+            "updated_at",
+            "image_last_poll_ok",
+            "image_last_error_reason",
+            "direction",
+            "owner",
+            "first_seen"
+        ]
+    );
+    assert_eq!(table.len(), 1 + 2 + 2, "{table:?}");
+    assert!(table[1..3]
+        .iter()
+        .all(|r| r[13] == "outgoing" && r[14].is_empty()));
+    let offered = &table[3];
+    assert_eq!(
+        offered[..8],
+        [
+            "true",
+            REGION,
+            PROJECT,
+            OFFERED,
+            "[x](http://evil)",
+            "",
+            "",
+            "pending"
+        ]
+    );
+    // The owner starts like a formula: defused as every other cell is.
+    let owner = format!("'{UNTRUSTED_OWNER}");
+    assert_eq!(offered[13..15], ["incoming", owner.as_str()]);
+    assert!(offered[15].ends_with('Z'), "{offered:?}");
+    assert_eq!(table[4][0], "false");
+    assert_eq!(table[4][14], TRUSTED_OWNER);
+    fleet.stop().await;
+}
+
+/// Without `incoming:` the reports hold no image shared with us: an empty `incoming`
+/// array, no Markdown section, and every CSV row `outgoing`.
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_without_incoming_list_none() {
+    let fleet = fleet().await;
+    let (_, text) = report(&fleet, "json").await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["incoming"], serde_json::json!([]));
+    let (_, text) = report(&fleet, "markdown").await;
+    assert!(!text.contains("Shared with us"), "{text}");
+    let (_, text) = report(&fleet, "csv").await;
+    assert!(
+        text.contains(",\"direction\",\"owner\",\"first_seen\"\r\n"),
+        "{text}"
+    );
+    // Both shares (one with a line feed in a quoted cell) end outgoing.
+    assert_eq!(
+        text.matches(",\"outgoing\",\"\",\"\"\r\n").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("incoming"), "{text}");
+    fleet.stop().await;
+}
+
+/// A listing that fails makes `--once` exit 1, as a failed poll does: the report lacks
+/// what it should hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_listing_fails_once() {
+    let fleet = Fleet::new()
+        .await
+        .image(IMG, "name: golden")
+        .config("retry:\n  max_attempts: 1\nincoming: {}");
+    share(&fleet.fake, PROJECT, IMG, ALLOWED, "accepted");
+    let (code, _) = report(&fleet, "json").await;
+    assert_eq!(code, 0);
+    fleet
+        .fake
+        .state
+        .set_shared_fault(PROJECT, Some(Fault::Status(503)));
+    let (code, text) = report(&fleet, "json").await;
+    assert_eq!(code, 1, "{text}");
     fleet.stop().await;
 }

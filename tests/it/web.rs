@@ -791,7 +791,9 @@ async fn every_response_is_nosniff_and_every_page_has_the_policy() {
         ("/api/v1/shares".to_string(), 200),
         ("/api/v1/images".to_string(), 200),
         ("/api/v1/changes".to_string(), 200),
+        ("/api/v1/incoming".to_string(), 200),
         (format!("/shares?page={hostile}"), 400),
+        (format!("/api/v1/incoming?owner={hostile}&{hostile}=1"), 400),
         (format!("/api/v1/shares?{hostile}=1"), 400),
         (format!("/nowhere/{hostile}"), 404),
     ] {
