@@ -14,6 +14,7 @@ use super::file::{
     FileConfig, FileDiscover, FileTarget, DEFAULT_CTS_ENDPOINT, DEFAULT_ENDPOINT,
     DEFAULT_IAM_ENDPOINT,
 };
+use super::incoming::{target_incoming, trusted_owners};
 use super::types::{Config, Discover, Events, Fail, ImageConfig, LookupRequest, Target};
 use crate::allowlist::{Allowlist, AllowlistFile, Entry};
 use crate::auth::credentials;
@@ -249,7 +250,7 @@ fn target(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<PlannedTarge
     let endpoint = parse_endpoint(t.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT), &t.region)
         .map_err(|m| (key("endpoint"), m))?;
     let cts_endpoint = cts_endpoint(ti, t, shared)?;
-    let incoming = target_incoming(ti, t, shared)?;
+    let incoming = target_incoming(ti, t, shared.trusted)?;
     let credentials = target_credentials(ti, t, shared)?;
     let project = match &t.project_id {
         Some(p) => Project::Known(ProjectId::parse(p).map_err(|e| (key("project_id"), e.0))?),
@@ -304,56 +305,6 @@ fn cts_endpoint(ti: usize, t: &FileTarget, shared: &Shared<'_>) -> Result<Option
     parse_endpoint(template, &t.region)
         .map(Some)
         .map_err(|m| (format!("targets[{ti}].cts_endpoint"), m))
-}
-
-/// `targets[ti].incoming`: the top-level trusted owners and the target's own, unless
-/// the target opted out (`incoming: false`) or `incoming:` is not set.
-fn target_incoming(
-    ti: usize,
-    t: &FileTarget,
-    shared: &Shared<'_>,
-) -> Result<Option<Allowlist>, Fail> {
-    use super::file::FileTargetIncoming;
-    let Some(top) = shared.trusted else {
-        return match &t.incoming {
-            None | Some(FileTargetIncoming::Enabled(false)) => Ok(None),
-            Some(_) => Err((
-                format!("targets[{ti}].incoming"),
-                "needs the top-level incoming: block (which turns listing on)".into(),
-            )),
-        };
-    };
-    match &t.incoming {
-        Some(FileTargetIncoming::Enabled(false)) => Ok(None),
-        None | Some(FileTargetIncoming::Enabled(true)) => Ok(Some(top.clone())),
-        Some(FileTargetIncoming::Block(b)) => {
-            let own = trusted_owners(
-                &b.trusted_owners,
-                b.trusted_owners_file.as_deref(),
-                &format!("targets[{ti}].incoming."),
-            )?;
-            Ok(Some(Allowlist::merge(&[top, &own])))
-        }
-    }
-}
-
-/// Trusted owner entries (owner IDs, globs as for allowlists) and their file.
-fn trusted_owners(
-    entries: &[String],
-    file: Option<&Path>,
-    prefix: &str,
-) -> Result<Allowlist, Fail> {
-    let mut out = Allowlist::default();
-    for (i, e) in entries.iter().enumerate() {
-        out.entries
-            .push(Entry::parse(e).map_err(|m| (format!("{prefix}trusted_owners[{i}]"), m))?);
-    }
-    if let Some(path) = file {
-        out.files.push(
-            AllowlistFile::load(path).map_err(|m| (format!("{prefix}trusted_owners_file"), m))?,
-        );
-    }
-    Ok(out)
 }
 
 /// A region name: lowercase letters, digits and dashes.

@@ -11,6 +11,7 @@
 mod build;
 mod events;
 mod file;
+mod incoming;
 mod types;
 mod validate;
 

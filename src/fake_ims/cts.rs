@@ -18,7 +18,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::gateway::{cts_error, cts_prologue, json_response, parse_query, request_id};
+use super::gateway::{
+    cts_error, cts_prologue, json_response, parse_query, query_value, request_id,
+};
 use super::state::{now_ms, CtsQuery, FakeState, Fault};
 
 /// CTS's page size without `limit`, and its largest.
@@ -49,13 +51,6 @@ struct TraceQuery {
     filters: Vec<(&'static str, String)>,
     /// `user`: the name of who made the call.
     user: Option<String>,
-}
-
-fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 /// What [`FakeState::cts_queries`] keeps of a request, before any check.

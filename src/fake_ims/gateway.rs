@@ -394,3 +394,28 @@ fn flood_page(per_page: usize, uri: &Uri, rid: &str) -> Response {
         json!({"members": members, "page_info": {"next_marker": (from + per_page).to_string()}});
     json_response(StatusCode::OK, rid, body.to_string())
 }
+
+pub(super) fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit` as IMS takes it: 1..=1000, `default` when absent; `Err` is the 400 answer.
+pub(super) fn parse_limit(
+    value: Option<&str>,
+    default: usize,
+    rid: &str,
+) -> Result<usize, Response> {
+    match value.map(str::parse::<usize>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ims_error(
+            StatusCode::BAD_REQUEST,
+            rid,
+            "IMG.0001",
+            "limit must be between 1 and 1000",
+        )),
+    }
+}

@@ -16,7 +16,10 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::json;
 
-use super::gateway::{authenticate, ims_error, json_response, parse_query, prologue, request_id};
+use super::gateway::{
+    authenticate, ims_error, json_response, parse_limit, parse_query, prologue, query_value,
+    request_id,
+};
 use super::state::{FakeImage, FakeState, Fault};
 use crate::ims::model::{Member, MemberList, PageInfo};
 
@@ -30,31 +33,6 @@ pub(super) async fn not_found(uri: Uri) -> Response {
         "IMG.0001",
         &format!("no such API: {}", uri.path()),
     )
-}
-
-pub(super) fn query_value<'q>(query: &'q [(String, String)], key: &str) -> Option<&'q str> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `limit` as IMS takes it: 1..=1000, `default` when absent; `Err` is the 400 answer.
-pub(super) fn parse_limit(
-    value: Option<&str>,
-    default: usize,
-    rid: &str,
-) -> Result<usize, Response> {
-    match value.map(str::parse::<usize>) {
-        None => Ok(default),
-        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
-        Some(_) => Err(ims_error(
-            StatusCode::BAD_REQUEST,
-            rid,
-            "IMG.0001",
-            "limit must be between 1 and 1000",
-        )),
-    }
 }
 
 /// A member-list `marker`: `None` when absent or empty; `Err` is the 400 answer.

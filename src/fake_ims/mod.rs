@@ -21,6 +21,7 @@ pub mod demo;
 mod gateway;
 mod handlers;
 pub mod metadata;
+mod offer_controls;
 mod offers;
 mod state;
 pub mod synthetic;

@@ -23,8 +23,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::gateway::{ims_error, json_response, parse_query, request_id, shared_prologue};
-use super::handlers::{parse_limit, query_value};
+use super::gateway::{
+    ims_error, json_response, parse_limit, parse_query, query_value, request_id, shared_prologue,
+};
 use super::state::{FakeState, Fault, Offer, SharedQuery};
 
 /// The page size without `limit` (ListImagesRequest's documented default).

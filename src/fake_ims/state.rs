@@ -112,8 +112,8 @@ pub(super) struct Inner {
     cts_queries: Vec<CtsQuery>,
     /// Images offered to each project by other tenants.
     pub(super) offers: offers::Offers,
-    shared_requests: u64,
-    shared_queries: Vec<SharedQuery>,
+    pub(super) shared_requests: u64,
+    pub(super) shared_queries: Vec<SharedQuery>,
 }
 
 /// The paging and window parameters of one trace-list request, as sent (a value
