@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::shares::{documented, rfc3339, MAX_PER_PAGE, SCHEMA_VERSION};
+use super::shares::{documented, paged, rfc3339, SCHEMA_VERSION};
 use crate::state::{Offer, Snapshot, TargetStatus, STATUSES};
 
 /// Which offers to list (query parameters of `/api/v1/incoming`).
@@ -113,7 +113,7 @@ fn row(t: &TargetStatus, o: &Offer) -> IncomingRow {
     }
 }
 
-/// Page `page` (1-based) of `per_page` rows (clamped to 1..=[`MAX_PER_PAGE`]) of the
+/// Page `page` (1-based) of `per_page` rows (clamped as for the shares) of the
 /// offers matching `filter`; only that page's rows are built.
 pub fn incoming(
     snap: &Snapshot,
@@ -121,15 +121,8 @@ pub fn incoming(
     page: usize,
     per_page: usize,
 ) -> IncomingPage {
-    let per_page = per_page.clamp(1, MAX_PER_PAGE);
-    let page = page.max(1);
     let matching = matching(snap, filter);
-    let rows = matching
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|(t, o)| row(t, o))
-        .collect();
+    let (rows, page, per_page) = paged(&matching, page, per_page, |(t, o)| row(t, o));
     IncomingPage {
         version: SCHEMA_VERSION,
         total: matching.len(),

@@ -272,15 +272,8 @@ fn row(s: &ImageState, m: &MemberRecord) -> ShareRow {
 /// Page `page` (1-based) of `per_page` rows (clamped to 1..=[`MAX_PER_PAGE`]) of the
 /// shares matching `filter`; only that page's rows are built.
 pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usize) -> SharePage {
-    let per_page = per_page.clamp(1, MAX_PER_PAGE);
-    let page = page.max(1);
     let matching = matching(snap, filter);
-    let rows = matching
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|(s, m)| row(s, m))
-        .collect();
+    let (rows, page, per_page) = paged(&matching, page, per_page, |(s, m)| row(s, m));
     SharePage {
         version: SCHEMA_VERSION,
         total: matching.len(),
@@ -288,6 +281,26 @@ pub fn shares(snap: &Snapshot, filter: &ShareFilter, page: usize, per_page: usiz
         per_page,
         shares: rows,
     }
+}
+
+/// Page `page` (1-based, at least 1) of `per_page` rows (clamped to
+/// 1..=[`MAX_PER_PAGE`]) of `matching`, only that page's rows built by `row`; with the
+/// page and page size in force.
+pub(super) fn paged<T, R>(
+    matching: &[T],
+    page: usize,
+    per_page: usize,
+    row: impl Fn(&T) -> R,
+) -> (Vec<R>, usize, usize) {
+    let per_page = per_page.clamp(1, MAX_PER_PAGE);
+    let page = page.max(1);
+    let rows = matching
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(row)
+        .collect();
+    (rows, page, per_page)
 }
 
 /// Every share, unexpected first (reports).

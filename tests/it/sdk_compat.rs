@@ -589,27 +589,7 @@ async fn official_python_cts_sdk_pages_the_fakes_traces() {
         "the SDK succeeded with limit 201:\n{}",
         describe(&out)
     );
-    let err: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
-    assert_eq!(
-        err["error"]["status_code"],
-        json!(400),
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(
-        err["error"]["error_code"],
-        json!("CTS.0001"),
-        "{}",
-        describe(&out)
-    );
-    assert!(
-        err["error"]["request_id"]
-            .as_str()
-            .is_some_and(|r| r.len() == 32),
-        "{}",
-        describe(&out)
-    );
+    assert_sdk_error(&out, 400, "CTS.0001");
 
     fake.stop().await;
 }
@@ -796,26 +776,27 @@ async fn official_python_sdk_lists_the_images_offered_to_a_project() {
     // --- A limit IMS refuses: the SDK reads IMS's error format and the request ID.
     let out = run_shared_sdk(&fake.endpoint(), SK, 1001, &["accepted"]).await;
     assert!(!out.status.success(), "{}", describe(&out));
+    assert_sdk_error(&out, 400, "IMG.0001");
+    fake.stop().await;
+}
+
+/// What an SDK script printed for a service error: `status`, `code` and the fake's
+/// 32-hex request ID, as the SDK read them from the answer.
+fn assert_sdk_error(out: &std::process::Output, status: u16, code: &str) {
     let err: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(&out)));
+        .unwrap_or_else(|e| panic!("SDK error output is not JSON ({e}):\n{}", describe(out)));
     assert_eq!(
         err["error"]["status_code"],
-        json!(400),
+        json!(status),
         "{}",
-        describe(&out)
+        describe(out)
     );
-    assert_eq!(
-        err["error"]["error_code"],
-        json!("IMG.0001"),
-        "{}",
-        describe(&out)
-    );
+    assert_eq!(err["error"]["error_code"], json!(code), "{}", describe(out));
     assert!(
         err["error"]["request_id"]
             .as_str()
             .is_some_and(|r| r.len() == 32),
         "{}",
-        describe(&out)
+        describe(out)
     );
-    fake.stop().await;
 }

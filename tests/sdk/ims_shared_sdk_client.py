@@ -27,7 +27,6 @@ import sys
 
 try:
     from huaweicloudsdkcore.auth.credentials import BasicCredentials
-    from huaweicloudsdkcore.exceptions import exceptions
     from huaweicloudsdkims.v2 import ImsClient, ListImagesRequest
 except ImportError as e:  # pragma: no cover - exercised by the skip path only
     print(f"huaweicloudsdkims is not importable: {e}", file=sys.stderr)
@@ -92,20 +91,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except exceptions.ServiceResponseException as e:
-        json.dump(
-            {
-                "error": {
-                    "status_code": e.status_code,
-                    "error_code": e.error_code,
-                    "error_msg": e.error_msg,
-                    "request_id": e.request_id,
-                }
-            },
-            sys.stdout,
-        )
-        print()
-        print(str(e), file=sys.stderr)
-        sys.exit(1)
+    from sdk_main import run
+
+    run(main)
