@@ -463,3 +463,86 @@ async fn config_check_says_which_targets_read_traces() {
         "the token is never printed"
     );
 }
+
+#[tokio::test]
+async fn each_shard_repolls_only_its_own_images() {
+    let fleet = fleet("5m").await;
+    let fake = &fleet.fake;
+    let shards: Vec<Exporter> = {
+        let mut started = Vec::new();
+        for i in ["0", "1"] {
+            started.push(
+                fleet
+                    .start(&["--shard.count", "2", "--shard.index", i])
+                    .await,
+            );
+        }
+        started
+    };
+    // Which shard owns which image: the one that exports it.
+    let mut owner_of = std::collections::HashMap::new();
+    for (i, shard) in shards.iter().enumerate() {
+        for image in [IMG_A, IMG_B] {
+            let s = shard.scrape_samples().await;
+            if !find(&s, "ims_image_info", &[("image_id", image)]).is_empty() {
+                owner_of.insert(image, i);
+            }
+        }
+    }
+    assert_eq!(owner_of.len(), 2, "each image has one shard: {owner_of:?}");
+    let x = member_id(9);
+    share(fake, PROJECT, IMG_A, &x, "pending");
+    fake.state.add_trace(PROJECT, trace("addMember", IMG_A, &x));
+    let mine = &shards[owner_of[IMG_A]];
+    wait_shared(mine, IMG_A, &x).await;
+    assert_eq!(metric(mine, "ims_event_polls_total", &[]).await, 1.0);
+    // Both shards read the trace; the other one polls nothing for it.
+    for shard in &shards {
+        wait_traces(shard, 1.0).await;
+    }
+    let other = &shards[1 - owner_of[IMG_A]];
+    assert_eq!(metric(other, "ims_event_polls_total", &[]).await, 0.0);
+    drop(shards);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_report_from_the_state_says_who_made_each_change() {
+    let fleet = fleet("5m").await;
+    let fake = &fleet.fake;
+    let state = fleet.dir.path().join("state");
+    let storage = ["--storage.path", state.to_str().expect("UTF-8 path")];
+    let exporter = fleet.start(&storage).await;
+    let x = member_id(10);
+    share(fake, PROJECT, IMG_A, &x, "pending");
+    let t = trace("addMember", IMG_A, &x);
+    let trace_id = t["trace_id"].as_str().expect("trace_id").to_string();
+    fake.state.add_trace(PROJECT, t);
+    wait_shared(&exporter, IMG_A, &x).await;
+    assert!(exporter.terminate().await.success());
+    // `--once` reads the daemon's state (never writes it) into its report.
+    let out = fleet
+        .run_once(&[storage[0], storage[1], "--once.format", "json"])
+        .await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let row = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["member_id"] == x.as_str())
+        .unwrap_or_else(|| panic!("no change for {x}: {report}"))
+        .clone();
+    assert_eq!(row["trace_id"], trace_id.as_str());
+    assert_eq!(row["actor"], ALICE);
+    assert_eq!(row["source_ip"], ALICE_IP);
+    let out = fleet
+        .run_once(&[storage[0], storage[1], "--once.format", "markdown"])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("## Recent changes") && text.contains(ALICE) && text.contains(&trace_id),
+        "{text}"
+    );
+    fleet.stop().await;
+}
