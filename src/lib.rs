@@ -6,6 +6,8 @@
 //! [`http`] serves it; [`app`] wires them. `webhook` receives pushed CTS events and
 //! hands them to the poller.
 
+#[cfg(test)]
+mod alloc_count;
 pub mod allowlist;
 pub mod app;
 pub mod auth;
@@ -27,3 +29,8 @@ pub mod tls;
 pub(crate) mod webhook;
 
 pub use app::run;
+
+// The unit tests count allocations on the decode path (src/state/alloc_budget.rs).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;

@@ -56,7 +56,7 @@ pub struct Transport {
 /// cheaper than serde_json checking each string of a 1,000-member page on its own. The
 /// plain decoder is used first; only a body that fails is decoded again to find the
 /// field path for the error message.
-pub(super) fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
+pub(crate) fn decode_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     serde_json::from_str(text).map_err(|plain| {
         let de = &mut serde_json::Deserializer::from_str(text);

@@ -6,6 +6,8 @@
 //! [`Snapshot`] — the current `Arc` of every slot — and renders only from that, so it
 //! never sees half an update and never waits for the poller.
 
+#[cfg(test)]
+mod alloc_budget;
 mod changes;
 pub mod events;
 mod image;

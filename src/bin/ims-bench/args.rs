@@ -17,6 +17,9 @@ enum ScenarioArg {
     Large,
     /// 5 images × 20,000 members (20 pages each)
     Wide,
+    /// 2,000 images × 500 members: the default max_members_total (run it with
+    /// `--member-metrics false`; not part of `all`)
+    Huge,
     /// typical, large and wide, one after the other
     All,
 }
@@ -110,6 +113,7 @@ pub(crate) fn scenarios(args: &Args) -> Vec<Scenario> {
         ScenarioArg::Typical => vec![preset("typical", 200, 50)],
         ScenarioArg::Large => vec![preset("large", 1000, 100)],
         ScenarioArg::Wide => vec![preset("wide", 5, 20_000)],
+        ScenarioArg::Huge => vec![preset("huge", 2000, 500)],
         ScenarioArg::All => vec![
             preset("typical", 200, 50),
             preset("large", 1000, 100),
