@@ -29,6 +29,12 @@ fn now_ms() -> i64 {
     (now_unix() * 1000.0) as i64
 }
 
+/// Seconds from a trace's operation time to `now_ms`; a time from the API or a push
+/// may be anything, so the difference saturates instead of overflowing.
+fn lag_seconds(now_ms: i64, time_ms: i64) -> f64 {
+    now_ms.saturating_sub(time_ms) as f64 / 1000.0
+}
+
 fn cts_status(s: &mut crate::state::TargetStatus) -> &mut CtsStatus {
     s.cts.get_or_insert_with(CtsStatus::default)
 }
@@ -267,10 +273,22 @@ impl Poller {
             poll_image(&client, &job, page_size, &limits, queued.by.clone()).await;
             let now = now_ms();
             for t in &queued.trace_times_ms {
-                store.events().event_to_poll((now - t) as f64 / 1000.0);
+                store.events().event_to_poll(lag_seconds(now, *t));
             }
             slot.update(|s| cts_status(s).event_polls += 1);
             store.events_polled();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_seconds;
+
+    #[test]
+    fn any_trace_time_gives_a_lag_without_overflow() {
+        assert_eq!(lag_seconds(5_000, 3_000), 2.0);
+        assert!(lag_seconds(0, i64::MIN) > 0.0);
+        assert!(lag_seconds(i64::MIN, i64::MAX) < 0.0);
     }
 }
