@@ -160,14 +160,7 @@ pub(super) fn plan(raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
         .collect::<Result<Vec<_>, Fail>>()?;
     Ok(Plan {
         targets,
-        settings: Config {
-            events,
-            incoming_interval: raw
-                .incoming
-                .as_ref()
-                .map(|i| i.interval.unwrap_or(raw.discovery_interval)),
-            ..settings(raw, client)
-        },
+        settings: settings(raw, client, events),
     })
 }
 
@@ -201,7 +194,7 @@ fn ecs_metadata(raw: &FileConfig) -> Result<Option<(Url, std::time::Duration)>, 
 }
 
 /// Everything but the targets.
-fn settings(raw: &FileConfig, client: ClientOptions) -> Config {
+fn settings(raw: &FileConfig, client: ClientOptions, events: Events) -> Config {
     Config {
         poll_interval: raw.poll_interval,
         request_timeout: raw.request_timeout,
@@ -216,8 +209,11 @@ fn settings(raw: &FileConfig, client: ClientOptions) -> Config {
         max_members_total: raw.max_members_total as usize,
         ca_file: client.ca_file,
         insecure_skip_verify: client.insecure_skip_verify,
-        events: Events::default(),
-        incoming_interval: None,
+        events,
+        incoming_interval: raw
+            .incoming
+            .as_ref()
+            .map(|i| i.interval.unwrap_or(raw.discovery_interval)),
         max_incoming_images: raw.max_incoming_images as usize,
         targets: Vec::new(),
     }

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use super::events::gate::Cause;
 use super::events::names::{is_member_trace, name_label, named, Named};
+use super::events::window::Window;
 use super::image_poll::{poll_image, ImageJob};
 use super::poller::{lock, EventPoll, Poller, TargetRun};
 use crate::ids::ImageId;
@@ -33,6 +34,25 @@ fn now_ms() -> i64 {
 /// may be anything, so the difference saturates instead of overflowing.
 fn lag_seconds(now_ms: i64, time_ms: i64) -> f64 {
     now_ms.saturating_sub(time_ms) as f64 / 1000.0
+}
+
+/// The member traces of `traces` this target has not seen (remembered now, by their
+/// operation time, else `default_ms`), read or pushed alike.
+fn new_member_traces(window: &mut Window, traces: &[Trace], default_ms: i64) -> Vec<Trace> {
+    traces
+        .iter()
+        .filter(|t| {
+            is_member_trace(t) && window.first_time(&t.trace_id, t.time.unwrap_or(default_ms))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Counts member traces by name (`ims_cts_traces_total`).
+fn count(status: &mut CtsStatus, names: &[String]) {
+    for name in names {
+        *status.traces.entry(name.clone()).or_insert(0) += 1;
+    }
 }
 
 fn cts_status(s: &mut crate::state::TargetStatus) -> &mut CtsStatus {
@@ -70,13 +90,7 @@ impl Poller {
         };
         let fresh = {
             let mut window = lock(&run.traces);
-            let fresh: Vec<Trace> = traces
-                .into_iter()
-                .filter(|t| {
-                    is_member_trace(t)
-                        && window.first_time(&t.trace_id, t.time.unwrap_or(range.to_ms))
-                })
-                .collect();
+            let fresh = new_member_traces(&mut window, &traces, range.to_ms);
             window.advance(range.to_ms, lookback);
             let stored = Arc::new(window.stored());
             let names: Vec<String> = fresh.iter().map(name_label).collect();
@@ -85,9 +99,7 @@ impl Poller {
                 c.ok = Some(true);
                 c.last_success_unix = Some(now_unix());
                 c.window = Some(stored.clone());
-                for name in &names {
-                    *c.traces.entry(name.clone()).or_insert(0) += 1;
-                }
+                count(c, &names);
             });
             fresh
         };
@@ -138,30 +150,18 @@ impl Poller {
             if pushed.region.as_ref().is_some_and(|r| *r != target.region) {
                 continue;
             }
-            let fresh: Vec<Trace> = {
+            let fresh = {
                 let mut window = lock(&run.traces);
                 if target.cts_endpoint.is_none() {
                     window.forget_pushed_before(now);
                 }
-                pushed
-                    .traces
-                    .iter()
-                    .filter(|t| {
-                        is_member_trace(t) && window.first_time(&t.trace_id, t.time.unwrap_or(now))
-                    })
-                    .cloned()
-                    .collect()
+                new_member_traces(&mut window, &pushed.traces, now)
             };
             if fresh.is_empty() {
                 continue;
             }
             let names: Vec<String> = fresh.iter().map(name_label).collect();
-            run.slot.update(|s| {
-                let c = cts_status(s);
-                for name in &names {
-                    *c.traces.entry(name.clone()).or_insert(0) += 1;
-                }
-            });
+            run.slot.update(|s| count(cts_status(s), &names));
             self.act(run, &fresh, false).await;
         }
     }
@@ -270,7 +270,7 @@ impl Poller {
             let Some(queued) = job.gate.take() else {
                 return;
             };
-            poll_image(&client, &job, page_size, &limits, queued.by.clone()).await;
+            poll_image(&client, &job, page_size, &limits, queued.by()).await;
             let now = now_ms();
             for t in &queued.trace_times_ms {
                 store.events().event_to_poll(lag_seconds(now, *t));

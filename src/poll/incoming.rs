@@ -56,11 +56,13 @@ impl Poller {
                 "images shared with the project: baseline"
             ),
         }
+        // Built once: the update may run more than once when it races another.
+        let offers = Arc::new(offers);
         run.slot.update(|s| {
             s.incoming = Some(IncomingStatus {
                 ok: Some(true),
                 last_success_unix: Some(now),
-                offers: Some(Arc::new(offers.clone())),
+                offers: Some(offers.clone()),
                 restored: false,
             });
         });

@@ -119,7 +119,7 @@ fn restore_incoming(slot: &TargetSlot, restored: &RestoredTargets, region: &str,
     if slot.load().incoming.is_some() {
         return;
     }
-    let offers: Vec<Offer> = stored
+    let offers: Arc<Vec<Offer>> = stored
         .offers
         .iter()
         .map(|o| Offer {
@@ -130,12 +130,13 @@ fn restore_incoming(slot: &TargetSlot, restored: &RestoredTargets, region: &str,
             trusted: o.trusted,
             first_seen: o.first_seen,
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     slot.update(|s| {
         s.incoming = Some(IncomingStatus {
             ok: None,
             last_success_unix: stored.last_success,
-            offers: Some(Arc::new(offers.clone())),
+            offers: Some(offers.clone()),
             restored: true,
         })
     });

@@ -42,12 +42,6 @@ pub(super) fn write_events(
     }
 }
 
-fn target_series<'w, 'a>(w: &'w mut Exposition<'a>, t: &TargetStatus) -> &'w mut Exposition<'a> {
-    w.series()
-        .label("region", &t.region)
-        .label("project_id", &t.project_id)
-}
-
 /// Per target: whether the last trace read succeeded, when one last did, the member
 /// traces read by name.
 fn write_reads(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
@@ -58,7 +52,7 @@ fn write_reads(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
     );
     for t in targets {
         if let Some(ok) = t.cts.as_ref().and_then(|c| c.ok) {
-            target_series(w, t).int(ok as u64);
+            w.target_series(&t.region, &t.project_id).int(ok as u64);
         }
     }
     w.family(
@@ -68,7 +62,7 @@ fn write_reads(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
     );
     for t in targets {
         if let Some(at) = t.cts.as_ref().and_then(|c| c.last_success_unix) {
-            target_series(w, t).value(at);
+            w.target_series(&t.region, &t.project_id).value(at);
         }
     }
     w.family(
@@ -78,7 +72,9 @@ fn write_reads(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
     );
     for t in targets {
         for (name, n) in t.cts.iter().flat_map(|c| &c.traces) {
-            target_series(w, t).label("trace_name", name).int(*n);
+            w.target_series(&t.region, &t.project_id)
+                .label("trace_name", name)
+                .int(*n);
         }
     }
 }
@@ -92,7 +88,7 @@ fn write_polls(w: &mut Exposition, targets: &[Arc<TargetStatus>], stats: &EventS
     );
     for t in targets {
         let polls = t.cts.as_ref().map(|c| c.event_polls).unwrap_or(0);
-        target_series(w, t).int(polls);
+        w.target_series(&t.region, &t.project_id).int(polls);
     }
     w.family(
         "ims_event_to_poll_seconds",

@@ -123,6 +123,14 @@ impl<'a> Exposition<'a> {
         self.out.push('\n');
     }
 
+    /// Starts a sample of the current family labelled with a target's `region` and
+    /// `project_id` (the per-target families).
+    pub fn target_series(&mut self, region: &str, project_id: &str) -> &mut Self {
+        self.series()
+            .label("region", region)
+            .label("project_id", project_id)
+    }
+
     /// Starts a sample of the current family.
     pub fn series(&mut self) -> &mut Self {
         self.out.push_str(self.name);

@@ -242,12 +242,6 @@ fn write_exporter(w: &mut Exposition, snap: &Snapshot, options: &RenderOptions) 
 
 /// Per target: cycle time and discovery.
 fn write_targets(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
-    let target_series = |w: &mut Exposition, t: &TargetStatus, v: f64| {
-        w.series()
-            .label("region", &t.region)
-            .label("project_id", &t.project_id)
-            .value(v)
-    };
     w.family(
         "ims_target_poll_duration_seconds",
         "Wall time of the target's last complete poll cycle.",
@@ -255,13 +249,14 @@ fn write_targets(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
     );
     for t in targets {
         if let Some(secs) = t.last_cycle_seconds {
-            target_series(w, t, secs);
+            w.target_series(&t.region, &t.project_id).value(secs);
         }
     }
     w.family("ims_discovery_success", "1 if the last discovery of the target's images succeeded, 0 if it failed (the previous image set is kept).", Kind::Gauge);
     for t in targets {
         if let Some(d) = &t.discovery {
-            target_series(w, t, bool_value(d.ok));
+            w.target_series(&t.region, &t.project_id)
+                .value(bool_value(d.ok));
         }
     }
     w.family(
@@ -271,7 +266,8 @@ fn write_targets(w: &mut Exposition, targets: &[Arc<TargetStatus>]) {
     );
     for t in targets {
         if let Some(d) = &t.discovery {
-            target_series(w, t, d.images as f64);
+            w.target_series(&t.region, &t.project_id)
+                .value(d.images as f64);
         }
     }
 }

@@ -21,12 +21,6 @@ pub(super) fn write_incoming(w: &mut Exposition, targets: &[Arc<TargetStatus>]) 
     write_listings(w, &listed);
 }
 
-fn target_series<'w, 'a>(w: &'w mut Exposition<'a>, t: &TargetStatus) -> &'w mut Exposition<'a> {
-    w.series()
-        .label("region", &t.region)
-        .label("project_id", &t.project_id)
-}
-
 /// Each target's last good list, offer by offer.
 fn offers<'s>(
     listed: &'s [(&'s TargetStatus, &'s IncomingStatus)],
@@ -45,7 +39,7 @@ fn write_offers(w: &mut Exposition, listed: &[(&TargetStatus, &IncomingStatus)])
         Kind::Gauge,
     );
     for (t, o) in offers(listed) {
-        target_series(w, t)
+        w.target_series(&t.region, &t.project_id)
             .label("image_id", &o.image_id)
             .label("image_name", &o.image_name)
             .label("owner", &o.owner)
@@ -60,7 +54,7 @@ fn write_offers(w: &mut Exposition, listed: &[(&TargetStatus, &IncomingStatus)])
     // Only a good listing says how many: none before the first.
     for (t, i) in listed.iter().filter(|(_, i)| i.offers.is_some()) {
         for (status, n) in i.counts() {
-            target_series(w, t)
+            w.target_series(&t.region, &t.project_id)
                 .label("member_status", status)
                 .int(n as u64);
         }
@@ -71,7 +65,7 @@ fn write_offers(w: &mut Exposition, listed: &[(&TargetStatus, &IncomingStatus)])
         Kind::Gauge,
     );
     for (t, o) in offers(listed).filter(|(_, o)| !o.trusted) {
-        target_series(w, t)
+        w.target_series(&t.region, &t.project_id)
             .label("image_id", &o.image_id)
             .label("owner", &o.owner)
             .label("member_status", o.member_status)
@@ -88,7 +82,7 @@ fn write_listings(w: &mut Exposition, listed: &[(&TargetStatus, &IncomingStatus)
     );
     for (t, i) in listed {
         if let Some(ok) = i.ok {
-            target_series(w, t).int(ok as u64);
+            w.target_series(&t.region, &t.project_id).int(ok as u64);
         }
     }
     w.family(
@@ -98,7 +92,7 @@ fn write_listings(w: &mut Exposition, listed: &[(&TargetStatus, &IncomingStatus)
     );
     for (t, i) in listed {
         if let Some(at) = i.last_success_unix {
-            target_series(w, t).value(at);
+            w.target_series(&t.region, &t.project_id).value(at);
         }
     }
 }

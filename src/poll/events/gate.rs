@@ -43,9 +43,15 @@ impl Cause {
 /// A queued event poll: the newest trace asking for it, and every trace's time.
 #[derive(Debug, Default)]
 pub struct Queued {
-    pub by: Option<Arc<Attribution>>,
-    newest_ms: Option<i64>,
+    cause: Option<Cause>,
     pub trace_times_ms: Vec<i64>,
+}
+
+impl Queued {
+    /// Who the poll's changes are attributed to: the newest trace that asked for it.
+    pub fn by(&self) -> Option<Arc<Attribution>> {
+        self.cause.as_ref().map(|c| c.by.clone())
+    }
 }
 
 /// The gate of one image, kept across image-set rebuilds.
@@ -62,9 +68,9 @@ impl PollGate {
         let start = queued.is_none();
         let q = queued.get_or_insert_with(Queued::default);
         if let Some(c) = cause {
-            if q.by.is_none() || c.time_ms >= q.newest_ms {
-                q.by = Some(c.by.clone());
-                q.newest_ms = c.time_ms;
+            // A later trigger of the same time takes over.
+            if q.cause.as_ref().is_none_or(|old| c.time_ms >= old.time_ms) {
+                q.cause = Some(c.clone());
             }
             if let Some(t) = c.time_ms {
                 if q.trace_times_ms.len() < MAX_TRACE_TIMES {
@@ -105,10 +111,10 @@ mod tests {
         assert!(!gate.request(Some(&cause("b", 30))));
         assert!(!gate.request(Some(&cause("c", 20))));
         let q = gate.take().unwrap();
-        assert_eq!(q.by.unwrap().trace_id, "b");
+        assert_eq!(q.by().unwrap().trace_id, "b");
         assert_eq!(q.trace_times_ms, [10, 30, 20]);
         // Taken: the next trigger queues another poll.
         assert!(gate.request(None));
-        assert!(gate.take().unwrap().by.is_none());
+        assert!(gate.take().unwrap().by().is_none());
     }
 }

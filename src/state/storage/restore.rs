@@ -301,13 +301,14 @@ fn restore_change(c: StoredChange) -> Result<Option<ChangeEvent>, Invalid> {
             Label::Owned(s.to_string())
         }
     };
-    let counts = match (kind.is_member() || kind.is_incoming(), c.members) {
-        (false, Some(members)) => Some(MemberCounts {
+    // Only an image that stopped being monitored carries counts.
+    let counts = match (kind == ChangeKind::ImageUnmonitored, c.members) {
+        (true, Some(members)) => Some(MemberCounts {
             members: count(|| "members".into(), members as u64)? as usize,
             unexpected: c.unexpected_members,
         }),
-        (false, None) => return Ok(None),
-        (true, _) => None,
+        (true, None) => return Ok(None),
+        (false, _) => None,
     };
     if let Some(owner) = &c.owner {
         text("owner", owner, MAX_MEMBER_ID_BYTES)?;
