@@ -875,6 +875,14 @@ async fn prom_alerts(prom: &Prometheus, name: &str, labels: &[(&str, &str)]) -> 
         .collect()
 }
 
+/// Waits (as `what`) until alert `name` with `labels` fires in Prometheus.
+async fn wait_firing(prom: &Prometheus, what: &str, name: &str, labels: &[(&str, &str)]) {
+    wait_for(what, async || {
+        firing(prom, name, labels).await.then_some(())
+    })
+    .await
+}
+
 async fn firing(prom: &Prometheus, name: &str, labels: &[(&str, &str)]) -> bool {
     prom_alerts(prom, name, labels)
         .await
@@ -1054,49 +1062,32 @@ async fn dashboards_and_alerts_work_with_real_prometheus_and_alertmanager() {
 
     // The fixture's own state fires what it should: the watched member that is not
     // shared, the pending share older than 7 days, the throttled image.
-    wait_for(
+    wait_firing(
+        &prom,
         "ImsWatchedShareMissing for the missing member",
-        async || {
-            firing(
-                &prom,
-                "ImsWatchedShareMissing",
-                &[("image_id", IMAGE), ("member_id", MISSING)],
-            )
-            .await
-            .then_some(())
-        },
+        "ImsWatchedShareMissing",
+        &[("image_id", IMAGE), ("member_id", MISSING)],
     )
     .await;
-    wait_for(
+    wait_firing(
+        &prom,
         "ImsSharePendingTooLong for the old pending share",
-        async || {
-            firing(
-                &prom,
-                "ImsSharePendingTooLong",
-                &[("image_id", IMAGE), ("member_id", D1)],
-            )
-            .await
-            .then_some(())
-        },
+        "ImsSharePendingTooLong",
+        &[("image_id", IMAGE), ("member_id", D1)],
     )
     .await;
-    wait_for("ImsApiThrottled", async || {
-        firing(&prom, "ImsApiThrottled", &[("job", JOB), ("instance", "")])
-            .await
-            .then_some(())
-    })
+    wait_firing(
+        &prom,
+        "ImsApiThrottled",
+        "ImsApiThrottled",
+        &[("job", JOB), ("instance", "")],
+    )
     .await;
-    wait_for(
+    wait_firing(
+        &prom,
         "ImsEventSourceDown for the target whose reads fail",
-        async || {
-            firing(
-                &prom,
-                "ImsEventSourceDown",
-                &[("project_id", PROJECT2), ("instance", "")],
-            )
-            .await
-            .then_some(())
-        },
+        "ImsEventSourceDown",
+        &[("project_id", PROJECT2), ("instance", "")],
     )
     .await;
     assert!(
