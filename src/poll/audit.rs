@@ -42,14 +42,14 @@ pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
     let mut out = Vec::new();
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x.member_id == y.member_id => {
-                if x.status != y.status {
+            (Some(x), Some(y)) if x.member_id() == y.member_id() => {
+                if x.status() != y.status() {
                     out.push(Change::StatusChanged { old: x, new: y });
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(x), Some(y)) if x.member_id < y.member_id => {
+            (Some(x), Some(y)) if x.member_id() < y.member_id() => {
                 out.push(Change::Removed(x));
                 i += 1;
             }
@@ -80,7 +80,7 @@ pub fn events(
         .map(|c| {
             let (m, old) = match c {
                 Change::Added(m) | Change::Removed(m) => (*m, None),
-                Change::StatusChanged { old, new } => (*new, Some(&old.status)),
+                Change::StatusChanged { old, new } => (*new, Some(old.status_label())),
             };
             ChangeEvent {
                 by: by.clone(),
@@ -100,7 +100,7 @@ pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>], by: Option<
     for c in changes {
         let (m, old_status) = match c {
             Change::Added(m) | Change::Removed(m) => (*m, ""),
-            Change::StatusChanged { old, new } => (*new, &*old.status),
+            Change::StatusChanged { old, new } => (*new, old.status()),
         };
         let event = match c {
             Change::Added(_) => "member_added",
@@ -113,10 +113,10 @@ pub fn log(key: &ImageKey, image_name: &str, changes: &[Change<'_>], by: Option<
             project_id = %key.project_id,
             image_id = %key.image_id,
             image_name,
-            member_id = %m.member_id,
-            member_type = %m.member_type,
-            urn = %m.urn,
-            status = %m.status,
+            member_id = %m.member_id(),
+            member_type = %m.member_type(),
+            urn = %m.urn(),
+            status = %m.status(),
             old_status,
             unexpected = m.unexpected,
             trace_id,
@@ -265,8 +265,8 @@ mod tests {
             .iter()
             .map(|c| {
                 let id = match c {
-                    Change::Added(m) | Change::Removed(m) => m.member_id.as_str(),
-                    Change::StatusChanged { new, .. } => new.member_id.as_str(),
+                    Change::Added(m) | Change::Removed(m) => m.member_id(),
+                    Change::StatusChanged { new, .. } => new.member_id(),
                 };
                 (c.kind().as_str(), id)
             })

@@ -242,8 +242,16 @@ impl Poller {
         }
         let started = Instant::now();
         let jobs = run.jobs.load_full();
+        // No more polls under way than the target may have requests in flight: a poll
+        // waiting for a slot is a task whose future holds kilobytes, and 10,000 of them
+        // at once would be the exporter's largest allocation.
+        let in_flight = super::plan::target_share(
+            self.plan.config.max_concurrent_requests,
+            self.plan.config.targets.len(),
+        );
         let mut set = JoinSet::new();
         let mut polled = 0;
+        let mut all_ok = true;
         for job in jobs.iter() {
             if only_new && job.slot.load().last_poll_ok.is_some() {
                 continue;
@@ -255,20 +263,16 @@ impl Poller {
                 self.plan.config.page_size,
             );
             let limits = self.limits();
+            if set.len() >= in_flight {
+                all_ok &= joined(set.join_next().await);
+            }
             set.spawn(async move {
                 let _running = job.gate.enter().await;
                 poll_image(&client, &job, page_size, &limits, None).await
             });
         }
-        let mut all_ok = true;
-        while let Some(result) = set.join_next().await {
-            match result {
-                Ok(ok) => all_ok &= ok,
-                Err(e) => {
-                    tracing::error!(error = %e, "poll task failed");
-                    all_ok = false;
-                }
-            }
+        while !set.is_empty() {
+            all_ok &= joined(set.join_next().await);
         }
         let secs = started.elapsed().as_secs_f64();
         if !only_new {
@@ -307,5 +311,17 @@ impl Poller {
             ok &= done;
         }
         ok
+    }
+}
+
+/// Whether a finished poll task succeeded (a task that panicked did not).
+fn joined(result: Option<Result<bool, tokio::task::JoinError>>) -> bool {
+    match result {
+        Some(Ok(ok)) => ok,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "poll task failed");
+            false
+        }
+        None => true,
     }
 }

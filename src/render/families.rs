@@ -117,17 +117,17 @@ const PER_MEMBER: [(&str, &str, Pick); 3] = [
     (
         "ims_image_member_created_timestamp_seconds",
         "Unix time the image was shared with the member (created_at).",
-        |m, _| m.created_at,
+        |m, _| m.created_at(),
     ),
     (
         "ims_image_member_updated_timestamp_seconds",
         "Unix time the share was last updated (updated_at), e.g. accepted or rejected.",
-        |m, _| m.updated_at,
+        |m, _| m.updated_at(),
     ),
     (
         "ims_image_member_update_age_seconds",
         "Seconds since the share was last updated, computed at scrape time.",
-        |m, now| m.updated_at.map(|u| (now - u).max(0.0)),
+        |m, now| m.updated_at().map(|u| (now - u).max(0.0)),
     ),
 ];
 
@@ -363,9 +363,9 @@ fn write_shares(w: &mut Exposition, images: &Images<'_>) {
         for m in set.members.iter().filter(|m| m.unexpected) {
             w.series()
                 .labels(b)
-                .label("member_id", &m.member_id)
-                .label("member_type", &m.member_type)
-                .label("status", &m.status)
+                .label("member_id", m.member_id())
+                .label("member_type", m.member_type())
+                .label("status", m.status())
                 .value(1.0);
         }
     }
@@ -395,10 +395,10 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
         for m in &set.members {
             w.series()
                 .labels(b)
-                .label("member_id", &m.member_id)
-                .label("member_type", &m.member_type)
-                .label("status", &m.status)
-                .label("urn", &m.urn)
+                .label("member_id", m.member_id())
+                .label("member_type", m.member_type())
+                .label("status", m.status())
+                .label("urn", m.urn())
                 .value(1.0);
         }
     }
@@ -412,7 +412,7 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
                 if let Some(v) = pick(m, now) {
                     w.series()
                         .labels(b)
-                        .label("member_id", &m.member_id)
+                        .label("member_id", m.member_id())
                         .value(v);
                 }
             }

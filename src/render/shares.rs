@@ -66,11 +66,11 @@ impl ShareFilter {
         // Case-insensitive, as the API's own values may not be lower case either.
         self.member_type
             .as_deref()
-            .is_none_or(|t| m.member_type.eq_ignore_ascii_case(t))
+            .is_none_or(|t| m.member_type().eq_ignore_ascii_case(t))
             && self
                 .status
                 .as_deref()
-                .is_none_or(|st| m.status.eq_ignore_ascii_case(st))
+                .is_none_or(|st| m.status().eq_ignore_ascii_case(st))
             && (!self.unexpected_only || m.unexpected)
     }
 }
@@ -260,11 +260,11 @@ fn matching<'s>(
 
 fn row(s: &ImageState, m: &MemberRecord) -> ShareRow {
     ShareRow {
-        of: ShareOf::new(&s.key, &s.meta.name, &m.member_id, &m.member_type),
-        status: m.status.to_string(),
-        urn: (!m.urn.is_empty()).then(|| m.urn.clone()),
-        shared_since: m.created_at.and_then(rfc3339),
-        updated_at: m.updated_at.and_then(rfc3339),
+        of: ShareOf::new(&s.key, &s.meta.name, m.member_id(), m.member_type()),
+        status: m.status().to_string(),
+        urn: (!m.urn().is_empty()).then(|| m.urn().to_string()),
+        shared_since: m.created_at().and_then(rfc3339),
+        updated_at: m.updated_at().and_then(rfc3339),
         unexpected: m.unexpected,
     }
 }
@@ -346,15 +346,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn record(member_type: &'static str, status: &'static str) -> MemberRecord {
-        MemberRecord {
-            member_id: "m".into(),
-            member_type: member_type.into(),
-            status: status.into(),
-            urn: String::new(),
-            created_at: None,
-            updated_at: None,
-            unexpected: false,
-        }
+        let mut record = MemberRecord::new("m", Some(member_type), Some(status), None, None, None);
+        record.unexpected = false;
+        record
     }
 
     #[test]

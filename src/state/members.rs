@@ -31,20 +31,114 @@ pub fn label(value: Option<&str>) -> Label {
     }
 }
 
-/// One member as exported. Missing strings become `""` (urn) or `"unknown"`.
-#[derive(Debug, Clone, PartialEq)]
+/// What a type or status code says when the value is kept in [`Rare`] instead.
+const OTHER: u8 = u8::MAX;
+/// Member IDs up to this long (project and account IDs are 32 hex characters) are
+/// kept in the record itself; longer ones in [`Rare`].
+const INLINE_ID: usize = 32;
+
+/// One member as exported. Missing strings read as `""` (urn) or `"unknown"`.
+///
+/// Kept small because a fleet holds a million of these: the ID inline, the type and
+/// status as codes of the documented values, the timestamps as plain floats, and
+/// whatever is rare (a URN, a long ID, an undocumented type or status) behind one
+/// pointer. 64 bytes and no allocation for a project or account member.
+#[derive(Clone)]
 pub struct MemberRecord {
-    pub member_id: String,
-    pub member_type: Label,
-    pub status: Label,
-    pub urn: String,
-    pub created_at: Option<f64>,
-    pub updated_at: Option<f64>,
+    id: [u8; INLINE_ID],
+    /// NaN for none.
+    created_at: f64,
+    updated_at: f64,
+    rare: Option<Box<Rare>>,
+    /// Bytes of `id` in use, or [`OTHER`] when the ID is in `rare`.
+    id_len: u8,
+    /// Index into `["unknown", MEMBER_TYPES..]`, or [`OTHER`].
+    member_type: u8,
+    /// Index into `["unknown", STATUSES..]`, or [`OTHER`].
+    status: u8,
     /// No allowlist entry that applies to the image matches this member.
     pub unexpected: bool,
 }
 
+/// The parts few members have.
+#[derive(Clone, Default, PartialEq)]
+struct Rare {
+    id: Option<Box<str>>,
+    urn: Option<Box<str>>,
+    member_type: Option<Box<str>>,
+    status: Option<Box<str>>,
+}
+
+/// The code of a documented `value` among `known`, else [`OTHER`] (0 is unknown).
+fn code(known: &[&str; 3], value: Option<&str>) -> u8 {
+    match value.filter(|s| !s.is_empty() && *s != UNKNOWN) {
+        None => 0,
+        Some(v) => known
+            .iter()
+            .position(|k| *k == v)
+            .map_or(OTHER, |i| i as u8 + 1),
+    }
+}
+
+fn decode(known: &[&'static str; 3], code: u8, other: Option<&str>) -> Label {
+    match (code, other) {
+        (OTHER, Some(v)) => Cow::Owned(v.to_string()),
+        (1..=3, _) => Cow::Borrowed(known[code as usize - 1]),
+        _ => Cow::Borrowed(UNKNOWN),
+    }
+}
+
+fn known_str<'a>(known: &[&'static str; 3], code: u8, other: Option<&'a str>) -> &'a str {
+    match (code, other) {
+        (OTHER, Some(v)) => v,
+        (1..=3, _) => known[code as usize - 1],
+        _ => UNKNOWN,
+    }
+}
+
 impl MemberRecord {
+    /// A record (not yet judged: `unexpected` until [`MemberSet::evaluate`]).
+    pub fn new(
+        member_id: &str,
+        member_type: Option<&str>,
+        status: Option<&str>,
+        urn: Option<&str>,
+        created_at: Option<f64>,
+        updated_at: Option<f64>,
+    ) -> Self {
+        let mut rare = Rare::default();
+        let mut id = [0u8; INLINE_ID];
+        let id_len = match member_id.len() {
+            n if n <= INLINE_ID => {
+                id[..n].copy_from_slice(member_id.as_bytes());
+                n as u8
+            }
+            _ => {
+                rare.id = Some(member_id.into());
+                OTHER
+            }
+        };
+        let type_code = code(&MEMBER_TYPES, member_type);
+        if type_code == OTHER {
+            rare.member_type = member_type.map(Into::into);
+        }
+        let status_code = code(&STATUSES, status);
+        if status_code == OTHER {
+            rare.status = status.map(Into::into);
+        }
+        rare.urn = urn.filter(|u| !u.is_empty()).map(Into::into);
+        MemberRecord {
+            id,
+            created_at: created_at.unwrap_or(f64::NAN),
+            updated_at: updated_at.unwrap_or(f64::NAN),
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+            id_len,
+            member_type: type_code,
+            status: status_code,
+            unexpected: true,
+        }
+    }
+
     /// The record, and how many of its timestamps were present but did not parse.
     pub fn from_ref(m: &MemberRef<'_>) -> (Self, usize) {
         // (value, present but unparseable)
@@ -55,16 +149,92 @@ impl MemberRecord {
         let (created_at, bad_created) = time(m.created_at.as_deref());
         let (updated_at, bad_updated) = time(m.updated_at.as_deref());
         let bad = usize::from(bad_created) + usize::from(bad_updated);
-        let record = MemberRecord {
-            member_id: m.member_id.to_string(),
-            member_type: label(m.member_type.as_deref()),
-            status: label(m.status.as_deref()),
-            urn: m.urn.as_deref().unwrap_or_default().to_string(),
+        let record = MemberRecord::new(
+            &m.member_id,
+            m.member_type.as_deref(),
+            m.status.as_deref(),
+            m.urn.as_deref(),
             created_at,
             updated_at,
-            unexpected: true,
-        };
+        );
         (record, bad)
+    }
+
+    fn id_bytes(&self) -> &[u8] {
+        match &self.rare {
+            Some(rare) if self.id_len == OTHER => rare.id.as_deref().unwrap_or("").as_bytes(),
+            _ => &self.id[..usize::from(self.id_len).min(INLINE_ID)],
+        }
+    }
+
+    pub fn member_id(&self) -> &str {
+        // Always UTF-8: copied whole from a `&str`.
+        std::str::from_utf8(self.id_bytes()).unwrap_or_default()
+    }
+
+    fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    pub fn member_type(&self) -> &str {
+        let other = self.rare().and_then(|r| r.member_type.as_deref());
+        known_str(&MEMBER_TYPES, self.member_type, other)
+    }
+
+    pub fn status(&self) -> &str {
+        let other = self.rare().and_then(|r| r.status.as_deref());
+        known_str(&STATUSES, self.status, other)
+    }
+
+    /// The type as a [`Label`] (a shared static when documented).
+    pub fn type_label(&self) -> Label {
+        let other = self.rare().and_then(|r| r.member_type.as_deref());
+        decode(&MEMBER_TYPES, self.member_type, other)
+    }
+
+    /// The status as a [`Label`] (a shared static when documented).
+    pub fn status_label(&self) -> Label {
+        let other = self.rare().and_then(|r| r.status.as_deref());
+        decode(&STATUSES, self.status, other)
+    }
+
+    /// `""` when the member has none.
+    pub fn urn(&self) -> &str {
+        self.rare().and_then(|r| r.urn.as_deref()).unwrap_or("")
+    }
+
+    pub fn created_at(&self) -> Option<f64> {
+        Some(self.created_at).filter(|t| !t.is_nan())
+    }
+
+    pub fn updated_at(&self) -> Option<f64> {
+        Some(self.updated_at).filter(|t| !t.is_nan())
+    }
+}
+
+impl PartialEq for MemberRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.id_bytes() == other.id_bytes()
+            && self.member_type() == other.member_type()
+            && self.status() == other.status()
+            && self.urn() == other.urn()
+            && self.created_at() == other.created_at()
+            && self.updated_at() == other.updated_at()
+            && self.unexpected == other.unexpected
+    }
+}
+
+impl std::fmt::Debug for MemberRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberRecord")
+            .field("member_id", &self.member_id())
+            .field("member_type", &self.member_type())
+            .field("status", &self.status())
+            .field("urn", &self.urn())
+            .field("created_at", &self.created_at())
+            .field("updated_at", &self.updated_at())
+            .field("unexpected", &self.unexpected)
+            .finish()
     }
 }
 
@@ -103,16 +273,18 @@ impl MemberSet {
         // A member listed twice (pages shifting under us) counts once, and the copy
         // listed last (the later page, which is newer) wins: a stable sort keeps the
         // listed order among equal IDs, whatever the list's size.
-        records.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        records.sort_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
         let listed = records.len();
         records.reverse();
-        records.dedup_by(|a, b| a.member_id == b.member_id);
+        records.dedup_by(|a, b| a.id_bytes() == b.id_bytes());
         records.reverse();
+        // Pages grow the list by doubling; a set lives a whole poll interval.
+        records.shrink_to_fit();
         let duplicates = listed - records.len();
         let mut counts = BTreeMap::new();
         for r in &records {
             *counts
-                .entry((r.member_type.clone(), r.status.clone()))
+                .entry((r.type_label(), r.status_label()))
                 .or_insert(0) += 1;
         }
         MemberSet {
@@ -127,7 +299,7 @@ impl MemberSet {
     /// Sets each member's `unexpected` flag from `entries` (deny by default).
     pub fn evaluate(mut self, entries: &[Entry]) -> Self {
         for m in &mut self.members {
-            m.unexpected = is_unexpected(entries, &m.member_id, &m.urn);
+            m.unexpected = is_unexpected(entries, m.member_id(), m.urn());
         }
         self
     }

@@ -68,10 +68,52 @@ mod tests {
             member("a", "pending", Some("2023-08-23T04:07:52Z")),
         ]);
         assert_eq!(set.members.len(), 2);
-        assert_eq!(set.members[0].member_id, "a");
-        assert_eq!(set.members[1].created_at, None);
+        assert_eq!(set.members[0].member_id(), "a");
+        assert_eq!(set.members[1].created_at(), None);
         assert_eq!(set.bad_timestamps, 1);
         assert_eq!(set.counts[&("project".into(), "accepted".into())], 1);
+    }
+
+    #[test]
+    fn a_record_keeps_what_does_not_fit_inline() {
+        let long_id = "ou-".to_string() + &"x".repeat(60);
+        let urn = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-1/ou-2";
+        let r = MemberRecord::new(
+            &long_id,
+            Some("tenant"),
+            Some("frozen"),
+            Some(urn),
+            Some(1.5),
+            None,
+        );
+        assert_eq!(r.member_id(), long_id);
+        assert_eq!(
+            (r.member_type(), r.status(), r.urn()),
+            ("tenant", "frozen", urn)
+        );
+        assert_eq!((r.created_at(), r.updated_at()), (Some(1.5), None));
+        assert_eq!(r.type_label(), "tenant");
+        let short = MemberRecord::new("a", None, Some(""), Some(""), None, Some(0.0));
+        assert_eq!(short.member_id(), "a");
+        assert_eq!(
+            (short.member_type(), short.status(), short.urn()),
+            ("unknown", "unknown", "")
+        );
+        assert_eq!(short.updated_at(), Some(0.0));
+        // Exactly 32 bytes stay inline; the order is the IDs' byte order either way.
+        let id32 = "f".repeat(32);
+        let set = MemberSet::from_records(
+            vec![
+                r.clone(),
+                short.clone(),
+                MemberRecord::new(&id32, None, None, None, None, None),
+            ],
+            0,
+        );
+        let ids: Vec<&str> = set.members.iter().map(|m| m.member_id()).collect();
+        assert_eq!(ids, ["a", id32.as_str(), long_id.as_str()]);
+        assert_ne!(r, short);
+        assert_eq!(r, r.clone());
     }
 
     #[test]
@@ -93,7 +135,7 @@ mod tests {
             assert_eq!(set.members.len(), (n / 2).max(1), "n={n}");
             assert_eq!(set.duplicates, n - (n / 2).max(1), "n={n}");
             assert!(
-                set.members.iter().all(|m| m.status == "accepted"),
+                set.members.iter().all(|m| m.status() == "accepted"),
                 "n={n}: the later copy wins"
             );
         }

@@ -74,6 +74,17 @@ pub(crate) struct Args {
     /// with this many images offered to the project, half of them from trusted owners.
     #[arg(long)]
     pub(crate) incoming: Option<usize>,
+    /// Instead of the table: the official-SDK route side by side in the same run (a
+    /// Python exporter on `huaweicloudsdkims` and `prometheus_client`,
+    /// `bench/peer/sdk_exporter.py`, polling the same fake after ims-exporter did).
+    #[arg(long)]
+    pub(crate) peer: bool,
+    /// The Python interpreter that runs the peer (`--peer`).
+    #[arg(long, default_value = "python3")]
+    pub(crate) python: PathBuf,
+    /// The peer's script (`--peer`), from the checkout's root.
+    #[arg(long, default_value = "bench/peer/sdk_exporter.py")]
+    pub(crate) peer_script: PathBuf,
     /// Set by `--events` for each run: the exporter reads traces this often and polls
     /// hourly.
     #[arg(skip)]

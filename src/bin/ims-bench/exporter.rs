@@ -116,10 +116,7 @@ fn command(bin: &Path, config: &Path, state: Option<&Path>) -> Command {
         .env(
             "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
             "/nonexistent/ims-bench-credentials",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        );
     cmd
 }
 
@@ -139,9 +136,17 @@ impl Exporter {
         config: &Path,
         state: Option<&Path>,
     ) -> Result<Exporter, String> {
-        let mut child = command(bin, config, state)
+        Exporter::spawn(command(bin, config, state), bin).await
+    }
+
+    /// Starts `cmd` (an exporter that logs `listening … address=HOST:PORT` on stderr).
+    pub(crate) async fn spawn(mut cmd: Command, what: &Path) -> Result<Exporter, String> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", what.display()))?;
         let logs = Arc::new(Mutex::new(LogSink::default()));
         if let Some(stderr) = child.stderr.take() {
             drain_log(stderr, logs.clone());

@@ -151,6 +151,34 @@ impl Fleet {
     }
 }
 
+/// The official-SDK peer's command line (`--peer`): the same fake, credentials,
+/// concurrency and page size as the exporter's config, the images in `images_file`.
+pub(crate) fn peer_command(
+    args: &Args,
+    endpoint: &str,
+    fleet: &Fleet,
+    images_file: &std::path::Path,
+) -> Result<std::process::Command, String> {
+    let list: String = fleet.images.iter().map(|id| format!("{id}\n")).collect();
+    std::fs::write(images_file, list)
+        .map_err(|e| format!("cannot write {}: {e}", images_file.display()))?;
+    if !args.peer_script.is_file() {
+        return Err(format!(
+            "{} not found: run from the checkout's root or pass --peer-script",
+            args.peer_script.display()
+        ));
+    }
+    let mut cmd = std::process::Command::new(&args.python);
+    cmd.arg(&args.peer_script)
+        .args(["--endpoint", endpoint, "--ak", AK, "--sk", SK])
+        .args(["--project-id", PROJECT, "--images-file"])
+        .arg(images_file)
+        .args(["--listen", "127.0.0.1:0", "--interval", "1"])
+        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--page-size", &PAGE_SIZE.to_string()]);
+    Ok(cmd)
+}
+
 pub(crate) fn config_yaml(args: &Args, endpoint: &str, fleet: &Fleet) -> String {
     let mut y = String::new();
     y.push_str("# Written by ims-bench.\nrequest_timeout: 30s\n");

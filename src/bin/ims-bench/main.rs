@@ -30,6 +30,7 @@ mod events;
 mod exporter;
 mod fleet;
 mod incoming;
+mod peer;
 mod proc;
 mod report;
 mod run;
@@ -67,6 +68,12 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(offers) = args.incoming {
         for s in &list {
             in_time(&args, s, incoming::incoming(&args, s, &bin, offers)).await?;
+        }
+        return Ok(());
+    }
+    if args.peer {
+        for s in &list {
+            in_time(&args, s, peer::peer(&args, s, &bin)).await?;
         }
         return Ok(());
     }

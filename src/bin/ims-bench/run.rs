@@ -32,6 +32,9 @@ pub(crate) struct Run {
     /// How long waiting for one cycle may take before the run is called stuck.
     pub(crate) cycle_budget: Duration,
     deadline: Instant,
+    /// Requests the fake had received when the current exporter started (`--peer`
+    /// starts a second one on the same fake).
+    base_requests: u64,
 }
 
 impl Run {
@@ -84,6 +87,7 @@ impl Run {
             per_cycle: s.requests_per_cycle(),
             cycle_budget: Duration::from_secs(60) + Duration::from_secs_f64(20.0 * ideal.max(path)),
             deadline: Instant::now() + args.timeout,
+            base_requests: 0,
         })
     }
 
@@ -94,9 +98,22 @@ impl Run {
         Ok(())
     }
 
-    /// Requests the fake has received (the exporter's count, at arrival).
+    /// Kills the exporter and starts `cmd` in its place on the same fake; the poll
+    /// cycles are counted afresh from here.
+    pub(crate) async fn replace_exporter(
+        &mut self,
+        cmd: std::process::Command,
+        what: &Path,
+    ) -> Result<(), String> {
+        self.exporter.kill();
+        self.base_requests = self.fleet.state.requests();
+        self.exporter = Exporter::spawn(cmd, what).await?;
+        Ok(())
+    }
+
+    /// Requests the fake has received from the current exporter (at arrival).
     fn requests(&self) -> u64 {
-        self.fleet.state.requests()
+        self.fleet.state.requests() - self.base_requests
     }
 
     /// The poll cycle under way (0-based), from the fake's request count.
@@ -137,6 +154,15 @@ impl Run {
 
     pub(crate) fn cpu(&self) -> Result<f64, String> {
         cpu_seconds(self.exporter.pid(), self.ticks)
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        self.fake.endpoint()
+    }
+
+    /// The run's own temporary directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub(crate) fn kib(&self, key: &str) -> Result<u64, String> {

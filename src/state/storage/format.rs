@@ -159,12 +159,12 @@ pub(super) fn store_image(s: &Arc<ImageState>) -> Option<StoredImage> {
             .members
             .iter()
             .map(|m| StoredMember {
-                id: m.member_id.clone(),
-                member_type: m.member_type.to_string(),
-                status: m.status.to_string(),
-                urn: m.urn.clone(),
-                created_at: m.created_at,
-                updated_at: m.updated_at,
+                id: m.member_id().to_string(),
+                member_type: m.member_type().to_string(),
+                status: m.status().to_string(),
+                urn: m.urn().to_string(),
+                created_at: m.created_at(),
+                updated_at: m.updated_at(),
             })
             .collect(),
         watched: s.watched.clone(),

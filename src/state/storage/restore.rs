@@ -203,15 +203,14 @@ fn restore_member(m: StoredMember) -> Result<MemberRecord, Invalid> {
     text("urn", &m.urn, MAX_MEMBER_ID_BYTES)?;
     text("type", &m.member_type, MAX_MEMBER_LABEL_BYTES)?;
     text("status", &m.status, MAX_MEMBER_LABEL_BYTES)?;
-    Ok(MemberRecord {
-        created_at: opt_time("created_at", m.created_at)?,
-        updated_at: opt_time("updated_at", m.updated_at)?,
-        member_id: m.id,
-        member_type: label(Some(&m.member_type)),
-        status: label(Some(&m.status)),
-        urn: m.urn,
-        unexpected: true,
-    })
+    Ok(MemberRecord::new(
+        &m.id,
+        Some(&m.member_type),
+        Some(&m.status),
+        Some(&m.urn),
+        opt_time("created_at", m.created_at)?,
+        opt_time("updated_at", m.updated_at)?,
+    ))
 }
 
 /// The key of a restored image or change: as the config validated it.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::state::{
-    label, ChangeEvent, ChangeKind, ImageKey, MemberCounts, MemberRecord, Store, MAX_CHANGES,
+    ChangeEvent, ChangeKind, ImageKey, MemberCounts, MemberRecord, Store, MAX_CHANGES,
 };
 
 const PROJECT: &str = "1bed856811654c1cb661a6ca845ebc77";
@@ -275,15 +275,14 @@ fn changes_round_trip_image_unmonitored_included() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::new(dir.path(), LIMITS);
     let name: Arc<str> = "golden".into();
-    let member = MemberRecord {
-        member_id: "edc89b490d7d4392898e19b2deb34797".into(),
-        member_type: label(Some("project")),
-        status: label(Some("pending")),
-        urn: String::new(),
-        created_at: None,
-        updated_at: None,
-        unexpected: true,
-    };
+    let member = MemberRecord::new(
+        "edc89b490d7d4392898e19b2deb34797",
+        Some("project"),
+        Some("pending"),
+        None,
+        None,
+        None,
+    );
     let events = [
         ChangeEvent::new(T + 10.0, ChangeKind::Added, &key(), &name, &member, None),
         ChangeEvent::image_unmonitored(

@@ -1,0 +1,181 @@
+//! `--peer`: ims-exporter and the official-SDK route side by side, in one run. The
+//! fake IMS is populated once; ims-exporter polls it first, then the Python peer
+//! (`bench/peer/sdk_exporter.py`: `huaweicloudsdkims` and `prometheus_client`, what a
+//! user would write instead) polls the same fleet with the same concurrency. Each is
+//! measured the same way: CPU over its first poll cycle (no scrape during it), RSS
+//! after that cycle, then sequential scrapes of each variant.
+
+use std::path::Path;
+
+use crate::args::{Args, Scenario};
+use crate::fleet::peer_command;
+use crate::proc::load_average;
+use crate::report::{bytes, mib, ms, percentile, sorted};
+use crate::run::Run;
+use crate::scrape::{series_count, Variant};
+
+/// Scrapes per variant of the peer: a large scrape takes it seconds.
+const PEER_SCRAPES: u64 = 5;
+const VARIANTS: [Variant; 3] = [
+    Variant::OpenMetrics,
+    Variant::OpenMetricsGzip,
+    Variant::Text,
+];
+
+/// What one exporter measured.
+struct Figures {
+    cycle_cpu: f64,
+    cycle_wall: f64,
+    rss_kib: u64,
+    rss_after_scrapes_kib: u64,
+    /// Sorted scrape times per variant, in [`VARIANTS`]' order.
+    scrapes: [Vec<f64>; 3],
+    bytes: [usize; 3],
+    series: usize,
+}
+
+pub(crate) async fn peer(args: &Args, s: &Scenario, bin: &Path) -> Result<(), String> {
+    let mut run = Run::start(args, s, bin).await?;
+    let result = compare(args, s, &mut run).await;
+    run.stop().await;
+    let (ours, theirs, load) = result?;
+    print(args, s, &ours, &theirs, load);
+    Ok(())
+}
+
+async fn compare(
+    args: &Args,
+    s: &Scenario,
+    run: &mut Run,
+) -> Result<(Figures, Figures, (f64, f64)), String> {
+    let load_start = load_average();
+    let ours = figures(run, args.scrapes, &format!("{} ims-exporter", s.name)).await?;
+    let images_file = run.dir().join("peer-images.txt");
+    let cmd = peer_command(args, &run.endpoint(), &run.fleet, &images_file)?;
+    run.replace_exporter(cmd, &args.python).await?;
+    let name = format!("{} official SDK", s.name);
+    let theirs = figures(run, args.scrapes.min(PEER_SCRAPES), &name).await?;
+    Ok((ours, theirs, (load_start, load_average())))
+}
+
+/// The first poll cycle (from its first request to the next cycle's first) and the
+/// scrapes after it.
+async fn figures(run: &mut Run, scrapes: u64, name: &str) -> Result<Figures, String> {
+    run.wait_cycle_start(0).await?;
+    let (cpu0, t0) = (run.cpu()?, std::time::Instant::now());
+    run.wait_cycle_start(1).await?;
+    let cycle_cpu = run.cpu()? - cpu0;
+    let cycle_wall = t0.elapsed().as_secs_f64();
+    let rss_kib = run.kib("VmRSS")?;
+    eprintln!(
+        "[{name}] first cycle {cycle_wall:.3}s wall, {cycle_cpu:.3}s CPU, RSS {}",
+        mib(rss_kib)
+    );
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut sizes = [0; 3];
+    let mut series = 0;
+    for (i, variant) in VARIANTS.into_iter().enumerate() {
+        run.scrape(variant).await?; // warm-up
+        for _ in 0..scrapes {
+            let scrape = run.scrape(variant).await?;
+            times[i].push(scrape.elapsed.as_secs_f64());
+            sizes[i] = scrape.body.len();
+            if i == 0 {
+                series = series_count(&String::from_utf8_lossy(&scrape.body));
+            }
+        }
+        eprintln!(
+            "[{name}] {variant:?}: median {}",
+            ms(percentile(&sorted(times[i].clone()), 50.0))
+        );
+    }
+    Ok(Figures {
+        cycle_cpu,
+        cycle_wall,
+        rss_kib,
+        rss_after_scrapes_kib: run.kib("VmRSS")?,
+        scrapes: times.map(sorted),
+        bytes: sizes,
+        series,
+    })
+}
+
+fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &Figures, load: (f64, f64)) {
+    let median = |f: &Figures, i: usize| percentile(&f.scrapes[i], 50.0);
+    let ratio = |a: f64, b: f64| format!("**{:.1}×**", b / a);
+    println!(
+        "\n`ims-bench --peer`: {} ({} × {} = {} members), L = {:?}, {} concurrent requests, \
+         member_metrics {}; one run, the same fake\n",
+        s.name,
+        s.images,
+        s.members,
+        s.images * s.members,
+        args.latency,
+        args.concurrency,
+        args.member_metrics
+    );
+    println!("| | ims-exporter | official-SDK route | ratio |");
+    println!("|---|---|---|---|");
+    let row =
+        |label: &str, a: String, b: String, r: String| println!("| {label} | {a} | {b} | {r} |");
+    row(
+        "CPU for the first poll cycle (no scrape during it)",
+        format!("{:.3} s", ours.cycle_cpu),
+        format!("{:.3} s", theirs.cycle_cpu),
+        ratio(ours.cycle_cpu, theirs.cycle_cpu),
+    );
+    row(
+        "first poll cycle wall",
+        format!("{:.3} s", ours.cycle_wall),
+        format!("{:.3} s", theirs.cycle_wall),
+        String::new(),
+    );
+    row(
+        "RSS after the cycle (before any scrape)",
+        mib(ours.rss_kib),
+        mib(theirs.rss_kib),
+        ratio(ours.rss_kib as f64, theirs.rss_kib as f64),
+    );
+    row(
+        "RSS after the scrapes",
+        mib(ours.rss_after_scrapes_kib),
+        mib(theirs.rss_after_scrapes_kib),
+        ratio(
+            ours.rss_after_scrapes_kib as f64,
+            theirs.rss_after_scrapes_kib as f64,
+        ),
+    );
+    for (i, label) in ["OpenMetrics", "OpenMetrics + gzip", "text 0.0.4"]
+        .iter()
+        .enumerate()
+    {
+        row(
+            &format!(
+                "scrape {label}, median ({} / {} scrapes)",
+                ours.scrapes[i].len(),
+                theirs.scrapes[i].len()
+            ),
+            ms(median(ours, i)),
+            ms(median(theirs, i)),
+            ratio(median(ours, i), median(theirs, i)),
+        );
+    }
+    row(
+        "bytes per scrape: OpenMetrics / gzip / text",
+        ours.bytes.map(bytes).join(" / "),
+        theirs.bytes.map(bytes).join(" / "),
+        String::new(),
+    );
+    row(
+        "series",
+        ours.series.to_string(),
+        theirs.series.to_string(),
+        String::new(),
+    );
+    row(
+        "load average (1 min), start / end",
+        format!("{:.2} / {:.2}", load.0, load.1),
+        String::new(),
+        String::new(),
+    );
+}
