@@ -16,10 +16,55 @@ use arc_swap::ArcSwap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// Glob over `member_id`.
-    MemberId(String),
+    MemberId(Glob),
     /// Glob over the member's URN (entry written with the `urn:` prefix, which the API's
     /// URNs lack).
-    Urn(String),
+    Urn(Glob),
+}
+
+/// A glob pattern, classified once: every member of every poll is matched against
+/// every entry, and most entries are an exact ID or a prefix such as `ou-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    pattern: String,
+    kind: GlobKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobKind {
+    Exact,
+    /// The pattern is the prefix and one final `*`.
+    Prefix,
+    Wild,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        let wild = |s: &str| s.bytes().any(|b| b == b'*' || b == b'?');
+        let kind = match pattern.strip_suffix('*') {
+            _ if !wild(pattern) => GlobKind::Exact,
+            Some(prefix) if !wild(prefix) => GlobKind::Prefix,
+            _ => GlobKind::Wild,
+        };
+        Glob {
+            pattern: pattern.to_string(),
+            kind,
+        }
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        match self.kind {
+            GlobKind::Exact => self.pattern == text,
+            GlobKind::Prefix => text.starts_with(&self.pattern[..self.pattern.len() - 1]),
+            GlobKind::Wild => glob_match(&self.pattern, text),
+        }
+    }
+}
+
+impl From<&str> for Glob {
+    fn from(pattern: &str) -> Self {
+        Glob::new(pattern)
+    }
 }
 
 impl Entry {
@@ -32,18 +77,16 @@ impl Entry {
             return Err(format!("allowlist entry {s:?} contains white space"));
         }
         Ok(match s.strip_prefix("urn:") {
-            Some(rest) if !rest.is_empty() => Entry::Urn(rest.to_string()),
+            Some(rest) if !rest.is_empty() => Entry::Urn(Glob::new(rest)),
             Some(_) => return Err("a urn: entry needs a URN after the prefix".into()),
-            None => Entry::MemberId(s.to_string()),
+            None => Entry::MemberId(Glob::new(s)),
         })
     }
 
     pub fn matches(&self, member_id: &str, urn: &str) -> bool {
         match self {
-            Entry::MemberId(p) => glob_match(p, member_id),
-            Entry::Urn(p) => {
-                !urn.is_empty() && glob_match(p, urn.strip_prefix("urn:").unwrap_or(urn))
-            }
+            Entry::MemberId(p) => p.matches(member_id),
+            Entry::Urn(p) => !urn.is_empty() && p.matches(urn.strip_prefix("urn:").unwrap_or(urn)),
         }
     }
 }
@@ -257,6 +300,21 @@ mod tests {
     use super::*;
 
     const URN: &str = "organizations::6c031a41eefc480bb60f20c003891fcd:ou:o-z5142zmm6p5cumsxralfljeb3qrwqamd/ou-qdjrky7i07higfa4f6reqv9etybmp4ng";
+
+    #[test]
+    fn a_classified_glob_matches_as_the_glob_does() {
+        let patterns = [
+            "x", "", "*", "**", "ou-*", "ou-*-*", "?*", "a?c", "*ß", "ü?x", "a*b",
+        ];
+        let texts = [
+            "", "x", "ou-", "ou-abc", "ou-a-b", "abc", "ac", "aaß", "üßx", "axxb",
+        ];
+        for p in patterns {
+            for t in texts {
+                assert_eq!(Glob::new(p).matches(t), glob_match(p, t), "{p:?} on {t:?}");
+            }
+        }
+    }
 
     #[test]
     fn globs() {

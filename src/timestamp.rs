@@ -69,24 +69,41 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
         return None;
     }
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let date = time::Date::from_calendar_date(
-        i32::try_from(year).ok()?,
-        time::Month::try_from(u8::try_from(month).ok()?).ok()?,
-        u8::try_from(day).ok()?,
-    )
-    .ok()?;
-    let tod = time::Time::from_hms(
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-    )
-    .ok()?;
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
     let (fraction, offset_secs) = fraction_and_offset(&s[19..])?;
-    let unix = time::PrimitiveDateTime::new(date, tod)
-        .assume_utc()
-        .unix_timestamp()
+    let unix = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
         - offset_secs;
     Some(unix as f64 + fraction)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`), without a calendar library's checks on the hot path: the
+/// caller has checked the date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// What follows the seconds: an optional fraction, then `Z`, an offset or nothing
@@ -169,6 +186,7 @@ mod tests {
             "2023-08-23T04:07:52.Z",
             "２０２３-08-23T04:07:52Z",
             "2023-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
             "2023-04-31T00:00:00Z",
             "2023-08-23T24:00:00Z",
             "2023-08-23T04:60:00Z",

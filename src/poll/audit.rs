@@ -41,15 +41,19 @@ pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
     let (a, b) = (&old.members, &new.members);
     let mut out = Vec::new();
     while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => Some(x.cmp_id(y)),
+            _ => None,
+        };
         match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x.member_id() == y.member_id() => {
+            (Some(x), Some(y)) if order == Some(std::cmp::Ordering::Equal) => {
                 if x.status() != y.status() {
                     out.push(Change::StatusChanged { old: x, new: y });
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(x), Some(y)) if x.member_id() < y.member_id() => {
+            (Some(x), Some(_)) if order == Some(std::cmp::Ordering::Less) => {
                 out.push(Change::Removed(x));
                 i += 1;
             }

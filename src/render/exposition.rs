@@ -6,6 +6,8 @@
 //! `region`, `project_id`, `image_id`) are escaped once and copied in as a block, and
 //! nothing is allocated per series.
 
+use crate::state::is_plain_label;
+
 /// The exposition format of a scrape (which one: [`super::negotiation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -175,6 +177,20 @@ impl<'a> Exposition<'a> {
         self
     }
 
+    /// [`Exposition::label`] for a value known to need no escaping
+    /// ([`is_plain_label`]); `plain` false escapes it as usual.
+    pub fn label_if_plain(&mut self, name: &str, value: &str, plain: bool) -> &mut Self {
+        if !plain {
+            return self.label(name, value);
+        }
+        self.label_separator();
+        self.out.push_str(name);
+        self.out.push_str("=\"");
+        self.out.push_str(value);
+        self.out.push('"');
+        self
+    }
+
     /// Labels already encoded as `a="x",b="y"` (see [`label_block`]).
     pub fn labels(&mut self, block: &str) -> &mut Self {
         if !block.is_empty() {
@@ -264,13 +280,8 @@ pub fn label_block(labels: &[(&str, &str)]) -> String {
 }
 
 fn escape_label_value(out: &mut String, v: &str) {
-    // IDs never need it; checking first keeps the common case one copy. The check
-    // has no early exit so that it vectorises: label values are short, and memchr's
-    // set-up costs more than the scan.
-    let special = v.bytes().fold(0u8, |acc, b| {
-        acc | u8::from(b == b'\\') | u8::from(b == b'"') | u8::from(b == b'\n')
-    });
-    if special == 0 {
+    // IDs never need it; checking first keeps the common case one copy.
+    if is_plain_label(v) {
         out.push_str(v);
         return;
     }

@@ -360,12 +360,13 @@ fn write_shares(w: &mut Exposition, images: &Images<'_>) {
     );
     w.family("ims_image_member_unexpected", "1 for each member of the image that no applicable allowlist entry matches, whatever its status.", Kind::Gauge);
     for (b, set) in images.members() {
+        let plain = set.plain_labels;
         for m in set.members.iter().filter(|m| m.unexpected) {
             w.series()
                 .labels(b)
-                .label("member_id", m.member_id())
-                .label("member_type", m.member_type())
-                .label("status", m.status())
+                .label_if_plain("member_id", m.member_id(), plain)
+                .label_if_plain("member_type", m.member_type(), plain)
+                .label_if_plain("status", m.status(), plain)
                 .value(1.0);
         }
     }
@@ -392,13 +393,14 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
         Kind::Gauge,
     );
     for (b, set) in images.members() {
+        let plain = set.plain_labels;
         for m in &set.members {
             w.series()
                 .labels(b)
-                .label("member_id", m.member_id())
-                .label("member_type", m.member_type())
-                .label("status", m.status())
-                .label("urn", m.urn())
+                .label_if_plain("member_id", m.member_id(), plain)
+                .label_if_plain("member_type", m.member_type(), plain)
+                .label_if_plain("status", m.status(), plain)
+                .label_if_plain("urn", m.urn(), plain)
                 .value(1.0);
         }
     }
@@ -412,7 +414,7 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
                 if let Some(v) = pick(m, now) {
                     w.series()
                         .labels(b)
-                        .label("member_id", m.member_id())
+                        .label_if_plain("member_id", m.member_id(), set.plain_labels)
                         .value(v);
                 }
             }

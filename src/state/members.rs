@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use arrayvec::ArrayString;
+
 use crate::allowlist::{is_unexpected, Entry};
 use crate::ims::model::{Member, MemberRef};
 use crate::timestamp::parse_timestamp;
@@ -45,13 +47,11 @@ const INLINE_ID: usize = 32;
 /// pointer. 64 bytes and no allocation for a project or account member.
 #[derive(Clone)]
 pub struct MemberRecord {
-    id: [u8; INLINE_ID],
+    id: ArrayString<INLINE_ID>,
     /// NaN for none.
     created_at: f64,
     updated_at: f64,
     rare: Option<Box<Rare>>,
-    /// Bytes of `id` in use, or [`OTHER`] when the ID is in `rare`.
-    id_len: u8,
     /// Index into `["unknown", MEMBER_TYPES..]`, or [`OTHER`].
     member_type: u8,
     /// Index into `["unknown", STATUSES..]`, or [`OTHER`].
@@ -107,17 +107,11 @@ impl MemberRecord {
         updated_at: Option<f64>,
     ) -> Self {
         let mut rare = Rare::default();
-        let mut id = [0u8; INLINE_ID];
-        let id_len = match member_id.len() {
-            n if n <= INLINE_ID => {
-                id[..n].copy_from_slice(member_id.as_bytes());
-                n as u8
-            }
-            _ => {
-                rare.id = Some(member_id.into());
-                OTHER
-            }
-        };
+        // Too long to be inline: empty here, kept in `rare` (an ID is never empty).
+        let id = ArrayString::from(member_id).unwrap_or_else(|_| {
+            rare.id = Some(member_id.into());
+            ArrayString::new()
+        });
         let type_code = code(&MEMBER_TYPES, member_type);
         if type_code == OTHER {
             rare.member_type = member_type.map(Into::into);
@@ -132,7 +126,6 @@ impl MemberRecord {
             created_at: created_at.unwrap_or(f64::NAN),
             updated_at: updated_at.unwrap_or(f64::NAN),
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
-            id_len,
             member_type: type_code,
             status: status_code,
             unexpected: true,
@@ -160,16 +153,30 @@ impl MemberRecord {
         (record, bad)
     }
 
-    fn id_bytes(&self) -> &[u8] {
-        match &self.rare {
-            Some(rare) if self.id_len == OTHER => rare.id.as_deref().unwrap_or("").as_bytes(),
-            _ => &self.id[..usize::from(self.id_len).min(INLINE_ID)],
+    pub fn member_id(&self) -> &str {
+        match self.rare().and_then(|r| r.id.as_deref()) {
+            Some(long) => long,
+            None => &self.id,
         }
     }
 
-    pub fn member_id(&self) -> &str {
-        // Always UTF-8: copied whole from a `&str`.
-        std::str::from_utf8(self.id_bytes()).unwrap_or_default()
+    fn id_bytes(&self) -> &[u8] {
+        self.member_id().as_bytes()
+    }
+
+    /// Orders two records by member ID (byte order, as `str` orders), comparing the
+    /// first eight bytes as one integer before the rest: sorting a million IDs is
+    /// mostly comparisons that the first bytes decide.
+    pub fn cmp_id(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.id_bytes(), other.id_bytes());
+        // Zero-padded: when the prefixes differ, they differ as the strings do.
+        let prefix = |s: &[u8]| {
+            let mut p = [0u8; 8];
+            let n = s.len().min(8);
+            p[..n].copy_from_slice(&s[..n]);
+            u64::from_be_bytes(p)
+        };
+        prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
     }
 
     fn rare(&self) -> Option<&Rare> {
@@ -252,6 +259,18 @@ pub struct MemberSet {
     /// False when only watched members were fetched (`list_members: false`): then the
     /// set is not the image's whole member list and counts are not exported.
     pub complete: bool,
+    /// No member's ID, type, status or URN has a byte that label values escape, so a
+    /// scrape copies them as they are (found once per poll, not once per scrape).
+    pub plain_labels: bool,
+}
+
+/// Whether `s` can be a label value as it is: no `\\`, `"` or line feed, the bytes
+/// the exposition formats escape.
+pub fn is_plain_label(s: &str) -> bool {
+    // No early exit, so that it vectorises: label values are short.
+    s.bytes().fold(0u8, |acc, b| {
+        acc | u8::from(b == b'\\') | u8::from(b == b'"') | u8::from(b == b'\n')
+    }) == 0
 }
 
 impl MemberSet {
@@ -273,7 +292,7 @@ impl MemberSet {
         // A member listed twice (pages shifting under us) counts once, and the copy
         // listed last (the later page, which is newer) wins: a stable sort keeps the
         // listed order among equal IDs, whatever the list's size.
-        records.sort_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
+        records.sort_by(MemberRecord::cmp_id);
         let listed = records.len();
         records.reverse();
         records.dedup_by(|a, b| a.id_bytes() == b.id_bytes());
@@ -281,18 +300,44 @@ impl MemberSet {
         // Pages grow the list by doubling; a set lives a whole poll interval.
         records.shrink_to_fit();
         let duplicates = listed - records.len();
+        // Counted by code, and only undocumented values by name.
+        let mut by_code = [[0u64; 4]; 4];
         let mut counts = BTreeMap::new();
         for r in &records {
-            *counts
-                .entry((r.type_label(), r.status_label()))
-                .or_insert(0) += 1;
+            match by_code
+                .get_mut(usize::from(r.member_type))
+                .and_then(|row| row.get_mut(usize::from(r.status)))
+            {
+                Some(n) => *n += 1,
+                None => {
+                    *counts
+                        .entry((r.type_label(), r.status_label()))
+                        .or_insert(0) += 1
+                }
+            }
         }
+        for (t, row) in by_code.iter().enumerate() {
+            for (s, &n) in row.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let key = (
+                    decode(&MEMBER_TYPES, t as u8, None),
+                    decode(&STATUSES, s as u8, None),
+                );
+                *counts.entry(key).or_insert(0) += n;
+            }
+        }
+        let plain_labels = records.iter().all(|r| {
+            is_plain_label(r.member_id())
+                && is_plain_label(r.member_type())
+                && is_plain_label(r.status())
+                && is_plain_label(r.urn())
+        });
         MemberSet {
             members: records,
             counts,
             bad_timestamps,
             duplicates,
             complete: true,
+            plain_labels,
         }
     }
 

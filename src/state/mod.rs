@@ -19,7 +19,9 @@ mod store;
 pub use changes::{Attribution, ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use incoming::{member_status, IncomingStatus, Offer};
-pub use members::{label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN};
+pub use members::{
+    is_plain_label, label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN,
+};
 pub use store::{
     CtsStatus, DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus, TraceWindow,
 };

@@ -290,7 +290,7 @@ proptest! {
     /// parses back to the same value.
     #[test]
     fn label_values_round_trip(
-        members in prop::collection::btree_map("[a-z0-9-]{1,10}", ("\\PC{0,10}", "[\\PC\"\\\\\n]{0,12}", prop::option::of("[\\PC\"\\\\\n]{0,16}")), 1..6)
+        members in prop::collection::btree_map("[a-z0-9\"\\\\\n-]{1,10}", ("\\PC{0,10}", "[\\PC\"\\\\\n]{0,12}", prop::option::of("[\\PC\"\\\\\n]{0,16}")), 1..6)
     ) {
         let store = Arc::new(Store::new());
         let key = ImageKey { region: "r".into(), project_id: "p".into(), image_id: "i".into() };

@@ -38,7 +38,7 @@ async fn churn_run(args: &Args, s: &Scenario, run: &mut Run, cycles: u64) -> Res
         run.wait_cycle_start(c).await?;
         let (removed, added) = run.fleet.churn(args.churn_percent);
         let sc = run.scrape(Variant::OpenMetrics).await?;
-        let n = series_count(&String::from_utf8_lossy(&sc.body));
+        let n = series_count(&String::from_utf8_lossy(sc.body));
         let kib = run.kib("VmRSS")?;
         series.push(kib);
         println!(

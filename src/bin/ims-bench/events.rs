@@ -83,7 +83,7 @@ async fn first_cycle(run: &mut Run) -> Result<(), String> {
     let deadline = Instant::now() + run.cycle_budget;
     loop {
         let sc = run.scrape(Variant::Text).await?;
-        if String::from_utf8_lossy(&sc.body).contains("\nims_poll_duration_seconds ") {
+        if String::from_utf8_lossy(sc.body).contains("\nims_poll_duration_seconds ") {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -146,7 +146,7 @@ async fn probe(run: &mut Run, member: &str, within: Duration) -> Result<(), Stri
     let deadline = Instant::now() + within;
     loop {
         let sc = run.scrape(Variant::Text).await?;
-        if memchr_str(&sc.body, member.as_bytes()) {
+        if memchr_str(sc.body, member.as_bytes()) {
             return Ok(());
         }
         if Instant::now() > deadline {

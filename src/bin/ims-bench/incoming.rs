@@ -98,7 +98,7 @@ async fn wait_listed(run: &mut Run, offers: f64, any: bool) -> Result<(), String
     let deadline = Instant::now() + run.cycle_budget;
     loop {
         let sc = run.scrape(Variant::Text).await?;
-        let text = String::from_utf8_lossy(&sc.body);
+        let text = String::from_utf8_lossy(sc.body);
         let ok = sum_samples(&text, "ims_incoming_poll_success", |_| true).unwrap_or(0.0) >= 1.0;
         let held = sum_samples(&text, "ims_incoming_images", |_| true).unwrap_or(0.0);
         if ok && (any || held >= offers) {

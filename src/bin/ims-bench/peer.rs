@@ -81,7 +81,7 @@ async fn figures(run: &mut Run, scrapes: u64, name: &str) -> Result<Figures, Str
             times[i].push(scrape.elapsed.as_secs_f64());
             sizes[i] = scrape.body.len();
             if i == 0 {
-                series = series_count(&String::from_utf8_lossy(&scrape.body));
+                series = series_count(&String::from_utf8_lossy(scrape.body));
             }
         }
         eprintln!(

@@ -35,6 +35,8 @@ pub(crate) struct Run {
     /// Requests the fake had received when the current exporter started (`--peer`
     /// starts a second one on the same fake).
     base_requests: u64,
+    /// The body of the last scrape (reused).
+    scrape_buf: Vec<u8>,
 }
 
 impl Run {
@@ -88,6 +90,7 @@ impl Run {
             cycle_budget: Duration::from_secs(60) + Duration::from_secs_f64(20.0 * ideal.max(path)),
             deadline: Instant::now() + args.timeout,
             base_requests: 0,
+            scrape_buf: Vec::new(),
         })
     }
 
@@ -143,13 +146,18 @@ impl Run {
         Ok(())
     }
 
-    pub(crate) async fn scrape(&mut self, variant: Variant) -> Result<Scrape, String> {
+    pub(crate) async fn scrape(&mut self, variant: Variant) -> Result<Scrape<'_>, String> {
         self.exporter.check_alive()?;
         if Instant::now() > self.deadline {
             return Err("the scenario ran out of time (--timeout)".into());
         }
         let url = format!("http://{}/metrics", self.exporter.addr);
-        scrape(&self.client, &url, variant).await
+        scrape(&self.client, &url, variant, &mut self.scrape_buf).await
+    }
+
+    /// The body of the last scrape.
+    pub(crate) fn last_body(&self) -> &[u8] {
+        &self.scrape_buf
     }
 
     pub(crate) fn cpu(&self) -> Result<f64, String> {

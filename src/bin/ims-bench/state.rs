@@ -70,7 +70,7 @@ async fn restart_restored(s: &Scenario, bin: &Path, run: &mut Run) -> Result<(f6
     let listening = started.elapsed().as_secs_f64();
     loop {
         let sc = run.scrape(Variant::Text).await?;
-        let text = String::from_utf8_lossy(&sc.body);
+        let text = String::from_utf8_lossy(sc.body);
         let images = text
             .lines()
             .filter(|l| l.starts_with(RESTORED_SERIES))

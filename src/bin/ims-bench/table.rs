@@ -107,7 +107,7 @@ async fn measure_run(args: &Args, s: &Scenario, run: &mut Run) -> Result<Row, St
 async fn measure_first_cycle(run: &mut Run, name: &str) -> Result<f64, String> {
     run.wait_cycle_start(1).await?;
     let first = run.scrape(Variant::OpenMetrics).await?;
-    let first_text = String::from_utf8_lossy(&first.body).into_owned();
+    let first_text = String::from_utf8_lossy(first.body).into_owned();
     let first_cycle = sum_samples(&first_text, "ims_poll_duration_seconds", |_| true)
         .ok_or("no ims_poll_duration_seconds after the first cycle")?;
     eprintln!("[{name}] first cycle {first_cycle:.3}s");
@@ -139,7 +139,7 @@ async fn measure_cycles(args: &Args, run: &mut Run, name: &str) -> Result<Cycles
         run.wait_cycle_start(c + 1).await?;
         let cpu1 = run.cpu()?;
         let scraped = run.scrape(Variant::OpenMetrics).await?;
-        let text = String::from_utf8_lossy(&scraped.body);
+        let text = String::from_utf8_lossy(scraped.body);
         let wall = sum_samples(&text, "ims_poll_duration_seconds", |_| true)
             .ok_or("no ims_poll_duration_seconds")?;
         marks.push((c + 1, api_total(&text)));
@@ -238,13 +238,11 @@ async fn time_scrapes(
         run.scrape(variant).await?;
     }
     let mut t = Vec::new();
-    let mut last = Vec::new();
     for _ in 0..args.scrapes {
         let sc = run.scrape(variant).await?;
         t.push(sc.elapsed.as_secs_f64());
-        last = sc.body;
     }
-    Ok((sorted(t), last))
+    Ok((sorted(t), run.last_body().to_vec()))
 }
 
 /// The gzip body decompresses (`Err` if not) and, if it has not as many series as
