@@ -177,18 +177,28 @@ impl AllowlistFile {
 /// The allowlist sources that apply to one image, in no particular order (values).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Allowlist {
-    pub entries: Vec<Entry>,
+    /// Shared: a fleet's images mostly have the same entries (the top level's).
+    pub entries: Arc<Vec<Entry>>,
     pub files: Vec<AllowlistFile>,
 }
 
 impl Allowlist {
     /// Combines sources (global, target, image).
     pub fn merge(parts: &[&Allowlist]) -> Allowlist {
+        let mut with_entries = parts.iter().filter(|p| !p.entries.is_empty());
+        let entries = match (with_entries.next(), with_entries.next()) {
+            (None, _) => Arc::default(),
+            // One source of entries: its list is shared, not copied.
+            (Some(only), None) => only.entries.clone(),
+            _ => Arc::new(
+                parts
+                    .iter()
+                    .flat_map(|p| p.entries.iter().cloned())
+                    .collect(),
+            ),
+        };
         Allowlist {
-            entries: parts
-                .iter()
-                .flat_map(|p| p.entries.iter().cloned())
-                .collect(),
+            entries,
             files: parts.iter().flat_map(|p| p.files.iter().cloned()).collect(),
         }
     }
@@ -275,18 +285,21 @@ impl WatchedFiles {
 /// The allowlist of one image as polls apply it: its entries and its watched files.
 #[derive(Debug, Clone, Default)]
 pub struct LiveAllowlist {
-    entries: Vec<Entry>,
+    entries: Arc<Vec<Entry>>,
     files: Vec<Arc<WatchedFile>>,
 }
 
 impl LiveAllowlist {
     /// The entries in force now (files re-read).
-    pub async fn current(&self) -> Vec<Entry> {
-        let mut out = self.entries.clone();
+    pub async fn current(&self) -> Arc<Vec<Entry>> {
+        if self.files.is_empty() {
+            return self.entries.clone();
+        }
+        let mut out = Vec::clone(&self.entries);
         for f in &self.files {
             out.extend(f.refresh().await.iter().cloned());
         }
-        out
+        Arc::new(out)
     }
 }
 

@@ -411,7 +411,7 @@ fn allowlist(
 ) -> Result<Allowlist, (String, String)> {
     let mut out = Allowlist::default();
     for (i, e) in entries.iter().enumerate() {
-        out.entries
+        std::sync::Arc::make_mut(&mut out.entries)
             .push(Entry::parse(e).map_err(|m| (format!("{prefix}allowed_members[{i}]"), m))?);
     }
     if let Some(path) = file {

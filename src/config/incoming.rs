@@ -46,7 +46,7 @@ pub(super) fn trusted_owners(
 ) -> Result<Allowlist, Fail> {
     let mut out = Allowlist::default();
     for (i, e) in entries.iter().enumerate() {
-        out.entries
+        std::sync::Arc::make_mut(&mut out.entries)
             .push(Entry::parse(e).map_err(|m| (format!("{prefix}trusted_owners[{i}]"), m))?);
     }
     if let Some(path) = file {

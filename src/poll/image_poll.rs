@@ -61,12 +61,14 @@ impl Limits {
 }
 
 /// Fetches what the image's config asks for: the member list, each watched member.
-/// All or nothing: the first error fails the whole poll of the image.
+/// All or nothing: the first error fails the whole poll of the image. `expected`:
+/// the members it had last time.
 async fn fetch(
     client: &ImsClient,
     job: &ImageJob,
     page_size: u32,
     cap: MemberCap,
+    expected: usize,
 ) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
     let (api, image) = (&job.target.api, &job.image);
     let mut bad_timestamps = 0;
@@ -78,7 +80,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(api, &image.id, page_size, cap, &mut record)
+                .list_members(api, &image.id, page_size, cap, expected, &mut record)
                 .await?,
         )
     } else {
@@ -134,7 +136,7 @@ struct Good {
     previous: Arc<ImageState>,
     set: MemberSet,
     watched: BTreeMap<String, bool>,
-    entries: Vec<crate::allowlist::Entry>,
+    entries: Arc<Vec<crate::allowlist::Entry>>,
 }
 
 /// Fetches and judges the image; a failure is logged and stored (the last good list
@@ -147,7 +149,7 @@ async fn fetch_and_judge(
 ) -> Option<Good> {
     let entries = job.allowlist.current().await;
     let held = job.slot.load().member_count();
-    let result = fetch(client, job, page_size, limits.cap(held)).await;
+    let result = fetch(client, job, page_size, limits.cap(held), held).await;
     let previous = job.slot.load();
     match result {
         Ok((set, watched)) => {
