@@ -91,24 +91,38 @@ fn render_stream(metrics: &Metrics, format: Format, tx: &ChunkSender) {
     }
 }
 
+/// The gzip member header (RFC 1952): deflate, no name or time, the fastest level
+/// (`XFL` 4), the OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+
 /// Gzips the chunks from `rx` into `tx`. It runs on its own thread so that rendering
-/// and compressing a large scrape overlap on two cores.
+/// and compressing a large scrape overlap on two cores. The gzip framing is written
+/// here around a raw deflate stream, so that the checksum is crc32fast's (SIMD):
+/// zlib-rs's own took an eighth of a large compressed scrape.
 fn gzip_stream(mut rx: ChunkReceiver, tx: &ChunkSender) {
-    let mut enc = flate2::write::GzEncoder::new(
+    let mut enc = flate2::write::DeflateEncoder::new(
         Vec::with_capacity(SCRAPE_CHUNK / 4),
         flate2::Compression::fast(),
     );
+    enc.get_mut().extend_from_slice(&GZIP_HEADER);
+    let (mut crc, mut size) = (crc32fast::Hasher::new(), 0u32);
     let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes.into())).is_ok();
     loop {
         match rx.blocking_recv() {
             Some(Ok(chunk)) if chunk.is_empty() => break,
             Some(Ok(chunk)) => {
+                crc.update(&chunk);
+                // ISIZE is the length modulo 2^32.
+                size = size.wrapping_add(chunk.len() as u32);
                 if let Err(e) = enc.write_all(&chunk) {
                     tracing::error!(error = %e, "compressing metrics failed");
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
-                if !send(std::mem::take(enc.get_mut())) {
+                // A fresh buffer of the usual size, so the next chunk's output is not
+                // grown from nothing.
+                let out = std::mem::replace(enc.get_mut(), Vec::with_capacity(SCRAPE_CHUNK / 4));
+                if !send(out) {
                     return;
                 }
             }
@@ -122,7 +136,9 @@ fn gzip_stream(mut rx: ChunkReceiver, tx: &ChunkSender) {
         }
     }
     match enc.finish() {
-        Ok(rest) => {
+        Ok(mut rest) => {
+            rest.extend_from_slice(&crc.finalize().to_le_bytes());
+            rest.extend_from_slice(&size.to_le_bytes());
             if send(rest) {
                 let _ = tx.blocking_send(Ok(Bytes::new()));
             }
