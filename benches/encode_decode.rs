@@ -14,7 +14,6 @@ use ims_exporter::allowlist::Entry;
 use ims_exporter::fake_ims::member;
 use ims_exporter::fake_ims::synthetic::{splitmix, ORG_URN_PREFIX};
 use ims_exporter::ids::Source;
-use ims_exporter::ims::member_page::decode_member_page;
 use ims_exporter::ims::model::{Member, MemberList, MemberPage, PageInfo};
 use ims_exporter::render::{Format, Metrics, SelfMetrics};
 use ims_exporter::state::{ImageKey, ImageMeta, MemberRecord, MemberSet, Store};
@@ -88,21 +87,9 @@ fn decode(c: &mut Criterion) {
             serde_path_to_error::deserialize::<_, MemberList>(de).expect("decodes")
         })
     });
-    // How the client and poller decode now: the body checked as UTF-8 once, strings
-    // borrowed from it, each member checked and made a record as it is parsed, then
-    // sorted into the set.
+    // How the client and poller decode: the body checked as UTF-8 once, strings
+    // borrowed from it, straight into the records the snapshot keeps, then sorted.
     g.bench_function("member_page_1000_to_member_set", |b| {
-        b.iter(|| {
-            let mut records = Vec::with_capacity(1000);
-            let end = decode_member_page(black_box(&json), &mut records, 1000, &mut |m| {
-                MemberRecord::from_ref(m).0
-            });
-            assert!(end.is_ok());
-            MemberSet::from_records(records, 0)
-        })
-    });
-    // As the client decoded before: the page as a list first, then the records.
-    g.bench_function("member_page_1000_to_member_set_via_a_list", |b| {
         b.iter(|| {
             let text = std::str::from_utf8(black_box(&json)).expect("UTF-8");
             let page: MemberPage<'_> = serde_json::from_str(text).expect("decodes");

@@ -6,6 +6,7 @@
 //! It counts requests in the self-metrics but owns no state about images: what a
 //! result means is the poller's business.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -13,10 +14,9 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use super::member_page::{decode_member_page, PageEnd};
-use super::model::{check_member, ImageList, ImageSummary, Member, MemberRef};
+use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
 use super::observer::RequestObserver;
-use super::transport::{CallContext, Transport};
+use super::transport::{decode_json, CallContext, Transport};
 use super::url::url;
 use crate::auth::provider::CredentialProvider;
 use crate::ids::{ImageId, MemberId, ProjectId};
@@ -93,18 +93,15 @@ impl ImsClient {
     }
 
     /// All members of an image, following `page_info.next_marker`, each passed
-    /// through `convert` while its page is decoded (see [`decode_member_page`]).
+    /// through `convert` while its page is decoded in place (see [`MemberPage`]).
     /// More than `cap.limit` members (a server that ignores `limit`, a marker that
-    /// never ends) fail the call before they are all held. `expected`: how many the
-    /// image had last time, room made for at once (a list grown a member at a time
-    /// leaves the heap fragmented, and a poll cycle does it for every image).
+    /// never ends) fail the call before they are all held.
     pub async fn list_members<R: Send>(
         &self,
         target: &ApiTarget,
         image: &ImageId,
         page_size: u32,
         cap: MemberCap,
-        expected: usize,
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
     ) -> Result<Vec<R>, ApiError> {
         let op = OP_LIST_MEMBERS;
@@ -117,7 +114,7 @@ impl ImsClient {
         ];
         let limit = page_size.to_string();
         let max_pages = cap.limit / page_size.max(1) as usize + 1;
-        let mut members = Vec::with_capacity(expected.min(cap.limit));
+        let mut members = Vec::new();
         let mut seen_markers = HashSet::new();
         let mut marker: Option<String> = None;
         for _ in 0..max_pages {
@@ -171,12 +168,20 @@ impl ImsClient {
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
     ) -> Result<(Option<Option<String>>, Option<String>), ApiError> {
         let mut decode_page = |body: &[u8]| {
-            Ok(
-                match decode_member_page(body, members, cap.limit, &mut *convert)? {
-                    PageEnd::OverCap => None,
-                    PageEnd::Next(marker) => Some(marker),
-                },
-            )
+            let page: MemberPage<'_> = decode_json(body)?;
+            if members.len() + page.members.len() > cap.limit {
+                return Ok(None);
+            }
+            for m in &page.members {
+                check_member(m)?;
+            }
+            members.extend(page.members.iter().map(&mut *convert));
+            Ok(Some(
+                page.page_info
+                    .and_then(|p| p.next_marker)
+                    .filter(|m| !m.is_empty())
+                    .map(Cow::into_owned),
+            ))
         };
         self.transport
             .get_decoded(

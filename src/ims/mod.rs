@@ -1,12 +1,10 @@
 //! The Huawei Cloud IMS API: typed responses ([`model`]), typed errors ([`error`]),
-//! the API operations with paging and caps ([`client`]; a member page is decoded
-//! straight into records by [`member_page`]) and how each request travels
+//! the API operations with paging and caps ([`client`]) and how each request travels
 //! ([`transport`]: signing, limits, retries, body caps); Cloud Trace Service traces
 //! ([`traces`]), read with the same client.
 
 pub(crate) mod client;
 pub mod error;
-pub mod member_page;
 pub mod model;
 pub mod observer;
 pub(crate) mod ratelimit;

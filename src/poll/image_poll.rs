@@ -61,14 +61,12 @@ impl Limits {
 }
 
 /// Fetches what the image's config asks for: the member list, each watched member.
-/// All or nothing: the first error fails the whole poll of the image. `expected`:
-/// the members it had last time.
+/// All or nothing: the first error fails the whole poll of the image.
 async fn fetch(
     client: &ImsClient,
     job: &ImageJob,
     page_size: u32,
     cap: MemberCap,
-    expected: usize,
 ) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
     let (api, image) = (&job.target.api, &job.image);
     let mut bad_timestamps = 0;
@@ -80,7 +78,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(api, &image.id, page_size, cap, expected, &mut record)
+                .list_members(api, &image.id, page_size, cap, &mut record)
                 .await?,
         )
     } else {
@@ -149,7 +147,7 @@ async fn fetch_and_judge(
 ) -> Option<Good> {
     let entries = job.allowlist.current().await;
     let held = job.slot.load().member_count();
-    let result = fetch(client, job, page_size, limits.cap(held), held).await;
+    let result = fetch(client, job, page_size, limits.cap(held)).await;
     let previous = job.slot.load();
     match result {
         Ok((set, watched)) => {
