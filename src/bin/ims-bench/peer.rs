@@ -101,8 +101,6 @@ async fn figures(run: &mut Run, scrapes: u64, name: &str) -> Result<Figures, Str
 }
 
 fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &Figures, load: (f64, f64)) {
-    let median = |f: &Figures, i: usize| percentile(&f.scrapes[i], 50.0);
-    let ratio = |a: f64, b: f64| format!("**{:.1}×**", b / a);
     println!(
         "\n`ims-bench --peer`: {} ({} × {} = {} members), L = {:?}, {} concurrent requests, \
          member_metrics {}; one run, the same fake\n",
@@ -116,66 +114,68 @@ fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &Figures, load: (f64
     );
     println!("| | ims-exporter | official-SDK route | ratio |");
     println!("|---|---|---|---|");
-    let row =
-        |label: &str, a: String, b: String, r: String| println!("| {label} | {a} | {b} | {r} |");
-    row(
-        "CPU for the first poll cycle (no scrape during it)",
-        format!("{:.3} s", ours.cycle_cpu),
-        format!("{:.3} s", theirs.cycle_cpu),
-        ratio(ours.cycle_cpu, theirs.cycle_cpu),
-    );
-    row(
-        "first poll cycle wall",
-        format!("{:.3} s", ours.cycle_wall),
-        format!("{:.3} s", theirs.cycle_wall),
-        String::new(),
-    );
-    row(
-        "RSS after the cycle (before any scrape)",
-        mib(ours.rss_kib),
-        mib(theirs.rss_kib),
-        ratio(ours.rss_kib as f64, theirs.rss_kib as f64),
-    );
-    row(
-        "RSS after the scrapes",
-        mib(ours.rss_after_scrapes_kib),
-        mib(theirs.rss_after_scrapes_kib),
-        ratio(
-            ours.rss_after_scrapes_kib as f64,
-            theirs.rss_after_scrapes_kib as f64,
-        ),
-    );
+    for [label, a, b, r] in rows(ours, theirs) {
+        println!("| {label} | {a} | {b} | {r} |");
+    }
+    let load = format!("{:.2} / {:.2}", load.0, load.1);
+    println!("| load average (1 min), start / end | {load} |  |  |");
+}
+
+/// The table's rows: what, ims-exporter's, the peer's, how many times more the peer's is.
+fn rows(ours: &Figures, theirs: &Figures) -> Vec<[String; 4]> {
+    let ratio = |a: f64, b: f64| format!("**{:.1}×**", b / a);
+    let secs = |v: f64| format!("{v:.3} s");
+    let kib = |f: &Figures| (f.rss_kib as f64, f.rss_after_scrapes_kib as f64);
+    let mut rows = vec![
+        [
+            "CPU for the first poll cycle (no scrape during it)".into(),
+            secs(ours.cycle_cpu),
+            secs(theirs.cycle_cpu),
+            ratio(ours.cycle_cpu, theirs.cycle_cpu),
+        ],
+        [
+            "first poll cycle wall".into(),
+            secs(ours.cycle_wall),
+            secs(theirs.cycle_wall),
+            String::new(),
+        ],
+        [
+            "RSS after the cycle (before any scrape)".into(),
+            mib(ours.rss_kib),
+            mib(theirs.rss_kib),
+            ratio(kib(ours).0, kib(theirs).0),
+        ],
+        [
+            "RSS after the scrapes".into(),
+            mib(ours.rss_after_scrapes_kib),
+            mib(theirs.rss_after_scrapes_kib),
+            ratio(kib(ours).1, kib(theirs).1),
+        ],
+    ];
+    let median = |f: &Figures, i: usize| percentile(&f.scrapes[i], 50.0);
     for (i, label) in ["OpenMetrics", "OpenMetrics + gzip", "text 0.0.4"]
         .iter()
         .enumerate()
     {
-        row(
-            &format!(
-                "scrape {label}, median ({} / {} scrapes)",
-                ours.scrapes[i].len(),
-                theirs.scrapes[i].len()
-            ),
+        let (n, m) = (ours.scrapes[i].len(), theirs.scrapes[i].len());
+        rows.push([
+            format!("scrape {label}, median ({n} / {m} scrapes)"),
             ms(median(ours, i)),
             ms(median(theirs, i)),
             ratio(median(ours, i), median(theirs, i)),
-        );
+        ]);
     }
-    row(
-        "bytes per scrape: OpenMetrics / gzip / text",
+    rows.push([
+        "bytes per scrape: OpenMetrics / gzip / text".into(),
         ours.bytes.map(bytes).join(" / "),
         theirs.bytes.map(bytes).join(" / "),
         String::new(),
-    );
-    row(
-        "series",
+    ]);
+    rows.push([
+        "series".into(),
         ours.series.to_string(),
         theirs.series.to_string(),
         String::new(),
-    );
-    row(
-        "load average (1 min), start / end",
-        format!("{:.2} / {:.2}", load.0, load.1),
-        String::new(),
-        String::new(),
-    );
+    ]);
+    rows
 }
