@@ -8,6 +8,7 @@
 //! the history says why its shares are no longer seen. Changes are also kept as
 //! [`ChangeEvent`]s for the share browser.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::state::{
@@ -41,31 +42,31 @@ pub fn diff<'a>(old: &'a MemberSet, new: &'a MemberSet) -> Vec<Change<'a>> {
     let (a, b) = (&old.members, &new.members);
     let mut out = Vec::new();
     while i < a.len() || j < b.len() {
+        // A list that has ended sorts after every member of the other.
         let order = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => Some(x.cmp_id(y)),
-            _ => None,
+            (Some(x), Some(y)) => x.cmp_id(y),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
         };
-        match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if order == Some(std::cmp::Ordering::Equal) => {
-                if x.status() != y.status() {
-                    out.push(Change::StatusChanged { old: x, new: y });
+        match order {
+            Ordering::Equal => {
+                if a[i].status() != b[j].status() {
+                    out.push(Change::StatusChanged {
+                        old: &a[i],
+                        new: &b[j],
+                    });
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(x), Some(_)) if order == Some(std::cmp::Ordering::Less) => {
-                out.push(Change::Removed(x));
+            Ordering::Less => {
+                out.push(Change::Removed(&a[i]));
                 i += 1;
             }
-            (Some(x), None) => {
-                out.push(Change::Removed(x));
-                i += 1;
-            }
-            (_, Some(y)) => {
-                out.push(Change::Added(y));
+            Ordering::Greater => {
+                out.push(Change::Added(&b[j]));
                 j += 1;
             }
-            (None, None) => break,
         }
     }
     out

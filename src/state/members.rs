@@ -80,14 +80,15 @@ fn code(known: &[&str; 3], value: Option<&str>) -> u8 {
     }
 }
 
+/// A code as a [`Label`]: a shared static unless the value is kept in [`Rare`].
 fn decode(known: &[&'static str; 3], code: u8, other: Option<&str>) -> Label {
-    match (code, other) {
-        (OTHER, Some(v)) => Cow::Owned(v.to_string()),
-        (1..=3, _) => Cow::Borrowed(known[code as usize - 1]),
-        _ => Cow::Borrowed(UNKNOWN),
+    match other.filter(|_| code == OTHER) {
+        Some(v) => Cow::Owned(v.to_string()),
+        None => Cow::Borrowed(known_str(known, code, None)),
     }
 }
 
+/// The value a code stands for (`other`: the value kept in [`Rare`]).
 fn known_str<'a>(known: &[&'static str; 3], code: u8, other: Option<&'a str>) -> &'a str {
     match (code, other) {
         (OTHER, Some(v)) => v,

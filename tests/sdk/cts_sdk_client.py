@@ -26,7 +26,6 @@ import json
 import sys
 
 try:
-    from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkcts.v3 import CtsClient, ListTracesRequest
 except ImportError as e:  # pragma: no cover - exercised by the skip path only
     print(f"huaweicloudsdkcts is not importable: {e}", file=sys.stderr)
@@ -78,12 +77,7 @@ def main(argv):
         return 2
     endpoint, ak, sk, project_id, from_ms, to_ms, limit = argv[1:]
 
-    client = (
-        CtsClient.new_builder()
-        .with_credentials(BasicCredentials(ak, sk, project_id))
-        .with_endpoint(endpoint)
-        .build()
-    )
+    client = sdk_client(CtsClient, endpoint, ak, sk, project_id)
 
     traces = []
     pages = 0
@@ -121,6 +115,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from sdk_main import run
+    from sdk_main import run, sdk_client
 
     run(main)

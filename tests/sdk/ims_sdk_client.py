@@ -24,7 +24,6 @@ import json
 import sys
 
 try:
-    from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkims.v2 import (
         ImsClient,
         ListImageMembersRequest,
@@ -60,12 +59,7 @@ def main(argv):
     endpoint, ak, sk, project_id, image_id, member_id, limit = argv[1:]
     limit = int(limit)
 
-    client = (
-        ImsClient.new_builder()
-        .with_credentials(BasicCredentials(ak, sk, project_id))
-        .with_endpoint(endpoint)
-        .build()
-    )
+    client = sdk_client(ImsClient, endpoint, ak, sk, project_id)
 
     members = []
     pages = 0
@@ -97,6 +91,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from sdk_main import run
+    from sdk_main import run, sdk_client
 
     run(main)

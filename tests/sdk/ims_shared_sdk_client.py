@@ -26,7 +26,6 @@ import json
 import sys
 
 try:
-    from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkims.v2 import ImsClient, ListImagesRequest
 except ImportError as e:  # pragma: no cover - exercised by the skip path only
     print(f"huaweicloudsdkims is not importable: {e}", file=sys.stderr)
@@ -78,12 +77,7 @@ def main(argv):
     endpoint, ak, sk, project_id, limit = argv[1:6]
     limit = int(limit)
 
-    client = (
-        ImsClient.new_builder()
-        .with_credentials(BasicCredentials(ak, sk, project_id))
-        .with_endpoint(endpoint)
-        .build()
-    )
+    client = sdk_client(ImsClient, endpoint, ak, sk, project_id)
     result = {status: list_offers(client, status, limit) for status in argv[6:]}
     json.dump(result, sys.stdout)
     print()
@@ -91,6 +85,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from sdk_main import run
+    from sdk_main import run, sdk_client
 
     run(main)

@@ -7,6 +7,19 @@ import json
 import sys
 
 
+def sdk_client(client_class, endpoint, ak, sk, project_id):
+    """A client of `client_class` (the SDK's ImsClient, CtsClient, ...) for the fake at
+    `endpoint`, signing with AK/SK for the project, as a user would build one."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+
+    return (
+        client_class.new_builder()
+        .with_credentials(BasicCredentials(ak, sk, project_id))
+        .with_endpoint(endpoint)
+        .build()
+    )
+
+
 def run(main):
     from huaweicloudsdkcore.exceptions import exceptions
 

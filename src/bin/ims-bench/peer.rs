@@ -10,9 +10,10 @@ use std::path::Path;
 use crate::args::{Args, Scenario};
 use crate::fleet::peer_command;
 use crate::proc::load_average;
-use crate::report::{bytes, mib, ms, percentile, sorted};
+use crate::report::{bytes, mib, ms, percentile};
 use crate::run::Run;
 use crate::scrape::{series_count, Variant};
+use crate::table::time_scrapes;
 
 /// Scrapes per variant of the peer: a large scrape takes it seconds.
 const PEER_SCRAPES: u64 = 5;
@@ -75,26 +76,20 @@ async fn figures(run: &mut Run, scrapes: u64, name: &str) -> Result<Figures, Str
     let mut sizes = [0; 3];
     let mut series = 0;
     for (i, variant) in VARIANTS.into_iter().enumerate() {
-        run.scrape(variant).await?; // warm-up
-        for _ in 0..scrapes {
-            let scrape = run.scrape(variant).await?;
-            times[i].push(scrape.elapsed.as_secs_f64());
-            sizes[i] = scrape.body.len();
-            if i == 0 {
-                series = series_count(&String::from_utf8_lossy(scrape.body));
-            }
+        times[i] = time_scrapes(run, variant, scrapes).await?;
+        sizes[i] = run.last_body().len();
+        if i == 0 {
+            series = series_count(&String::from_utf8_lossy(run.last_body()));
         }
-        eprintln!(
-            "[{name}] {variant:?}: median {}",
-            ms(percentile(&sorted(times[i].clone()), 50.0))
-        );
+        let median = ms(percentile(&times[i], 50.0));
+        eprintln!("[{name}] {variant:?}: median {median}");
     }
     Ok(Figures {
         cycle_cpu,
         cycle_wall,
         rss_kib,
         rss_after_scrapes_kib: run.kib("VmRSS")?,
-        scrapes: times.map(sorted),
+        scrapes: times,
         bytes: sizes,
         series,
     })

@@ -201,9 +201,8 @@ async fn measure_scrapes(args: &Args, run: &mut Run, name: &str) -> Result<Scrap
         Variant::OpenMetricsGzip,
         Variant::Text,
     ] {
-        let (t, last) = time_scrapes(args, run, variant).await?;
-        timings.push(t);
-        bodies.push(last);
+        timings.push(time_scrapes(run, variant, args.scrapes).await?);
+        bodies.push(run.last_body().to_vec());
     }
     let [om, om_gzip, text]: [Vec<f64>; 3] = timings
         .try_into()
@@ -227,22 +226,22 @@ async fn measure_scrapes(args: &Args, run: &mut Run, name: &str) -> Result<Scrap
     })
 }
 
-/// Warm-up scrapes, then `args.scrapes` timed ones of `variant`: their sorted
-/// durations in seconds and the last body.
-async fn time_scrapes(
-    args: &Args,
+/// Warm-up scrapes, then `n` timed ones of `variant`: their sorted durations in
+/// seconds (the last body stays in `run`).
+pub(crate) async fn time_scrapes(
     run: &mut Run,
     variant: Variant,
-) -> Result<(Vec<f64>, Vec<u8>), String> {
+    n: u64,
+) -> Result<Vec<f64>, String> {
     for _ in 0..WARMUP_SCRAPES {
         run.scrape(variant).await?;
     }
     let mut t = Vec::new();
-    for _ in 0..args.scrapes {
+    for _ in 0..n {
         let sc = run.scrape(variant).await?;
         t.push(sc.elapsed.as_secs_f64());
     }
-    Ok((sorted(t), run.last_body().to_vec()))
+    Ok(sorted(t))
 }
 
 /// The gzip body decompresses (`Err` if not) and, if it has not as many series as
