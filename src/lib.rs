@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod ims;
 pub(crate) mod logging;
+pub mod memory;
 pub mod pages;
 pub(crate) mod poll;
 pub mod render;

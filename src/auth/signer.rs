@@ -4,6 +4,8 @@
 //! header; the fake IMS uses [`verify`] with the same canonicalisation, and the
 //! official test vectors in the unit tests pin it to the real SDK's output.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
@@ -46,47 +48,88 @@ pub enum SignError {
 }
 
 pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, UNRESERVED).to_string()
+    let mut out = String::with_capacity(s.len());
+    push_encoded(&mut out, s);
+    out
+}
+
+/// [`encode`] onto `out` (the pieces of an encoding, without formatting machinery:
+/// every request is signed, and most of what it signs needs no escape).
+fn push_encoded(out: &mut String, s: &str) {
+    out.extend(utf8_percent_encode(s, UNRESERVED));
+}
+
+/// [`encode`], borrowing `s` when nothing in it needs an escape.
+fn encoded(s: &str) -> Cow<'_, str> {
+    utf8_percent_encode(s, UNRESERVED).into()
+}
+
+/// `X-Sdk-Date` for `t`: `20261122T120000Z`.
+pub fn sdk_date(t: std::time::SystemTime) -> String {
+    let rfc3339 = humantime::format_rfc3339_seconds(t).to_string();
+    rfc3339.chars().filter(|c| *c != '-' && *c != ':').collect()
 }
 
 /// Canonical URI: each `/`-segment of the decoded path re-encoded, always ending in `/`.
 pub fn canonical_uri(path: &str) -> String {
-    let decoded = percent_decode_str(path).decode_utf8_lossy();
-    let mut out: String = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
-    if !out.ends_with('/') {
-        out.push('/');
-    }
+    let mut out = String::with_capacity(path.len() + 1);
+    push_canonical_uri(&mut out, path);
     out
 }
 
+fn push_canonical_uri(out: &mut String, path: &str) {
+    let decoded = percent_decode_str(path).decode_utf8_lossy();
+    for (i, segment) in decoded.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        push_encoded(out, segment);
+    }
+    if !out.ends_with('/') {
+        out.push('/');
+    }
+}
+
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> =
-        query.iter().map(|(k, v)| (encode(k), encode(v))).collect();
-    pairs.sort();
-    pairs
+    let mut out = String::new();
+    push_canonical_query(&mut out, query);
+    out
+}
+
+fn push_canonical_query(out: &mut String, query: &[(String, String)]) {
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = query
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+        .map(|(k, v)| (encoded(k), encoded(v)))
+        .collect();
+    pairs.sort();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
 }
 
 /// Headers to sign: every header except names containing `_`, lowercased, sorted.
-fn signed_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = headers
+fn signed_headers(headers: &[(String, String)]) -> Vec<(String, &str)> {
+    let mut out: Vec<(String, &str)> = headers
         .iter()
         .filter(|(k, _)| !k.contains('_'))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim()))
         .collect();
     out.sort();
     out
 }
 
-fn header_names(headers: &[(String, String)]) -> String {
-    headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";")
+fn push_header_names<K: AsRef<str>, V>(out: &mut String, headers: &[(K, V)]) {
+    for (i, (k, _)) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(k.as_ref());
+    }
 }
 
 pub fn canonical_request(parts: &RequestParts<'_>) -> String {
@@ -94,32 +137,47 @@ pub fn canonical_request(parts: &RequestParts<'_>) -> String {
     canonical_request_with(parts, &headers)
 }
 
-fn canonical_request_with(parts: &RequestParts<'_>, headers: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(256);
+fn canonical_request_with<K: AsRef<str>, V: AsRef<str>>(
+    parts: &RequestParts<'_>,
+    headers: &[(K, V)],
+) -> String {
+    let mut out = String::with_capacity(512);
     out.push_str(&parts.method.to_ascii_uppercase());
     out.push('\n');
-    out.push_str(&canonical_uri(parts.path));
+    push_canonical_uri(&mut out, parts.path);
     out.push('\n');
-    out.push_str(&canonical_query(parts.query));
+    push_canonical_query(&mut out, parts.query);
     out.push('\n');
     for (k, v) in headers {
-        out.push_str(k);
+        out.push_str(k.as_ref());
         out.push(':');
-        out.push_str(v);
+        out.push_str(v.as_ref());
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&header_names(headers));
+    push_header_names(&mut out, headers);
     out.push('\n');
-    out.push_str(&hex::encode(Sha256::digest(parts.body)));
+    push_hex(&mut out, &Sha256::digest(parts.body));
     out
 }
 
+/// Lowercase hex of `bytes` onto `out`, without an intermediate string.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+}
+
 pub fn string_to_sign(date: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{date}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    )
+    let mut out = String::with_capacity(ALGORITHM.len() + date.len() + 66);
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    out.push_str(date);
+    out.push('\n');
+    push_hex(&mut out, &Sha256::digest(canonical_request.as_bytes()));
+    out
 }
 
 fn hmac_hex(secret: &Secret, data: &str) -> String {
@@ -127,7 +185,9 @@ fn hmac_hex(secret: &Secret, data: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose().as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(data.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, &mac.finalize().into_bytes());
+    out
 }
 
 fn find_header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -148,10 +208,15 @@ pub fn authorization(
     let headers = signed_headers(parts.headers);
     let canonical = canonical_request_with(parts, &headers);
     let signature = hmac_hex(secret_key, &string_to_sign(date, &canonical));
-    Ok(format!(
-        "{ALGORITHM} Access={access_key}, SignedHeaders={}, Signature={signature}",
-        header_names(&headers)
-    ))
+    let mut out = String::with_capacity(160 + access_key.len());
+    out.push_str(ALGORITHM);
+    out.push_str(" Access=");
+    out.push_str(access_key);
+    out.push_str(", SignedHeaders=");
+    push_header_names(&mut out, &headers);
+    out.push_str(", Signature=");
+    out.push_str(&signature);
+    Ok(out)
 }
 
 /// A parsed `Authorization` header.
@@ -264,6 +329,14 @@ mod tests {
         let parsed = parse_authorization(&auth).unwrap();
         assert!(verify(&parsed, &sk(), &parts));
         assert!(!verify(&parsed, &Secret::new("wrong"), &parts));
+    }
+
+    #[test]
+    fn sdk_date_is_the_compact_utc_form() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_262_405_900);
+        assert_eq!(sdk_date(t), "20261121T120005Z");
+        let parsed = time::PrimitiveDateTime::parse(&sdk_date(t), DATE_FORMAT).unwrap();
+        assert_eq!(parsed.assume_utc().unix_timestamp(), 1_795_262_405);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ([`traces`]), read with the same client.
 
 pub(crate) mod client;
+mod direct;
 pub mod error;
 pub mod model;
 pub mod observer;

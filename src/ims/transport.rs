@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::direct::{error_chain, DirectClient, Failure};
 use super::error::{ApiError, Reason};
 use super::observer::RequestObserver;
 use super::retry::{self, RetryPolicy};
@@ -44,12 +45,55 @@ pub struct ClientOptions {
 /// The HTTP side of the client: one per config, shared by every target.
 #[derive(Clone)]
 pub struct Transport {
-    http: reqwest::Client,
+    http: Arc<Http>,
+    /// For the whole exchange: connecting, sending, reading the body.
+    request_timeout: Duration,
     /// Requests in flight across all targets (`max_concurrent_requests`).
     limiter: Arc<Semaphore>,
     retry: RetryPolicy,
     max_response_bytes: usize,
     observer: Arc<dyn RequestObserver>,
+}
+
+const USER_AGENT: &str = concat!("ims-exporter/", env!("CARGO_PKG_VERSION"));
+
+/// How requests travel: straight to the API, or through the proxy the environment
+/// names (reqwest implements the proxy protocols and `NO_PROXY`).
+enum Http {
+    Direct(DirectClient),
+    Proxied(reqwest::Client),
+}
+
+/// Whether the environment names a proxy for any scheme (the variables reqwest reads).
+fn proxy_in_environment() -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
+
+/// reqwest, for requests through a proxy: the same timeouts, roots and user agent.
+fn proxied_client(
+    config: &ClientOptions,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .user_agent(USER_AGENT)
+        // The API never redirects a signed request: following one would send the
+        // security token and the URL elsewhere and trust an unsigned answer.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .tls_certs_merge(crate::tls::reqwest_certificates(extra_roots))
+        .danger_accept_invalid_certs(config.insecure_skip_verify)
+        .build()
 }
 
 /// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
@@ -73,31 +117,35 @@ impl Transport {
         observer: Arc<dyn RequestObserver>,
     ) -> Result<Self, reqwest::Error> {
         crate::tls::ensure_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
-            // The API never redirects a signed request: following one would send the
-            // security token and the URL elsewhere and trust an unsigned answer.
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false);
-        if let Some(path) = &config.ca_file {
+        let extra_roots = match &config.ca_file {
             // Validated when the config was loaded; a file gone since is reported then.
-            match crate::tls::read_ca_file(path) {
-                Ok(certs) => builder = builder.tls_certs_merge(certs),
-                Err(e) => tracing::error!(error = %e, "ca_file"),
-            }
-        }
+            Some(path) => crate::tls::read_ca_file(path).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "ca_file");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         if config.insecure_skip_verify {
             tracing::warn!(
                 "insecure_skip_verify is set: API server certificates are NOT verified; \
                  anyone on the network path can read the signed requests and forge the answers"
             );
-            builder = builder.danger_accept_invalid_certs(true);
         }
-        let http = builder.build()?;
+        let http = match proxy_in_environment() {
+            true => Http::Proxied(proxied_client(config, &extra_roots)?),
+            false => {
+                match DirectClient::new(USER_AGENT, extra_roots, config.insecure_skip_verify) {
+                    Ok(client) => Http::Direct(client),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS set-up failed; using the general client");
+                        Http::Proxied(proxied_client(config, &[])?)
+                    }
+                }
+            }
+        };
         Ok(Transport {
-            http,
+            http: Arc::new(http),
+            request_timeout: config.request_timeout,
             limiter: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             retry: config.retry,
             max_response_bytes: config.max_response_bytes,
@@ -216,38 +264,74 @@ impl Transport {
         url: Url,
     ) -> Result<RawResponse, ApiError> {
         let headers = signed_headers(operation, ctx, &url)?;
-        let response = self
-            .http
+        let client = match &*self.http {
+            Http::Proxied(client) => {
+                return self.send_proxied(operation, client, url, headers).await
+            }
+            Http::Direct(client) => client,
+        };
+        let limit = self.max_response_bytes;
+        let exchange = async {
+            match client.get(&url, headers, limit, false).await {
+                // Signed anew: the date in the signature moves on.
+                Err(Failure::Stale) => {
+                    let headers = signed_headers(operation, ctx, &url)?;
+                    Ok(client.get(&url, headers, limit, true).await)
+                }
+                other => Ok(other),
+            }
+        };
+        let answer = tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| ApiError::Timeout { operation })??;
+        let answer = answer.map_err(|failure| match failure {
+            Failure::Connect(message) => ApiError::Connect { operation, message },
+            Failure::Send(message) => ApiError::Transport { operation, message },
+            Failure::Stale => ApiError::Transport {
+                operation,
+                message: "the connection closed before the answer".into(),
+            },
+            Failure::Body {
+                message,
+                request_id,
+            } => ApiError::Read {
+                operation,
+                message,
+                request_id,
+            },
+            Failure::TooLarge { request_id } => ApiError::TooLarge {
+                operation,
+                limit,
+                request_id,
+            },
+        })?;
+        let meta = Meta::of(&answer.headers);
+        Ok(RawResponse {
+            status: answer.status,
+            request_id: meta.request_id,
+            retry_after: meta.retry_after,
+            location: meta.location,
+            body: answer.body,
+        })
+    }
+
+    /// [`Self::send`] through a proxy, by reqwest.
+    async fn send_proxied(
+        &self,
+        operation: &'static str,
+        client: &reqwest::Client,
+        url: Url,
+        headers: HeaderMap,
+    ) -> Result<RawResponse, ApiError> {
+        let mut response = client
             .get(url)
             .headers(headers)
             .send()
             .await
             .map_err(|e| transport_error(operation, e))?;
-        self.read(operation, response).await
-    }
-
-    /// Reads an answer's status, the headers that matter and its body: a body over
-    /// the limit fails this call, never the daemon's memory.
-    async fn read(
-        &self,
-        operation: &'static str,
-        mut response: reqwest::Response,
-    ) -> Result<RawResponse, ApiError> {
         let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .map(|v| super::error::excerpt(&String::from_utf8_lossy(v.as_bytes()), 256));
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+        let meta = Meta::of(response.headers());
+        let request_id = meta.request_id;
         let limit = self.max_response_bytes;
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(ApiError::TooLarge {
@@ -280,10 +364,35 @@ impl Transport {
         Ok(RawResponse {
             status,
             request_id,
-            retry_after,
-            location,
+            retry_after: meta.retry_after,
+            location: meta.location,
             body,
         })
+    }
+}
+
+/// The headers of an answer that matter: its request id, a redirect's target (cut
+/// short) and `Retry-After`.
+struct Meta {
+    request_id: Option<String>,
+    location: Option<String>,
+    retry_after: Option<Duration>,
+}
+impl Meta {
+    fn of(headers: &HeaderMap) -> Meta {
+        Meta {
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            location: headers
+                .get(reqwest::header::LOCATION)
+                .map(|v| super::error::excerpt(&String::from_utf8_lossy(v.as_bytes()), 256)),
+            retry_after: headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now())),
+        }
     }
 }
 
@@ -337,9 +446,7 @@ fn signed_headers(
         let message = format!("no credentials yet from {}", ctx.credentials.describe());
         return Err(ApiError::NoCredentials { operation, message });
     };
-    let date = time::OffsetDateTime::now_utc()
-        .format(signer::DATE_FORMAT)
-        .map_err(|e| signing(e.to_string()))?;
+    let date = signer::sdk_date(std::time::SystemTime::now());
     let mut signed: Vec<(String, String)> = vec![
         ("host".into(), host_header(url)),
         (signer::DATE_HEADER.into(), date),
@@ -416,13 +523,65 @@ fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::auth::credentials::{Credentials, Secret};
+    use crate::auth::source::CredentialSource;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+    impl RequestObserver for Seen {
+        fn request(&self, _: &'static str, code: &str, _: Duration) {
+            self.0.lock().unwrap().push(code.to_string());
+        }
+        fn retry(&self, _: &'static str) {
+            self.0.lock().unwrap().push("retry".into());
+        }
     }
-    out
+
+    #[derive(Deserialize)]
+    struct N {
+        n: u32,
+    }
+
+    /// A connection the server dropped while it was kept alive costs neither a failed
+    /// request nor a retry: the request goes out again, signed anew, on a new one.
+    #[tokio::test]
+    async fn a_dropped_kept_alive_connection_does_not_fail_the_request() {
+        let (url, server) = super::super::direct::tests::forgetful_server().await;
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 4,
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            max_response_bytes: 1024,
+            ca_file: None,
+            insecure_skip_verify: false,
+        };
+        let seen = Arc::new(Seen::default());
+        let transport = Transport::new(&options, seen.clone()).unwrap();
+        let credentials = CredentialProvider::new(&CredentialSource::Environment(Credentials {
+            access_key_id: "AK".into(),
+            secret_access_key: Secret::new("SK"),
+            security_token: None,
+        }))
+        .unwrap();
+        let ctx = CallContext {
+            credentials: &credentials,
+            project_id: None,
+            rate_limit: None,
+            concurrency: None,
+        };
+        for expected in [1, 2] {
+            let got: N = transport.get_json("test", &ctx, url.clone()).await.unwrap();
+            assert_eq!(got.n, expected);
+        }
+        assert_eq!(*seen.0.lock().unwrap(), ["200", "200"]);
+        server.await.unwrap();
+    }
 }

@@ -278,6 +278,7 @@ impl Poller {
         if !only_new {
             self.store.cycle_finished(&run.slot, secs);
         }
+        crate::memory::release_free_memory();
         tracing::debug!(
             region = %run.target.config.region, project_id = %run.target.config.project_id(),
             images = polled, seconds = secs, all_ok, only_new, "poll cycle finished"

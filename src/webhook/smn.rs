@@ -300,7 +300,8 @@ fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, 
         .referer(false)
         .https_only(true);
     if let Some(path) = ca_file {
-        builder = builder.tls_certs_merge(crate::tls::read_ca_file(path)?);
+        let certs = crate::tls::read_ca_file(path)?;
+        builder = builder.tls_certs_merge(crate::tls::reqwest_certificates(&certs));
     }
     builder
         .build()

@@ -1,0 +1,15 @@
+//! Handing freed memory back to the system. glibc keeps what a poll cycle freed (the
+//! previous member lists, request buffers) in each thread's arena, resident, for the
+//! next allocation: a quarter of the anonymous memory after a cycle of 100,000
+//! members. A leaf.
+
+/// Returns the free pages of every malloc arena to the system (glibc's
+/// `malloc_trim`); elsewhere nothing. Sub-millisecond for the exporter's heaps, so it
+/// runs where it is called.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a pad size and only walks malloc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
