@@ -45,8 +45,14 @@ pub fn format_rfc3339(unix: f64) -> Option<String> {
 /// emits: `T` or space, optional fraction, `Z`, an offset, or no zone (taken as UTC).
 pub fn parse_timestamp(s: &str) -> Option<f64> {
     // Called twice for every member of every poll: digits are read without
-    // allocating (unless there is a fraction); `time` checks and converts the date.
-    let s = s.trim();
+    // allocating (unless there is a fraction), and the date converted by arithmetic.
+    // A timestamp that starts with a digit and ends in an ASCII letter or digit has
+    // nothing to trim (Unicode-aware trimming was a sixth of this function).
+    let bare = |c: Option<&u8>| c.is_some_and(u8::is_ascii_alphanumeric);
+    let s = match bare(s.as_bytes().first()) && bare(s.as_bytes().last()) {
+        true => s,
+        false => s.trim(),
+    };
     let b = s.as_bytes();
     if b.len() < 19 {
         return None;
@@ -200,6 +206,18 @@ mod tests {
             "9999-12-31T23:59:59Z",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored() {
+        let base = parse_timestamp("2023-08-23T04:07:52Z");
+        for padded in [
+            " 2023-08-23T04:07:52Z",
+            "2023-08-23T04:07:52Z\n",
+            "\u{3000}2023-08-23T04:07:52Z ",
+        ] {
+            assert_eq!(parse_timestamp(padded), base, "{padded:?}");
         }
     }
 

@@ -305,7 +305,10 @@ pub(super) mod tests {
             .get(&url, HeaderMap::new(), 1024, false)
             .await
             .unwrap();
-        assert_eq!((first.status, first.body.as_slice()), (200, &br#"{"n":1}"#[..]));
+        assert_eq!(
+            (first.status, first.body.as_slice()),
+            (200, &br#"{"n":1}"#[..])
+        );
         assert_eq!(first.headers.get("x-request-id").unwrap(), "r1");
         let reused = client.get(&url, HeaderMap::new(), 1024, false).await;
         assert!(matches!(reused, Err(Failure::Stale)), "{:?}", reused.err());

@@ -102,9 +102,9 @@ async fn fetch(
 }
 
 /// Polls one image. Its log lines carry its region, project and image through one
-/// span, entered for each line rather than around the requests (entering a span at
-/// every wake-up of a request was a twentieth of a request's CPU); the audit lines,
-/// which name the image themselves, are written outside it.
+/// span, made only for a line that is written (made, entered and closed for every poll,
+/// it was a twentieth of the poll's CPU); the audit lines, which name the image
+/// themselves, are written outside it.
 /// `by`: the trace that asked for the poll, which the changes it finds carry.
 pub(super) async fn poll_image(
     client: &ImsClient,
@@ -113,12 +113,14 @@ pub(super) async fn poll_image(
     limits: &Limits,
     by: Option<Arc<Attribution>>,
 ) -> bool {
-    let span = tracing::info_span!(
-        "image_poll",
-        region = %job.target.config.region,
-        project_id = %job.target.config.project_id(),
-        image_id = %job.image.id,
-    );
+    let span = || {
+        tracing::info_span!(
+            "image_poll",
+            region = %job.target.config.region,
+            project_id = %job.target.config.project_id(),
+            image_id = %job.image.id,
+        )
+    };
     let started = Instant::now();
     let Some(good) = fetch_and_judge(client, job, page_size, limits, &span).await else {
         return false;
@@ -141,7 +143,7 @@ async fn fetch_and_judge(
     job: &ImageJob,
     page_size: u32,
     limits: &Limits,
-    span: &tracing::Span,
+    span: &(dyn Fn() -> tracing::Span + Sync),
 ) -> Option<Good> {
     let entries = job.allowlist.current().await;
     let held = job.slot.load().member_count();
@@ -150,7 +152,7 @@ async fn fetch_and_judge(
     match result {
         Ok((set, watched)) => {
             let set = set.evaluate(&entries);
-            span.in_scope(|| warn_about(&set, &watched, &previous));
+            warn_about(&set, &watched, &previous, span);
             Some(Good {
                 previous,
                 set,
@@ -159,7 +161,7 @@ async fn fetch_and_judge(
             })
         }
         Err(e) => {
-            span.in_scope(|| {
+            span().in_scope(|| {
                 tracing::warn!(
                     reason = %e.reason(), request_id = e.request_id().unwrap_or("-"), error = %e,
                     "poll failed; serving the last good member list"
@@ -178,7 +180,7 @@ fn commit(
     job: &ImageJob,
     limits: &Limits,
     good: Good,
-    span: &tracing::Span,
+    span: &dyn Fn() -> tracing::Span,
     started: Instant,
     by: Option<Arc<Attribution>>,
 ) -> bool {
@@ -200,42 +202,55 @@ fn commit(
             setting: "max_members_total",
             request_id: None,
         };
-        span.in_scope(|| {
+        span().in_scope(|| {
             tracing::warn!(reason = %e.reason(), error = %e, "poll failed; serving the last good member list")
         });
         job.slot.store(previous.failed(e.reason(), &entries));
         return false;
     }
     let next = succeeded(&previous, set, watched, &limits.store, by);
-    span.in_scope(|| {
-        tracing::debug!(
-            members = next.member_count(),
-            seconds = started.elapsed().as_secs_f64(),
-            "image polled"
-        )
-    });
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        span().in_scope(|| {
+            tracing::debug!(
+                members = next.member_count(),
+                seconds = started.elapsed().as_secs_f64(),
+                "image polled"
+            )
+        });
+    }
     job.slot.store(next);
     true
 }
 
 /// What a good list says that deserves a warning: duplicate IDs, unparseable
 /// timestamps, a watched member that is not (or no longer) shared.
-fn warn_about(set: &MemberSet, watched: &BTreeMap<String, bool>, previous: &ImageState) {
+fn warn_about(
+    set: &MemberSet,
+    watched: &BTreeMap<String, bool>,
+    previous: &ImageState,
+    span: &dyn Fn() -> tracing::Span,
+) {
     if set.duplicates > 0 {
-        tracing::warn!(
-            count = set.duplicates,
-            "member IDs listed more than once; the copy listed last is kept"
-        );
+        span().in_scope(|| {
+            tracing::warn!(
+                count = set.duplicates,
+                "member IDs listed more than once; the copy listed last is kept"
+            )
+        });
     }
     if set.bad_timestamps > 0 {
-        tracing::warn!(
-            count = set.bad_timestamps,
-            "unparseable member timestamps; those members are exported without them"
-        );
+        span().in_scope(|| {
+            tracing::warn!(
+                count = set.bad_timestamps,
+                "unparseable member timestamps; those members are exported without them"
+            )
+        });
     }
     for (member_id, present) in watched {
         if !present && previous.watched.get(member_id) != Some(&false) {
-            tracing::warn!(member_id = %member_id, "watched member is not shared with the image");
+            span().in_scope(|| {
+                tracing::warn!(member_id = %member_id, "watched member is not shared with the image")
+            });
         }
     }
 }
