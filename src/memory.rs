@@ -1,7 +1,8 @@
 //! Handing freed memory back to the system. glibc keeps what a poll cycle freed (the
 //! previous member lists, request buffers) in each thread's arena, resident, for the
-//! next allocation: a quarter of the anonymous memory after a cycle of 100,000
-//! members. A leaf.
+//! next allocation: after a cycle of 100,000 members, about 2 MiB of 19 MiB anonymous
+//! memory. Not after a scrape: the next scrape would fault the same pages back in
+//! (measured: a tenth slower for 1 MiB less).  A leaf.
 
 /// Returns the free pages of every malloc arena to the system (glibc's
 /// `malloc_trim`); elsewhere nothing. Sub-millisecond for the exporter's heaps, so it

@@ -25,6 +25,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Why an exchange failed, for the caller to turn into its error type.
 #[derive(Debug)]
 pub(super) enum Failure {
+    /// The request timeout passed.
+    Timeout,
     /// No connection: DNS, TCP or the TLS handshake.
     Connect(String),
     /// The request or the answer's head failed on an open connection.
@@ -40,7 +42,7 @@ pub(super) enum Failure {
     Stale,
 }
 
-/// An answer's head, then its body read whole.
+/// An answer's status and headers, and its body read whole.
 pub(super) struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
@@ -118,32 +120,8 @@ impl DirectClient {
             Err(_) if reused => return Err(Failure::Stale),
             Err(e) => return Err(Failure::Send(error_chain(&e))),
         };
-        let (head, mut body) = response.into_parts();
-        let request_id = || {
-            let id = head.headers.get("x-request-id");
-            id.and_then(|v| v.to_str().ok()).map(str::to_string)
-        };
-        let expected = body_size_hint(&head.headers);
-        if expected.is_some_and(|n| n > limit as u64) {
-            let request_id = request_id();
-            return Err(Failure::TooLarge { request_id });
-        }
-        // Sized once from Content-Length (already checked against the limit) rather
-        // than grown frame by frame.
-        let mut bytes = Vec::with_capacity(expected.unwrap_or(0) as usize);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failure::Body {
-                message: error_chain(&e),
-                request_id: request_id(),
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if bytes.len() + data.len() > limit {
-                    let request_id = request_id();
-                    return Err(Failure::TooLarge { request_id });
-                }
-                bytes.extend_from_slice(&data);
-            }
-        }
+        let (head, body) = response.into_parts();
+        let bytes = read_body(&head.headers, body, limit).await?;
         self.checkin(origin, sender);
         Ok(Answer {
             status: head.status.as_u16(),
@@ -226,6 +204,40 @@ impl Origin {
             .unwrap_or(if tls { 443 } else { 80 });
         Ok(Origin { tls, host, port })
     }
+}
+
+/// A body read whole, failing past `limit` bytes (at once when `Content-Length` says so).
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
+    let request_id = || {
+        let id = headers.get("x-request-id");
+        id.and_then(|v| v.to_str().ok()).map(str::to_string)
+    };
+    let expected = body_size_hint(headers);
+    if expected.is_some_and(|n| n > limit as u64) {
+        let request_id = request_id();
+        return Err(Failure::TooLarge { request_id });
+    }
+    // Sized once from Content-Length (already checked against the limit) rather
+    // than grown frame by frame.
+    let mut bytes = Vec::with_capacity(expected.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Body {
+            message: error_chain(&e),
+            request_id: request_id(),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                let request_id = request_id();
+                return Err(Failure::TooLarge { request_id });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 fn body_size_hint(headers: &HeaderMap) -> Option<u64> {

@@ -8,6 +8,7 @@ mod direct;
 pub mod error;
 pub mod model;
 pub mod observer;
+mod proxied;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
 pub mod shared;

@@ -12,9 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::direct::{error_chain, DirectClient, Failure};
+use super::direct::{DirectClient, Failure};
 use super::error::{ApiError, Reason};
 use super::observer::RequestObserver;
+use super::proxied;
 use super::retry::{self, RetryPolicy};
 use super::url::host_header;
 use crate::auth::provider::CredentialProvider;
@@ -64,38 +65,6 @@ enum Http {
     Proxied(reqwest::Client),
 }
 
-/// Whether the environment names a proxy for any scheme (the variables reqwest reads).
-fn proxy_in_environment() -> bool {
-    [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
-}
-
-/// reqwest, for requests through a proxy: the same timeouts, roots and user agent.
-fn proxied_client(
-    config: &ClientOptions,
-    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .connect_timeout(config.request_timeout)
-        .user_agent(USER_AGENT)
-        // The API never redirects a signed request: following one would send the
-        // security token and the URL elsewhere and trust an unsigned answer.
-        .redirect(reqwest::redirect::Policy::none())
-        .referer(false)
-        .tls_certs_merge(crate::tls::reqwest_certificates(extra_roots))
-        .danger_accept_invalid_certs(config.insecure_skip_verify)
-        .build()
-}
-
 /// Decodes a JSON body. The body is checked as UTF-8 once, as a whole, which is much
 /// cheaper than serde_json checking each string of a 1,000-member page on its own. The
 /// plain decoder is used first; only a body that fails is decoded again to find the
@@ -131,14 +100,18 @@ impl Transport {
                  anyone on the network path can read the signed requests and forge the answers"
             );
         }
-        let http = match proxy_in_environment() {
-            true => Http::Proxied(proxied_client(config, &extra_roots)?),
+        let proxied = |roots: &[_]| {
+            let insecure = config.insecure_skip_verify;
+            proxied::client(config.request_timeout, USER_AGENT, roots, insecure)
+        };
+        let http = match proxied::in_environment() {
+            true => Http::Proxied(proxied(&extra_roots)?),
             false => {
                 match DirectClient::new(USER_AGENT, extra_roots, config.insecure_skip_verify) {
                     Ok(client) => Http::Direct(client),
                     Err(e) => {
                         tracing::error!(error = %e, "TLS set-up failed; using the general client");
-                        Http::Proxied(proxied_client(config, &[])?)
+                        Http::Proxied(proxied(&[])?)
                     }
                 }
             }
@@ -264,47 +237,26 @@ impl Transport {
         url: Url,
     ) -> Result<RawResponse, ApiError> {
         let headers = signed_headers(operation, ctx, &url)?;
-        let client = match &*self.http {
-            Http::Proxied(client) => {
-                return self.send_proxied(operation, client, url, headers).await
-            }
-            Http::Direct(client) => client,
-        };
         let limit = self.max_response_bytes;
-        let exchange = async {
-            match client.get(&url, headers, limit, false).await {
-                // Signed anew: the date in the signature moves on.
-                Err(Failure::Stale) => {
-                    let headers = signed_headers(operation, ctx, &url)?;
-                    Ok(client.get(&url, headers, limit, true).await)
-                }
-                other => Ok(other),
+        let answer = match &*self.http {
+            Http::Proxied(client) => proxied::get(client, url, headers, limit).await,
+            Http::Direct(client) => {
+                let exchange = async {
+                    match client.get(&url, headers, limit, false).await {
+                        // Signed anew: the date in the signature moves on.
+                        Err(Failure::Stale) => {
+                            let headers = signed_headers(operation, ctx, &url)?;
+                            Ok(client.get(&url, headers, limit, true).await)
+                        }
+                        other => Ok(other),
+                    }
+                };
+                tokio::time::timeout(self.request_timeout, exchange)
+                    .await
+                    .unwrap_or(Ok(Err(Failure::Timeout)))?
             }
         };
-        let answer = tokio::time::timeout(self.request_timeout, exchange)
-            .await
-            .map_err(|_| ApiError::Timeout { operation })??;
-        let answer = answer.map_err(|failure| match failure {
-            Failure::Connect(message) => ApiError::Connect { operation, message },
-            Failure::Send(message) => ApiError::Transport { operation, message },
-            Failure::Stale => ApiError::Transport {
-                operation,
-                message: "the connection closed before the answer".into(),
-            },
-            Failure::Body {
-                message,
-                request_id,
-            } => ApiError::Read {
-                operation,
-                message,
-                request_id,
-            },
-            Failure::TooLarge { request_id } => ApiError::TooLarge {
-                operation,
-                limit,
-                request_id,
-            },
-        })?;
+        let answer = answer.map_err(|failure| api_error(operation, limit, failure))?;
         let meta = Meta::of(&answer.headers);
         Ok(RawResponse {
             status: answer.status,
@@ -314,60 +266,31 @@ impl Transport {
             body: answer.body,
         })
     }
+}
 
-    /// [`Self::send`] through a proxy, by reqwest.
-    async fn send_proxied(
-        &self,
-        operation: &'static str,
-        client: &reqwest::Client,
-        url: Url,
-        headers: HeaderMap,
-    ) -> Result<RawResponse, ApiError> {
-        let mut response = client
-            .get(url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| transport_error(operation, e))?;
-        let status = response.status().as_u16();
-        let meta = Meta::of(response.headers());
-        let request_id = meta.request_id;
-        let limit = self.max_response_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::TooLarge {
-                operation,
-                limit,
-                request_id,
-            });
-        }
-        // Sized once from Content-Length (already checked against the limit) rather
-        // than grown chunk by chunk.
-        let expected = response.content_length().unwrap_or(0) as usize;
-        let mut body = Vec::with_capacity(expected);
-        while let Some(chunk) = response.chunk().await.map_err(|e| match e.is_timeout() {
-            true => ApiError::Timeout { operation },
-            false => ApiError::Read {
-                operation,
-                message: error_chain(&e),
-                request_id: request_id.clone(),
-            },
-        })? {
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::TooLarge {
-                    operation,
-                    limit,
-                    request_id,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(RawResponse {
-            status,
+/// What a failed exchange is as an API error.
+fn api_error(operation: &'static str, limit: usize, failure: Failure) -> ApiError {
+    match failure {
+        Failure::Timeout => ApiError::Timeout { operation },
+        Failure::Connect(message) => ApiError::Connect { operation, message },
+        Failure::Send(message) => ApiError::Transport { operation, message },
+        Failure::Stale => ApiError::Transport {
+            operation,
+            message: "the connection closed before the answer".into(),
+        },
+        Failure::Body {
+            message,
             request_id,
-            retry_after: meta.retry_after,
-            location: meta.location,
-            body,
-        })
+        } => ApiError::Read {
+            operation,
+            message,
+            request_id,
+        },
+        Failure::TooLarge { request_id } => ApiError::TooLarge {
+            operation,
+            limit,
+            request_id,
+        },
     }
 }
 
@@ -509,18 +432,6 @@ struct RawResponse {
     /// `Location` of a 3xx, cut short.
     location: Option<String>,
     body: Vec<u8>,
-}
-
-fn transport_error(operation: &'static str, e: reqwest::Error) -> ApiError {
-    // reqwest's message names the URL, which holds no secret (those travel in headers).
-    let message = error_chain(&e);
-    if e.is_timeout() {
-        ApiError::Timeout { operation }
-    } else if e.is_connect() {
-        ApiError::Connect { operation, message }
-    } else {
-        ApiError::Transport { operation, message }
-    }
 }
 
 #[cfg(test)]
