@@ -2,7 +2,7 @@
 //! connections (TLS by rustls, the system's roots plus `ca_file`), and nothing else.
 //! A general-purpose client spent a third of the CPU of a request on layers the API
 //! never needs (redirects, retries, URL conversions); proxied requests still go
-//! through one (see [`super::transport`]), which implements the proxy protocols.
+//! through one ([`super::proxied`]), which implements the proxy protocols.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
