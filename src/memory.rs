@@ -5,8 +5,8 @@
 //! (measured: a tenth slower for 1 MiB less).  A leaf.
 
 /// Returns the free pages of every malloc arena to the system (glibc's
-/// `malloc_trim`); elsewhere nothing. Sub-millisecond for the exporter's heaps, so it
-/// runs where it is called.
+/// `malloc_trim`); elsewhere nothing. A few milliseconds for a million members (about
+/// 6 ms of madvise calls), so callers on the async runtime run it as blocking work.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes a pad size and only walks malloc's own free lists.

@@ -1,6 +1,6 @@
-//! TLS set-up shared by every outbound client (IMS, IAM, ECS metadata): the crypto
-//! provider, extra CA certificates and the rustls configuration of direct API
-//! connections. A leaf: imports nothing of the crate but files.
+//! Set-up shared by every outbound client (IMS, IAM, ECS metadata, SMN): the crypto
+//! provider, extra CA certificates, the rustls configuration of direct API connections
+//! and the `User-Agent`. A leaf: imports nothing of the crate but files.
 
 use std::sync::Arc;
 
@@ -10,19 +10,27 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
+/// Every outbound request's `User-Agent`.
+pub const USER_AGENT: &str = concat!("ims-exporter/", env!("CARGO_PKG_VERSION"));
+
 /// reqwest is built without a default TLS provider (ring builds fast and small), so
 /// one must be installed before any client is built; this does it once.
 pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The certificates of a PEM text (none when it holds no CERTIFICATE block).
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))
+}
+
 /// Reads PEM certificates to trust in addition to the system's.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = crate::files::read_capped(path, crate::files::MAX_SECRET_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    let certs = pem_certificates(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificates in it", path.display()));
     }

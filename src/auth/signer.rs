@@ -48,18 +48,11 @@ pub enum SignError {
 }
 
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    push_encoded(&mut out, s);
-    out
+    encoded(s).into_owned()
 }
 
-/// [`encode`] onto `out` (the pieces of an encoding, without formatting machinery:
-/// every request is signed, and most of what it signs needs no escape).
-fn push_encoded(out: &mut String, s: &str) {
-    out.extend(utf8_percent_encode(s, UNRESERVED));
-}
-
-/// [`encode`], borrowing `s` when nothing in it needs an escape.
+/// [`encode`], borrowing `s` when nothing in it needs an escape (every request is
+/// signed, and most of what it signs needs none).
 fn encoded(s: &str) -> Cow<'_, str> {
     utf8_percent_encode(s, UNRESERVED).into()
 }
@@ -83,7 +76,7 @@ fn push_canonical_uri(out: &mut String, path: &str) {
         if i > 0 {
             out.push('/');
         }
-        push_encoded(out, segment);
+        out.push_str(&encoded(segment));
     }
     if !out.ends_with('/') {
         out.push('/');

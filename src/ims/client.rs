@@ -22,7 +22,7 @@ use crate::auth::provider::CredentialProvider;
 use crate::ids::{ImageId, MemberId, ProjectId};
 use crate::ims::ratelimit::TokenBucket;
 
-pub use super::transport::ClientOptions;
+pub use super::transport::{ClientError, ClientOptions};
 
 pub const OP_LIST_MEMBERS: &str = "list_members";
 pub const OP_GET_MEMBER: &str = "get_member";
@@ -86,7 +86,7 @@ impl ImsClient {
     pub fn new(
         config: &ClientOptions,
         observer: Arc<dyn RequestObserver>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, ClientError> {
         Ok(ImsClient {
             transport: Transport::new(config, observer)?,
         })

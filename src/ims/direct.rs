@@ -206,45 +206,70 @@ impl Origin {
     }
 }
 
-/// A body read whole, failing past `limit` bytes (at once when `Content-Length` says so).
+/// The answer's request id, which errors carry for the user to quote.
+pub(super) fn request_id(headers: &HeaderMap) -> Option<String> {
+    let id = headers.get("x-request-id");
+    id.and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// A body being read under the response cap, for both routes: a body over the cap
+/// fails the call, never the daemon's memory.
+pub(super) struct CappedBody {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl CappedBody {
+    /// `None` when `Content-Length` already passes `limit`; else sized once from it
+    /// rather than grown chunk by chunk.
+    pub fn new(content_length: Option<u64>, limit: usize) -> Option<Self> {
+        let expected = content_length.unwrap_or(0);
+        (expected <= limit as u64).then(|| CappedBody {
+            bytes: Vec::with_capacity(expected as usize),
+            limit,
+        })
+    }
+
+    /// Appends `chunk`; `false` when the body would pass the cap.
+    pub fn push(&mut self, chunk: &[u8]) -> bool {
+        if self.bytes.len() + chunk.len() > self.limit {
+            return false;
+        }
+        self.bytes.extend_from_slice(chunk);
+        true
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// A body read whole under the cap.
 async fn read_body(
     headers: &HeaderMap,
     mut body: hyper::body::Incoming,
     limit: usize,
 ) -> Result<Vec<u8>, Failure> {
-    let request_id = || {
-        let id = headers.get("x-request-id");
-        id.and_then(|v| v.to_str().ok()).map(str::to_string)
+    let too_large = || Failure::TooLarge {
+        request_id: request_id(headers),
     };
-    let expected = body_size_hint(headers);
-    if expected.is_some_and(|n| n > limit as u64) {
-        let request_id = request_id();
-        return Err(Failure::TooLarge { request_id });
-    }
-    // Sized once from Content-Length (already checked against the limit) rather
-    // than grown frame by frame.
-    let mut bytes = Vec::with_capacity(expected.unwrap_or(0) as usize);
+    let content_length = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut capped = CappedBody::new(content_length, limit).ok_or_else(too_large)?;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Failure::Body {
             message: error_chain(&e),
-            request_id: request_id(),
+            request_id: request_id(headers),
         })?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                let request_id = request_id();
-                return Err(Failure::TooLarge { request_id });
+            if !capped.push(&data) {
+                return Err(too_large());
             }
-            bytes.extend_from_slice(&data);
         }
     }
-    Ok(bytes)
-}
-
-fn body_size_hint(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+    Ok(capped.into_bytes())
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Url;
 use rustls::pki_types::CertificateDer;
 
-use super::direct::{error_chain, Answer, Failure};
+use super::direct::{error_chain, request_id, Answer, CappedBody, Failure};
 
 /// Whether the environment names a proxy for any scheme (the variables reqwest reads).
 pub(super) fn in_environment() -> bool {
@@ -58,17 +58,10 @@ pub(super) async fn get(
             (false, false) => Failure::Send(error_chain(&e)),
         }
     })?;
-    let request_id = || {
-        let id = response.headers().get("x-request-id");
-        id.and_then(|v| v.to_str().ok()).map(str::to_string)
-    };
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        let request_id = request_id();
+    let request_id = request_id(response.headers());
+    let Some(mut body) = CappedBody::new(response.content_length(), limit) else {
         return Err(Failure::TooLarge { request_id });
-    }
-    let request_id = request_id();
-    // Sized once from Content-Length (already checked against the limit).
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+    };
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -82,14 +75,13 @@ pub(super) async fn get(
                 });
             }
         };
-        if body.len() + chunk.len() > limit {
+        if !body.push(&chunk) {
             return Err(Failure::TooLarge { request_id });
         }
-        body.extend_from_slice(&chunk);
     }
     Ok(Answer {
         status: response.status().as_u16(),
         headers: std::mem::take(response.headers_mut()),
-        body,
+        body: body.into_bytes(),
     })
 }

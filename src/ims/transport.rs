@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::direct::{DirectClient, Failure};
+use super::direct::{request_id, DirectClient, Failure};
 use super::error::{ApiError, Reason};
 use super::observer::RequestObserver;
 use super::proxied;
@@ -21,6 +21,7 @@ use super::url::host_header;
 use crate::auth::provider::CredentialProvider;
 use crate::auth::signer::{self, RequestParts};
 use crate::ims::ratelimit::TokenBucket;
+use crate::tls::USER_AGENT;
 
 /// Who a call is made for: whose credentials sign it, which project header it
 /// carries and which rate limit it waits for.
@@ -56,7 +57,14 @@ pub struct Transport {
     observer: Arc<dyn RequestObserver>,
 }
 
-const USER_AGENT: &str = concat!("ims-exporter/", env!("CARGO_PKG_VERSION"));
+/// Why the HTTP side of the client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Proxied(#[from] reqwest::Error),
+    #[error("{0}")]
+    Tls(String),
+}
 
 /// How requests travel: straight to the API, or through the proxy the environment
 /// names (reqwest implements the proxy protocols and `NO_PROXY`).
@@ -84,7 +92,7 @@ impl Transport {
     pub fn new(
         config: &ClientOptions,
         observer: Arc<dyn RequestObserver>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, ClientError> {
         crate::tls::ensure_crypto_provider();
         let extra_roots = match &config.ca_file {
             // Validated when the config was loaded; a file gone since is reported then.
@@ -100,21 +108,17 @@ impl Transport {
                  anyone on the network path can read the signed requests and forge the answers"
             );
         }
-        let proxied = |roots: &[_]| {
-            let insecure = config.insecure_skip_verify;
-            proxied::client(config.request_timeout, USER_AGENT, roots, insecure)
-        };
+        let insecure = config.insecure_skip_verify;
         let http = match proxied::in_environment() {
-            true => Http::Proxied(proxied(&extra_roots)?),
-            false => {
-                match DirectClient::new(USER_AGENT, extra_roots, config.insecure_skip_verify) {
-                    Ok(client) => Http::Direct(client),
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS set-up failed; using the general client");
-                        Http::Proxied(proxied(&[])?)
-                    }
-                }
-            }
+            true => Http::Proxied(proxied::client(
+                config.request_timeout,
+                USER_AGENT,
+                &extra_roots,
+                insecure,
+            )?),
+            false => Http::Direct(
+                DirectClient::new(USER_AGENT, extra_roots, insecure).map_err(ClientError::Tls)?,
+            ),
         };
         Ok(Transport {
             http: Arc::new(http),
@@ -304,10 +308,7 @@ struct Meta {
 impl Meta {
     fn of(headers: &HeaderMap) -> Meta {
         Meta {
-            request_id: headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            request_id: request_id(headers),
             location: headers
                 .get(reqwest::header::LOCATION)
                 .map(|v| super::error::excerpt(&String::from_utf8_lossy(v.as_bytes()), 256)),

@@ -20,7 +20,7 @@ use crate::ims::ImsClient;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::ims::client::ClientError),
     #[error("credentials ({source_of}): {message}")]
     Credentials { source_of: String, message: String },
 }

@@ -278,7 +278,8 @@ impl Poller {
         if !only_new {
             self.store.cycle_finished(&run.slot, secs);
         }
-        crate::memory::release_free_memory();
+        // Milliseconds for a million members (its madvise calls): not on a worker.
+        tokio::task::spawn_blocking(crate::memory::release_free_memory);
         tracing::debug!(
             region = %run.target.config.region, project_id = %run.target.config.project_id(),
             images = polled, seconds = secs, all_ok, only_new, "poll cycle finished"

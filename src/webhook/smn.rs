@@ -295,7 +295,7 @@ fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, 
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .user_agent(concat!("ims-exporter/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::tls::USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
         .https_only(true);

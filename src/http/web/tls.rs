@@ -99,9 +99,7 @@ fn certificates(
     key: &str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ctx.invalid(key, format!("not PEM certificates: {e}")))?;
+    let certs = crate::tls::pem_certificates(pem).map_err(|e| ctx.invalid(key, e))?;
     if certs.is_empty() {
         return Err(ctx.invalid(key, "no PEM CERTIFICATE block found"));
     }
