@@ -14,9 +14,9 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use super::model::{check_member, ImageList, ImageSummary, Member, MemberPage, MemberRef};
+use super::model::{check_member, ImageList, ImageSummary, Member, MemberRef};
 use super::observer::RequestObserver;
-use super::transport::{decode_json, CallContext, Transport};
+use super::transport::{CallContext, Transport};
 use super::url::url;
 use crate::auth::provider::CredentialProvider;
 use crate::ids::{ImageId, MemberId, ProjectId};
@@ -93,7 +93,7 @@ impl ImsClient {
     }
 
     /// All members of an image, following `page_info.next_marker`, each passed
-    /// through `convert` while its page is decoded in place (see [`MemberPage`]).
+    /// through `convert` while its page is decoded in place (see [`super::member_page`]).
     /// More than `cap.limit` members (a server that ignores `limit`, a marker that
     /// never ends) fail the call before they are all held.
     pub async fn list_members<R: Send>(
@@ -168,7 +168,7 @@ impl ImsClient {
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
     ) -> Result<(Option<Option<String>>, Option<String>), ApiError> {
         let mut decode_page = |body: &[u8]| {
-            let page: MemberPage<'_> = decode_json(body)?;
+            let page = super::member_page::decode(body)?;
             if members.len() + page.members.len() > cap.limit {
                 return Ok(None);
             }

@@ -32,7 +32,7 @@ pub struct PageInfo {
 /// body (a string with JSON escapes is the rare one that gets copied), and fields the
 /// exporter does not use (`image_id`, `schema`) are skipped, so a page of 1,000 members
 /// costs a handful of allocations instead of thousands.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct MemberPage<'a> {
     #[serde(borrow)]
     pub members: Vec<MemberRef<'a>>,
@@ -40,7 +40,7 @@ pub struct MemberPage<'a> {
     pub page_info: Option<PageInfoRef<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct PageInfoRef<'a> {
     #[serde(default, borrow, deserialize_with = "borrowed_opt")]
     pub next_marker: Option<Cow<'a, str>>,
