@@ -266,23 +266,23 @@ mod tests {
             ("d", "accepted"),
             ("e", "rejected"),
         ]);
-        let kinds: Vec<(&str, &str)> = diff(&old, &new)
+        let kinds: Vec<(&str, String)> = diff(&old, &new)
             .iter()
             .map(|c| {
                 let id = match c {
                     Change::Added(m) | Change::Removed(m) => m.member_id(),
                     Change::StatusChanged { new, .. } => new.member_id(),
                 };
-                (c.kind().as_str(), id)
+                (c.kind().as_str(), id.to_string())
             })
             .collect();
         assert_eq!(
             kinds,
             [
-                ("status_changed", "a"),
-                ("removed", "b"),
-                ("added", "c"),
-                ("added", "e")
+                ("status_changed", "a".to_string()),
+                ("removed", "b".to_string()),
+                ("added", "c".to_string()),
+                ("added", "e".to_string())
             ]
         );
         assert!(diff(&new, &new).is_empty());

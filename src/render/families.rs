@@ -364,7 +364,7 @@ fn write_shares(w: &mut Exposition, images: &Images<'_>) {
         for m in set.members.iter().filter(|m| m.unexpected) {
             w.series()
                 .labels(b)
-                .label_if_plain("member_id", m.member_id(), plain)
+                .label_if_plain("member_id", &m.member_id(), plain)
                 .label_if_plain("member_type", m.member_type(), plain)
                 .label_if_plain("status", m.status(), plain)
                 .value(1.0);
@@ -397,7 +397,7 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
         for m in &set.members {
             w.series()
                 .labels(b)
-                .label_if_plain("member_id", m.member_id(), plain)
+                .label_if_plain("member_id", &m.member_id(), plain)
                 .label_if_plain("member_type", m.member_type(), plain)
                 .label_if_plain("status", m.status(), plain)
                 .label_if_plain("urn", m.urn(), plain)
@@ -414,7 +414,7 @@ fn write_member_details(w: &mut Exposition, images: &Images<'_>, now: f64) {
                 if let Some(v) = pick(m, now) {
                     w.series()
                         .labels(b)
-                        .label_if_plain("member_id", m.member_id(), set.plain_labels)
+                        .label_if_plain("member_id", &m.member_id(), set.plain_labels)
                         .value(v);
                 }
             }

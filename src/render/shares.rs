@@ -260,7 +260,7 @@ fn matching<'s>(
 
 fn row(s: &ImageState, m: &MemberRecord) -> ShareRow {
     ShareRow {
-        of: ShareOf::new(&s.key, &s.meta.name, m.member_id(), m.member_type()),
+        of: ShareOf::new(&s.key, &s.meta.name, &m.member_id(), m.member_type()),
         status: m.status().to_string(),
         urn: (!m.urn().is_empty()).then(|| m.urn().to_string()),
         shared_since: m.created_at().and_then(rfc3339),

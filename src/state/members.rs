@@ -35,27 +35,36 @@ pub fn label(value: Option<&str>) -> Label {
 
 /// What a type or status code says when the value is kept in [`Rare`] instead.
 const OTHER: u8 = u8::MAX;
-/// Member IDs up to this long (project and account IDs are 32 hex characters) are
-/// kept in the record itself; longer ones in [`Rare`].
-const INLINE_ID: usize = 32;
+
+/// A timestamp as whole seconds since the epoch, or one of these two.
+type Stamp = u32;
+/// No timestamp.
+const NO_STAMP: Stamp = Stamp::MAX;
+/// The timestamp is not whole seconds between 1970 and 2106: kept in [`Rare`].
+const RARE_STAMP: Stamp = Stamp::MAX - 1;
 
 /// One member as exported. Missing strings read as `""` (urn) or `"unknown"`.
 ///
-/// Kept small because a fleet holds a million of these: the ID inline, the type and
-/// status as codes of the documented values, the timestamps as plain floats, and
-/// whatever is rare (a URN, a long ID, an undocumented type or status) behind one
-/// pointer. 64 bytes and no allocation for a project or account member.
+/// Kept small because a fleet holds a million of these: a project or account ID (32
+/// lowercase hex digits) as its 16 bytes, the type and status as codes of the
+/// documented values, the timestamps as whole seconds, and whatever is rare (a URN,
+/// another ID, an undocumented type or status, a fraction of a second) behind one
+/// pointer. 40 bytes and no allocation for a project or account member.
 #[derive(Clone)]
 pub struct MemberRecord {
-    id: ArrayString<INLINE_ID>,
-    /// NaN for none.
-    created_at: f64,
-    updated_at: f64,
+    /// The ID's bytes when `hex_id`; zeros when the ID is kept in [`Rare`].
+    id: [u8; 16],
     rare: Option<Box<Rare>>,
+    created_at: Stamp,
+    updated_at: Stamp,
     /// Index into `["unknown", MEMBER_TYPES..]`, or [`OTHER`].
     member_type: u8,
     /// Index into `["unknown", STATUSES..]`, or [`OTHER`].
     status: u8,
+    /// The ID is 32 lowercase hex digits, kept in `id`. An ID that can be is, so two
+    /// records have the same ID exactly when they agree on this and on `id` or
+    /// [`Rare::id`].
+    hex_id: bool,
     /// No allowlist entry that applies to the image matches this member.
     pub unexpected: bool,
 }
@@ -67,6 +76,102 @@ struct Rare {
     urn: Option<Box<str>>,
     member_type: Option<Box<str>>,
     status: Option<Box<str>>,
+    /// Timestamps a [`Stamp`] cannot hold.
+    created_at: Option<f64>,
+    updated_at: Option<f64>,
+}
+
+/// A member ID as text: written out from its bytes, or borrowed from the record.
+#[derive(Clone, Copy)]
+pub enum MemberIdText<'a> {
+    Hex(ArrayString<32>),
+    Kept(&'a str),
+}
+
+impl std::ops::Deref for MemberIdText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            MemberIdText::Hex(text) => text,
+            MemberIdText::Kept(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Display for MemberIdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for MemberIdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: AsRef<str> + ?Sized> PartialEq<T> for MemberIdText<'_> {
+    fn eq(&self, other: &T) -> bool {
+        **self == *other.as_ref()
+    }
+}
+
+/// Each byte's value as a lowercase hex digit, or 0xFF.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The 16 bytes of an ID of 32 lowercase hex digits; `None` for any other ID.
+/// Without a branch a digit: every listed member's ID goes through here.
+fn hex_bytes(id: &str) -> Option<[u8; 16]> {
+    let text: &[u8; 32] = id.as_bytes().try_into().ok()?;
+    let mut bytes = [0u8; 16];
+    let mut invalid = 0u8;
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (
+            HEX_VALUE[usize::from(pair[0])],
+            HEX_VALUE[usize::from(pair[1])],
+        );
+        invalid |= high | low;
+        *byte = high << 4 | (low & 15);
+    }
+    (invalid & 0x80 == 0).then_some(bytes)
+}
+
+/// `bytes` as 32 lowercase hex digits.
+fn hex_text(bytes: &[u8; 16]) -> ArrayString<32> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    for (pair, b) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // ASCII, so always UTF-8.
+    ArrayString::from_byte_string(&text).unwrap_or_default()
+}
+
+/// A timestamp as a [`Stamp`]; [`RARE_STAMP`] when it is not whole seconds in range.
+fn stamp(t: Option<f64>) -> Stamp {
+    match t.filter(|t| !t.is_nan()) {
+        None => NO_STAMP,
+        Some(t) if t.fract() == 0.0 && (0.0..f64::from(RARE_STAMP)).contains(&t) => t as Stamp,
+        Some(_) => RARE_STAMP,
+    }
+}
+
+/// A [`Stamp`] as seconds (`exact`: the timestamp kept in [`Rare`]).
+fn seconds(stamp: Stamp, exact: Option<f64>) -> Option<f64> {
+    match stamp {
+        NO_STAMP => None,
+        RARE_STAMP => exact,
+        s => Some(f64::from(s)),
+    }
 }
 
 /// The code of a documented `value` among `known`, else [`OTHER`] (0 is unknown).
@@ -108,11 +213,10 @@ impl MemberRecord {
         updated_at: Option<f64>,
     ) -> Self {
         let mut rare = Rare::default();
-        // Too long to be inline: empty here, kept in `rare` (an ID is never empty).
-        let id = ArrayString::from(member_id).unwrap_or_else(|_| {
+        let hex = hex_bytes(member_id);
+        if hex.is_none() {
             rare.id = Some(member_id.into());
-            ArrayString::new()
-        });
+        }
         let type_code = code(&MEMBER_TYPES, member_type);
         if type_code == OTHER {
             rare.member_type = member_type.map(Into::into);
@@ -122,13 +226,21 @@ impl MemberRecord {
             rare.status = status.map(Into::into);
         }
         rare.urn = urn.filter(|u| !u.is_empty()).map(Into::into);
+        let (created_stamp, updated_stamp) = (stamp(created_at), stamp(updated_at));
+        if created_stamp == RARE_STAMP {
+            rare.created_at = created_at;
+        }
+        if updated_stamp == RARE_STAMP {
+            rare.updated_at = updated_at;
+        }
         MemberRecord {
-            id,
-            created_at: created_at.unwrap_or(f64::NAN),
-            updated_at: updated_at.unwrap_or(f64::NAN),
+            id: hex.unwrap_or_default(),
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
+            created_at: created_stamp,
+            updated_at: updated_stamp,
             member_type: type_code,
             status: status_code,
+            hex_id: hex.is_some(),
             unexpected: true,
         }
     }
@@ -154,30 +266,31 @@ impl MemberRecord {
         (record, bad)
     }
 
-    pub fn member_id(&self) -> &str {
+    pub fn member_id(&self) -> MemberIdText<'_> {
         match self.rare().and_then(|r| r.id.as_deref()) {
-            Some(long) => long,
-            None => &self.id,
+            Some(kept) => MemberIdText::Kept(kept),
+            None => MemberIdText::Hex(hex_text(&self.id)),
         }
     }
 
-    fn id_bytes(&self) -> &[u8] {
-        self.member_id().as_bytes()
+    /// Whether both records are of the same member.
+    pub fn same_id(&self, other: &Self) -> bool {
+        self.hex_id == other.hex_id
+            && if self.hex_id {
+                self.id == other.id
+            } else {
+                self.member_id() == *other.member_id()
+            }
     }
 
-    /// Orders two records by member ID (byte order, as `str` orders), comparing the
-    /// first eight bytes as one integer before the rest: sorting a million IDs is
-    /// mostly comparisons that the first bytes decide.
+    /// Orders two records by member ID (byte order, as `str` orders). Two hex IDs
+    /// compare by their bytes: lowercase hex digits sort as the values they stand for.
     pub fn cmp_id(&self, other: &Self) -> std::cmp::Ordering {
-        let (a, b) = (self.id_bytes(), other.id_bytes());
-        // Zero-padded: when the prefixes differ, they differ as the strings do.
-        let prefix = |s: &[u8]| {
-            let mut p = [0u8; 8];
-            let n = s.len().min(8);
-            p[..n].copy_from_slice(&s[..n]);
-            u64::from_be_bytes(p)
-        };
-        prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
+        if self.hex_id && other.hex_id {
+            self.id.cmp(&other.id)
+        } else {
+            self.member_id().cmp(&other.member_id())
+        }
     }
 
     fn rare(&self) -> Option<&Rare> {
@@ -212,30 +325,33 @@ impl MemberRecord {
     }
 
     pub fn created_at(&self) -> Option<f64> {
-        Some(self.created_at).filter(|t| !t.is_nan())
+        seconds(self.created_at, self.rare().and_then(|r| r.created_at))
     }
 
     pub fn updated_at(&self) -> Option<f64> {
-        Some(self.updated_at).filter(|t| !t.is_nan())
+        seconds(self.updated_at, self.rare().and_then(|r| r.updated_at))
     }
 }
 
+/// Field by field: a record's form is canonical (a value is kept in exactly one way),
+/// so equal fields are equal members, and the commit compares whole lists cheaply.
 impl PartialEq for MemberRecord {
     fn eq(&self, other: &Self) -> bool {
-        self.id_bytes() == other.id_bytes()
-            && self.member_type() == other.member_type()
-            && self.status() == other.status()
-            && self.urn() == other.urn()
-            && self.created_at() == other.created_at()
-            && self.updated_at() == other.updated_at()
+        self.id == other.id
+            && self.hex_id == other.hex_id
+            && self.member_type == other.member_type
+            && self.status == other.status
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
             && self.unexpected == other.unexpected
+            && self.rare == other.rare
     }
 }
 
 impl std::fmt::Debug for MemberRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemberRecord")
-            .field("member_id", &self.member_id())
+            .field("member_id", &&*self.member_id())
             .field("member_type", &self.member_type())
             .field("status", &self.status())
             .field("urn", &self.urn())
@@ -296,7 +412,7 @@ impl MemberSet {
         records.sort_by(MemberRecord::cmp_id);
         let listed = records.len();
         records.reverse();
-        records.dedup_by(|a, b| a.id_bytes() == b.id_bytes());
+        records.dedup_by(|a, b| a.same_id(b));
         records.reverse();
         // Pages grow the list by doubling; a set lives a whole poll interval.
         records.shrink_to_fit();
@@ -327,7 +443,7 @@ impl MemberSet {
             }
         }
         let plain_labels = records.iter().all(|r| {
-            is_plain_label(r.member_id())
+            (r.hex_id || is_plain_label(&r.member_id()))
                 && is_plain_label(r.member_type())
                 && is_plain_label(r.status())
                 && is_plain_label(r.urn())
@@ -345,7 +461,7 @@ impl MemberSet {
     /// Sets each member's `unexpected` flag from `entries` (deny by default).
     pub fn evaluate(mut self, entries: &[Entry]) -> Self {
         for m in &mut self.members {
-            m.unexpected = is_unexpected(entries, m.member_id(), m.urn());
+            m.unexpected = is_unexpected(entries, &m.member_id(), m.urn());
         }
         self
     }

@@ -20,7 +20,8 @@ pub use changes::{Attribution, ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use incoming::{member_status, IncomingStatus, Offer};
 pub use members::{
-    is_plain_label, label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN,
+    is_plain_label, label, Label, MemberIdText, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES,
+    UNKNOWN,
 };
 pub use store::{
     CtsStatus, DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus, TraceWindow,
@@ -112,10 +113,74 @@ mod tests {
             ],
             0,
         );
-        let ids: Vec<&str> = set.members.iter().map(|m| m.member_id()).collect();
+        let ids: Vec<String> = set
+            .members
+            .iter()
+            .map(|m| m.member_id().to_string())
+            .collect();
         assert_eq!(ids, ["a", id32.as_str(), long_id.as_str()]);
         assert_ne!(r, short);
         assert_eq!(r, r.clone());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A record gives back the ID and timestamps it was made from, however they are
+        /// kept (bytes of a hex ID or the string; whole seconds or the exact value), and
+        /// records sort and deduplicate as their IDs' strings do.
+        #[test]
+        fn a_record_gives_back_what_it_was_made_from(
+            ids in prop::collection::vec(
+                prop_oneof![
+                    "[0-9a-f]{32}",
+                    "[0-9a-fA-F]{32}",
+                    "[0-9a-g]{31,33}",
+                    "[0-9a-f]{0,40}",
+                    "ou-[a-z0-9]{32}",
+                ],
+                1..12,
+            ),
+            times in prop::collection::vec(
+                prop_oneof![
+                    Just(None),
+                    (0u32..u32::MAX).prop_map(|s| Some(f64::from(s))),
+                    prop::num::f64::NORMAL.prop_map(Some),
+                    prop_oneof![
+                        Just(0.0),
+                        Just(-1.0),
+                        Just(1.5),
+                        Just(4294967293.0),
+                        Just(4294967294.0),
+                        Just(4294967295.0),
+                        Just(1e300),
+                    ]
+                    .prop_map(Some),
+                ],
+                2,
+            ),
+        ) {
+            let records: Vec<MemberRecord> = ids
+                .iter()
+                .map(|id| MemberRecord::new(id, Some("project"), None, None, times[0], times[1]))
+                .collect();
+            for (r, id) in records.iter().zip(&ids) {
+                prop_assert_eq!(&*r.member_id(), id.as_str());
+                prop_assert_eq!((r.created_at(), r.updated_at()), (times[0], times[1]));
+                // Equal fields are equal members, and only those.
+                for (other, other_id) in records.iter().zip(&ids) {
+                    prop_assert_eq!(r == other, id == other_id);
+                }
+                let later = MemberRecord::new(id, Some("project"), None, None, times[0], Some(-0.5));
+                prop_assert_eq!(r == &later, r.updated_at() == Some(-0.5));
+            }
+            let set = MemberSet::from_records(records, 0);
+            let mut expected = ids.clone();
+            expected.sort();
+            expected.dedup();
+            let got: Vec<String> = set.members.iter().map(|m| m.member_id().to_string()).collect();
+            prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]
