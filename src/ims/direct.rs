@@ -4,7 +4,10 @@
 //! never needs (redirects, retries, URL conversions); proxied requests still go
 //! through one ([`super::proxied`]), which implements the proxy protocols.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
@@ -57,9 +60,62 @@ struct Origin {
     port: u16,
 }
 
+/// An open connection: where requests go in, and what does its reading and writing.
+struct Connection {
+    sender: SendRequest<Empty<Bytes>>,
+    driver: Driver,
+}
+
+impl Connection {
+    fn new<F>((sender, future): (SendRequest<Empty<Bytes>>, F)) -> Self
+    where
+        F: Future<Output = hyper::Result<()>> + Send + 'static,
+    {
+        let future = Box::pin(future);
+        Connection {
+            sender,
+            driver: Driver {
+                future,
+                ended: false,
+            },
+        }
+    }
+}
+
+/// A connection's HTTP/1.1 state machine, which reads and writes when polled. The
+/// requesting task polls it itself ([`Driver::run`]): spawned, it was a second task,
+/// woken for each request and each chunk of its answer and waking the first in turn,
+/// the largest cost per request after the kernel's. An idle connection is not polled:
+/// one the server closed meanwhile is found out when it is next taken.
+struct Driver {
+    future: Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>,
+    /// The connection closed.
+    ended: bool,
+}
+
+impl Driver {
+    /// Runs `work` (a request on this connection, reading its answer) while driving
+    /// the connection.
+    async fn run<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if !self.ended && self.future.as_mut().poll(cx).is_ready() {
+                // Closed: `work` fails now that the connection's channels are gone.
+                self.ended = true;
+                return work.as_mut().poll(cx);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 struct Idle {
     origin: Origin,
-    sender: SendRequest<Empty<Bytes>>,
+    connection: Connection,
     since: Instant,
 }
 
@@ -111,18 +167,22 @@ impl DirectClient {
             false => self.checkout(&origin).await,
             true => None,
         };
-        let (mut sender, reused) = match reused {
-            Some(sender) => (sender, true),
+        let (mut conn, reused) = match reused {
+            Some(conn) => (conn, true),
             None => (self.connect(&origin).await?, false),
         };
-        let response = match sender.send_request(request).await {
+        let sent = conn.sender.send_request(request);
+        let response = match conn.driver.run(sent).await {
             Ok(response) => response,
             Err(_) if reused => return Err(Failure::Stale),
             Err(e) => return Err(Failure::Send(error_chain(&e))),
         };
         let (head, body) = response.into_parts();
-        let bytes = read_body(&head.headers, body, limit).await?;
-        self.checkin(origin, sender);
+        let bytes = conn
+            .driver
+            .run(read_body(&head.headers, body, limit))
+            .await?;
+        self.checkin(origin, conn);
         Ok(Answer {
             status: head.status.as_u16(),
             headers: head.headers,
@@ -131,32 +191,37 @@ impl DirectClient {
     }
 
     /// An idle connection to `origin` that is still open, young enough and ready for
-    /// the next request (its driver may not have seen the last answer end yet).
-    async fn checkout(&self, origin: &Origin) -> Option<SendRequest<Empty<Bytes>>> {
+    /// the next request (the end of the last answer may not have been read yet).
+    async fn checkout(&self, origin: &Origin) -> Option<Connection> {
         loop {
-            let mut sender = {
+            let mut conn = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+                idle.retain(|c| {
+                    !c.connection.driver.ended
+                        && !c.connection.sender.is_closed()
+                        && c.since.elapsed() < IDLE_TIMEOUT
+                });
                 let at = idle.iter().rposition(|c| c.origin == *origin)?;
-                idle.swap_remove(at).sender
+                idle.swap_remove(at).connection
             };
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let ready = conn.sender.ready();
+            if conn.driver.run(ready).await.is_ok() {
+                return Some(conn);
             }
         }
     }
 
-    fn checkin(&self, origin: Origin, sender: SendRequest<Empty<Bytes>>) {
+    fn checkin(&self, origin: Origin, connection: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.push(Idle {
             origin,
-            sender,
+            connection,
             since: Instant::now(),
         });
     }
 
-    /// A new connection (TCP, then TLS for https), its HTTP/1.1 driver spawned.
-    async fn connect(&self, origin: &Origin) -> Result<SendRequest<Empty<Bytes>>, Failure> {
+    /// A new connection (TCP, then TLS for https).
+    async fn connect(&self, origin: &Origin) -> Result<Connection, Failure> {
         let connect = |e: std::io::Error| Failure::Connect(format!("tcp connect error: {e}"));
         let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
             .await
@@ -165,11 +230,10 @@ impl DirectClient {
         tcp.set_nodelay(true).map_err(connect)?;
         let handshake = |e: hyper::Error| Failure::Connect(error_chain(&e));
         if !origin.tls {
-            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            let parts = http1::handshake(TokioIo::new(tcp))
                 .await
                 .map_err(handshake)?;
-            tokio::spawn(conn);
-            return Ok(sender);
+            return Ok(Connection::new(parts));
         }
         let name = ServerName::try_from(origin.host.clone())
             .map_err(|e| Failure::Connect(format!("{}: {e}", origin.host)))?;
@@ -178,11 +242,10 @@ impl DirectClient {
             .connect(name, tcp)
             .await
             .map_err(|e| Failure::Connect(format!("TLS handshake: {e}")))?;
-        let (sender, conn) = http1::handshake(TokioIo::new(tls))
+        let parts = http1::handshake(TokioIo::new(tls))
             .await
             .map_err(handshake)?;
-        tokio::spawn(conn);
-        Ok(sender)
+        Ok(Connection::new(parts))
     }
 }
 
