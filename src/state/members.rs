@@ -144,13 +144,23 @@ fn hex_bytes(id: &str) -> Option<[u8; 16]> {
     (invalid & 0x80 == 0).then_some(bytes)
 }
 
-/// `bytes` as 32 lowercase hex digits.
+/// Each byte as two lowercase hex digits.
+static HEX_PAIR: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
+
+/// `bytes` as 32 lowercase hex digits: a scrape writes every member's ID four times.
 fn hex_text(bytes: &[u8; 16]) -> ArrayString<32> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
     for (pair, b) in text.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
+        pair.copy_from_slice(&HEX_PAIR[usize::from(*b)]);
     }
     // ASCII, so always UTF-8.
     ArrayString::from_byte_string(&text).unwrap_or_default()
