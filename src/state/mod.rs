@@ -12,6 +12,7 @@ mod changes;
 pub mod events;
 mod image;
 mod incoming;
+mod member_id;
 mod members;
 pub mod storage;
 mod store;
@@ -19,9 +20,9 @@ mod store;
 pub use changes::{Attribution, ChangeEvent, ChangeLog, MemberCounts, MAX_CHANGES};
 pub use image::{ChangeKind, ImageKey, ImageMeta, ImageState};
 pub use incoming::{member_status, IncomingStatus, Offer};
+pub use member_id::MemberIdText;
 pub use members::{
-    is_plain_label, label, Label, MemberIdText, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES,
-    UNKNOWN,
+    is_plain_label, label, Label, MemberRecord, MemberSet, MEMBER_TYPES, STATUSES, UNKNOWN,
 };
 pub use store::{
     CtsStatus, DiscoveryStatus, Slot, Snapshot, Store, TargetSlot, TargetStatus, TraceWindow,
