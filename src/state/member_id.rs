@@ -101,7 +101,12 @@ mod tests {
             assert_eq!(&*text, format!("{b:02x}").repeat(16));
             assert_eq!(hex_bytes(&text), Some(bytes));
         }
-        for id in ["A".repeat(32), "g".repeat(32), "0".repeat(31), "0".repeat(33)] {
+        for id in [
+            "A".repeat(32),
+            "g".repeat(32),
+            "0".repeat(31),
+            "0".repeat(33),
+        ] {
             assert_eq!(hex_bytes(&id), None, "{id}");
         }
     }
