@@ -122,7 +122,9 @@ class ImsCollector(Collector):
         yield req
 
 
-def main():
+def main(make_collector=None):
+    """`make_collector(project_id)`: how the data is exported (this file's collector
+    unless another peer script passes its own)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for flag in ("--endpoint", "--ak", "--sk", "--project-id", "--images-file", "--listen"):
         p.add_argument(flag, required=True)
@@ -142,7 +144,7 @@ def main():
               .with_credentials(BasicCredentials(args.ak, args.sk, args.project_id))
               .with_endpoint(args.endpoint).with_http_config(config).build())
 
-    collector = ImsCollector(args.project_id)
+    collector = (make_collector or ImsCollector)(args.project_id)
     REGISTRY.register(collector)
     host, port = args.listen.rsplit(":", 1)
     server, _ = start_http_server(int(port), addr=host.strip("[]"))
