@@ -75,7 +75,9 @@ impl<'a> Scanner<'a> {
     /// Whether `word` comes next (after whitespace), consumed if so.
     fn word(&mut self, word: &str) -> bool {
         self.ws();
-        let found = self.text[self.at..].starts_with(word);
+        // Bytes, not `str`: a `str` slice panics off a character boundary, and nothing
+        // in a page may make the scanner panic.
+        let found = self.text.as_bytes()[self.at..].starts_with(word.as_bytes());
         if found {
             self.at += word.len();
         }
