@@ -14,6 +14,7 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
+use super::listing::{page_hash, Listed, ListingPrint, PagePrint};
 use super::model::{check_member, ImageList, ImageSummary, Member, MemberRef};
 use super::observer::RequestObserver;
 use super::transport::{CallContext, Transport};
@@ -95,15 +96,17 @@ impl ImsClient {
     /// All members of an image, following `page_info.next_marker`, each passed
     /// through `convert` while its page is decoded in place (see [`super::member_page`]).
     /// More than `cap.limit` members (a server that ignores `limit`, a marker that
-    /// never ends) fail the call before they are all held.
+    /// never ends) fail the call before they are all held. When every page is the
+    /// `known` answer's, byte for byte, none is decoded: [`Listed::Same`].
     pub async fn list_members<R: Send>(
         &self,
         target: &ApiTarget,
         image: &ImageId,
         page_size: u32,
         cap: MemberCap,
+        known: Option<&ListingPrint>,
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
-    ) -> Result<Vec<R>, ApiError> {
+    ) -> Result<Listed<R>, ApiError> {
         let op = OP_LIST_MEMBERS;
         let segments = [
             "v1",
@@ -114,7 +117,12 @@ impl ImsClient {
         ];
         let limit = page_size.to_string();
         let max_pages = cap.limit / page_size.max(1) as usize + 1;
-        let mut members = Vec::new();
+        let mut paging = Paging {
+            known: known.filter(|k| k.fits(page_size, cap.limit, max_pages)),
+            members: Vec::new(),
+            pages: Vec::new(),
+            held: Vec::new(),
+        };
         let mut seen_markers = HashSet::new();
         let mut marker: Option<String> = None;
         for _ in 0..max_pages {
@@ -123,32 +131,40 @@ impl ImsClient {
                 query.push(("marker", m.as_str()));
             }
             let url = url(op, &target.endpoint, &segments, &query)?;
-            let (next, request_id) = self
-                .member_page(target, url, cap, &mut members, convert)
+            let (page, request_id) = self
+                .member_page(target, url, cap, &mut paging, convert)
                 .await?;
-            let Some(next) = next else {
-                return Err(ApiError::TooManyMembers {
-                    operation: op,
-                    limit: cap.limit,
-                    setting: cap.setting,
-                    request_id,
-                });
-            };
-            match next {
-                None => return Ok(members),
-                Some(next) => {
-                    if !seen_markers.insert(next.clone()) {
-                        return Err(ApiError::Paging {
-                            operation: op,
-                            message: format!(
-                                "next_marker {next:?} repeats after {} members",
-                                members.len()
-                            ),
-                        });
-                    }
-                    marker = Some(next);
+            let next = match page {
+                Page::TooMany => {
+                    return Err(ApiError::TooManyMembers {
+                        operation: op,
+                        limit: cap.limit,
+                        setting: cap.setting,
+                        request_id,
+                    })
                 }
+                Page::Same(None) => return Ok(Listed::Same),
+                Page::Decoded(None) => {
+                    let print = ListingPrint {
+                        page_size,
+                        members: paging.members.len(),
+                        pages: paging.pages,
+                    };
+                    return Ok(Listed::Changed(paging.members, print));
+                }
+                Page::Same(Some(next)) | Page::Decoded(Some(next)) => next,
+            };
+            if !seen_markers.insert(next.clone()) {
+                return Err(ApiError::Paging {
+                    operation: op,
+                    // (After a decoded page: the known answer's markers never repeat.)
+                    message: format!(
+                        "next_marker {next:?} repeats after {} members",
+                        paging.members.len()
+                    ),
+                });
             }
+            marker = Some(next);
         }
         Err(ApiError::Paging {
             operation: op,
@@ -156,40 +172,19 @@ impl ImsClient {
         })
     }
 
-    /// One page of members, appended to `members` through `convert` as it is decoded
-    /// in place. `Ok((None, _))`: the page would pass the cap; `Ok((Some(next), _))`:
-    /// the next marker, if any; with the answer's request id.
+    /// One page of members, appended to `paging` through `convert` as it is decoded
+    /// in place, unless it is the known answer's page; with the answer's request id.
     async fn member_page<R: Send>(
         &self,
         target: &ApiTarget,
         url: Url,
         cap: MemberCap,
-        members: &mut Vec<R>,
+        paging: &mut Paging<'_, R>,
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
-    ) -> Result<(Option<Option<String>>, Option<String>), ApiError> {
-        let mut decode_page = |body: &[u8]| {
-            let page = super::member_page::decode(body)?;
-            if members.len() + page.members.len() > cap.limit {
-                return Ok(None);
-            }
-            for m in &page.members {
-                check_member(m)?;
-            }
-            members.extend(page.members.iter().map(&mut *convert));
-            Ok(Some(
-                page.page_info
-                    .and_then(|p| p.next_marker)
-                    .filter(|m| !m.is_empty())
-                    .map(Cow::into_owned),
-            ))
-        };
+    ) -> Result<(Page, Option<String>), ApiError> {
+        let mut read = |body: &[u8]| paging.read(body, cap, convert);
         self.transport
-            .get_decoded(
-                OP_LIST_MEMBERS,
-                &target.call_context(),
-                url,
-                &mut decode_page,
-            )
+            .get_decoded(OP_LIST_MEMBERS, &target.call_context(), url, &mut read)
             .await
     }
 
@@ -310,3 +305,89 @@ impl ImsClient {
         Ok(found.projects.into_iter().map(|p| (p.id, p.name)).collect())
     }
 }
+
+/// A listing read so far.
+struct Paging<'k, R> {
+    /// The answer the pages so far are byte for byte, if any.
+    known: Option<&'k ListingPrint>,
+    members: Vec<R>,
+    pages: Vec<PagePrint>,
+    /// Pages that matched the known answer's and are not decoded (yet): should a
+    /// later one differ, the members are all needed after all.
+    held: Vec<Vec<u8>>,
+}
+
+/// What one page said.
+enum Page {
+    /// The known answer's page, with its next marker.
+    Same(Option<String>),
+    /// Decoded, with its next marker.
+    Decoded(Option<String>),
+    /// It would pass the cap.
+    TooMany,
+}
+
+impl<R> Paging<'_, R> {
+    fn read(
+        &mut self,
+        body: &[u8],
+        cap: MemberCap,
+        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    ) -> Result<Page, String> {
+        let hash = page_hash(body);
+        if let Some(known) = self.known {
+            match known.pages.get(self.pages.len()) {
+                Some(page) if page.hash == hash => {
+                    self.pages.push(page.clone());
+                    if page.next_marker.is_some() {
+                        self.held.push(body.to_vec());
+                    }
+                    return Ok(Page::Same(page.next_marker.clone()));
+                }
+                _ => {
+                    self.known = None;
+                    for held in std::mem::take(&mut self.held) {
+                        if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
+                            return Ok(Page::TooMany);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(next) = decode_page(body, cap, &mut self.members, convert)? else {
+            return Ok(Page::TooMany);
+        };
+        self.pages.push(PagePrint {
+            hash,
+            next_marker: next.clone(),
+        });
+        Ok(Page::Decoded(next))
+    }
+}
+
+/// One page decoded and checked, its members appended through `convert`: its next
+/// marker, or `None` when it would pass the cap.
+fn decode_page<R>(
+    body: &[u8],
+    cap: MemberCap,
+    members: &mut Vec<R>,
+    convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+) -> Result<Option<Option<String>>, String> {
+    let page = super::member_page::decode(body)?;
+    if members.len() + page.members.len() > cap.limit {
+        return Ok(None);
+    }
+    for m in &page.members {
+        check_member(m)?;
+    }
+    members.extend(page.members.iter().map(&mut *convert));
+    Ok(Some(
+        page.page_info
+            .and_then(|p| p.next_marker)
+            .filter(|m| !m.is_empty())
+            .map(Cow::into_owned),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

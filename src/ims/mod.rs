@@ -6,6 +6,7 @@
 pub(crate) mod client;
 mod direct;
 pub mod error;
+pub mod listing;
 pub mod member_page;
 pub mod model;
 pub mod observer;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::allowlist::LiveAllowlist;
 use crate::config::ImageConfig;
 use crate::ims::client::MemberCap;
+use crate::ims::listing::{Listed, ListingPrint};
 use crate::ims::model::MemberRef;
 use crate::ims::{ApiError, ImsClient, Member};
 use crate::poll::audit;
@@ -58,14 +59,24 @@ impl Limits {
     }
 }
 
+/// What the member list's fetch found.
+enum Fetched {
+    /// A new list (or only the watched members), with the answer's print.
+    New(MemberSet, Option<ListingPrint>),
+    /// Byte for byte the answer of the known list.
+    Same,
+}
+
 /// Fetches what the image's config asks for: the member list, each watched member.
-/// All or nothing: the first error fails the whole poll of the image.
+/// All or nothing: the first error fails the whole poll of the image. `known`: the
+/// answer the last good list came from.
 async fn fetch(
     client: &ImsClient,
     job: &ImageJob,
     page_size: u32,
     cap: MemberCap,
-) -> Result<(MemberSet, BTreeMap<String, bool>), ApiError> {
+    known: Option<&ListingPrint>,
+) -> Result<(Fetched, BTreeMap<String, bool>), ApiError> {
     let (api, image) = (&job.target.api, &job.image);
     let mut bad_timestamps = 0;
     let listed = if image.list_members {
@@ -76,7 +87,7 @@ async fn fetch(
         };
         Some(
             client
-                .list_members(api, &image.id, page_size, cap, &mut record)
+                .list_members(api, &image.id, page_size, cap, known, &mut record)
                 .await?,
         )
     } else {
@@ -89,16 +100,21 @@ async fn fetch(
         watched.insert(member_id.to_string(), member.is_some());
         found.extend(member);
     }
-    Ok(match listed {
-        Some(records) => (MemberSet::from_records(records, bad_timestamps), watched),
-        None => (
+    let fetched = match listed {
+        Some(Listed::Same) => Fetched::Same,
+        Some(Listed::Changed(records, print)) => Fetched::New(
+            MemberSet::from_records(records, bad_timestamps),
+            Some(print),
+        ),
+        None => Fetched::New(
             MemberSet {
                 complete: false,
                 ..MemberSet::from_api(found)
             },
-            watched,
+            None,
         ),
-    })
+    };
+    Ok((fetched, watched))
 }
 
 /// Polls one image. Its log lines carry its region, project and image through one
@@ -131,7 +147,8 @@ pub(super) async fn poll_image(
 /// A complete, well-formed answer, judged against the allowlist in force.
 struct Good {
     previous: Arc<ImageState>,
-    set: MemberSet,
+    set: Arc<MemberSet>,
+    listing: Option<Arc<ListingPrint>>,
     watched: BTreeMap<String, bool>,
     entries: Arc<Vec<crate::allowlist::Entry>>,
 }
@@ -146,16 +163,28 @@ async fn fetch_and_judge(
     span: &(dyn Fn() -> tracing::Span + Sync),
 ) -> Option<Good> {
     let entries = job.allowlist.current().await;
-    let held = job.slot.load().member_count();
-    let result = fetch(client, job, page_size, limits.cap(held)).await;
+    let before = job.slot.load();
+    let known = before.members.as_ref().zip(before.listing.as_ref());
+    let cap = limits.cap(before.member_count());
+    let result = fetch(client, job, page_size, cap, known.map(|k| &**k.1)).await;
     let previous = job.slot.load();
     match result {
-        Ok((set, watched)) => {
-            let set = set.evaluate(&entries);
+        Ok((fetched, watched)) => {
+            let (set, listing) = match (fetched, known) {
+                (Fetched::New(set, print), _) => {
+                    (Arc::new(set.evaluate(&entries)), print.map(Arc::new))
+                }
+                (Fetched::Same, Some((set, print))) => {
+                    (rejudged(set, &before, &entries), Some(print.clone()))
+                }
+                // Not reached: only a known answer is the same.
+                (Fetched::Same, None) => return None,
+            };
             warn_about(&set, &watched, &previous, span);
             Some(Good {
                 previous,
                 set,
+                listing,
                 watched,
                 entries,
             })
@@ -170,6 +199,18 @@ async fn fetch_and_judge(
             job.slot.store(previous.failed(e.reason(), &entries));
             None
         }
+    }
+}
+
+/// The known list again, judged against `entries` unless it already was.
+fn rejudged(
+    set: &Arc<MemberSet>,
+    state: &ImageState,
+    entries: &Arc<Vec<crate::allowlist::Entry>>,
+) -> Arc<MemberSet> {
+    match &state.judged_with {
+        Some(j) if Arc::ptr_eq(j, entries) || j == entries => set.clone(),
+        _ => Arc::new((**set).clone().evaluate(entries)),
     }
 }
 
@@ -188,6 +229,7 @@ fn commit(
     let Good {
         previous,
         set,
+        listing,
         watched,
         entries,
     } = good;
@@ -208,7 +250,9 @@ fn commit(
         job.slot.store(previous.failed(e.reason(), &entries));
         return false;
     }
-    let next = succeeded(&previous, set, watched, &limits.store, by);
+    let mut next = succeeded(&previous, set, watched, &limits.store, by);
+    next.listing = listing;
+    next.judged_with = Some(entries);
     if tracing::enabled!(tracing::Level::DEBUG) {
         span().in_scope(|| {
             tracing::debug!(
@@ -259,7 +303,7 @@ fn warn_about(
 /// good list (the first list is a baseline).
 fn succeeded(
     previous: &ImageState,
-    set: MemberSet,
+    set: Arc<MemberSet>,
     watched: BTreeMap<String, bool>,
     store: &Store,
     by: Option<Arc<Attribution>>,
@@ -270,6 +314,8 @@ fn succeeded(
     let new_set = next.members.clone().unwrap_or_default();
     match &previous.members {
         None => audit::log_baseline(&next.key, &name, &new_set),
+        // The known list, unchanged.
+        Some(old) if Arc::ptr_eq(old, &new_set) => {}
         Some(old) => {
             let changes = audit::diff(old, &new_set);
             audit::log(&next.key, &name, &changes, by.as_deref());

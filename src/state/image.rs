@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::allowlist::Entry;
 use crate::ids::Source;
 use crate::ims::error::Reason;
+use crate::ims::listing::ListingPrint;
 
 use super::members::MemberSet;
 
@@ -25,6 +26,11 @@ pub struct ImageState {
     pub meta: ImageMeta,
     /// The last good member list; `None` until a poll has succeeded.
     pub members: Option<Arc<MemberSet>>,
+    /// The answer `members` came from, so that the same answer is known without
+    /// decoding it (not in the state file: after a restart the first poll decodes).
+    pub listing: Option<Arc<ListingPrint>>,
+    /// The allowlist entries `members` were judged against.
+    pub judged_with: Option<Arc<Vec<Entry>>>,
     /// Watched members by ID: present (shared) or not, from the last good poll.
     pub watched: BTreeMap<String, bool>,
     /// `None` before the first poll ended.
@@ -138,6 +144,8 @@ impl ImageState {
             key,
             meta,
             members: None,
+            listing: None,
+            judged_with: None,
             watched: BTreeMap::new(),
             last_poll_ok: None,
             last_success_unix: None,
@@ -147,14 +155,18 @@ impl ImageState {
         }
     }
 
+    /// A good poll's state; the caller sets where the members came from
+    /// ([`Self::listing`], [`Self::judged_with`]) if it knows.
     pub fn succeeded(
         &self,
-        members: MemberSet,
+        members: impl Into<Arc<MemberSet>>,
         watched: BTreeMap<String, bool>,
         now_unix: f64,
     ) -> Self {
         ImageState {
-            members: Some(Arc::new(members)),
+            members: Some(members.into()),
+            listing: None,
+            judged_with: None,
             watched,
             last_poll_ok: Some(true),
             last_success_unix: Some(now_unix),
@@ -174,6 +186,9 @@ impl ImageState {
             if judged != **m {
                 next.members = Some(Arc::new(judged));
             }
+        }
+        if next.judged_with.as_deref().is_some_and(|j| **j != *entries) {
+            next.judged_with = None;
         }
         next
     }

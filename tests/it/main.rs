@@ -28,6 +28,7 @@ mod properties;
 mod reliability;
 mod reload;
 mod reports;
+mod same_answer;
 mod sdk_compat;
 mod secrets;
 mod sharding;
