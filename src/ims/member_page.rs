@@ -237,9 +237,18 @@ impl<'a> Scanner<'a> {
 }
 
 /// Bytes before the closing quote of a string without escapes or control characters
-/// (`None` for any other). Eight bytes at a time, as serde_json does: a page is
-/// mostly strings.
+/// (`None` for any other). Sixteen bytes at a time where the CPU has SSE2 (every
+/// x86_64 does), then eight at a time as serde_json does: a page is mostly strings.
 fn plain_len(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = rest[at..].first_chunk::<16>() {
+        if let Some(n) = sse2::special(chunk) {
+            at += n;
+            return (rest[at] == b'"').then_some(at);
+        }
+        at += 16;
+    }
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     // The high bit of each byte that is `b`; a false one only above a true one.
@@ -247,9 +256,8 @@ fn plain_len(rest: &[u8]) -> Option<usize> {
         let x = w ^ (ONES * u64::from(b));
         x.wrapping_sub(ONES) & !x
     };
-    let mut at = 0;
-    for chunk in rest.chunks_exact(8) {
-        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+    while let Some(chunk) = rest[at..].first_chunk::<8>() {
+        let w = u64::from_le_bytes(*chunk);
         let below_space = w.wrapping_sub(ONES * 0x20) & !w;
         let special = (equal(w, b'"') | equal(w, b'\\') | below_space) & HIGH;
         if special != 0 {
@@ -263,6 +271,29 @@ fn plain_len(rest: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     (tail[n] == b'"').then_some(at + n)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    /// Where the first quote, backslash or control byte of `chunk` is.
+    pub(super) fn special(chunk: &[u8; 16]) -> Option<usize> {
+        // SAFETY: SSE2 is part of x86_64 (no CPU check needed); the load reads the 16
+        // bytes of `chunk`, unaligned.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            // min(v, 0x1f) == v exactly where v <= 0x1f (unsigned).
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+        };
+        (mask != 0).then(|| mask.trailing_zeros() as usize)
+    }
 }
 
 #[cfg(test)]

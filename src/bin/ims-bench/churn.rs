@@ -30,22 +30,33 @@ async fn churn_run(args: &Args, s: &Scenario, run: &mut Run, cycles: u64) -> Res
         args.churn_percent
     );
     println!("RSS after the first cycle: {}", mib(start_kib));
-    println!("cycle  RSS(MiB)  added  removed  series");
+    println!("cycle  RSS(MiB)  added  removed  series  poll CPU(s)");
     let mut series = Vec::new();
+    let mut cpu = Vec::new();
     for k in 1..=cycles {
-        // At the start of each cycle (after the one the last scrape overlapped).
+        // At the start of each cycle (after the one the last scrape overlapped); its CPU
+        // is taken to the next cycle's start, before the scrape.
         let c = run.current_cycle() + 1;
         run.wait_cycle_start(c).await?;
         let (removed, added) = run.fleet.churn(args.churn_percent);
+        let cpu_start = run.cpu()?;
+        run.wait_cycle_start(c + 1).await?;
+        let seconds = run.cpu()? - cpu_start;
+        cpu.push(seconds);
         let sc = run.scrape(Variant::OpenMetrics).await?;
         let n = series_count(&String::from_utf8_lossy(sc.body));
         let kib = run.kib("VmRSS")?;
         series.push(kib);
         println!(
-            "{k:5}  {:8.1}  {added:5}  {removed:7}  {n}",
+            "{k:5}  {:8.1}  {added:5}  {removed:7}  {n}  {seconds:.3}",
             kib as f64 / 1024.0
         );
     }
+    cpu.sort_by(f64::total_cmp);
+    println!(
+        "poll CPU per cycle with churn, median: {:.3} s",
+        cpu.get(cpu.len() / 2).copied().unwrap_or(0.0)
+    );
     let peak = run.kib("VmHWM")?;
     print_churn_summary(args, name, cycles, &series, peak);
     Ok(())
