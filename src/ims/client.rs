@@ -31,6 +31,10 @@ pub const OP_LIST_IMAGES: &str = "list_images";
 pub const OP_LIST_PROJECTS: &str = "list_projects";
 /// Images per discovery page.
 const IMAGES_PAGE_SIZE: u32 = 500;
+/// Bytes of unchanged pages one listing holds undecoded, in case a later page
+/// differs; past it, they are decoded as they come. A listing of many long pages then
+/// costs its decoding, not its memory, and one of a page or a few (most) neither.
+const MAX_HELD_BYTES: usize = 256 * 1024;
 /// Upper bound on pages of one discovery (500 × 200 = 100,000 images).
 const MAX_IMAGE_PAGES: usize = 200;
 
@@ -41,6 +45,18 @@ pub struct MemberCap {
     pub limit: usize,
     /// The config key that set `limit`, for the error message.
     pub setting: &'static str,
+}
+
+impl MemberCap {
+    /// The error of a member list past this cap.
+    pub fn exceeded(self, request_id: Option<String>) -> ApiError {
+        ApiError::TooManyMembers {
+            operation: OP_LIST_MEMBERS,
+            limit: self.limit,
+            setting: self.setting,
+            request_id,
+        }
+    }
 }
 /// Where and as whom one project's calls go: what the client needs of a target.
 #[derive(Debug, Clone)]
@@ -122,6 +138,7 @@ impl ImsClient {
             members: Vec::new(),
             pages: Vec::new(),
             held: Vec::new(),
+            hold_limit: MAX_HELD_BYTES,
         };
         let mut seen_markers = HashSet::new();
         let mut marker: Option<String> = None;
@@ -135,23 +152,9 @@ impl ImsClient {
                 .member_page(target, url, cap, &mut paging, convert)
                 .await?;
             let next = match page {
-                Page::TooMany => {
-                    return Err(ApiError::TooManyMembers {
-                        operation: op,
-                        limit: cap.limit,
-                        setting: cap.setting,
-                        request_id,
-                    })
-                }
+                Page::TooMany => return Err(cap.exceeded(request_id)),
                 Page::Same(None) => return Ok(Listed::Same),
-                Page::Decoded(None) => {
-                    let print = ListingPrint {
-                        page_size,
-                        members: paging.members.len(),
-                        pages: paging.pages,
-                    };
-                    return Ok(Listed::Changed(paging.members, print));
-                }
+                Page::Decoded(None) => return Ok(paging.changed(page_size)),
                 Page::Same(Some(next)) | Page::Decoded(Some(next)) => next,
             };
             if !seen_markers.insert(next.clone()) {
@@ -315,6 +318,8 @@ struct Paging<'k, R> {
     /// Pages that matched the known answer's and are not decoded (yet): should a
     /// later one differ, the members are all needed after all.
     held: Vec<Vec<u8>>,
+    /// Bytes of pages held at most ([`MAX_HELD_BYTES`]).
+    hold_limit: usize,
 }
 
 /// What one page said.
@@ -328,6 +333,16 @@ enum Page {
 }
 
 impl<R> Paging<'_, R> {
+    /// The members of a listing that ended on a decoded page, and its print.
+    fn changed(self, page_size: u32) -> Listed<R> {
+        let print = ListingPrint {
+            page_size,
+            members: self.members.len(),
+            pages: self.pages,
+        };
+        Listed::Changed(self.members, print)
+    }
+
     fn read(
         &mut self,
         body: &[u8],
@@ -335,24 +350,17 @@ impl<R> Paging<'_, R> {
         convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
     ) -> Result<Page, String> {
         let hash = page_hash(body);
-        if let Some(known) = self.known {
-            match known.pages.get(self.pages.len()) {
-                Some(page) if page.hash == hash => {
-                    self.pages.push(page.clone());
-                    if page.next_marker.is_some() {
-                        self.held.push(body.to_vec());
-                    }
-                    return Ok(Page::Same(page.next_marker.clone()));
-                }
-                _ => {
-                    self.known = None;
-                    for held in std::mem::take(&mut self.held) {
-                        if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
-                            return Ok(Page::TooMany);
-                        }
-                    }
-                }
+        let expected = self.known.and_then(|k| k.pages.get(self.pages.len()));
+        if let Some(page) = expected.filter(|p| p.hash == hash) {
+            self.pages.push(page.clone());
+            if page.next_marker.is_some() && !self.hold(body, cap, convert)? {
+                return Ok(Page::TooMany);
             }
+            return Ok(Page::Same(page.next_marker.clone()));
+        }
+        self.known = None;
+        if !self.decode_held(cap, convert)? {
+            return Ok(Page::TooMany);
         }
         let Some(next) = decode_page(body, cap, &mut self.members, convert)? else {
             return Ok(Page::TooMany);
@@ -362,6 +370,38 @@ impl<R> Paging<'_, R> {
             next_marker: next.clone(),
         });
         Ok(Page::Decoded(next))
+    }
+
+    /// Keeps a matched page that is not the last for later, within `hold_limit`;
+    /// past it, decodes the held pages and this one now (members a listing found the
+    /// same after all are dropped). False: they would pass the cap.
+    fn hold(
+        &mut self,
+        body: &[u8],
+        cap: MemberCap,
+        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    ) -> Result<bool, String> {
+        let held: usize = self.held.iter().map(Vec::len).sum();
+        if held + body.len() <= self.hold_limit {
+            self.held.push(body.to_vec());
+            return Ok(true);
+        }
+        Ok(self.decode_held(cap, convert)?
+            && decode_page(body, cap, &mut self.members, convert)?.is_some())
+    }
+
+    /// Decodes the held pages, in order. False: they would pass the cap.
+    fn decode_held(
+        &mut self,
+        cap: MemberCap,
+        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    ) -> Result<bool, String> {
+        for held in std::mem::take(&mut self.held) {
+            if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -238,12 +238,11 @@ fn commit(
         .members_held()
         .saturating_sub(previous.member_count());
     if others + set.members.len() > limits.total {
-        let e = ApiError::TooManyMembers {
-            operation: crate::ims::client::OP_LIST_MEMBERS,
+        let e = MemberCap {
             limit: limits.total.saturating_sub(others),
             setting: "max_members_total",
-            request_id: None,
-        };
+        }
+        .exceeded(None);
         span().in_scope(|| {
             tracing::warn!(reason = %e.reason(), error = %e, "poll failed; serving the last good member list")
         });

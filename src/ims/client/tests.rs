@@ -18,25 +18,35 @@ fn page(ids: &[&str], next: Option<&str>) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads `pages` in order as one listing against `known`: what each page said, the
-/// members decoded (in order), and the listing's print.
-fn list(
-    pages: &[Vec<u8>],
-    known: Option<&ListingPrint>,
-) -> (Vec<String>, Vec<String>, ListingPrint) {
+/// What each page said, the members decoded (in order), and the listing's print.
+type Read = (Vec<String>, Vec<String>, ListingPrint);
+
+/// Reads `pages` in order as one listing against `known`.
+fn list(pages: &[Vec<u8>], known: Option<&ListingPrint>) -> Read {
+    list_holding(pages, known, MAX_HELD_BYTES)
+}
+
+/// [`list`], holding at most `hold_limit` bytes of unchanged pages.
+fn list_holding(pages: &[Vec<u8>], known: Option<&ListingPrint>, hold_limit: usize) -> Read {
     let mut paging = Paging {
         known: known.filter(|k| k.fits(2, CAP.limit, 10)),
         members: Vec::new(),
         pages: Vec::new(),
         held: Vec::new(),
+        hold_limit,
     };
     let mut convert = |m: &MemberRef<'_>| m.member_id.to_string();
     let said = pages
         .iter()
-        .map(|body| match paging.read(body, CAP, &mut convert).unwrap() {
-            Page::Same(next) => format!("same {next:?}"),
-            Page::Decoded(next) => format!("decoded {next:?}"),
-            Page::TooMany => "too many".into(),
+        .map(|body| {
+            let said = match paging.read(body, CAP, &mut convert).unwrap() {
+                Page::Same(next) => format!("same {next:?}"),
+                Page::Decoded(next) => format!("decoded {next:?}"),
+                Page::TooMany => "too many".into(),
+            };
+            let held: usize = paging.held.iter().map(Vec::len).sum();
+            assert!(held <= hold_limit, "{held} bytes held");
+            said
         })
         .collect();
     let print = ListingPrint {
@@ -82,6 +92,36 @@ fn a_known_answer_is_not_decoded_and_a_changed_one_is_decoded_whole() {
     let (said, members, _) = list(&[page(&["a", "b"], None)], Some(&print));
     assert_eq!(said, ["decoded None"]);
     assert_eq!(members, ["a", "b"]);
+}
+
+/// Past the bytes a listing may hold, unchanged pages are decoded as they come: the
+/// same answer is still known, and a changed one still has every member once.
+#[test]
+fn past_the_hold_limit_unchanged_pages_are_decoded_as_they_come() {
+    let pages = [
+        page(&["a", "b"], Some("m1")),
+        page(&["c", "d"], Some("m2")),
+        page(&["e"], None),
+    ];
+    let (_, _, print) = list(&pages, None);
+    let one_page = pages[0].len();
+    let (said, _, _) = list_holding(&pages, Some(&print), one_page);
+    assert_eq!(
+        said,
+        ["same Some(\"m1\")", "same Some(\"m2\")", "same None"]
+    );
+
+    let changed = [pages[0].clone(), pages[1].clone(), page(&["e", "f"], None)];
+    let (said, members, _) = list_holding(&changed, Some(&print), one_page);
+    assert_eq!(
+        said,
+        ["same Some(\"m1\")", "same Some(\"m2\")", "decoded None"]
+    );
+    assert_eq!(
+        members,
+        ["a", "b", "c", "d", "e", "f"],
+        "each page once, in order"
+    );
 }
 
 /// The known answer stands for its members only where the same answer would pass
