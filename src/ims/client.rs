@@ -121,7 +121,7 @@ impl ImsClient {
         page_size: u32,
         cap: MemberCap,
         known: Option<&ListingPrint>,
-        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+        convert: &mut Convert<'_, R>,
     ) -> Result<Listed<R>, ApiError> {
         let op = OP_LIST_MEMBERS;
         let segments = [
@@ -183,7 +183,7 @@ impl ImsClient {
         url: Url,
         cap: MemberCap,
         paging: &mut Paging<'_, R>,
-        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+        convert: &mut Convert<'_, R>,
     ) -> Result<(Page, Option<String>), ApiError> {
         let mut read = |body: &[u8]| paging.read(body, cap, convert);
         self.transport
@@ -309,6 +309,9 @@ impl ImsClient {
     }
 }
 
+/// What turns each member of a page, as decoded in place, into what the caller keeps.
+pub type Convert<'c, R> = dyn FnMut(&MemberRef<'_>) -> R + Send + 'c;
+
 /// A listing read so far.
 struct Paging<'k, R> {
     /// The answer the pages so far are byte for byte, if any.
@@ -347,7 +350,7 @@ impl<R> Paging<'_, R> {
         &mut self,
         body: &[u8],
         cap: MemberCap,
-        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+        convert: &mut Convert<'_, R>,
     ) -> Result<Page, String> {
         let hash = page_hash(body);
         let expected = self.known.and_then(|k| k.pages.get(self.pages.len()));
@@ -379,7 +382,7 @@ impl<R> Paging<'_, R> {
         &mut self,
         body: &[u8],
         cap: MemberCap,
-        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+        convert: &mut Convert<'_, R>,
     ) -> Result<bool, String> {
         let held: usize = self.held.iter().map(Vec::len).sum();
         if held + body.len() <= self.hold_limit {
@@ -394,7 +397,7 @@ impl<R> Paging<'_, R> {
     fn decode_held(
         &mut self,
         cap: MemberCap,
-        convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+        convert: &mut Convert<'_, R>,
     ) -> Result<bool, String> {
         for held in std::mem::take(&mut self.held) {
             if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
@@ -411,7 +414,7 @@ fn decode_page<R>(
     body: &[u8],
     cap: MemberCap,
     members: &mut Vec<R>,
-    convert: &mut (dyn FnMut(&MemberRef<'_>) -> R + Send),
+    convert: &mut Convert<'_, R>,
 ) -> Result<Option<Option<String>>, String> {
     let page = super::member_page::decode(body)?;
     if members.len() + page.members.len() > cap.limit {

@@ -16,6 +16,15 @@ fn changes(s: &[Sample], change: &str) -> f64 {
     value(s, "ims_member_changes_total", &labels).unwrap_or(0.0)
 }
 
+/// The samples once the audit has counted one `change`.
+async fn once_changed(exporter: &Exporter, change: &str) -> Vec<Sample> {
+    wait_for(&format!("one {change} member"), async || {
+        let s = exporter.scrape_samples().await;
+        (changes(&s, change) == 1.0).then_some(s)
+    })
+    .await
+}
+
 /// The allowlist narrowed while the API failed (the kept list is judged against it),
 /// then widened back as the API answers the very list it answered before: the share is
 /// allowed again, not left unexpected by the judgement made during the failure.
@@ -65,11 +74,7 @@ async fn a_change_on_a_later_page_keeps_the_unchanged_pages_members() {
 
     // Sorted last: the first page (members 1 and 2) keeps its bytes.
     share(&fleet.fake, PROJECT, IMG, &member_id(4), "accepted");
-    let s = wait_for("the added member", async || {
-        let s = exporter.scrape_samples().await;
-        (changes(&s, "added") == 1.0).then_some(s)
-    })
-    .await;
+    let s = once_changed(&exporter, "added").await;
     assert_eq!(unexpected(&s), Some(4.0));
     assert_eq!(changes(&s, "removed"), 0.0);
     let listed = find(&s, "ims_image_member_unexpected", &[("image_id", IMG)]);
@@ -77,11 +82,7 @@ async fn a_change_on_a_later_page_keeps_the_unchanged_pages_members() {
 
     // And back: the second page changes again, the first still does not.
     fleet.fake.state.remove_member(PROJECT, IMG, &member_id(4));
-    let s = wait_for("the removed member", async || {
-        let s = exporter.scrape_samples().await;
-        (changes(&s, "removed") == 1.0).then_some(s)
-    })
-    .await;
+    let s = once_changed(&exporter, "removed").await;
     assert_eq!(unexpected(&s), Some(3.0));
     assert_eq!(changes(&s, "added"), 1.0);
     fleet.stop().await;
