@@ -362,10 +362,7 @@ impl<R> Paging<'_, R> {
             return Ok(Page::Same(page.next_marker.clone()));
         }
         self.known = None;
-        if !self.decode_held(cap, convert)? {
-            return Ok(Page::TooMany);
-        }
-        let Some(next) = decode_page(body, cap, &mut self.members, convert)? else {
+        let Some(next) = self.decode_with_held(body, cap, convert)? else {
             return Ok(Page::TooMany);
         };
         self.pages.push(PagePrint {
@@ -389,22 +386,22 @@ impl<R> Paging<'_, R> {
             self.held.push(body.to_vec());
             return Ok(true);
         }
-        Ok(self.decode_held(cap, convert)?
-            && decode_page(body, cap, &mut self.members, convert)?.is_some())
+        Ok(self.decode_with_held(body, cap, convert)?.is_some())
     }
 
-    /// Decodes the held pages, in order. False: they would pass the cap.
-    fn decode_held(
+    /// Decodes the held pages, in order, then `body`: as [`decode_page`] says of it.
+    fn decode_with_held(
         &mut self,
+        body: &[u8],
         cap: MemberCap,
         convert: &mut Convert<'_, R>,
-    ) -> Result<bool, String> {
+    ) -> Result<Option<Option<String>>, String> {
         for held in std::mem::take(&mut self.held) {
             if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
-                return Ok(false);
+                return Ok(None);
             }
         }
-        Ok(true)
+        decode_page(body, cap, &mut self.members, convert)
     }
 }
 

@@ -164,21 +164,19 @@ async fn fetch_and_judge(
 ) -> Option<Good> {
     let entries = job.allowlist.current().await;
     let before = job.slot.load();
-    let known = before.members.as_ref().zip(before.listing.as_ref());
+    let known = before
+        .listing
+        .as_deref()
+        .filter(|_| before.members.is_some());
     let cap = limits.cap(before.member_count());
-    let result = fetch(client, job, page_size, cap, known.map(|k| &**k.1)).await;
+    let result = fetch(client, job, page_size, cap, known).await;
     let previous = job.slot.load();
     match result {
         Ok((fetched, watched)) => {
-            let (set, listing) = match (fetched, known) {
-                (Fetched::New(set, print), _) => {
-                    (Arc::new(set.evaluate(&entries)), print.map(Arc::new))
-                }
-                (Fetched::Same, Some((set, print))) => {
-                    (rejudged(set, &before, &entries), Some(print.clone()))
-                }
-                // Not reached: only a known answer is the same.
-                (Fetched::Same, None) => return None,
+            let (set, listing) = match fetched {
+                Fetched::New(set, print) => (Arc::new(set.evaluate(&entries)), print.map(Arc::new)),
+                // Only a known answer is the same, and `before` holds its list.
+                Fetched::Same => (before.members_judged(&entries)?, before.listing.clone()),
             };
             warn_about(&set, &watched, &previous, span);
             Some(Good {
@@ -199,18 +197,6 @@ async fn fetch_and_judge(
             job.slot.store(previous.failed(e.reason(), &entries));
             None
         }
-    }
-}
-
-/// The known list again, judged against `entries` unless it already was.
-fn rejudged(
-    set: &Arc<MemberSet>,
-    state: &ImageState,
-    entries: &Arc<Vec<crate::allowlist::Entry>>,
-) -> Arc<MemberSet> {
-    match &state.judged_with {
-        Some(j) if Arc::ptr_eq(j, entries) || j == entries => set.clone(),
-        _ => Arc::new((**set).clone().evaluate(entries)),
     }
 }
 

@@ -181,16 +181,30 @@ impl ImageState {
         next.last_poll_ok = Some(false);
         next.last_error = Some(reason);
         *next.errors.entry(reason).or_insert(0) += 1;
-        if let Some(m) = &self.members {
-            let judged = (**m).clone().evaluate(entries);
-            if judged != **m {
-                next.members = Some(Arc::new(judged));
-            }
-        }
-        if next.judged_with.as_deref().is_some_and(|j| **j != *entries) {
+        next.members = self.members_judged(entries);
+        if !self.was_judged_against(entries) {
             next.judged_with = None;
         }
         next
+    }
+
+    /// The kept members judged against `entries`: the same `Arc` when that changes
+    /// nothing (they were judged against them already, or no verdict moves).
+    pub fn members_judged(&self, entries: &[Entry]) -> Option<Arc<MemberSet>> {
+        let members = self.members.as_ref()?;
+        if self.was_judged_against(entries) {
+            return Some(members.clone());
+        }
+        let judged = (**members).clone().evaluate(entries);
+        Some(match judged == **members {
+            true => members.clone(),
+            false => Arc::new(judged),
+        })
+    }
+
+    /// Whether the members were judged against `entries`.
+    fn was_judged_against(&self, entries: &[Entry]) -> bool {
+        self.judged_with.as_deref().is_some_and(|j| **j == *entries)
     }
 
     pub fn unexpected_count(&self) -> usize {
