@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""The obvious alternative to ims-exporter, for the benchmark to compare with: what a user
-would write on the official SDK (huaweicloudsdkims v2 ImsClient, ListImageMembersRequest
-paged by page_info.next_marker) and prometheus_client (a custom collector served by
-start_http_server). Each cycle polls every image on a thread pool, swaps the new data in
-whole (a failed image keeps its last data) and sleeps --interval seconds. Run as:
+"""The official-SDK route written lean, the second peer of `ims-bench --peer` (the first,
+sdk_gauges.py, and sdk_objects.py export this file's polling their own way): the official
+SDK (huaweicloudsdkims v2 ImsClient, ListImageMembersRequest paged by
+page_info.next_marker) and prometheus_client (a custom collector that builds the samples
+at scrape time, served by start_http_server). Each cycle polls every image on a thread
+pool, swaps the new data in whole (a failed image keeps its last data) and sleeps
+--interval seconds. Run as:
 
     python3 bench/peer/sdk_exporter.py --endpoint http://127.0.0.1:PORT --ak AK --sk SK \\
         --project-id PID --images-file FILE --listen 127.0.0.1:PORT2 \\
@@ -89,6 +91,10 @@ class ImsCollector(Collector):
                          base + [m.member_id], unix(m.created_at), unix(m.updated_at)))
         return [(base + list(k), n) for k, n in counts.items()], rows
 
+    def converted(self, image_id, data):
+        """An image's stored data as image_data returns it (here: stored that way)."""
+        return data
+
     def collect(self):
         images, success, seconds, requests = self.state
         now = time.time()
@@ -98,7 +104,8 @@ class ImsCollector(Collector):
         created = g("ims_image_member_created_timestamp_seconds", ["member_id"])
         updated = g("ims_image_member_updated_timestamp_seconds", ["member_id"])
         age = g("ims_image_member_update_age_seconds", ["member_id"])
-        for counts, rows in images.values():
+        for image_id, data in images.items():
+            counts, rows = self.converted(image_id, data)
             for labels, n in counts:
                 count.add_metric(labels, n)
             for info_labels, id_labels, c, u in rows:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The official-SDK peer written the other usual way (`ims-bench --peer --peer-script
-bench/peer/sdk_gauges.py`): prometheus_client `Gauge`s whose children are set after each
-poll cycle and removed when a member goes, as the library's README instruments code, so
-the samples live between scrapes. Polling, arguments and logs are sdk_exporter.py's."""
+"""The official-SDK route as a user would first write it, and the first peer of
+`ims-bench --peer`: prometheus_client `Gauge`s whose children are set after each poll
+cycle and removed when a member goes, as the library's README instruments code, so the
+samples live between scrapes (the shape of the route issue 23 measured: about 415 MiB
+after its first cycle). Polling, arguments and logs are sdk_exporter.py's."""
 
 import os
 import sys

@@ -74,17 +74,23 @@ pub(crate) struct Args {
     /// with this many images offered to the project, half of them from trusted owners.
     #[arg(long)]
     pub(crate) incoming: Option<usize>,
-    /// Instead of the table: the official-SDK route side by side in the same run (a
-    /// Python exporter on `huaweicloudsdkims` and `prometheus_client`,
-    /// `bench/peer/sdk_exporter.py`, polling the same fake after ims-exporter did).
+    /// Instead of the table: the official-SDK route side by side in the same run
+    /// (Python exporters on `huaweicloudsdkims` and `prometheus_client`, each polling
+    /// the same fake in turn after ims-exporter did).
     #[arg(long)]
     pub(crate) peer: bool,
-    /// The Python interpreter that runs the peer (`--peer`).
+    /// The Python interpreter that runs the peers (`--peer`).
     #[arg(long, default_value = "python3")]
     pub(crate) python: PathBuf,
-    /// The peer's script (`--peer`), from the checkout's root.
-    #[arg(long, default_value = "bench/peer/sdk_exporter.py")]
-    pub(crate) peer_script: PathBuf,
+    /// The peers' scripts (`--peer`), from the checkout's root, measured in this order:
+    /// by default `prometheus_client` `Gauge`s set after each cycle (the route as the
+    /// issue measured it), then a collector that builds samples at scrape time.
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values = ["bench/peer/sdk_gauges.py", "bench/peer/sdk_exporter.py"]
+    )]
+    pub(crate) peer_script: Vec<PathBuf>,
     /// Set by `--events` for each run: the exporter reads traces this often and polls
     /// hourly.
     #[arg(skip)]

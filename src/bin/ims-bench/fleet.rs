@@ -151,10 +151,12 @@ impl Fleet {
     }
 }
 
-/// The official-SDK peer's command line (`--peer`): the same fake, credentials,
-/// concurrency and page size as the exporter's config, the images in `images_file`.
+/// An official-SDK peer's command line (`--peer`): `script` (checked to exist by the
+/// caller) on the same fake, with the credentials, concurrency and page size of the
+/// exporter's config, the images in `images_file`.
 pub(crate) fn peer_command(
     args: &Args,
+    script: &std::path::Path,
     endpoint: &str,
     fleet: &Fleet,
     images_file: &std::path::Path,
@@ -162,14 +164,8 @@ pub(crate) fn peer_command(
     let list: String = fleet.images.iter().map(|id| format!("{id}\n")).collect();
     std::fs::write(images_file, list)
         .map_err(|e| format!("cannot write {}: {e}", images_file.display()))?;
-    if !args.peer_script.is_file() {
-        return Err(format!(
-            "{} not found: run from the checkout's root or pass --peer-script",
-            args.peer_script.display()
-        ));
-    }
     let mut cmd = std::process::Command::new(&args.python);
-    cmd.arg(&args.peer_script)
+    cmd.arg(script)
         .args(["--endpoint", endpoint, "--ak", AK, "--sk", SK])
         .args(["--project-id", PROJECT, "--images-file"])
         .arg(images_file)

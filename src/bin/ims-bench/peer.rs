@@ -1,9 +1,9 @@
 //! `--peer`: ims-exporter and the official-SDK route side by side, in one run. The
-//! fake IMS is populated once; ims-exporter polls it first, then the Python peer
-//! (`bench/peer/sdk_exporter.py`: `huaweicloudsdkims` and `prometheus_client`, what a
-//! user would write instead) polls the same fleet with the same concurrency. Each is
-//! measured the same way: CPU over its first poll cycle (no scrape during it), RSS
-//! after that cycle, then sequential scrapes of each variant.
+//! fake IMS is populated once; ims-exporter polls it first, then each Python peer in
+//! turn (`bench/peer/`: `huaweicloudsdkims` and `prometheus_client`, what a user would
+//! write instead) polls the same fleet with the same concurrency. Each is measured the
+//! same way: CPU over its first poll cycle (no scrape during it), RSS after that cycle,
+//! then sequential scrapes of each variant.
 
 use std::path::Path;
 
@@ -36,6 +36,12 @@ struct Figures {
 }
 
 pub(crate) async fn peer(args: &Args, s: &Scenario, bin: &Path) -> Result<(), String> {
+    if let Some(missing) = args.peer_script.iter().find(|p| !p.is_file()) {
+        let m = missing.display();
+        return Err(format!(
+            "{m} not found: run from the checkout's root or pass --peer-script"
+        ));
+    }
     let mut run = Run::start(args, s, bin).await?;
     let result = compare(args, s, &mut run).await;
     run.stop().await;
@@ -44,19 +50,29 @@ pub(crate) async fn peer(args: &Args, s: &Scenario, bin: &Path) -> Result<(), St
     Ok(())
 }
 
+/// The exporter's figures, then each peer's in `--peer-script` order.
 async fn compare(
     args: &Args,
     s: &Scenario,
     run: &mut Run,
-) -> Result<(Figures, Figures, (f64, f64)), String> {
+) -> Result<(Figures, Vec<Figures>, (f64, f64)), String> {
     let load_start = load_average();
     let ours = figures(run, args.scrapes, &format!("{} ims-exporter", s.name)).await?;
     let images_file = run.dir().join("peer-images.txt");
-    let cmd = peer_command(args, &run.endpoint(), &run.fleet, &images_file)?;
-    run.replace_exporter(cmd, &args.python).await?;
-    let name = format!("{} official SDK", s.name);
-    let theirs = figures(run, args.scrapes.min(PEER_SCRAPES), &name).await?;
+    let mut theirs = Vec::new();
+    for script in &args.peer_script {
+        let cmd = peer_command(args, script, &run.endpoint(), &run.fleet, &images_file)?;
+        run.replace_exporter(cmd, &args.python).await?;
+        let name = format!("{} {}", s.name, peer_name(script));
+        theirs.push(figures(run, args.scrapes.min(PEER_SCRAPES), &name).await?);
+    }
     Ok((ours, theirs, (load_start, load_average())))
+}
+
+/// A peer as the table heads its column: its script's file name.
+fn peer_name(script: &Path) -> String {
+    let name = script.file_name().unwrap_or(script.as_os_str());
+    format!("`{}`", name.to_string_lossy())
 }
 
 /// The first poll cycle (from its first request to the next cycle's first) and the
@@ -95,10 +111,11 @@ async fn figures(run: &mut Run, scrapes: u64, name: &str) -> Result<Figures, Str
     })
 }
 
-fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &Figures, load: (f64, f64)) {
+fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &[Figures], load: (f64, f64)) {
     println!(
         "\n`ims-bench --peer`: {} ({} × {} = {} members), L = {:?}, {} concurrent requests, \
-         member_metrics {}; one run, the same fake\n",
+         member_metrics {}; one run, the same fake; each ratio is the peer's figure over \
+         ims-exporter's\n",
         s.name,
         s.images,
         s.members,
@@ -107,13 +124,26 @@ fn print(args: &Args, s: &Scenario, ours: &Figures, theirs: &Figures, load: (f64
         args.concurrency,
         args.member_metrics
     );
-    println!("| | ims-exporter | official-SDK route | ratio |");
-    println!("|---|---|---|---|");
-    for [label, a, b, r] in rows(ours, theirs) {
-        println!("| {label} | {a} | {b} | {r} |");
+    let peers: String = args
+        .peer_script
+        .iter()
+        .map(|p| format!(" {} | ratio |", peer_name(p)))
+        .collect();
+    println!("| | ims-exporter |{peers}");
+    println!("|---|---|{}", "---|---|".repeat(theirs.len()));
+    let tables: Vec<_> = theirs.iter().map(|t| rows(ours, t)).collect();
+    // Every peer takes the same number of scrapes: the first one's labels serve.
+    let labels = rows(ours, theirs.first().unwrap_or(ours));
+    for (i, [label, a, ..]) in labels.into_iter().enumerate() {
+        let cells: String = tables
+            .iter()
+            .map(|t| format!(" {} | {} |", t[i][2], t[i][3]))
+            .collect();
+        println!("| {label} | {a} |{cells}");
     }
     let load = format!("{:.2} / {:.2}", load.0, load.1);
-    println!("| load average (1 min), start / end | {load} |  |  |");
+    let blank = " | |".repeat(theirs.len());
+    println!("| load average (1 min), start / end | {load} |{blank}");
 }
 
 /// The table's rows: what, ims-exporter's, the peer's, how many times more the peer's is.
