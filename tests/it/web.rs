@@ -498,6 +498,9 @@ async fn announced_bodies_are_refused_at_once_and_hold_no_slot() {
     for _ in 0..20 {
         let r = client.get(exporter.url("/metrics")).send().await.unwrap();
         assert_eq!(r.status(), 200, "a scrape beside 45 slow bodies");
+        // Read whole, as Prometheus does: a scrape dropped half-read keeps its slot
+        // until the server has finished writing it.
+        r.bytes().await.unwrap();
     }
     for s in &mut slow {
         let (reply, _) = read_until_closed(s, Duration::from_secs(5)).await;
@@ -598,14 +601,18 @@ async fn wrong_passwords_hold_no_slot() {
     let exporter = start(dir.path(), Some(&web), &["--web.max-requests", "4"]).await;
     let client = reqwest::Client::new();
     let right = basic("alice", "right-password");
+    // Read whole, as Prometheus does (a scrape dropped half-read keeps its slot until
+    // the server has finished writing it).
     let scrape = async || {
-        client
+        let r = client
             .get(exporter.url("/metrics"))
             .header("authorization", right.clone())
             .send()
             .await
-            .unwrap()
-            .status()
+            .unwrap();
+        let status = r.status();
+        r.bytes().await.unwrap();
+        status
     };
     // Cached from here on, as for any client that scrapes regularly.
     assert_eq!(scrape().await, 200);
