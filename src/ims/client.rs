@@ -135,6 +135,8 @@ impl ImsClient {
         let max_pages = cap.limit / page_size.max(1) as usize + 1;
         let mut paging = Paging {
             known: known.filter(|k| k.fits(page_size, cap.limit, max_pages)),
+            cap,
+            convert,
             members: Vec::new(),
             pages: Vec::new(),
             held: Vec::new(),
@@ -148,9 +150,7 @@ impl ImsClient {
                 query.push(("marker", m.as_str()));
             }
             let url = url(op, &target.endpoint, &segments, &query)?;
-            let (page, request_id) = self
-                .member_page(target, url, cap, &mut paging, convert)
-                .await?;
+            let (page, request_id) = self.member_page(target, url, &mut paging).await?;
             let next = match page {
                 Page::TooMany => return Err(cap.exceeded(request_id)),
                 Page::Same(None) => return Ok(Listed::Same),
@@ -175,17 +175,15 @@ impl ImsClient {
         })
     }
 
-    /// One page of members, appended to `paging` through `convert` as it is decoded
-    /// in place, unless it is the known answer's page; with the answer's request id.
+    /// One page of members, appended to `paging` as it is decoded in place, unless it
+    /// is the known answer's page; with the answer's request id.
     async fn member_page<R: Send>(
         &self,
         target: &ApiTarget,
         url: Url,
-        cap: MemberCap,
         paging: &mut Paging<'_, R>,
-        convert: &mut Convert<'_, R>,
     ) -> Result<(Page, Option<String>), ApiError> {
-        let mut read = |body: &[u8]| paging.read(body, cap, convert);
+        let mut read = |body: &[u8]| paging.read(body);
         self.transport
             .get_decoded(OP_LIST_MEMBERS, &target.call_context(), url, &mut read)
             .await
@@ -316,6 +314,9 @@ pub type Convert<'c, R> = dyn FnMut(&MemberRef<'_>) -> R + Send + 'c;
 struct Paging<'k, R> {
     /// The answer the pages so far are byte for byte, if any.
     known: Option<&'k ListingPrint>,
+    cap: MemberCap,
+    /// Turns each decoded member into what the listing keeps.
+    convert: &'k mut Convert<'k, R>,
     members: Vec<R>,
     pages: Vec<PagePrint>,
     /// Pages that matched the known answer's and are not decoded (yet): should a
@@ -346,23 +347,18 @@ impl<R> Paging<'_, R> {
         Listed::Changed(self.members, print)
     }
 
-    fn read(
-        &mut self,
-        body: &[u8],
-        cap: MemberCap,
-        convert: &mut Convert<'_, R>,
-    ) -> Result<Page, String> {
+    fn read(&mut self, body: &[u8]) -> Result<Page, String> {
         let hash = page_hash(body);
         let expected = self.known.and_then(|k| k.pages.get(self.pages.len()));
         if let Some(page) = expected.filter(|p| p.hash == hash) {
             self.pages.push(page.clone());
-            if page.next_marker.is_some() && !self.hold(body, cap, convert)? {
+            if page.next_marker.is_some() && !self.hold(body)? {
                 return Ok(Page::TooMany);
             }
             return Ok(Page::Same(page.next_marker.clone()));
         }
         self.known = None;
-        let Some(next) = self.decode_with_held(body, cap, convert)? else {
+        let Some(next) = self.decode_with_held(body)? else {
             return Ok(Page::TooMany);
         };
         self.pages.push(PagePrint {
@@ -375,58 +371,44 @@ impl<R> Paging<'_, R> {
     /// Keeps a matched page that is not the last for later, within `hold_limit`;
     /// past it, decodes the held pages and this one now (members a listing found the
     /// same after all are dropped). False: they would pass the cap.
-    fn hold(
-        &mut self,
-        body: &[u8],
-        cap: MemberCap,
-        convert: &mut Convert<'_, R>,
-    ) -> Result<bool, String> {
+    fn hold(&mut self, body: &[u8]) -> Result<bool, String> {
         let held: usize = self.held.iter().map(Vec::len).sum();
         if held + body.len() <= self.hold_limit {
             self.held.push(body.to_vec());
             return Ok(true);
         }
-        Ok(self.decode_with_held(body, cap, convert)?.is_some())
+        Ok(self.decode_with_held(body)?.is_some())
     }
 
     /// Decodes the held pages, in order, then `body`: as [`decode_page`] says of it.
-    fn decode_with_held(
-        &mut self,
-        body: &[u8],
-        cap: MemberCap,
-        convert: &mut Convert<'_, R>,
-    ) -> Result<Option<Option<String>>, String> {
+    fn decode_with_held(&mut self, body: &[u8]) -> Result<Option<Option<String>>, String> {
         for held in std::mem::take(&mut self.held) {
-            if decode_page(&held, cap, &mut self.members, convert)?.is_none() {
+            if self.decode(&held)?.is_none() {
                 return Ok(None);
             }
         }
-        decode_page(body, cap, &mut self.members, convert)
+        self.decode(body)
     }
-}
 
-/// One page decoded and checked, its members appended through `convert`: its next
-/// marker, or `None` when it would pass the cap.
-fn decode_page<R>(
-    body: &[u8],
-    cap: MemberCap,
-    members: &mut Vec<R>,
-    convert: &mut Convert<'_, R>,
-) -> Result<Option<Option<String>>, String> {
-    let page = super::member_page::decode(body)?;
-    if members.len() + page.members.len() > cap.limit {
-        return Ok(None);
+    /// One page decoded and checked, its members appended through `convert`: its next
+    /// marker, or `None` when it would pass the cap.
+    fn decode(&mut self, body: &[u8]) -> Result<Option<Option<String>>, String> {
+        let page = super::member_page::decode(body)?;
+        if self.members.len() + page.members.len() > self.cap.limit {
+            return Ok(None);
+        }
+        for m in &page.members {
+            check_member(m)?;
+        }
+        self.members
+            .extend(page.members.iter().map(&mut *self.convert));
+        Ok(Some(
+            page.page_info
+                .and_then(|p| p.next_marker)
+                .filter(|m| !m.is_empty())
+                .map(Cow::into_owned),
+        ))
     }
-    for m in &page.members {
-        check_member(m)?;
-    }
-    members.extend(page.members.iter().map(&mut *convert));
-    Ok(Some(
-        page.page_info
-            .and_then(|p| p.next_marker)
-            .filter(|m| !m.is_empty())
-            .map(Cow::into_owned),
-    ))
 }
 
 #[cfg(test)]

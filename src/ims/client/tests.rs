@@ -28,18 +28,20 @@ fn list(pages: &[Vec<u8>], known: Option<&ListingPrint>) -> Read {
 
 /// [`list`], holding at most `hold_limit` bytes of unchanged pages.
 fn list_holding(pages: &[Vec<u8>], known: Option<&ListingPrint>, hold_limit: usize) -> Read {
+    let mut convert = |m: &MemberRef<'_>| m.member_id.to_string();
     let mut paging = Paging {
         known: known.filter(|k| k.fits(2, CAP.limit, 10)),
+        cap: CAP,
+        convert: &mut convert,
         members: Vec::new(),
         pages: Vec::new(),
         held: Vec::new(),
         hold_limit,
     };
-    let mut convert = |m: &MemberRef<'_>| m.member_id.to_string();
     let said = pages
         .iter()
         .map(|body| {
-            let said = match paging.read(body, CAP, &mut convert).unwrap() {
+            let said = match paging.read(body).unwrap() {
                 Page::Same(next) => format!("same {next:?}"),
                 Page::Decoded(next) => format!("decoded {next:?}"),
                 Page::TooMany => "too many".into(),
